@@ -1,0 +1,49 @@
+# Two commands run everything: `make demo` and `make test`. Both start with `make install`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+DATA        ?= $(CURDIR)/data
+DEMO_METERS ?= 1000
+DEMO_DAYS   ?= 60
+DEMO_START  := $(shell date -u -d "$(DEMO_DAYS) days ago" +%Y-%m-%d)
+YESTERDAY   := $(shell date -u -d "1 day ago" +%Y-%m-%d)
+
+export METER_DATA_DIR ?= $(DATA)
+export METER_LAKE ?= $(DATA)/lake
+
+.PHONY: install test demo bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+test: install
+	$(BIN)/pytest
+
+# A fresh simulated retailer, every partition materialized, then the UI on 127.0.0.1:3000.
+demo: install
+	rm -rf $(DATA)/lake $(DATA)/dagster_home
+	mkdir -p $(DATA)/dagster_home
+	cp dagster.yaml $(DATA)/dagster_home/dagster.yaml
+	$(BIN)/meter-sim generate --meters $(DEMO_METERS) --start $(DEMO_START) --days $(DEMO_DAYS)
+	$(BIN)/meter-sim release-late --until $(YESTERDAY)
+	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/python -m meter_assets.demo --start $(DEMO_START) --days $(DEMO_DAYS)
+	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# Full scale: 200,000 meters, one day.
+bench: install
+	$(BIN)/python bench/foundation.py --meters 200000
+
+# Re-resolve the lock file after changing dependencies in pyproject.toml.
+lock:
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements.lock
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache

@@ -1,0 +1,384 @@
+"""Curating one local day of head-end files into `reads_15min`, in DuckDB SQL.
+
+The steps, one statement each:
+1. stage every readable file of a contract into one typed shape, with a reason per bad row;
+2. quarantine: bad rows, rows the CSV reader could not split, and unreadable files;
+3. curate: the latest version of each meter and interval, plus a `missing` row for each
+   interval an expected meter did not deliver, written as one sorted Parquet file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from meter_assets.config import settings
+from meter_assets.ingest.contracts import BY_NAME, Contract
+from meter_assets.partitions import INTERVAL, local_day_bounds
+from meter_assets.sql import parquet, sql_list
+
+READS_15MIN = "curated/reads_15min"
+QUARANTINE = "quarantine/reads_15min"
+
+# Meters per curation step: bounds the dedupe's memory at full scale.
+CHUNK_METERS = 50_000
+
+# A corrected timestamp further than this from a quarter-hour is not trusted.
+GRID_TOLERANCE_S = 120
+
+# Fields arrive as text; every cast is a TRY_CAST so one bad value names itself in `reason`
+# instead of failing the day.
+STAGE_SQL = """
+COPY (
+WITH source AS (
+    {source}
+),
+typed AS (
+    SELECT
+        file_id,
+        record,
+        fields,
+        TRY_CAST(fields.meter_id AS INTEGER)                                   AS meter_id,
+        CASE WHEN ends_with(fields.interval_start, 'Z')
+             THEN TRY_CAST(fields.interval_start AS TIMESTAMP) END              AS device_read_at,
+        TRY_CAST(fields.energy AS DECIMAL(18, 3))                               AS energy,
+        CASE fields.quality WHEN $actual THEN 'actual'
+                            WHEN $estimated THEN 'estimated' END                AS quality_flag,
+        TRY_CAST(fields.version AS SMALLINT)                                    AS version,
+        CASE WHEN ends_with(fields.meter_clock, 'Z')
+             THEN TRY_CAST(fields.meter_clock AS TIMESTAMP) END                 AS meter_clock,
+        CASE WHEN ends_with(fields.received_at, 'Z')
+             THEN TRY_CAST(fields.received_at AS TIMESTAMP) END                 AS received_at
+    FROM source
+),
+normalised AS (
+    SELECT
+        *,
+        CAST({kwh_expression} AS DECIMAL(12, 3))                                AS kwh,
+        date_diff('second', received_at, meter_clock)                           AS clock_offset_s,
+        device_read_at - to_seconds(date_diff('second', received_at, meter_clock)) AS corrected_at
+    FROM typed
+),
+snapped AS (
+    SELECT
+        *,
+        make_timestamp(CAST(round(epoch_us(corrected_at) / 900e6) AS BIGINT) * 900000000) AS read_at
+    FROM normalised
+)
+SELECT
+    file_id,
+    CASE WHEN reason IS NOT NULL THEN coalesce(record, concat_ws(',', fields.meter_id, fields.interval_start,
+        fields.energy, fields.quality, fields.version, fields.meter_clock, fields.received_at)) END AS record,
+    meter_id, device_read_at, read_at, kwh, quality_flag, version, received_at, clock_offset_s,
+    reason
+FROM (
+    SELECT
+        snapped.*,
+        CASE
+            WHEN fields IS NULL                THEN 'not valid JSON'
+            WHEN snapped.meter_id IS NULL      THEN 'meter_id: ' || coalesce('not an integer: ' || fields.meter_id, 'missing')
+            WHEN known_meters.meter_id IS NULL THEN 'meter_id: unknown meter ' || snapped.meter_id
+            WHEN device_read_at IS NULL        THEN 'interval_start: ' || coalesce('not an ISO 8601 UTC time: ' || fields.interval_start, 'missing')
+            WHEN energy IS NULL                THEN 'energy: ' || coalesce('not a number: ' || fields.energy, 'missing')
+            WHEN {whole_check}                 THEN 'energy: not a whole number of Wh: ' || fields.energy
+            WHEN kwh < 0                       THEN 'energy: negative reading ' || kwh || ' kWh'
+            WHEN kwh > $max_kwh                THEN 'energy: ' || kwh || ' kWh in 15 minutes is more than a residential supply can draw'
+            WHEN quality_flag IS NULL          THEN 'quality: ' || coalesce('unknown code ' || fields.quality, 'missing')
+            WHEN version IS NULL               THEN 'version: ' || coalesce('not an integer: ' || fields.version, 'missing')
+            WHEN meter_clock IS NULL           THEN 'meter_clock: ' || coalesce('not an ISO 8601 UTC time: ' || fields.meter_clock, 'missing')
+            WHEN received_at IS NULL           THEN 'received_at: ' || coalesce('not an ISO 8601 UTC time: ' || fields.received_at, 'missing')
+            WHEN abs(date_diff('second', read_at, corrected_at)) > $grid_tolerance
+                                               THEN 'clock: corrected time ' || corrected_at || ' is not within '
+                                                    || $grid_tolerance || ' s of a quarter hour'
+            WHEN read_at < $day_start OR read_at >= $day_end
+                                               THEN 'read_at: ' || read_at || ' is outside the local day'
+        END AS reason
+    FROM snapped
+    LEFT JOIN known_meters ON known_meters.meter_id = snapped.meter_id
+)
+) TO '{target}' (FORMAT parquet, COMPRESSION lz4_raw)
+"""
+
+CSV_SOURCE = """
+    SELECT
+        files.file_id,
+        NULL                                                                  AS record,
+        {{'meter_id': "{meter_id}", 'interval_start': "{interval_start}", 'energy': "{energy}",
+          'quality': "{quality}", 'version': "{version}", 'meter_clock': "{meter_clock}",
+          'received_at': "{received_at}"}}                                    AS fields
+    FROM read_csv({uris}, header = true, auto_detect = false, all_varchar = true,
+                  columns = {columns}, filename = true, store_rejects = true)
+    JOIN files ON files.uri = filename
+"""
+
+JSONL_SOURCE = """
+    SELECT
+        files.file_id,
+        line AS record,
+        CASE WHEN json_valid(line) THEN json_extract_string(line, {paths}) END AS parts,
+        CASE WHEN parts IS NOT NULL THEN
+            {{'meter_id': parts[1], 'interval_start': parts[2], 'energy': parts[3], 'quality': parts[4],
+              'version': parts[5], 'meter_clock': parts[6], 'received_at': parts[7]}}
+        END AS fields
+    FROM read_csv({uris}, header = false, auto_detect = false, columns = {{'line': 'VARCHAR'}},
+                  delim = '\\x1f', quote = '', escape = '', filename = true, store_rejects = true)
+    JOIN files ON files.uri = filename
+    WHERE line IS NOT NULL
+"""
+
+QUARANTINE_SQL = """
+COPY (
+    WITH bad_rows AS (
+        SELECT file_id, CAST(NULL AS BIGINT) AS line, reason, record, meter_id, read_at
+        FROM staged
+        WHERE reason IS NOT NULL
+    ),
+    unsplittable_rows AS (
+        SELECT files.file_id, errors.line, errors.error_type || ': ' || errors.error_message AS reason,
+               rtrim(errors.csv_line, chr(10)) AS record, CAST(NULL AS INTEGER) AS meter_id,
+               CAST(NULL AS TIMESTAMP) AS read_at
+        FROM reject_errors AS errors
+        JOIN reject_scans AS scans USING (scan_id, file_id)
+        JOIN files ON files.uri = scans.file_path
+    ),
+    unreadable_files AS (
+        SELECT file_id, CAST(NULL AS BIGINT) AS line, reason, CAST(NULL AS VARCHAR) AS record,
+               CAST(NULL AS INTEGER) AS meter_id, CAST(NULL AS TIMESTAMP) AS read_at
+        FROM files
+        WHERE status <> 'ok'
+    )
+    SELECT files.file_key AS source_file, files.contract, q.line, q.reason, q.record, q.meter_id, q.read_at,
+           files.arrived_at AS ingested_at,
+           CASE WHEN files.status = 'ok' THEN 'row' ELSE 'file' END AS scope
+    FROM (SELECT * FROM bad_rows UNION ALL SELECT * FROM unsplittable_rows UNION ALL SELECT * FROM unreadable_files) AS q
+    JOIN files USING (file_id)
+    ORDER BY source_file, q.line NULLS LAST, q.meter_id, q.read_at, q.reason
+) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
+"""
+
+CURATE_SQL = """
+COPY (
+    WITH ranked AS (
+        -- one sortable number per row: version first, then receive time, then file
+        SELECT *,
+               (CAST(version AS BIGINT) << 48) | (CAST(epoch(received_at) AS BIGINT) << 16) | file_id AS rank
+        FROM staged
+        WHERE reason IS NULL AND meter_id BETWEEN $first_meter AND $last_meter
+    ),
+    latest_version AS MATERIALIZED (
+        -- a resent file collapses to one row; a correction (higher version) wins,
+        -- and among equal versions the one received last
+        SELECT
+            meter_id,
+            read_at,
+            arg_max(kwh, rank)            AS kwh,
+            arg_max(quality_flag, rank)   AS quality_flag,
+            arg_max(version, rank)        AS version,
+            arg_max(device_read_at, rank) AS device_read_at,
+            arg_max(received_at, rank)    AS received_at,
+            arg_max(clock_offset_s, rank) AS clock_offset_s,
+            arg_max(file_id, rank)        AS file_id,
+            count(*)                      AS copies
+        FROM ranked
+        GROUP BY meter_id, read_at
+    ),
+    local_day AS (
+        SELECT unnest(generate_series($day_start, $day_end - INTERVAL 15 MINUTE, INTERVAL 15 MINUTE)) AS read_at
+    ),
+    delivered_per_meter AS (
+        SELECT meter_id, count(*) AS intervals FROM latest_version GROUP BY meter_id
+    ),
+    incomplete_meters AS (
+        SELECT expected.meter_id, expected.expected_from, expected.expected_until
+        FROM expected_meters AS expected
+        LEFT JOIN delivered_per_meter AS delivered USING (meter_id)
+        WHERE coalesce(delivered.intervals, 0) < $intervals
+          AND expected.meter_id BETWEEN $first_meter AND $last_meter
+    ),
+    delivered_by_incomplete AS (
+        SELECT meter_id, read_at FROM latest_version SEMI JOIN incomplete_meters USING (meter_id)
+    ),
+    missing AS (
+        SELECT incomplete.meter_id, local_day.read_at
+        FROM incomplete_meters AS incomplete
+        CROSS JOIN local_day
+        ANTI JOIN delivered_by_incomplete AS delivered USING (meter_id, read_at)
+        WHERE local_day.read_at >= incomplete.expected_from AND local_day.read_at < incomplete.expected_until
+    )
+    SELECT
+        meter_id,
+        read_at,
+        kwh,
+        quality_flag,
+        version,
+        device_read_at,
+        received_at,
+        clock_offset_s,
+        CAST(copies AS SMALLINT)         AS copies,
+        files.file_key                   AS source_file,
+        files.arrived_at                 AS ingested_at
+    FROM latest_version
+    JOIN files USING (file_id)
+    UNION ALL
+    SELECT
+        meter_id, read_at, NULL, 'missing', NULL, NULL, NULL, NULL, 0, NULL, NULL
+    FROM missing
+    ORDER BY meter_id, read_at
+) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)
+"""
+
+
+@dataclass(frozen=True)
+class CurationResult:
+    rows: int
+    files: list[str]
+    by_flag: dict[str, int]
+    staged_rows: int
+    quarantined_rows: int
+    quarantined_files: int
+    duplicate_rows: int
+    corrected_rows: int
+    clock_corrected_rows: int
+
+
+def _source(contract: Contract, uris: list[str]) -> str:
+    if contract.format == "csv":
+        columns = "{" + ", ".join(f"'{f}': 'VARCHAR'" for f in contract.fields) + "}"
+        return CSV_SOURCE.format(
+            uris=sql_list(uris), columns=columns, meter_id=contract.meter_id,
+            interval_start=contract.interval_start, energy=contract.energy, quality=contract.quality,
+            version=contract.version, meter_clock=contract.meter_clock, received_at=contract.received_at,
+        )
+    paths = sql_list([f"$.{f}" for f in contract.fields])
+    return JSONL_SOURCE.format(uris=sql_list(uris), paths=paths)
+
+
+def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table, lake_uri, meters_uris: list[str],
+               curated_target: str, quarantine_target: str, scratch: str) -> CurationResult:
+    """Stage, quarantine and curate one local day: curated Parquet files under the folder
+    `curated_target`, quarantined rows in the file `quarantine_target`.
+
+    `scratch` is a local folder for the staged rows; staging streams to Parquet there so a
+    full day never has to sit in memory at once.
+    """
+    s = settings()
+    day_start, day_end = local_day_bounds(day)
+    intervals = int((day_end - day_start) / INTERVAL)
+
+    files = inventory.append_column("file_id", pa.array(range(inventory.num_rows), pa.int32()))
+    files = files.append_column("uri", pa.array([lake_uri(k) for k in files.column("file_key").to_pylist()], pa.string()))
+    con.register("files", files)
+    meters = parquet(meters_uris)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE expected_meters AS
+        SELECT meter_id,
+               greatest($day_start, CAST(installed_on AS TIMESTAMP)) AS expected_from,
+               least($day_end, coalesce(CAST(removed_on AS TIMESTAMP), $day_end)) AS expected_until
+        FROM {meters}
+        WHERE CAST(installed_on AS TIMESTAMP) < $day_end
+          AND (removed_on IS NULL OR CAST(removed_on AS TIMESTAMP) > $day_start)
+        """,
+        {"day_start": day_start, "day_end": day_end},
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE known_meters AS SELECT meter_id FROM {meters}")
+
+    ok = files.filter(pa.compute.equal(files.column("status"), "ok"))
+    staged_parts = []
+    for name in sorted(set(ok.column("contract").to_pylist())):
+        contract = BY_NAME[name]
+        uris = [u for u, c in zip(ok.column("uri").to_pylist(), ok.column("contract").to_pylist()) if c == name]
+        wh = contract.energy_unit == "Wh"
+        staged_parts.append(f"{scratch}/staged-{name}.parquet")
+        con.execute(
+            STAGE_SQL.format(
+                source=_source(contract, uris),
+                kwh_expression="energy * 0.001" if wh else "energy",
+                whole_check="energy <> round(energy)" if wh else "FALSE",
+                target=staged_parts[-1],
+            ),
+            {
+                "actual": contract.actual_code,
+                "estimated": contract.estimated_code,
+                "max_kwh": s.max_interval_kwh,
+                "grid_tolerance": GRID_TOLERANCE_S,
+                "day_start": day_start,
+                "day_end": day_end,
+            },
+        )
+    if staged_parts:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW staged AS SELECT * FROM {parquet(staged_parts)}")
+    else:
+        con.execute(EMPTY_STAGED)
+    if not _has_table(con, "reject_errors"):
+        con.execute(EMPTY_REJECTS)
+
+    con.execute(QUARANTINE_SQL.format(target=quarantine_target))
+    # The dedupe is a hash aggregate over every meter and interval; in meter ranges it stays
+    # small, and ranges written in order keep the day sorted by meter across files.
+    bounds = con.execute(
+        "SELECT min(meter_id), max(meter_id) FROM (SELECT meter_id FROM staged UNION ALL SELECT meter_id FROM expected_meters)"
+    ).fetchone()
+    first, last = (bounds[0] or 0), (bounds[1] or 0)
+    curated_parts = []
+    for part, low in enumerate(range(first, last + 1, CHUNK_METERS)):
+        curated_parts.append(f"{curated_target}/part-{part:04d}.parquet")
+        con.execute(
+            CURATE_SQL.format(target=curated_parts[-1]),
+            {"day_start": day_start, "day_end": day_end, "intervals": intervals,
+             "first_meter": low, "last_meter": min(last, low + CHUNK_METERS - 1)},
+        )
+
+    staged = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE reason IS NULL AND clock_offset_s <> 0) FROM staged"
+    ).fetchone()
+    curated = con.execute(
+        f"""
+        SELECT quality_flag, count(*), sum(copies - 1) FILTER (WHERE copies > 1), count(*) FILTER (WHERE version > 1)
+        FROM {parquet(curated_parts)} GROUP BY quality_flag
+        """
+    ).fetchall()
+    quarantined = con.execute(
+        f"""
+        SELECT count(*) FILTER (WHERE scope = 'row'), count(*) FILTER (WHERE scope = 'file')
+        FROM {parquet(quarantine_target)}
+        """
+    ).fetchone()
+    by_flag = {flag: count for flag, count, _, _ in curated}
+    return CurationResult(
+        rows=sum(by_flag.values()),
+        files=curated_parts,
+        by_flag=by_flag,
+        staged_rows=staged[0],
+        quarantined_rows=quarantined[0],
+        quarantined_files=quarantined[1],
+        duplicate_rows=int(sum(d or 0 for _, _, d, _ in curated)),
+        corrected_rows=int(sum(c or 0 for _, _, _, c in curated)),
+        clock_corrected_rows=staged[1],
+    )
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()[0])
+
+
+# A day with no readable file still gets a (file-level) quarantine and an all-missing day.
+EMPTY_STAGED = """
+CREATE OR REPLACE TEMP TABLE staged AS
+SELECT NULL::INTEGER AS file_id, NULL::VARCHAR AS record, NULL::INTEGER AS meter_id,
+       NULL::TIMESTAMP AS device_read_at, NULL::TIMESTAMP AS read_at, NULL::DECIMAL(12, 3) AS kwh,
+       NULL::VARCHAR AS quality_flag, NULL::SMALLINT AS version, NULL::TIMESTAMP AS received_at,
+       NULL::INTEGER AS clock_offset_s, NULL::VARCHAR AS reason
+WHERE FALSE
+"""
+
+EMPTY_REJECTS = """
+CREATE OR REPLACE TEMP TABLE reject_errors AS
+SELECT NULL::BIGINT AS scan_id, NULL::BIGINT AS file_id, NULL::BIGINT AS line, NULL::VARCHAR AS error_type,
+       NULL::VARCHAR AS error_message, NULL::VARCHAR AS csv_line WHERE FALSE;
+CREATE OR REPLACE TEMP TABLE reject_scans AS
+SELECT NULL::BIGINT AS scan_id, NULL::BIGINT AS file_id, NULL::VARCHAR AS file_path WHERE FALSE
+"""

@@ -1,0 +1,74 @@
+"""Raw head-end files: the day's inventory, and the contract check that guards it."""
+
+
+import collections
+import io
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from meter_assets.ingest.inventory import inventory, inventory_table
+from meter_assets.partitions import daily_partitions
+from meter_assets.resources import LakeResource
+from meter_assets.storage import Lake
+
+RAW_METER_FILES = "inventory/raw_meter_files"
+
+
+def read_inventory(lake: Lake, partition: str):
+    files = lake.files(RAW_METER_FILES, partition)
+    if not files:
+        raise FileNotFoundError(f"no raw_meter_files inventory for {partition}: materialize raw_meter_files first")
+    return pq.read_table(files)
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="ingest",
+    kinds={"parquet"},
+    check_specs=[dg.AssetCheckSpec("every_file_matches_a_contract", asset="raw_meter_files")],
+)
+def raw_meter_files(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """The day's head-end files as they arrived: keys, sizes, formats, row counts, damage."""
+    store = lake.lake()
+    day = daily_partitions.time_window_for_partition_key(context.partition_key).start.date()
+    files = inventory(store, day)
+    table = inventory_table(files)
+    version = store.new_version(RAW_METER_FILES, context.partition_key)
+    pq.write_table(table, f"{version}/part-0000.parquet")
+    store.publish(RAW_METER_FILES, context.partition_key, version, {"rows": table.num_rows})
+
+    by_status = collections.Counter(f.status for f in files)
+    by_contract = collections.Counter(f.contract or "none" for f in files)
+    rejected = [f for f in files if f.status != "ok"]
+    listing = io.StringIO()
+    listing.write("| file | format | contract | bytes | rows | status |\n|---|---|---|---|---|---|\n")
+    for f in files[:50]:
+        listing.write(f"| {f.file_key} | {f.format} | {f.contract or '-'} | {f.size_bytes} | {f.rows if f.rows is not None else '-'} | {f.status} |\n")
+    if len(files) > 50:
+        listing.write(f"\n... and {len(files) - 50} more files\n")
+    context.log.info(f"{len(files)} raw files for {context.partition_key}: {dict(by_status)}")
+    return dg.MaterializeResult(
+        metadata={
+            "files": len(files),
+            "bytes": sum(f.size_bytes for f in files),
+            "rows": sum(f.rows or 0 for f in files),
+            "by_status": dict(by_status),
+            "by_contract": dict(by_contract),
+            "files_listing": dg.MetadataValue.md(listing.getvalue()),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="every_file_matches_a_contract",
+                passed=not rejected,
+                # one broken file never stops a day: the operator is warned, the day goes on
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "rejected_files": len(rejected),
+                    "first_rejected": dg.MetadataValue.json(
+                        [{"file": f.file_key, "status": f.status, "reason": f.reason} for f in rejected[:10]]
+                    ),
+                },
+            )
+        ],
+    )

@@ -1,0 +1,107 @@
+"""Reference dimensions from the retailer's exports under `reference/`."""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from meter_assets.resources import LakeResource
+from meter_assets.sql import parquet
+from meter_assets.storage import Lake
+
+# Each export's columns and types: the contract a real retailer's exports follow.
+CONTRACTS: dict[str, dict[str, str]] = {
+    "customers": {
+        "customer_id": "INTEGER",
+        "account_name": "VARCHAR",
+        "region": "VARCHAR",
+        "plan_id": "VARCHAR",
+        "joined_on": "DATE",
+    },
+    "meters": {
+        "meter_id": "INTEGER",
+        "region": "VARCHAR",
+        "collection_group": "INTEGER",
+        "head_end": "VARCHAR",
+        "installed_on": "DATE",
+        "removed_on": "DATE",
+    },
+    "meter_assignments": {
+        "meter_id": "INTEGER",
+        "customer_id": "INTEGER",
+        "valid_from": "DATE",
+        "valid_to": "DATE",
+    },
+    "tariffs": {
+        "tariff_id": "INTEGER",
+        "plan_id": "VARCHAR",
+        "plan_name": "VARCHAR",
+        "band": "VARCHAR",
+        "band_start": "VARCHAR",
+        "band_end": "VARCHAR",
+        "unit_rate": "DECIMAL(10, 4)",
+        "standing_charge": "DECIMAL(10, 4)",
+        "currency": "VARCHAR",
+        "valid_from": "DATE",
+        "valid_to": "DATE",
+        "is_current": "BOOLEAN",
+    },
+}
+
+KEYS = {
+    "customers": ["customer_id"],
+    "meters": ["meter_id"],
+    "meter_assignments": ["meter_id", "valid_from"],
+    "tariffs": ["tariff_id"],
+}
+
+
+def dimension_table(name: str) -> str:
+    return f"curated/{name}"
+
+
+def load_reference(lake: Lake, con, name: str) -> dict:
+    """Validate one export against its contract and publish it as Parquet."""
+    key = f"reference/{name}.csv"
+    if not lake.exists(key):
+        raise FileNotFoundError(f"reference export {key} is missing from the lake at {lake.root}")
+    columns = CONTRACTS[name]
+    header = lake.read_bytes(key).split(b"\n", 1)[0].decode().strip().split(",")
+    if header != list(columns):
+        raise ValueError(f"{key}: columns {header} do not match the contract {list(columns)}")
+    source = (
+        f"read_csv('{lake.uri(key)}', header = true, auto_detect = false, "
+        f"columns = {{{', '.join(f'{c!r}: {t!r}' for c, t in columns.items())}}}, dateformat = '%Y-%m-%d')"
+    )
+    keys = ", ".join(KEYS[name])
+    duplicates = con.execute(
+        f"SELECT count(*) FROM (SELECT {keys} FROM {source} GROUP BY ALL HAVING count(*) > 1)"
+    ).fetchone()[0]
+    if duplicates:
+        raise ValueError(f"{key}: {duplicates} keys ({keys}) appear more than once")
+    version = lake.new_version(dimension_table(name))
+    con.execute(f"COPY (SELECT * FROM {source} ORDER BY {keys}) TO '{version}/part-0000.parquet' (FORMAT parquet)")
+    rows = con.execute(f"SELECT count(*) FROM {parquet(f'{version}/part-0000.parquet')}").fetchone()[0]
+    lake.publish(dimension_table(name), None, version, {"rows": rows})
+    return {"rows": rows, "source": key}
+
+
+def _reference_asset(name: str, description: str):
+    @dg.asset(name=name, group_name="reference", description=description, kinds={"duckdb", "parquet"})
+    def _asset(lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+        with duckdb.get_connection() as con:
+            result = load_reference(lake.lake(), con, name)
+        return dg.MaterializeResult(
+            metadata={"rows": result["rows"], "source": result["source"], "table": dimension_table(name)}
+        )
+
+    return _asset
+
+
+customers = _reference_asset("customers", "Customer accounts with region and tariff plan, for bills and the usage page.")
+meters = _reference_asset("meters", "Every installed meter with its region and head-end, so a silent meter is noticed.")
+meter_assignments = _reference_asset(
+    "meter_assignments", "Which customer each meter belonged to on which days, so usage goes to the right bill."
+)
+tariffs = _reference_asset("tariffs", "Tariff history (type 2) with time-of-use bands, so each interval is priced right.")
+
+reference_assets = [customers, meters, meter_assignments, tariffs]

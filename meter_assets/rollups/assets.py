@@ -1,0 +1,121 @@
+"""Hourly and daily rollups of the curated readings, for every report, bill and page."""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from meter_assets.curated.assets import reads_15min
+from meter_assets.curated.readings import READS_15MIN
+from meter_assets.partitions import daily_partitions
+from meter_assets.resources import LakeResource
+from meter_assets.sql import parquet
+
+READS_HOURLY = "rollups/reads_hourly"
+READS_DAILY = "rollups/reads_daily"
+
+HOURLY_SQL = """
+COPY (
+    SELECT
+        meter_id,
+        date_trunc('hour', read_at)                                            AS hour_start,
+        CAST(coalesce(sum(kwh), 0) AS DECIMAL(18, 3))                          AS kwh,
+        CAST(coalesce(sum(kwh) FILTER (WHERE quality_flag = 'estimated'), 0) AS DECIMAL(18, 3)) AS estimated_kwh,
+        CAST(count(*) AS SMALLINT)                                             AS intervals,
+        CAST(count(*) FILTER (WHERE quality_flag = 'actual') AS SMALLINT)      AS actual_intervals,
+        CAST(count(*) FILTER (WHERE quality_flag = 'estimated') AS SMALLINT)   AS estimated_intervals,
+        CAST(count(*) FILTER (WHERE quality_flag = 'missing') AS SMALLINT)     AS missing_intervals
+    FROM {sources}
+    GROUP BY meter_id, hour_start
+    ORDER BY meter_id, hour_start
+) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
+"""
+
+# The local day is exactly the UTC hours it covers, so the daily total is the sum of hours.
+DAILY_SQL = """
+COPY (
+    SELECT
+        meter_id,
+        CAST($day AS DATE)                                    AS local_date,
+        CAST(sum(kwh) AS DECIMAL(18, 3))                      AS kwh,
+        CAST(sum(estimated_kwh) AS DECIMAL(18, 3))            AS estimated_kwh,
+        CAST(sum(intervals) AS SMALLINT)                      AS intervals,
+        CAST(sum(actual_intervals) AS SMALLINT)               AS actual_intervals,
+        CAST(sum(estimated_intervals) AS SMALLINT)            AS estimated_intervals,
+        CAST(sum(missing_intervals) AS SMALLINT)              AS missing_intervals
+    FROM {sources}
+    GROUP BY meter_id
+    ORDER BY meter_id
+) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
+"""
+
+
+def _partition_files(store, table: str, partition: str, needs: str) -> list[str]:
+    files = store.files(table, partition)
+    if not files:
+        raise FileNotFoundError(f"{table} has no published partition {partition}: materialize {needs} first")
+    return files
+
+
+@dg.asset(partitions_def=daily_partitions, deps=[reads_15min], group_name="rollups", kinds={"duckdb", "parquet"},
+          pool="lake_compute")
+def reads_hourly(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    """Each meter's kWh per UTC hour, estimated kWh apart, for load curves and forecasts."""
+    store = lake.lake()
+    sources = _partition_files(store, READS_15MIN, context.partition_key, "reads_15min")
+    version = store.new_version(READS_HOURLY, context.partition_key)
+    with duckdb.get_connection() as con:
+        con.execute(HOURLY_SQL.format(sources=parquet(sources), target=f"{version}/part-0000.parquet"))
+        rows, kwh = con.execute(f"SELECT count(*), sum(kwh) FROM {parquet(f'{version}/part-0000.parquet')}").fetchone()
+    store.publish(READS_HOURLY, context.partition_key, version, {"rows": rows})
+    return dg.MaterializeResult(metadata={"rows": rows, "kwh": float(kwh or 0)})
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=[reads_hourly],
+    group_name="rollups",
+    kinds={"duckdb", "parquet"},
+    pool="lake_compute",
+    check_specs=[dg.AssetCheckSpec("daily_equals_hourly_equals_15min", asset="reads_daily", blocking=True,
+                                   additional_deps=["reads_hourly", "reads_15min"])],
+)
+def reads_daily(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    """Each meter's kWh for the local calendar day, with its estimated and missing intervals."""
+    store = lake.lake()
+    partition = context.partition_key
+    hourly = _partition_files(store, READS_HOURLY, partition, "reads_hourly")
+    quarter_hours = _partition_files(store, READS_15MIN, partition, "reads_15min")
+    version = store.new_version(READS_DAILY, partition)
+    target = f"{version}/part-0000.parquet"
+    with duckdb.get_connection() as con:
+        con.execute(DAILY_SQL.format(sources=parquet(hourly), target=target), {"day": partition})
+        totals = con.execute(
+            f"""
+            SELECT
+                (SELECT sum(kwh) FROM {parquet(target)})                AS daily,
+                (SELECT sum(kwh) FROM {parquet(hourly)})                AS hourly,
+                (SELECT sum(kwh) FROM {parquet(quarter_hours)})         AS quarter_hourly,
+                (SELECT sum(intervals) FROM {parquet(target)})          AS daily_intervals,
+                (SELECT count(*) FROM {parquet(quarter_hours)})          AS quarter_hour_rows,
+                (SELECT count(*) FROM {parquet(target)})                AS meters
+            """
+        ).fetchone()
+    daily, hourly_kwh, quarter_kwh, daily_intervals, quarter_rows, meter_count = totals
+    store.publish(READS_DAILY, partition, version, {"rows": meter_count})
+    reconciled = daily == hourly_kwh == quarter_kwh and daily_intervals == quarter_rows
+    return dg.MaterializeResult(
+        metadata={"meters": meter_count, "kwh": float(daily or 0)},
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="daily_equals_hourly_equals_15min",
+                passed=bool(reconciled),
+                metadata={
+                    "daily_kwh": str(daily),
+                    "hourly_kwh": str(hourly_kwh),
+                    "quarter_hour_kwh": str(quarter_kwh),
+                    "daily_intervals": int(daily_intervals or 0),
+                    "quarter_hour_rows": int(quarter_rows or 0),
+                },
+            )
+        ],
+    )

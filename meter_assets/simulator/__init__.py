@@ -1,0 +1,1 @@
+"""A simulated retailer and its head-end: reference data, load, files and injected faults."""

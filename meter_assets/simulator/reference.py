@@ -1,0 +1,166 @@
+"""Reference exports of the simulated retailer, in the contract README.md documents."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from meter_assets.simulator.retailer import FIRST_CUSTOMER_ID, REGIONS, Population, vendor_of_group
+from meter_assets.storage import Lake
+
+# plan, band, local start, local end, unit rate before and after the mid-month change
+TARIFF_BANDS = (
+    ("FLEX", "all_day", "00:00", "24:00", "0.2450", "0.2486"),
+    ("EV-TOU", "off_peak", "00:00", "05:00", "0.0750", "0.0850"),
+    ("EV-TOU", "standard", "05:00", "16:00", "0.2650", "0.2750"),
+    ("EV-TOU", "peak", "16:00", "19:00", "0.3850", "0.3950"),
+    ("EV-TOU", "standard", "19:00", "24:00", "0.2650", "0.2750"),
+)
+PLAN_NAMES = {"FLEX": "Flexible single rate", "EV-TOU": "EV time of use"}
+STANDING_CHARGE = {"FLEX": ("0.6050", "0.6097"), "EV-TOU": ("0.5500", "0.5800")}
+TARIFF_HISTORY_START = dt.date(2023, 10, 1)
+
+
+@dataclass(frozen=True)
+class Tenancies:
+    """Who occupied each premise when; `valid_to` is exclusive, None while current."""
+
+    meter_id: np.ndarray
+    customer_id: np.ndarray
+    valid_from: list[dt.date]
+    valid_to: list[dt.date | None]
+    plan: list[str]
+    joined: list[dt.date]
+    region: list[str]
+
+
+def price_change_date(start: dt.date, days: int) -> dt.date:
+    """The 15th of the month, on or before the middle of the simulated range."""
+    middle = start + dt.timedelta(days=days // 2)
+    if middle.day >= 15:
+        return middle.replace(day=15)
+    return (middle.replace(day=1) - dt.timedelta(days=1)).replace(day=15)
+
+
+def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancies:
+    """One occupant per premise at the start; some move out, and after a void a new one moves in."""
+    rng = np.random.default_rng([seed, 5])
+    m = pop.size
+    first_joined = [start - dt.timedelta(days=int(d)) for d in rng.integers(60, 3000, m)]
+    ev_plan = pop.ev & (rng.random(m) < 0.7)
+    moves = rng.random(m) < min(0.9, 0.03 * days / 30)
+    move_day = rng.integers(1, max(2, days), m)
+    void_days = rng.integers(0, 8, m)
+
+    meter_id, customer_id, valid_from, valid_to, plan, joined, region = [], [], [], [], [], [], []
+    next_customer = FIRST_CUSTOMER_ID
+    for i in range(m):
+        region_name = REGIONS[pop.region[i]][0]
+        out = start + dt.timedelta(days=int(move_day[i])) if moves[i] else None
+        meter_id.append(int(pop.meter_id[i]))
+        customer_id.append(next_customer)
+        valid_from.append(first_joined[i])
+        valid_to.append(out)
+        plan.append("EV-TOU" if ev_plan[i] else "FLEX")
+        joined.append(first_joined[i])
+        region.append(region_name)
+        next_customer += 1
+        if out is not None:
+            move_in = out + dt.timedelta(days=int(void_days[i]))
+            meter_id.append(int(pop.meter_id[i]))
+            customer_id.append(next_customer)
+            valid_from.append(move_in)
+            valid_to.append(None)
+            plan.append("EV-TOU" if pop.ev[i] and rng.random() < 0.5 else "FLEX")
+            joined.append(move_in)
+            region.append(region_name)
+            next_customer += 1
+    return Tenancies(
+        meter_id=np.array(meter_id, dtype=np.int32),
+        customer_id=np.array(customer_id, dtype=np.int32),
+        valid_from=valid_from,
+        valid_to=valid_to,
+        plan=plan,
+        joined=joined,
+        region=region,
+    )
+
+
+def tariffs(start: dt.date, days: int) -> pa.Table:
+    """Type-2 tariff history: every plan's bands, with a mid-month price change."""
+    change = price_change_date(start, days)
+    rows: dict[str, list] = {k: [] for k in (
+        "tariff_id", "plan_id", "plan_name", "band", "band_start", "band_end",
+        "unit_rate", "standing_charge", "currency", "valid_from", "valid_to", "is_current",
+    )}
+    tariff_id = 1
+    for version, (valid_from, valid_to) in enumerate(((TARIFF_HISTORY_START, change), (change, None))):
+        for plan, band, band_start, band_end, *rates in TARIFF_BANDS:
+            rows["tariff_id"].append(tariff_id)
+            rows["plan_id"].append(plan)
+            rows["plan_name"].append(PLAN_NAMES[plan])
+            rows["band"].append(band)
+            rows["band_start"].append(band_start)
+            rows["band_end"].append(band_end)
+            rows["unit_rate"].append(rates[version])
+            rows["standing_charge"].append(STANDING_CHARGE[plan][version])
+            rows["currency"].append("GBP")
+            rows["valid_from"].append(valid_from)
+            rows["valid_to"].append(valid_to)
+            rows["is_current"].append(valid_to is None)
+            tariff_id += 1
+    return pa.table(rows)
+
+
+def csv_bytes(table: pa.Table) -> bytes:
+    """Plain CSV as a retailer's export tools write it: a header, no quotes, ISO dates."""
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer, pacsv.WriteOptions(quoting_style="none", quoting_header="none"))
+    return buffer.getvalue()
+
+
+def write_reference(lake: Lake, pop: Population, start: dt.date, days: int, seed: int, temperature: pa.Table) -> dict:
+    """Write every reference export; returns row counts by file."""
+    occupancy = tenancies(pop, start, days, seed)
+    customers = pa.table(
+        {
+            "customer_id": occupancy.customer_id,
+            "account_name": [f"Account {c}" for c in occupancy.customer_id.tolist()],
+            "region": occupancy.region,
+            "plan_id": occupancy.plan,
+            "joined_on": occupancy.joined,
+        }
+    )
+    meters = pa.table(
+        {
+            "meter_id": pop.meter_id,
+            "region": [REGIONS[r][0] for r in pop.region.tolist()],
+            "collection_group": pop.group,
+            "head_end": [vendor_of_group(int(g)) for g in pop.group.tolist()],
+            "installed_on": pa.array([dt.date(2019, 1, 1)] * pop.size, pa.date32()),
+            "removed_on": pa.nulls(pop.size, pa.date32()),
+        }
+    )
+    assignments = pa.table(
+        {
+            "meter_id": occupancy.meter_id,
+            "customer_id": occupancy.customer_id,
+            "valid_from": pa.array(occupancy.valid_from, pa.date32()),
+            "valid_to": pa.array(occupancy.valid_to, pa.date32()),
+        }
+    )
+    files = {
+        "reference/customers.csv": customers,
+        "reference/meters.csv": meters,
+        "reference/meter_assignments.csv": assignments,
+        "reference/tariffs.csv": tariffs(start, days),
+        "reference/temperature.csv": temperature,
+    }
+    for key, table in files.items():
+        lake.write_bytes(key, csv_bytes(table))
+    return {key: table.num_rows for key, table in files.items()}

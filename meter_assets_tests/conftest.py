@@ -1,0 +1,103 @@
+"""Shared fixtures: small simulated retailers, curated through the real Dagster assets."""
+
+import os
+import shutil
+import tempfile
+
+# Settings are read once per process: point scratch space somewhere disposable first.
+os.environ.setdefault("METER_DATA_DIR", tempfile.mkdtemp(prefix="meter-test-data-"))
+
+import datetime as dt  # noqa: E402
+
+import dagster as dg  # noqa: E402
+import duckdb  # noqa: E402
+import pytest  # noqa: E402
+
+from meter_assets.definitions import daily_assets  # noqa: E402
+from meter_assets.reference.assets import reference_assets  # noqa: E402
+from meter_assets.resources import LakeResource, duckdb_resource  # noqa: E402
+from meter_assets.simulator.cli import generate, release_late  # noqa: E402
+from meter_assets.simulator.headend import FaultRates  # noqa: E402
+from meter_assets.storage import Lake  # noqa: E402
+
+# Spring-forward week end in Europe/London: 30 March (96), 31 March (92), 1 April (96).
+SPRING_START = dt.date(2024, 3, 30)
+SPRING_DAYS = 3
+FAULTY = FaultRates(
+    late_file=0.05,
+    resend=0.05,
+    correction=0.05,
+    corrected_meters=0.05,
+    estimated=0.01,
+    offline=0.02,
+    dead=0.01,
+    drift=0.02,
+    malformed=0.0005,
+    truncated_files=1,
+    format_change=dt.date(2024, 3, 31),
+)
+
+
+def resources_for(root: str) -> dict:
+    return {"lake": LakeResource(root=root), "duckdb": duckdb_resource()}
+
+
+def materialize_days(root: str, days: list[dt.date], instance: dg.DagsterInstance | None = None) -> list:
+    """Reference data, then each day's daily assets, through Dagster's own executor."""
+    results = [dg.materialize(reference_assets, resources=resources_for(root), instance=instance)]
+    for day in days:
+        results.append(
+            dg.materialize(daily_assets, partition_key=day.isoformat(), resources=resources_for(root), instance=instance)
+        )
+    return results
+
+
+def spring_days() -> list[dt.date]:
+    return [SPRING_START + dt.timedelta(days=d) for d in range(SPRING_DAYS)]
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory) -> str:
+    """A faulty simulated retailer over the spring DST change, as the head-end left it."""
+    root = str(tmp_path_factory.mktemp("generated") / "lake")
+    generate(Lake(root), meters=300, start=SPRING_START, days=SPRING_DAYS, seed=11, rates=FAULTY, truth=True,
+             log=lambda *_: None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def before_release(generated, tmp_path_factory) -> str:
+    """The lake curated while late files are still held back."""
+    root = str(tmp_path_factory.mktemp("before") / "lake")
+    shutil.copytree(generated, root)
+    materialize_days(root, spring_days())
+    return root
+
+
+@pytest.fixture(scope="session")
+def after_release(generated, tmp_path_factory) -> str:
+    """The lake curated after every late file and correction has arrived."""
+    root = str(tmp_path_factory.mktemp("after") / "lake")
+    shutil.copytree(generated, root)
+    release_late(Lake(root), dt.date(2099, 1, 1))
+    materialize_days(root, spring_days())
+    return root
+
+
+def query(sql: str, params=None) -> list[tuple]:
+    with duckdb.connect() as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def table_files(root: str, table: str, day: dt.date | None = None) -> str:
+    """A DuckDB list literal of the current files of a published table partition."""
+    files = Lake(root).files(table, day.isoformat() if day else None)
+    assert files, f"{table} {day} is not published"
+    return "[" + ", ".join(f"'{f}'" for f in files) + "]"
+
+
+def faults(root: str, kind: str) -> list[dict]:
+    rows = duckdb.sql(
+        f"SELECT * FROM read_parquet('{root}/simulator/faults/*/faults.parquet') WHERE kind = '{kind}' ORDER BY ALL"
+    )
+    return [dict(zip(rows.columns, r)) for r in rows.fetchall()]

@@ -1,0 +1,196 @@
+"""Each fault the simulator injected, and what the curated layer made of it.
+
+Expected values come from the simulator's manifest and ground truth, never from the
+platform's own output.
+"""
+
+import datetime as dt
+import json
+
+from meter_assets.curated.readings import QUARANTINE, READS_15MIN
+from meter_assets.ingest.assets import RAW_METER_FILES
+from meter_assets.partitions import local_day_of
+
+from .conftest import faults, query, spring_days, table_files
+
+
+def curated(root: str) -> str:
+    return "(" + " UNION ALL ".join(f"SELECT * FROM read_parquet({table_files(root, READS_15MIN, d)})" for d in spring_days()) + ")"
+
+
+def quarantined(root: str) -> str:
+    return "(" + " UNION ALL ".join(f"SELECT * FROM read_parquet({table_files(root, QUARANTINE, d)})" for d in spring_days()) + ")"
+
+
+def reading(root: str, meter_id: int, read_at: dt.datetime):
+    rows = query(f"SELECT kwh, quality_flag, version, copies, clock_offset_s, source_file FROM {curated(root)} "
+                 "WHERE meter_id = ? AND read_at = ?", [meter_id, read_at])
+    assert len(rows) == 1, (meter_id, read_at, rows)
+    return rows[0]
+
+
+def test_curated_matches_ground_truth_after_every_late_file(after_release, generated):
+    truth = f"read_parquet('{generated}/simulator/truth/*/reads.parquet')"
+    mismatches = query(
+        f"""
+        SELECT t.meter_id, t.read_at, t.kwh, t.quality_flag, c.kwh, c.quality_flag
+        FROM {truth} AS t FULL OUTER JOIN {curated(after_release)} AS c USING (meter_id, read_at)
+        WHERE c.quality_flag IS DISTINCT FROM t.quality_flag OR c.kwh IS DISTINCT FROM t.kwh
+        LIMIT 10
+        """
+    )
+    assert mismatches == []
+    (rows,) = query(f"SELECT count(*) FROM {curated(after_release)}")[0]
+    assert rows == 300 * (96 + 92 + 96)
+
+
+def test_resent_files_collapse_to_one_row(after_release):
+    resends = faults(after_release, "resend")
+    assert resends
+    for resend in resends:
+        original = json.loads(resend["detail"])["original_key"]
+        (copies, rows) = query(
+            f"SELECT min(copies), count(*) FROM {curated(after_release)} WHERE source_file IN (?, ?)",
+            [original, resend["file_key"]],
+        )[0]
+        assert rows > 0 and copies >= 2, "every reading of a resent file was seen twice and kept once"
+        (duplicates,) = query(
+            f"SELECT count(*) FROM (SELECT meter_id, read_at FROM {curated(after_release)} GROUP BY ALL HAVING count(*) > 1)"
+        )[0]
+        assert duplicates == 0
+
+
+def test_correction_wins_over_original(after_release, before_release):
+    corrections = faults(after_release, "correction")
+    assert len(corrections) >= 5
+    for fix in corrections:
+        kwh, flag, version, _, _, source = reading(after_release, fix["meter_id"], fix["read_at"])
+        assert (kwh, flag, version, source) == (fix["kwh"], "actual", 2, fix["file_key"])
+        original = reading(before_release, fix["meter_id"], fix["read_at"])
+        assert str(original[0]) == json.loads(fix["detail"])["original_kwh"] and original[2] == 1
+
+
+def test_estimated_intervals_are_flagged_not_passed_as_measured(after_release):
+    corrected = {(f["meter_id"], f["read_at"]) for f in faults(after_release, "correction")}
+    estimated = [f for f in faults(after_release, "estimated") if (f["meter_id"], f["read_at"]) not in corrected]
+    assert len(estimated) > 20
+    lost = {(f["meter_id"], f["read_at"]) for f in faults(after_release, "malformed_row")}
+    truncated = faults(after_release, "truncated_file")[0]["file_key"]
+    for f in estimated[:200]:
+        if (f["meter_id"], f["read_at"]) in lost or f["file_key"] == truncated:
+            continue
+        kwh, flag, *_ = reading(after_release, f["meter_id"], f["read_at"])
+        assert (kwh, flag) == (f["kwh"], "estimated")
+
+
+def test_offline_intervals_are_missing_rows(after_release):
+    spans = faults(after_release, "missing")
+    assert {json.loads(s["detail"])["reason"] for s in spans} == {"offline", "dead"}
+    for span in spans:
+        rows = query(
+            f"SELECT count(*), count(*) FILTER (WHERE quality_flag = 'missing' AND kwh IS NULL) FROM {curated(after_release)} "
+            "WHERE meter_id = ? AND read_at >= ? AND read_at < ?",
+            [span["meter_id"], span["read_at"], span["read_until"]],
+        )[0]
+        expected = int((span["read_until"] - span["read_at"]) / dt.timedelta(minutes=15))
+        assert rows == (expected, expected), span
+
+
+def test_clock_drift_is_corrected_from_receive_time(after_release, generated):
+    drifts = faults(after_release, "clock_drift")
+    assert drifts
+    truth = f"read_parquet('{generated}/simulator/truth/*/reads.parquet')"
+    for drift in drifts:
+        seconds = json.loads(drift["detail"])["drift_seconds"]
+        rows = query(
+            f"""
+            SELECT count(*),
+                   count(*) FILTER (WHERE c.clock_offset_s = ? AND epoch(c.read_at) % 900 = 0
+                                    AND c.device_read_at = c.read_at + to_seconds(?)),
+                   count(*) FILTER (WHERE c.kwh IS NOT DISTINCT FROM t.kwh)
+            FROM {curated(after_release)} AS c JOIN {truth} AS t USING (meter_id, read_at)
+            WHERE c.meter_id = ? AND c.read_at >= ? AND c.read_at < ? AND c.quality_flag <> 'missing' AND c.version = 1
+            """,
+            [seconds, seconds, drift["meter_id"], drift["read_at"], drift["read_until"]],
+        )[0]
+        assert rows[0] > 0 and rows[0] == rows[1] == rows[2], drift
+
+
+def test_malformed_rows_are_quarantined_with_a_reason_and_neighbours_kept(after_release):
+    malformed = faults(after_release, "malformed_row")
+    assert len(malformed) >= 5
+    reasons = {r[0]: r[1] for r in query(f"SELECT source_file, list(reason) FROM {quarantined(after_release)} GROUP BY ALL")}
+    for bad in malformed:
+        assert bad["file_key"] in reasons, bad
+        assert all(reason for reason in reasons[bad["file_key"]])
+        kwh, flag, *_ = reading(after_release, bad["meter_id"], bad["read_at"])
+        corrected = any(f["meter_id"] == bad["meter_id"] and f["read_at"] == bad["read_at"]
+                        for f in faults(after_release, "correction"))
+        assert flag == "missing" or corrected
+        copies = [bad["file_key"]] + [r["file_key"] for r in faults(after_release, "resend")
+                                      if json.loads(r["detail"])["original_key"] == bad["file_key"]]
+        (neighbours,) = query(f"SELECT count(*) FROM {curated(after_release)} WHERE list_contains(?, source_file)",
+                              [copies])[0]
+        assert neighbours > 0, "one bad row never drops the rest of its file"
+    variants = {json.loads(b["detail"])["variant"] for b in malformed}
+    quarantine_reasons = " | ".join(r for rs in reasons.values() for r in rs)
+    if "negative" in variants:
+        assert "negative reading" in quarantine_reasons
+    if "not_a_number" in variants:
+        assert "not a number: N/A" in quarantine_reasons
+
+
+def test_truncated_file_is_quarantined_whole_and_the_day_goes_on(after_release):
+    (truncated,) = faults(after_release, "truncated_file")
+    key = truncated["file_key"]
+    day = local_day_of(dt.datetime.strptime(key.split("/")[-1].split("-")[2], "%Y%m%d%H"))
+    rows = query(f"SELECT scope, reason FROM read_parquet({table_files(after_release, QUARANTINE, day)}) WHERE source_file = ?", [key])
+    assert rows == [("file", rows[0][1])] and "truncated" in rows[0][1]
+    (status,) = query(f"SELECT status FROM read_parquet({table_files(after_release, RAW_METER_FILES, day)}) WHERE file_key = ?", [key])[0]
+    assert status == "unreadable"
+    (actual,) = query(f"SELECT count(*) FROM read_parquet({table_files(after_release, READS_15MIN, day)}) WHERE quality_flag = 'actual'")[0]
+    assert actual > 0.9 * 300 * 96
+
+
+def test_vendor_v2_files_are_converted_from_wh(after_release, generated):
+    truth = f"read_parquet('{generated}/simulator/truth/*/reads.parquet')"
+    (rows, exact, from_v1) = query(
+        f"""
+        SELECT count(*) FILTER (WHERE c.source_file LIKE '%beta%' AND c.read_at >= TIMESTAMP '2024-03-31 00:00'),
+               count(*) FILTER (WHERE c.source_file LIKE '%beta%' AND c.read_at >= TIMESTAMP '2024-03-31 00:00' AND c.kwh = t.kwh),
+               count(*) FILTER (WHERE c.source_file LIKE '%beta%' AND c.read_at < TIMESTAMP '2024-03-30 23:00')
+        FROM {curated(after_release)} AS c JOIN {truth} AS t USING (meter_id, read_at)
+        """
+    )[0]
+    assert rows > 1000 and exact == rows and from_v1 > 1000
+    contracts = {r[0] for r in query(f"SELECT DISTINCT contract FROM read_parquet('{after_release}/inventory/raw_meter_files/*/*/*.parquet')")}
+    assert {"alpha-csv-v1", "beta-jsonl-v1", "beta-jsonl-v2"} <= contracts
+
+
+def test_late_files_are_missing_until_they_arrive(before_release, after_release):
+    late = faults(before_release, "late_file")
+    assert late
+    for f in late:
+        before = query(f"SELECT count(*) FROM {curated(before_release)} WHERE source_file = ?", [f["file_key"]])[0][0]
+        after = query(f"SELECT count(*) FROM {curated(after_release)} WHERE source_file = ?", [f["file_key"]])[0][0]
+        assert before == 0 and after > 0
+
+
+def test_unknown_contract_file_is_quarantined_whole(tmp_path, generated):
+    import gzip
+    import shutil
+
+    from meter_assets.storage import Lake
+
+    from .conftest import materialize_days
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(generated, root)
+    key = "raw/2024/04/01/10/gamma-g009-2024040110-b1.csv.gz"
+    Lake(root).write_bytes(key, gzip.compress(b"serial;ts;value\n123;2024-04-01T10:00:00Z;1.0\n"))
+    results = materialize_days(root, [dt.date(2024, 4, 1)])
+    checks = {c.check_name: c for c in results[-1].get_asset_check_evaluations()}
+    assert not checks["every_file_matches_a_contract"].passed
+    assert checks["quarantine_rate_below_threshold"].passed
+    rows = query(f"SELECT scope, reason FROM read_parquet({table_files(root, QUARANTINE, dt.date(2024, 4, 1))}) WHERE source_file = ?", [key])
+    assert rows and rows[0][0] == "file" and "matches no known csv contract" in rows[0][1]

@@ -1,0 +1,80 @@
+import datetime as dt
+
+import pytest
+
+from meter_assets.curated.readings import READS_15MIN
+from meter_assets.partitions import intervals_in_day, local_day_bounds, utc_hours
+from meter_assets.rollups.assets import READS_DAILY, READS_HOURLY
+from meter_assets.simulator.cli import generate
+from meter_assets.simulator.headend import FaultRates
+from meter_assets.storage import Lake
+
+from .conftest import materialize_days, query, table_files
+
+
+@pytest.mark.parametrize(
+    "day, intervals, hours, utc_start",
+    [
+        (dt.date(2024, 3, 31), 92, 23, dt.datetime(2024, 3, 31, 0)),
+        (dt.date(2024, 10, 27), 100, 25, dt.datetime(2024, 10, 26, 23)),
+        (dt.date(2024, 7, 1), 96, 24, dt.datetime(2024, 6, 30, 23)),
+    ],
+)
+def test_local_day_bounds_follow_the_clock_change(day, intervals, hours, utc_start):
+    assert intervals_in_day(day) == intervals
+    assert len(utc_hours(day)) == hours
+    assert local_day_bounds(day)[0] == utc_start
+
+
+@pytest.fixture(scope="module")
+def fall_back(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("fall") / "lake")
+    clean = FaultRates(late_file=0, resend=0, correction=0, estimated=0.01, offline=0, dead=0, drift=0,
+                       malformed=0, truncated_files=0)
+    generate(Lake(root), meters=150, start=dt.date(2024, 10, 27), days=1, seed=2, rates=clean, truth=True,
+             log=lambda *_: None)
+    materialize_days(root, [dt.date(2024, 10, 27)])
+    return root
+
+
+def _per_meter_intervals(root: str, day: dt.date) -> set[int]:
+    return {r[0] for r in query(f"SELECT count(*) FROM read_parquet({table_files(root, READS_15MIN, day)}) GROUP BY meter_id")}
+
+
+def test_spring_forward_day_has_92_intervals_per_meter(after_release):
+    assert _per_meter_intervals(after_release, dt.date(2024, 3, 31)) == {92}
+    assert _per_meter_intervals(after_release, dt.date(2024, 3, 30)) == {96}
+
+
+def test_fall_back_day_has_100_intervals_per_meter(fall_back):
+    assert _per_meter_intervals(fall_back, dt.date(2024, 10, 27)) == {100}
+
+
+@pytest.mark.parametrize("day", [dt.date(2024, 3, 31)])
+def test_local_day_totals_match_ground_truth_spring(after_release, generated, day):
+    _assert_daily_totals_match_truth(after_release, generated, day, 92)
+
+
+def test_local_day_totals_match_ground_truth_fall(fall_back):
+    _assert_daily_totals_match_truth(fall_back, fall_back, dt.date(2024, 10, 27), 100)
+
+
+def _assert_daily_totals_match_truth(root: str, truth_root: str, day: dt.date, intervals: int):
+    start, end = local_day_bounds(day)
+    truth = f"read_parquet('{truth_root}/simulator/truth/date={day}/reads.parquet')"
+    mismatches = query(
+        f"""
+        WITH expected AS (
+            SELECT meter_id, coalesce(sum(kwh), 0) AS kwh, count(*) AS intervals
+            FROM {truth} WHERE read_at >= ? AND read_at < ? GROUP BY meter_id
+        )
+        SELECT * FROM expected FULL JOIN read_parquet({table_files(root, READS_DAILY, day)}) AS daily USING (meter_id)
+        WHERE daily.kwh IS DISTINCT FROM expected.kwh OR daily.intervals <> ? OR expected.intervals <> ?
+           OR daily.local_date <> ?
+        LIMIT 5
+        """,
+        [start, end, intervals, intervals, day],
+    )
+    assert mismatches == []
+    (hours,) = query(f"SELECT count(DISTINCT hour_start) FROM read_parquet({table_files(root, READS_HOURLY, day)})")[0]
+    assert hours == intervals // 4

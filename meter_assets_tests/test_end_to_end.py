@@ -1,0 +1,41 @@
+"""Several days through Dagster's own API, against an instance configured by dagster.yaml."""
+
+import datetime as dt
+import os
+import shutil
+
+import dagster as dg
+
+from meter_assets.simulator.cli import generate
+from meter_assets.simulator.headend import FaultRates
+from meter_assets.storage import Lake
+
+from .conftest import materialize_days
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_a_week_materializes_with_every_check_passing(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(os.path.join(REPO, "dagster.yaml"), home / "dagster.yaml")
+    root = str(tmp_path / "lake")
+    rates = FaultRates(truncated_files=0)
+    start = dt.date(2024, 5, 6)
+    days = [start + dt.timedelta(days=d) for d in range(4)]
+    generate(Lake(root), meters=200, start=start, days=len(days), seed=5, rates=rates, log=lambda *_: None)
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        results = materialize_days(root, days, instance=instance)
+        assert all(r.success for r in results)
+        for result in results[1:]:
+            evaluations = result.get_asset_check_evaluations()
+            assert len(evaluations) == 8
+            assert [e.check_name for e in evaluations if not e.passed] == []
+        for asset in ("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily"):
+            materialized = instance.get_materialized_partitions(dg.AssetKey(asset))
+            assert materialized == {d.isoformat() for d in days}, asset
+        event = instance.get_latest_materialization_event(dg.AssetKey("reads_15min"))
+        metadata = event.asset_materialization.metadata
+        assert metadata["rows"].value == 200 * 96
+        assert metadata["duplicates_collapsed"].value > 0

@@ -1,0 +1,109 @@
+import datetime as dt
+import gzip
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+from meter_assets.simulator.cli import generate, release_late
+from meter_assets.simulator.headend import FaultRates
+from meter_assets.simulator.retailer import hourly_temperature, interval_load_kwh, population
+from meter_assets.storage import Lake
+from meter_assets.config import settings
+
+from .conftest import FAULTY, SPRING_START, faults
+
+
+def _snapshot(root: str) -> dict[str, bytes]:
+    lake = Lake(root)
+    return {o.key: lake.read_bytes(o.key) for o in lake.list("")}
+
+
+def test_simulator_is_deterministic(tmp_path):
+    first, second = str(tmp_path / "a"), str(tmp_path / "b")
+    for root in (first, second):
+        generate(Lake(root), meters=120, start=dt.date(2024, 6, 1), days=2, seed=3, rates=FAULTY, truth=True,
+                 log=lambda *_: None)
+    a, b = _snapshot(first), _snapshot(second)
+    assert a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
+    other = str(tmp_path / "c")
+    generate(Lake(other), meters=120, start=dt.date(2024, 6, 1), days=2, seed=4, rates=FAULTY, log=lambda *_: None)
+    c = _snapshot(other)
+    shared = [k for k in a if k.startswith("raw/") and k in c]
+    assert shared and any(a[k] != c[k] for k in shared), "another seed must give other readings"
+
+
+def test_manifest_records_every_fault_kind(generated):
+    lake = Lake(generated)
+    kinds = {"late_file", "resend", "correction", "estimated", "missing", "clock_drift", "malformed_row",
+             "truncated_file", "format_change"}
+    found = {kind: faults(generated, kind) for kind in kinds}
+    assert {k for k, rows in found.items() if not rows} == set()
+
+    held = {o.key.split("/", 3)[3] for o in lake.list("simulator/held/")}
+    for late in found["late_file"]:
+        assert late["file_key"] in held, late
+        assert not lake.exists(late["file_key"]), "a late file must not be in raw before it arrives"
+    for resend in found["resend"]:
+        original = json.loads(resend["detail"])["original_key"]
+        assert lake.read_bytes(resend["file_key"]) == lake.read_bytes(original)
+    for correction in found["correction"]:
+        assert correction["file_key"] in held
+    (truncated,) = found["truncated_file"]
+    data = lake.read_bytes(truncated["file_key"])
+    assert len(data) == json.loads(truncated["detail"])["kept_bytes"]
+    with pytest.raises((EOFError, zlib.error)):
+        gzip.decompress(data)
+    run = json.loads(lake.read_bytes("simulator/run.json"))
+    assert run["rates"]["late_file"] == FAULTY.late_file and run["meters"] == 300
+
+
+def test_malformed_rows_are_where_the_manifest_says(generated):
+    lake = Lake(generated)
+    for fault in faults(generated, "malformed_row"):
+        key = fault["file_key"]
+        source = lake.read_bytes(key) if lake.exists(key) else lake.read_bytes(
+            next(o.key for o in lake.list("simulator/held/") if o.key.endswith(key)))
+        line = gzip.decompress(source).decode().split("\n")[fault["line"] - 1]
+        assert str(fault["meter_id"]) in line or json.loads(fault["detail"])["variant"] == "cut_short"
+
+
+def test_release_late_moves_due_files_only(generated, tmp_path):
+    import shutil
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(generated, root)
+    lake = Lake(root)
+    late = faults(root, "late_file")
+    cutoff = min(dt.date.fromisoformat(json.loads(f["detail"])["arrival_date"]) for f in late)
+    released = release_late(lake, cutoff)
+    due = {f["file_key"] for f in late if json.loads(f["detail"])["arrival_date"] <= cutoff.isoformat()}
+    assert due <= set(released)
+    assert all(lake.exists(k) for k in released)
+    assert release_late(lake, cutoff) == [], "a released file is delivered once"
+
+
+def test_load_shapes_are_residential():
+    pop = population(2000, seed=5)
+    day = dt.date(2024, 1, 17)
+    temps = hourly_temperature(day, 1, seed=5)
+    load, starts = interval_load_kwh(pop, day, settings().tz, temps, seed=5)
+    daily = load.sum(axis=1)
+    # a winter weekday: typical homes use 7-15 kWh, electric heating far more
+    assert 7 < np.median(daily[~pop.heating & ~pop.ev]) < 15
+    assert np.median(daily[pop.heating]) > 2 * np.median(daily[~pop.heating & ~pop.ev])
+    portfolio = load.sum(axis=0)
+    hours = (starts.astype("datetime64[h]").astype(int) % 24)  # UTC == local in January
+    evening = portfolio[(hours >= 17) & (hours < 20)].mean()
+    night = portfolio[(hours >= 2) & (hours < 5)].mean()
+    assert evening > 1.8 * night
+    assert (load >= 0).all() and (load <= 5.5).all()
+
+
+def test_full_scale_generation_rate_is_set_by_rates_not_size():
+    # about 10,000 meters a file at full scale: 200,000 meters make 20 collection groups
+    pop = population(200_000, seed=1)
+    assert pop.groups == 20
+    assert np.bincount(pop.group).min() == 10_000
