@@ -1,0 +1,123 @@
+"""Full-scale benchmark of the foundation: simulator, curation and rollups for one day.
+
+    python bench/foundation.py --meters 200000 [--day 2024-05-10] [--workdir data/bench]
+
+Each step runs in its own process so its peak memory (max RSS) is its own. Prints seconds,
+rows per second and peak memory per step, and the ratio of `reads_15min` to a bare DuckDB
+floor (`read_csv`/`read_json` straight to Parquet, no validation) over the same raw files.
+Results are also written to `<workdir>/foundation.json`.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def step(name: str, lake: str, meters: int, day: str) -> dict:
+    """Run one step in this process; returns seconds, rows and peak RSS."""
+    import datetime as dt
+
+    import dagster as dg
+
+    from meter_assets.definitions import daily_assets
+    from meter_assets.reference.assets import reference_assets
+    from meter_assets.resources import LakeResource, duckdb_resource
+    from meter_assets.simulator.cli import generate
+    from meter_assets.simulator.headend import FaultRates
+    from meter_assets.storage import Lake
+
+    resources = {"lake": LakeResource(root=lake), "duckdb": duckdb_resource()}
+    began = time.perf_counter()
+    if name == "simulator":
+        summary = generate(Lake(lake), meters, dt.date.fromisoformat(day), 1, seed=7, rates=FaultRates(),
+                           log=lambda *_: None)
+        rows = summary["rows"]
+    elif name == "reference":
+        dg.materialize(reference_assets, resources=resources)
+        rows = meters
+    elif name in ("raw_meter_files", "reads_15min"):
+        result = dg.materialize(daily_assets, partition_key=day, resources=resources, selection=[name])
+        event = result.asset_materializations_for_node(name)[0]
+        rows = event.metadata["rows"].value
+    elif name == "rollups":
+        dg.materialize(daily_assets, partition_key=day, resources=resources, selection=["reads_hourly", "reads_daily"])
+        rows = meters * 96
+    elif name == "duckdb_floor":
+        rows = floor(lake, day)
+    else:
+        raise ValueError(name)
+    seconds = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"step": name, "seconds": round(seconds, 2), "rows": rows, "rows_per_second": round(rows / seconds),
+            "peak_memory_mb": round(peak)}
+
+
+def floor(lake: str, day: str) -> int:
+    """The same raw files through bare DuckDB: read with auto-detection, write Parquet."""
+    import datetime as dt
+
+    import duckdb
+
+    from meter_assets.config import settings
+    from meter_assets.ingest.inventory import raw_objects
+    from meter_assets.sql import sql_list
+    from meter_assets.storage import Lake
+
+    store = Lake(lake)
+    keys = [o.key for _, o in raw_objects(store, dt.date.fromisoformat(day))]
+    csv = [store.uri(k) for k in keys if k.endswith(".csv.gz")]
+    jsonl = [store.uri(k) for k in keys if k.endswith(".jsonl.gz")]
+    out = os.path.join(os.path.dirname(lake), "floor")
+    os.makedirs(out, exist_ok=True)
+    s = settings()
+    con = duckdb.connect(config={"threads": s.duckdb_threads, "memory_limit": s.duckdb_memory_limit})
+    # ignore_errors: the bare reader stops at the first damaged row the simulator injected
+    con.execute(f"COPY (SELECT * FROM read_csv({sql_list(csv)}, ignore_errors = true)) TO '{out}/csv.parquet' (FORMAT parquet)")
+    con.execute(f"COPY (SELECT * FROM read_json({sql_list(jsonl)}, format = 'newline_delimited', union_by_name = true, "
+                f"ignore_errors = true)) TO '{out}/jsonl.parquet' (FORMAT parquet)")
+    return con.execute(f"SELECT (SELECT count(*) FROM '{out}/csv.parquet') + (SELECT count(*) FROM '{out}/jsonl.parquet')").fetchone()[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--meters", type=int, default=200_000)
+    parser.add_argument("--day", default="2024-05-10")
+    parser.add_argument("--workdir", default=os.path.join(os.path.dirname(HERE), "data", "bench"))
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    lake = os.path.join(os.path.abspath(args.workdir), "lake")
+
+    if args.step:
+        print(json.dumps(step(args.step, lake, args.meters, args.day)))
+        return 0
+
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    os.makedirs(args.workdir)
+    env = {**os.environ, "METER_DATA_DIR": os.path.abspath(args.workdir), "METER_LAKE": lake}
+    results = []
+    for name in ("simulator", "reference", "raw_meter_files", "reads_15min", "rollups", "duckdb_floor"):
+        out = subprocess.run([sys.executable, __file__, "--step", name, "--meters", str(args.meters), "--day", args.day,
+                              "--workdir", args.workdir], env=env, check=True, capture_output=True, text=True)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        r = results[-1]
+        print(f"{r['step']:>16}: {r['seconds']:7.2f} s  {r['rows']:>12,} rows  {r['rows_per_second']:>12,} rows/s"
+              f"  peak {r['peak_memory_mb']:>6,} MB", flush=True)
+    by = {r["step"]: r for r in results}
+    ratio = by["reads_15min"]["seconds"] / by["duckdb_floor"]["seconds"]
+    print(f"reads_15min / bare DuckDB floor: {ratio:.2f}x (target: within 3x)")
+    print(f"rollups (hourly + daily): {by['rollups']['seconds']:.2f} s (target: under 5 s)")
+    print(f"largest peak memory: {max(r['peak_memory_mb'] for r in results):,} MB (target: under 4,096 MB)")
+    with open(os.path.join(args.workdir, "foundation.json"), "w") as f:
+        json.dump({"meters": args.meters, "day": args.day, "steps": results, "floor_ratio": round(ratio, 2)}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
