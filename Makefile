@@ -34,6 +34,7 @@ demo: install
 	$(BIN)/meter-sim generate --meters $(DEMO_METERS) --start $(DEMO_START) --days $(DEMO_DAYS)
 	$(BIN)/meter-sim release-late --until $(YESTERDAY)
 	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/python -m meter_assets.demo --start $(DEMO_START) --days $(DEMO_DAYS)
+	@echo "Dagster UI: http://127.0.0.1:3000/asset-groups (lineage), http://127.0.0.1:3000/assets"
 	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # Full scale: 200,000 meters, one day.

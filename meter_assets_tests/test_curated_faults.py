@@ -194,3 +194,39 @@ def test_unknown_contract_file_is_quarantined_whole(tmp_path, generated):
     assert checks["quarantine_rate_below_threshold"].passed
     rows = query(f"SELECT scope, reason FROM read_parquet({table_files(root, QUARANTINE, dt.date(2024, 4, 1))}) WHERE source_file = ?", [key])
     assert rows and rows[0][0] == "file" and "matches no known csv contract" in rows[0][1]
+
+
+def test_a_file_the_reader_fails_on_is_set_aside_and_the_rest_kept(tmp_path, generated, monkeypatch):
+    import shutil
+
+    import duckdb
+
+    from meter_assets.curated import readings
+
+    from .conftest import materialize_days
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(generated, root)
+    day = dt.date(2024, 4, 1)
+    from meter_assets.storage import Lake
+
+    poisoned = next(o.key for o in Lake(root).list("raw/2024/04/01/10/") if "alpha" in o.key)
+    real_stage = readings._stage
+
+    def reader_fails_on_one_file(con, contract, uris, target, params):
+        if any(u.endswith(poisoned) for u in uris):
+            raise duckdb.InvalidInputException("simulated reader failure")
+        return real_stage(con, contract, uris, target, params)
+
+    monkeypatch.setattr(readings, "_stage", reader_fails_on_one_file)
+    results = materialize_days(root, [day])
+    assert results[-1].success
+    rows = query(f"SELECT scope, reason FROM read_parquet({table_files(root, QUARANTINE, day)}) WHERE source_file = ?",
+                 [poisoned])
+    assert rows == [("file", "the alpha-csv-v1 reader failed on this file: simulated reader failure")]
+    others = query(f"SELECT count(DISTINCT source_file) FROM read_parquet({table_files(root, READS_15MIN, day)}) "
+                   "WHERE source_file LIKE '%alpha%'")[0][0]
+    assert others >= 60
+    (dupes,) = query(f"SELECT count(*) - count(DISTINCT (source_file, line, reason, record)) "
+                     f"FROM read_parquet({table_files(root, QUARANTINE, day)})")[0]
+    assert dupes == 0

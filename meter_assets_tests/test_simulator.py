@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 
 from meter_assets.simulator.cli import generate, release_late
-from meter_assets.simulator.headend import FaultRates
 from meter_assets.simulator.retailer import hourly_temperature, interval_load_kwh, population
 from meter_assets.storage import Lake
 from meter_assets.config import settings
 
-from .conftest import FAULTY, SPRING_START, faults
+from .conftest import FAULTY, faults
 
 
 def _snapshot(root: str) -> dict[str, bytes]:
@@ -102,7 +101,7 @@ def test_load_shapes_are_residential():
     assert (load >= 0).all() and (load <= 5.5).all()
 
 
-def test_full_scale_generation_rate_is_set_by_rates_not_size():
+def test_full_scale_has_twenty_collection_groups_of_10000_meters():
     # about 10,000 meters a file at full scale: 200,000 meters make 20 collection groups
     pop = population(200_000, seed=1)
     assert pop.groups == 20

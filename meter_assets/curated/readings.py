@@ -4,12 +4,14 @@ The steps, one statement each:
 1. stage every readable file of a contract into one typed shape, with a reason per bad row;
 2. quarantine: bad rows, rows the CSV reader could not split, and unreadable files;
 3. curate: the latest version of each meter and interval, plus a `missing` row for each
-   interval an expected meter did not deliver, written as one sorted Parquet file.
+   interval an expected meter did not deliver, written sorted by meter and time, one
+   Parquet file per range of meters.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 
 import duckdb
@@ -287,28 +289,36 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
     con.execute(f"CREATE OR REPLACE TEMP TABLE known_meters AS SELECT meter_id FROM {meters}")
 
     ok = files.filter(pa.compute.equal(files.column("status"), "ok"))
-    staged_parts = []
+    staged_parts: list[str] = []
+    unreadable: dict[str, str] = {}
     for name in sorted(set(ok.column("contract").to_pylist())):
         contract = BY_NAME[name]
         uris = [u for u, c in zip(ok.column("uri").to_pylist(), ok.column("contract").to_pylist()) if c == name]
-        wh = contract.energy_unit == "Wh"
-        staged_parts.append(f"{scratch}/staged-{name}.parquet")
-        con.execute(
-            STAGE_SQL.format(
-                source=_source(contract, uris),
-                kwh_expression="energy * 0.001" if wh else "energy",
-                whole_check="energy <> round(energy)" if wh else "FALSE",
-                target=staged_parts[-1],
-            ),
-            {
-                "actual": contract.actual_code,
-                "estimated": contract.estimated_code,
-                "max_kwh": s.max_interval_kwh,
-                "grid_tolerance": GRID_TOLERANCE_S,
-                "day_start": day_start,
-                "day_end": day_end,
-            },
-        )
+        params = {
+            "actual": contract.actual_code,
+            "estimated": contract.estimated_code,
+            "max_kwh": s.max_interval_kwh,
+            "grid_tolerance": GRID_TOLERANCE_S,
+            "day_start": day_start,
+            "day_end": day_end,
+        }
+        target = f"{scratch}/staged-{name}.parquet"
+        last_scan = _last_reject_scan(con)
+        try:
+            _stage(con, contract, uris, target, params)
+            staged_parts.append(target)
+        except duckdb.Error:
+            # One file the reader cannot take must not stop the day: find it, set it aside.
+            _forget_rejects_after(con, last_scan)
+            for i, uri in enumerate(uris):
+                try:
+                    _stage(con, contract, [uri], f"{target}.{i}", params)
+                    staged_parts.append(f"{target}.{i}")
+                except duckdb.Error as exc:
+                    unreadable[uri] = f"the {name} reader failed on this file: {str(exc).splitlines()[0]}"
+    if unreadable:
+        files = _mark_unreadable(files, unreadable)
+        con.register("files", files)
     if staged_parts:
         con.execute(f"CREATE OR REPLACE TEMP VIEW staged AS SELECT * FROM {parquet(staged_parts)}")
     else:
@@ -359,6 +369,42 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
         corrected_rows=int(sum(c or 0 for _, _, _, c in curated)),
         clock_corrected_rows=staged[1],
     )
+
+
+def _stage(con: duckdb.DuckDBPyConnection, contract: Contract, uris: list[str], target: str, params: dict) -> None:
+    wh = contract.energy_unit == "Wh"
+    if os.path.exists(target):
+        os.remove(target)
+    con.execute(
+        STAGE_SQL.format(
+            source=_source(contract, uris),
+            kwh_expression="energy * 0.001" if wh else "energy",
+            whole_check="energy <> round(energy)" if wh else "FALSE",
+            target=target,
+        ),
+        params,
+    )
+
+
+def _last_reject_scan(con: duckdb.DuckDBPyConnection) -> int:
+    if not _has_table(con, "reject_scans"):
+        return -1
+    return con.execute("SELECT coalesce(max(scan_id), -1) FROM reject_scans").fetchone()[0]
+
+
+def _forget_rejects_after(con: duckdb.DuckDBPyConnection, scan_id: int) -> None:
+    """Drop the rejects of a failed multi-file read; the files are read again one by one."""
+    if _has_table(con, "reject_scans"):
+        con.execute("DELETE FROM reject_errors WHERE scan_id > ?", [scan_id])
+        con.execute("DELETE FROM reject_scans WHERE scan_id > ?", [scan_id])
+
+
+def _mark_unreadable(files: pa.Table, reasons: dict[str, str]) -> pa.Table:
+    uris = files.column("uri").to_pylist()
+    status = [("unreadable" if u in reasons else st) for u, st in zip(uris, files.column("status").to_pylist())]
+    reason = [reasons.get(u, r) for u, r in zip(uris, files.column("reason").to_pylist())]
+    files = files.set_column(files.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
+    return files.set_column(files.schema.get_field_index("reason"), "reason", pa.array(reason, pa.string()))
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
