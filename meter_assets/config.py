@@ -25,6 +25,8 @@ class Settings:
     quarantine_max_rate: float
     max_interval_kwh: Decimal
     missing_warn_share: float
+    aws_endpoint_url: str | None
+    aws_region: str | None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -51,4 +53,6 @@ def settings() -> Settings:
         # on a residential single-phase supply.
         max_interval_kwh=Decimal(_env("METER_MAX_INTERVAL_KWH", "6.000")),
         missing_warn_share=float(_env("METER_MISSING_WARN_SHARE", "0.05")),
+        aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+        aws_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
     )

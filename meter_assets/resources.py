@@ -7,19 +7,34 @@ import tempfile
 from contextlib import contextmanager
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.config import settings
 from meter_assets.storage import Lake
 
 
+def s3_resource() -> S3Resource:
+    """Dagster's S3 resource, configured by the standard AWS variables (`AWS_ENDPOINT_URL`, ...)."""
+    return S3Resource(endpoint_url=settings().aws_endpoint_url, region_name=settings().aws_region)
+
+
 class LakeResource(dg.ConfigurableResource):
-    """The lake root (`METER_LAKE`): a local folder, or an object store URI."""
+    """The lake root (`METER_LAKE`): a local folder or `s3://bucket/prefix`."""
 
     root: str
+    s3: S3Resource
 
     def lake(self) -> Lake:
-        return Lake(self.root)
+        return Lake(self.root, s3_client=self.s3.get_client() if self.root.startswith("s3://") else None)
+
+
+@contextmanager
+def lake_duckdb(duckdb: DuckDBResource, lake: Lake):
+    """A step's DuckDB connection, able to read and write the lake's URIs."""
+    with duckdb.get_connection() as con:
+        lake.configure_duckdb(con)
+        yield con
 
 
 @contextmanager
@@ -46,5 +61,7 @@ def duckdb_resource() -> DuckDBResource:
     )
 
 
-def resources() -> dict:
-    return {"lake": LakeResource(root=settings().lake), "duckdb": duckdb_resource()}
+def resources(root: str | None = None) -> dict:
+    """Every resource the code location uses; `root` overrides `METER_LAKE`."""
+    s3 = s3_resource()
+    return {"lake": LakeResource(root=root or settings().lake, s3=s3), "duckdb": duckdb_resource()}

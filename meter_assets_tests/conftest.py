@@ -1,11 +1,31 @@
 """Shared fixtures: small simulated retailers, curated through the real Dagster assets."""
 
+import logging
 import os
 import shutil
+import socket
 import tempfile
+import uuid
 
-# Settings are read once per process: point scratch space somewhere disposable first.
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Settings are read once per process: point scratch space somewhere disposable first, and
+# every S3 call at the local moto server the `s3_endpoint` fixture starts on this port.
 os.environ.setdefault("METER_DATA_DIR", tempfile.mkdtemp(prefix="meter-test-data-"))
+MOTO_PORT = _free_port()
+os.environ.update(
+    AWS_ENDPOINT_URL=f"http://127.0.0.1:{MOTO_PORT}",
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_REGION="us-east-1",
+    AWS_DEFAULT_REGION="us-east-1",
+)
+os.environ.pop("AWS_PROFILE", None)
 
 import datetime as dt  # noqa: E402
 
@@ -15,7 +35,7 @@ import pytest  # noqa: E402
 
 from meter_assets.definitions import daily_assets  # noqa: E402
 from meter_assets.reference.assets import reference_assets  # noqa: E402
-from meter_assets.resources import LakeResource, duckdb_resource  # noqa: E402
+from meter_assets.resources import resources  # noqa: E402
 from meter_assets.simulator.cli import generate, release_late  # noqa: E402
 from meter_assets.simulator.headend import FaultRates  # noqa: E402
 from meter_assets.storage import Lake  # noqa: E402
@@ -39,7 +59,7 @@ FAULTY = FaultRates(
 
 
 def resources_for(root: str) -> dict:
-    return {"lake": LakeResource(root=root), "duckdb": duckdb_resource()}
+    return resources(root)
 
 
 def materialize_days(root: str, days: list[dt.date], instance: dg.DagsterInstance | None = None) -> list:
@@ -84,8 +104,39 @@ def after_release(generated, tmp_path_factory) -> str:
     return root
 
 
-def query(sql: str, params=None) -> list[tuple]:
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API (moto in server mode) on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=MOTO_PORT, verbose=False)
+    server.start()
+    yield os.environ["AWS_ENDPOINT_URL"]
+    server.stop()
+
+
+def new_bucket() -> str:
+    import boto3
+
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake_root(request, tmp_path) -> str:
+    """An empty lake root: a local folder, or a prefix in a fresh bucket on the S3 endpoint."""
+    if request.param == "local":
+        return str(tmp_path / "lake")
+    request.getfixturevalue("s3_endpoint")
+    return f"s3://{new_bucket()}/meter-lake"
+
+
+def query(sql: str, params=None, lake: Lake | None = None) -> list[tuple]:
     with duckdb.connect() as con:
+        if lake is not None:
+            lake.configure_duckdb(con)
         return con.execute(sql, params or []).fetchall()
 
 

@@ -10,16 +10,18 @@ from meter_assets.simulator.cli import generate
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.storage import Lake
 
-from .conftest import materialize_days
+from meter_assets.sql import sql_list
+
+from .conftest import materialize_days, query
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_a_week_materializes_with_every_check_passing(tmp_path):
+def test_several_days_materialize_with_every_check_passing(tmp_path, lake_root):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(os.path.join(REPO, "dagster.yaml"), home / "dagster.yaml")
-    root = str(tmp_path / "lake")
+    root = lake_root
     rates = FaultRates(truncated_files=0)
     start = dt.date(2024, 5, 6)
     days = [start + dt.timedelta(days=d) for d in range(4)]
@@ -39,3 +41,9 @@ def test_a_week_materializes_with_every_check_passing(tmp_path):
         metadata = event.asset_materialization.metadata
         assert metadata["rows"].value == 200 * 96
         assert metadata["duplicates_collapsed"].value > 0
+
+    lake = Lake(root)
+    (rows, days_seen) = query(
+        f"SELECT count(*), count(DISTINCT CAST(read_at AS DATE)) FROM "
+        f"read_parquet({sql_list(lake.files('curated/reads_15min', days[0].isoformat()))})", lake=lake)[0]
+    assert rows == 200 * 96 and days_seen >= 1

@@ -42,13 +42,12 @@ def test_interrupted_rebuild_leaves_the_previous_partition_whole(after_release, 
 
     real_publish = Lake.publish
 
-    def crash_before_swap(self, table, partition, version_uri, stats):
+    def crash_before_swap(self, table, partition, version_key, stats):
         if table == READS_15MIN:
             # the new files are fully or partly written when the process dies
-            with open(os.path.join(version_uri, "part-9999.parquet"), "wb") as half_written:
-                half_written.write(b"PAR1\x00\x00")
+            self.write_bytes(f"{version_key}/part-9999.parquet", b"PAR1\x00\x00")
             raise KeyboardInterrupt("process killed mid-write")
-        return real_publish(self, table, partition, version_uri, stats)
+        return real_publish(self, table, partition, version_key, stats)
 
     monkeypatch.setattr(Lake, "publish", crash_before_swap)
     with pytest.raises(KeyboardInterrupt):

@@ -9,7 +9,7 @@ from meter_assets.curated.readings import QUARANTINE, READS_15MIN, curate_day
 from meter_assets.ingest.assets import raw_meter_files, read_inventory
 from meter_assets.partitions import daily_partitions, intervals_in_day, local_day_bounds
 from meter_assets.reference.assets import dimension_table, meters
-from meter_assets.resources import LakeResource, scratch_dir
+from meter_assets.resources import LakeResource, lake_duckdb, scratch_dir
 
 
 @dg.asset(
@@ -32,11 +32,11 @@ def reads_15min(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: D
 
     curated_version = store.new_version(READS_15MIN, partition)
     quarantine_version = store.new_version(QUARANTINE, partition)
-    with scratch_dir() as scratch, duckdb.get_connection() as con:
+    with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
         result = curate_day(
             con, day, inventory, store.uri, meter_files,
-            curated_target=curated_version,
-            quarantine_target=f"{quarantine_version}/part-0000.parquet",
+            curated_target=store.uri(curated_version),
+            quarantine_target=store.uri(f"{quarantine_version}/part-0000.parquet"),
             scratch=scratch,
         )
         day_start, day_end = local_day_bounds(day)

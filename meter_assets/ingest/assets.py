@@ -5,7 +5,6 @@ import collections
 import io
 
 import dagster as dg
-import pyarrow.parquet as pq
 
 from meter_assets.ingest.inventory import inventory, inventory_table
 from meter_assets.partitions import daily_partitions
@@ -16,10 +15,10 @@ RAW_METER_FILES = "inventory/raw_meter_files"
 
 
 def read_inventory(lake: Lake, partition: str):
-    files = lake.files(RAW_METER_FILES, partition)
-    if not files:
+    keys = lake.keys(RAW_METER_FILES, partition)
+    if not keys:
         raise FileNotFoundError(f"no raw_meter_files inventory for {partition}: materialize raw_meter_files first")
-    return pq.read_table(files)
+    return lake.read_parquet(keys)
 
 
 @dg.asset(
@@ -35,7 +34,7 @@ def raw_meter_files(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     files = inventory(store, day)
     table = inventory_table(files)
     version = store.new_version(RAW_METER_FILES, context.partition_key)
-    pq.write_table(table, f"{version}/part-0000.parquet")
+    store.write_parquet(f"{version}/part-0000.parquet", table)
     store.publish(RAW_METER_FILES, context.partition_key, version, {"rows": table.num_rows})
 
     by_status = collections.Counter(f.status for f in files)

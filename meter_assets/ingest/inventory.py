@@ -43,7 +43,8 @@ class RawFile:
 
 def raw_objects(lake: Lake, day: dt.date) -> list[tuple[dt.datetime, LakeObject]]:
     """Every raw object of the local day, with the UTC hour its key files it under."""
-    return [(hour, obj) for hour in utc_hours(day) for obj in lake.list(raw_hour_prefix(hour))]
+    hours = {raw_hour_prefix(hour): hour for hour in utc_hours(day)}
+    return [(hours[o.key[: len("raw/YYYY/MM/DD/HH/")]], o) for o in lake.list_many(list(hours))]
 
 
 def inspect(lake: Lake, hour: dt.datetime, obj: LakeObject) -> RawFile:
@@ -82,8 +83,8 @@ def inspect(lake: Lake, hour: dt.datetime, obj: LakeObject) -> RawFile:
     return RawFile(**base, contract=contract.name, status="ok", reason=None, rows=rows)
 
 
-def inventory(lake: Lake, day: dt.date, threads: int = 2) -> list[RawFile]:
-    """Inspect every raw file of the day; zlib releases the GIL, so threads use both cores."""
+def inventory(lake: Lake, day: dt.date, threads: int = 4) -> list[RawFile]:
+    """Inspect every raw file of the day; zlib and network reads release the GIL."""
     objects = raw_objects(lake, day)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(lambda ho: inspect(lake, *ho), objects))

@@ -4,7 +4,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from meter_assets.resources import LakeResource
+from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
 
@@ -79,8 +79,9 @@ def load_reference(lake: Lake, con, name: str) -> dict:
     if duplicates:
         raise ValueError(f"{key}: {duplicates} keys ({keys}) appear more than once")
     version = lake.new_version(dimension_table(name))
-    con.execute(f"COPY (SELECT * FROM {source} ORDER BY {keys}) TO '{version}/part-0000.parquet' (FORMAT parquet)")
-    rows = con.execute(f"SELECT count(*) FROM {parquet(f'{version}/part-0000.parquet')}").fetchone()[0]
+    target = lake.uri(f"{version}/part-0000.parquet")
+    con.execute(f"COPY (SELECT * FROM {source} ORDER BY {keys}) TO '{target}' (FORMAT parquet)")
+    rows = con.execute(f"SELECT count(*) FROM {parquet(target)}").fetchone()[0]
     lake.publish(dimension_table(name), None, version, {"rows": rows})
     return {"rows": rows, "source": key}
 
@@ -88,8 +89,9 @@ def load_reference(lake: Lake, con, name: str) -> dict:
 def _reference_asset(name: str, description: str):
     @dg.asset(name=name, group_name="reference", description=description, kinds={"duckdb", "parquet"})
     def _asset(lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
-        with duckdb.get_connection() as con:
-            result = load_reference(lake.lake(), con, name)
+        store = lake.lake()
+        with lake_duckdb(duckdb, store) as con:
+            result = load_reference(store, con, name)
         return dg.MaterializeResult(
             metadata={"rows": result["rows"], "source": result["source"], "table": dimension_table(name)}
         )

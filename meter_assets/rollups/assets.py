@@ -7,7 +7,7 @@ from dagster_duckdb import DuckDBResource
 from meter_assets.curated.assets import reads_15min
 from meter_assets.curated.readings import READS_15MIN
 from meter_assets.partitions import daily_partitions
-from meter_assets.resources import LakeResource
+from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.sql import parquet
 
 READS_HOURLY = "rollups/reads_hourly"
@@ -63,9 +63,10 @@ def reads_hourly(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: 
     store = lake.lake()
     sources = _partition_files(store, READS_15MIN, context.partition_key, "reads_15min")
     version = store.new_version(READS_HOURLY, context.partition_key)
-    with duckdb.get_connection() as con:
-        con.execute(HOURLY_SQL.format(sources=parquet(sources), target=f"{version}/part-0000.parquet"))
-        rows, kwh = con.execute(f"SELECT count(*), sum(kwh) FROM {parquet(f'{version}/part-0000.parquet')}").fetchone()
+    target = store.uri(f"{version}/part-0000.parquet")
+    with lake_duckdb(duckdb, store) as con:
+        con.execute(HOURLY_SQL.format(sources=parquet(sources), target=target))
+        rows, kwh = con.execute(f"SELECT count(*), sum(kwh) FROM {parquet(target)}").fetchone()
     store.publish(READS_HOURLY, context.partition_key, version, {"rows": rows})
     return dg.MaterializeResult(metadata={"rows": rows, "kwh": float(kwh or 0)})
 
@@ -86,8 +87,8 @@ def reads_daily(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: D
     hourly = _partition_files(store, READS_HOURLY, partition, "reads_hourly")
     quarter_hours = _partition_files(store, READS_15MIN, partition, "reads_15min")
     version = store.new_version(READS_DAILY, partition)
-    target = f"{version}/part-0000.parquet"
-    with duckdb.get_connection() as con:
+    target = store.uri(f"{version}/part-0000.parquet")
+    with lake_duckdb(duckdb, store) as con:
         con.execute(DAILY_SQL.format(sources=parquet(hourly), target=target), {"day": partition})
         totals = con.execute(
             f"""

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from meter_assets.ingest.contracts import ALPHA_CSV_V1, BETA_JSONL_V1, BETA_JSONL_V2, Contract, gzip_bytes
 from meter_assets.simulator.retailer import Population, interval_load_kwh, vendor_of_group
@@ -429,9 +428,7 @@ class HeadEnd:
         self._write_parquet(f"simulator/truth/date={day.isoformat()}/reads.parquet", table)
 
     def _write_parquet(self, key: str, table: pa.Table) -> None:
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        self.lake.write_bytes(key, sink.getvalue().to_pybytes())
+        self.lake.write_parquet(key, table)
 
 
 def run_parameters(**kwargs) -> str:
