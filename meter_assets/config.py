@@ -25,6 +25,9 @@ class Settings:
     quarantine_max_rate: float
     max_interval_kwh: Decimal
     missing_warn_share: float
+    recent_window_days: int
+    sweep_interval_hours: float
+    sensor_interval_seconds: int
     aws_endpoint_url: str | None
     aws_region: str | None
 
@@ -53,6 +56,9 @@ def settings() -> Settings:
         # on a residential single-phase supply.
         max_interval_kwh=Decimal(_env("METER_MAX_INTERVAL_KWH", "6.000")),
         missing_warn_share=float(_env("METER_MISSING_WARN_SHARE", "0.05")),
+        recent_window_days=int(_env("METER_RECENT_WINDOW_DAYS", "35")),
+        sweep_interval_hours=float(_env("METER_SWEEP_INTERVAL_HOURS", "24")),
+        sensor_interval_seconds=int(_env("METER_SENSOR_INTERVAL_SECONDS", "30")),
         aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
         aws_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
     )

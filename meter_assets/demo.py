@@ -11,7 +11,8 @@ import time
 
 import dagster as dg
 
-from meter_assets.definitions import daily_assets, defs
+from meter_assets.definitions import defs
+from meter_assets.jobs import daily_assets
 from meter_assets.reference.assets import reference_assets
 from meter_assets.resources import resources
 

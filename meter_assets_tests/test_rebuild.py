@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from meter_assets.curated.readings import READS_15MIN
-from meter_assets.definitions import daily_assets
+from meter_assets.jobs import daily_assets
 from meter_assets.storage import Lake
 
 from .conftest import materialize_days, query, resources_for, table_files

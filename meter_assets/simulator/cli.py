@@ -1,7 +1,7 @@
 """`meter-sim`: generate a simulated retailer into the lake, and release its late files.
 
     meter-sim generate --meters 1000 --start 2024-05-01 --days 7 [--seed 7] [--lake URI]
-    meter-sim release-late --until 2024-05-09 [--lake URI]
+    meter-sim release-late --until 2024-05-09 [--dates 2024-05-03,2024-05-05] [--lake URI]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from meter_assets.config import settings
+from meter_assets.partitions import local_day_of
 from meter_assets.simulator.headend import FaultRates, HeadEnd, run_parameters
 from meter_assets.simulator.reference import write_reference
 from meter_assets.simulator.retailer import hourly_temperature, population
@@ -59,14 +60,18 @@ def generate(lake: Lake, meters: int, start: dt.date, days: int, seed: int, rate
     return {**summary, "seconds": round(time.perf_counter() - began, 2)}
 
 
-def release_late(lake: Lake, until: dt.date) -> list[str]:
-    """Move every held file due on or before `until` into raw, as a late delivery would land."""
+def release_late(lake: Lake, until: dt.date, dates: set[dt.date] | None = None) -> list[str]:
+    """Move every held file due on or before `until` into raw, as a late delivery would land.
+
+    With `dates`, only files carrying readings of those local days are released.
+    """
     released = []
     for obj in lake.list("simulator/held/"):
         arrival = dt.date.fromisoformat(obj.key.split("/")[2])
-        if arrival > until:
-            continue
         key = obj.key.split("/", 3)[3]
+        hour = dt.datetime.strptime(key[len("raw/") : len("raw/YYYY/MM/DD/HH")], "%Y/%m/%d/%H")
+        if arrival > until or (dates is not None and local_day_of(hour) not in dates):
+            continue
         lake.write_bytes(key, lake.read_bytes(obj.key))
         lake.delete(obj.key)
         released.append(key)
@@ -100,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             gen.add_argument(flag, type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name))
 
     rel = commands.add_parser("release-late", help="deliver held late files due by a date")
-    rel.add_argument("--until", type=dt.date.fromisoformat, required=True)
+    rel.add_argument("--until", type=dt.date.fromisoformat, required=True, help="release files due by this day")
+    rel.add_argument("--dates", type=lambda v: {dt.date.fromisoformat(d) for d in v.split(",")}, default=None,
+                     help="only files with readings of these local days, comma-separated")
     rel.add_argument("--lake", default=None)
 
     args = parser.parse_args(argv)
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = generate(lake, args.meters, args.start, args.days, args.seed, _rates_from(args), truth=args.truth)
         print(json.dumps(summary, indent=1))
     else:
-        released = release_late(lake, args.until)
+        released = release_late(lake, args.until, args.dates)
         print(f"released {len(released)} late files")
         for key in released:
             print(key)

@@ -1,0 +1,146 @@
+"""Finding raw files that arrived since the last look, and the date partitions they touch.
+
+Two paths, so the cost of a tick does not grow with the years of history in the bucket:
+
+- the recent window (`METER_RECENT_WINDOW_DAYS`, 35 by default) is listed on every tick,
+  one prefix per UTC date; per local date the cursor keeps a fingerprint of what was
+  there (count, newest arrival, a hash of keys and ETags), so any new or replaced file
+  shows as a changed fingerprint;
+- older dates are covered by a sweep of the whole `raw/` prefix at most every
+  `METER_SWEEP_INTERVAL_HOURS` (24 by default), which picks out files modified since the
+  previous sweep.
+
+The first look at a lake records what is there without requesting anything: dates that
+were never built are a backfill, not an arrival.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from meter_assets.partitions import local_day_of
+from meter_assets.storage import Lake, LakeObject
+
+RAW_HOUR_KEY = len("raw/YYYY/MM/DD/HH/")
+# A file modified this close to the previous sweep is looked at again (run keys dedupe it).
+SWEEP_OVERLAP = dt.timedelta(hours=1)
+
+
+@dataclass
+class Arrival:
+    """New or replaced raw files for one date partition."""
+
+    partition: dt.date
+    files: list[LakeObject]
+    path: str  # "recent" or "sweep"
+
+    @property
+    def run_key(self) -> str:
+        digest = hashlib.sha1("\n".join(f"{o.key}:{o.etag}" for o in sorted(self.files, key=lambda o: o.key)).encode())
+        return f"raw-arrivals:{self.partition.isoformat()}:{digest.hexdigest()[:16]}"
+
+    def hours_late(self) -> float:
+        """How long after its readings' hour ended the latest of these files arrived."""
+        return max(
+            (o.modified_at - (hour_of(o) + dt.timedelta(hours=1))).total_seconds() / 3600 for o in self.files
+        )
+
+    def tags(self) -> dict[str, str]:
+        keys = sorted(o.key for o in self.files)
+        return {
+            "meter/trigger": f"raw_arrivals_{self.path}",
+            "meter/partition": self.partition.isoformat(),
+            "meter/new_files": str(len(keys)),
+            "meter/hours_late": f"{self.hours_late():.1f}",
+            "meter/first_arrived_at": min(o.modified_at for o in self.files).isoformat(timespec="seconds"),
+            "meter/keys": json.dumps(keys[:5] + ([f"... {len(keys) - 5} more"] if len(keys) > 5 else [])),
+        }
+
+
+@dataclass
+class Cursor:
+    recent: dict[str, dict] = field(default_factory=dict)  # local date -> fingerprint
+    swept_until: str | None = None  # files modified before this were seen by a sweep
+    last_sweep: str | None = None
+    initialised: bool = False
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Cursor":
+        return cls(**json.loads(text)) if text else cls()
+
+    def dump(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True, separators=(",", ":"))
+
+
+def hour_of(obj: LakeObject) -> dt.datetime:
+    return dt.datetime.strptime(obj.key[len("raw/") : RAW_HOUR_KEY - 1], "%Y/%m/%d/%H")
+
+
+def partition_of(obj: LakeObject) -> dt.date:
+    return local_day_of(hour_of(obj))
+
+
+def fingerprint(objects: list[LakeObject]) -> dict:
+    digest = hashlib.sha1("\n".join(f"{o.key}:{o.etag}" for o in sorted(objects, key=lambda o: o.key)).encode())
+    newest = max((o.modified_at for o in objects), default=dt.datetime.min)
+    return {"n": len(objects), "newest": newest.isoformat(), "hash": digest.hexdigest()[:16]}
+
+
+def recent_dates(today: dt.date, window_days: int) -> list[dt.date]:
+    """The complete local days of the recent window, oldest first (today is not complete)."""
+    return [today - dt.timedelta(days=d) for d in range(window_days, 0, -1)]
+
+
+def scan_recent(lake: Lake, dates: list[dt.date]) -> dict[dt.date, list[LakeObject]]:
+    """Every raw file of each date, one listing per UTC hour prefix the dates cover."""
+    found: dict[dt.date, list[LakeObject]] = {d: [] for d in dates}
+    utc_dates = sorted({d + dt.timedelta(days=k) for d in dates for k in (-1, 0, 1)})
+    for obj in lake.list_many([f"raw/{d:%Y/%m/%d}/" for d in utc_dates]):
+        if len(obj.key) > RAW_HOUR_KEY:
+            day = partition_of(obj)
+            if day in found:
+                found[day].append(obj)
+    return found
+
+
+def find_arrivals(lake: Lake, cursor: Cursor, now: dt.datetime, today: dt.date, window_days: int,
+                  sweep_every: dt.timedelta, first_partition: dt.date) -> tuple[list[Arrival], Cursor]:
+    """Arrivals since `cursor`, and the cursor to store once their runs are requested."""
+    dates = [d for d in recent_dates(today, window_days) if d >= first_partition]
+    listing = scan_recent(lake, dates)
+    arrivals: list[Arrival] = []
+    recent: dict[str, dict] = {}
+    for day, objects in listing.items():
+        seen = cursor.recent.get(day.isoformat())
+        now_print = fingerprint(objects)
+        recent[day.isoformat()] = now_print
+        if not cursor.initialised or not objects or seen == now_print:
+            continue
+        newest_seen = dt.datetime.fromisoformat(seen["newest"]) if seen else dt.datetime.min
+        new = [o for o in objects if o.modified_at > newest_seen] or objects
+        arrivals.append(Arrival(day, new, "recent"))
+
+    swept_until, last_sweep = cursor.swept_until, cursor.last_sweep
+    if last_sweep is None or now - dt.datetime.fromisoformat(last_sweep) >= sweep_every:
+        if cursor.swept_until is not None:
+            arrivals += sweep(lake, dt.datetime.fromisoformat(cursor.swept_until), before=dates[0] if dates else today,
+                              first_partition=first_partition)
+        swept_until, last_sweep = now.isoformat(), now.isoformat()
+
+    return arrivals, Cursor(recent=recent, swept_until=swept_until, last_sweep=last_sweep, initialised=True)
+
+
+def sweep(lake: Lake, modified_after: dt.datetime, before: dt.date, first_partition: dt.date) -> list[Arrival]:
+    """Files under dates older than the recent window, modified since the last sweep."""
+    by_date: dict[dt.date, list[LakeObject]] = {}
+    for obj in lake.list("raw/"):
+        if len(obj.key) <= RAW_HOUR_KEY or obj.modified_at <= modified_after - SWEEP_OVERLAP:
+            continue
+        day = partition_of(obj)
+        if first_partition <= day < before:
+            by_date.setdefault(day, []).append(obj)
+    return [Arrival(day, objects, "sweep") for day, objects in sorted(by_date.items())]
+

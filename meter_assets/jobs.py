@@ -1,0 +1,25 @@
+"""Jobs shared across domains: the daily readings chain, and the reference reload."""
+
+import dagster as dg
+
+from meter_assets.curated.assets import reads_15min
+from meter_assets.ingest.assets import raw_meter_files
+from meter_assets.reference.assets import reference_assets
+from meter_assets.rollups.assets import reads_daily, reads_hourly
+
+# Everything daily that a date's raw files feed; a late file rebuilds this chain for its date.
+daily_assets = [raw_meter_files, reads_15min, reads_hourly, reads_daily]
+
+daily_readings_job = dg.define_asset_job(
+    "daily_readings_job",
+    selection=dg.AssetSelection.assets(*daily_assets),
+    description="Inventory, curate and roll up one local day of meter readings.",
+    # the steps run one after another anyway; one process saves a start-up per step
+    executor_def=dg.in_process_executor,
+)
+
+reference_job = dg.define_asset_job(
+    "reference_job",
+    selection=dg.AssetSelection.assets(*reference_assets),
+    description="Reload the reference dimensions from the retailer's exports.",
+)

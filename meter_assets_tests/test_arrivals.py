@@ -1,0 +1,80 @@
+"""The arrival-finding logic behind the raw arrivals sensor, on both lake backends."""
+
+import datetime as dt
+import gzip
+import time
+
+from meter_assets.ingest.arrivals import Cursor, find_arrivals
+from meter_assets.storage import Lake
+
+TODAY = dt.date(2026, 11, 28)
+WINDOW = 35
+DAY = dt.timedelta(days=1)
+
+
+def look(lake: Lake, cursor: Cursor, now: dt.datetime, sweep_every=dt.timedelta(hours=24)):
+    arrivals, new_cursor = find_arrivals(lake, cursor, now=now, today=TODAY, window_days=WINDOW,
+                                         sweep_every=sweep_every, first_partition=dt.date(2024, 1, 1))
+    # the cursor is stored as a string between ticks and across daemon restarts
+    return arrivals, Cursor.parse(new_cursor.dump())
+
+
+def put(lake: Lake, hour: dt.datetime, name: str, body: bytes = b"x") -> str:
+    key = f"{hour:raw/%Y/%m/%d/%H}/{name}.csv.gz"
+    lake.write_bytes(key, gzip.compress(body))
+    return key
+
+
+def test_recent_arrivals_give_one_request_per_date_and_never_twice(lake_root):
+    lake = Lake(lake_root)
+    on_time = put(lake, dt.datetime(2026, 11, 20, 10), "alpha-g000-2026112010-b1")
+    now = dt.datetime(2026, 11, 28, 9)
+    arrivals, cursor = look(lake, Cursor(), now)
+    assert arrivals == [], "the first look records the lake as it is"
+
+    late = [put(lake, dt.datetime(2026, 11, 14, h % 24), f"alpha-g{h:03d}-late-b1") for h in range(30)]
+    other = put(lake, dt.datetime(2026, 11, 3, 12), "beta-g003-2026110312-c1")
+    arrivals, cursor = look(lake, cursor, now + dt.timedelta(minutes=1))
+    by_date = {a.partition: a for a in arrivals}
+    assert set(by_date) == {dt.date(2026, 11, 14), dt.date(2026, 11, 3)}
+    assert sorted(o.key for o in by_date[dt.date(2026, 11, 14)].files) == sorted(late)
+    assert [o.key for o in by_date[dt.date(2026, 11, 3)].files] == [other]
+    assert on_time not in {o.key for a in arrivals for o in a.files}
+    tags = by_date[dt.date(2026, 11, 14)].tags()
+    assert tags["meter/new_files"] == "30" and float(tags["meter/hours_late"]) > 24 * 13
+
+    again, cursor = look(lake, cursor, now + dt.timedelta(minutes=2))
+    assert again == []
+
+
+def test_a_replaced_file_counts_as_a_new_arrival(lake_root):
+    lake = Lake(lake_root)
+    key = put(lake, dt.datetime(2026, 11, 20, 10), "alpha-g000-2026112010-b1", b"first")
+    now = dt.datetime(2026, 11, 28, 9)
+    _, cursor = look(lake, Cursor(), now)
+    time.sleep(1.1)  # object stores stamp modification times to the second
+    put(lake, dt.datetime(2026, 11, 20, 10), "alpha-g000-2026112010-b1", b"second, other content")
+    arrivals, cursor = look(lake, cursor, now + dt.timedelta(minutes=1))
+    assert [(a.partition, [o.key for o in a.files]) for a in arrivals] == [(dt.date(2026, 11, 20), [key])]
+    first_run_key = arrivals[0].run_key
+    time.sleep(1.1)
+    put(lake, dt.datetime(2026, 11, 20, 10), "alpha-g000-2026112010-b1", b"third")
+    arrivals, _ = look(lake, cursor, now + dt.timedelta(minutes=2))
+    assert len(arrivals) == 1 and arrivals[0].run_key != first_run_key
+
+
+def test_files_for_old_dates_are_found_by_the_sweep_once(lake_root):
+    lake = Lake(lake_root)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    _, cursor = look(lake, Cursor(), now)
+    old = put(lake, dt.datetime(2025, 3, 10, 8), "alpha-g001-2025031008-b1")
+    recent_only, cursor = look(lake, cursor, now + dt.timedelta(hours=1))
+    assert recent_only == [], "a date older than the window is not listed on every tick"
+
+    swept, cursor = look(lake, cursor, now + dt.timedelta(hours=25))
+    assert [(a.partition, a.path, [o.key for o in a.files]) for a in swept] == [(dt.date(2025, 3, 10), "sweep", [old])]
+    next_day, cursor = look(lake, cursor, now + dt.timedelta(hours=50))
+    # within the sweep's overlap the file may be listed again, under the same run key
+    assert all(a.run_key == swept[0].run_key for a in next_day)
+    later, _ = look(lake, cursor, now + dt.timedelta(hours=75))
+    assert later == []

@@ -1,0 +1,131 @@
+"""Late and corrected files, picked up by the raw arrivals sensor under Dagster's real daemon."""
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import dagster as dg
+import pytest
+
+from meter_assets.config import settings
+from meter_assets.curated.readings import READS_15MIN
+from meter_assets.ingest.assets import RAW_METER_FILES
+from meter_assets.rollups.assets import READS_DAILY, READS_HOURLY
+from meter_assets.simulator.cli import generate, release_late
+from meter_assets.simulator.headend import FaultRates
+from meter_assets.sql import parquet
+from meter_assets.storage import Lake
+
+from .conftest import materialize_days, query
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLES = (RAW_METER_FILES, READS_15MIN, READS_HOURLY, READS_DAILY)
+INTERVAL_S = 2
+
+
+def _snapshot(lake: Lake, days: list[dt.date]) -> dict:
+    return {
+        (table, day): (lake.manifest(table, day.isoformat())["version"],
+                       [lake.read_bytes(k) for k in lake.keys(table, day.isoformat())])
+        for table in TABLES for day in days
+    }
+
+
+def _wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _sensor_state(instance: dg.DagsterInstance):
+    states = [s for s in instance.all_instigator_state() if s.name == "raw_arrivals_sensor"]
+    return states[0] if states else None
+
+
+def _sensor_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    return [r for r in instance.get_runs() if r.tags.get("meter/trigger", "").startswith("raw_arrivals")]
+
+
+def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(os.path.join(REPO, "dagster.yaml"), home / "dagster.yaml")
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: meter_assets.definitions\n"
+        f"      working_directory: {REPO}\n      location_name: meter_assets\n"
+    )
+
+    today = dt.datetime.now(settings().tz).date()
+    start = today - dt.timedelta(days=9)
+    days = [start + dt.timedelta(days=d) for d in range(7)]
+    late_dates = {days[1], days[4]}
+    rates = FaultRates(late_file=0.06, correction=0.06, corrected_meters=0.1, truncated_files=0, malformed=0.0005)
+    lake = Lake(lake_root)
+    generate(lake, meters=120, start=start, days=len(days), seed=21, rates=rates, truth=True, log=lambda *_: None)
+
+    env = {**os.environ, "DAGSTER_HOME": str(home), "METER_LAKE": lake_root,
+           "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S), "PYTHONUNBUFFERED": "1"}
+    daemon_log = open(tmp_path / "daemon.log", "w")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        materialize_days(lake_root, days, instance=instance)
+        before = _snapshot(lake, days)
+
+        daemon = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "dagster-daemon"), "run", "-w", str(workspace)],
+            env=env, cwd=REPO, stdout=daemon_log, stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_for(lambda: (s := _sensor_state(instance)) is not None and s.instigator_data
+                      and getattr(s.instigator_data, "cursor", None), 120, "the sensor's first tick")
+            assert _sensor_runs(instance) == [], "the first tick records the lake without requesting runs"
+
+            released = release_late(lake, today + dt.timedelta(days=30), dates=late_dates)
+            released_at = time.monotonic()
+            assert any("-b1" in k for k in released) and any("-c1" in k for k in released)
+
+            def finished():
+                runs = _sensor_runs(instance)
+                done = [r for r in runs if r.is_finished]
+                return runs if len(runs) >= len(late_dates) and len(done) == len(runs) else None
+
+            runs = _wait_for(finished, 300, "the sensor's runs to finish")
+            seconds_to_rebuilt = time.monotonic() - released_at
+            print(f"late file to rebuilt partition: {seconds_to_rebuilt:.1f} s")
+
+            assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(d.isoformat() for d in late_dates)
+            assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+            assert all(int(r.tags["meter/new_files"]) > 0 and float(r.tags["meter/hours_late"]) > 24 for r in runs)
+
+            # a further tick finds nothing new
+            ticks_before = _sensor_state(instance).instigator_data.cursor
+            time.sleep(4 * INTERVAL_S + 6)
+            assert len(_sensor_runs(instance)) == len(late_dates)
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+            daemon_log.close()
+
+    after = _snapshot(lake, days)
+    unchanged = [d for d in days if d not in late_dates]
+    assert [k for k in before if k[1] in unchanged and before[k] != after[k]] == []
+    assert all(before[(READS_15MIN, d)][0] != after[(READS_15MIN, d)][0] for d in late_dates)
+    assert ticks_before is not None
+
+    truth = parquet([lake.uri(f"simulator/truth/date={d}/reads.parquet") for d in late_dates])
+    curated = parquet([f for d in late_dates for f in lake.files(READS_15MIN, d.isoformat())])
+    mismatches = query(
+        f"""SELECT * FROM {truth} AS t FULL JOIN {curated} AS c USING (meter_id, read_at)
+            WHERE c.kwh IS DISTINCT FROM t.kwh OR c.quality_flag IS DISTINCT FROM t.quality_flag LIMIT 5""",
+        lake=lake,
+    )
+    assert mismatches == [], "late readings and corrected values are in the rebuilt dates"
+    (corrected,) = query(f"SELECT count(*) FROM {curated} WHERE version = 2", lake=lake)[0]
+    assert corrected > 0
