@@ -37,9 +37,10 @@ demo: install
 	@echo "Dagster UI: http://127.0.0.1:3000/asset-groups (lineage), http://127.0.0.1:3000/assets"
 	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-# Full scale: 200,000 meters, one day.
+# Full scale: 200,000 meters, one day; then the sensor against a year of raw keys.
 bench: install
 	$(BIN)/python bench/foundation.py --meters 200000
+	$(BIN)/python bench/sensor.py --days 365
 
 # Re-resolve the lock file after changing dependencies in pyproject.toml.
 lock:

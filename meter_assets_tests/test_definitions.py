@@ -25,6 +25,9 @@ def test_definitions_hold_every_asset_check_and_job():
         ("reads_daily", "daily_equals_hourly_equals_15min"),
     }
     assert {j.name for j in defs.jobs} >= {"daily_readings_job", "reference_job"}
+    (sensor,) = defs.sensors
+    assert sensor.name == "raw_arrivals_sensor" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "daily_readings_job"
     assert daily_partitions.timezone == "Europe/London"
     assert daily_partitions.start.strftime("%Y-%m-%d") == "2024-01-01"
     assert graph.get(dg.AssetKey("reads_15min")).parent_keys == {dg.AssetKey("raw_meter_files"), dg.AssetKey("meters")}
