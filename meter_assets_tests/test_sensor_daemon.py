@@ -49,6 +49,23 @@ def _sensor_state(instance: dg.DagsterInstance):
     return states[0] if states else None
 
 
+def _ticks(instance: dg.DagsterInstance) -> list:
+    state = _sensor_state(instance)
+    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id)) if state else []
+
+
+def _start_daemon(workspace, env, log) -> subprocess.Popen:
+    return subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "dagster-daemon"), "run", "-w", str(workspace)],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+def _stop(daemon: subprocess.Popen) -> None:
+    daemon.terminate()
+    daemon.wait(timeout=60)
+
+
 def _sensor_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return [r for r in instance.get_runs() if r.tags.get("meter/trigger", "").startswith("raw_arrivals")]
 
@@ -78,10 +95,7 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
         materialize_days(lake_root, days, instance=instance)
         before = _snapshot(lake, days)
 
-        daemon = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "dagster-daemon"), "run", "-w", str(workspace)],
-            env=env, cwd=REPO, stdout=daemon_log, stderr=subprocess.STDOUT,
-        )
+        daemon = _start_daemon(workspace, env, daemon_log)
         try:
             _wait_for(lambda: (s := _sensor_state(instance)) is not None and s.instigator_data
                       and getattr(s.instigator_data, "cursor", None), 120, "the sensor's first tick")
@@ -104,20 +118,20 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
             assert all(int(r.tags["meter/new_files"]) > 0 and float(r.tags["meter/hours_late"]) > 24 for r in runs)
 
-            # a further tick finds nothing new
-            ticks_before = _sensor_state(instance).instigator_data.cursor
-            time.sleep(4 * INTERVAL_S + 6)
+            # the daemon restarts; its cursor is in the instance, and further ticks find nothing new
+            _stop(daemon)
+            ticks_before = len(_ticks(instance))
+            daemon = _start_daemon(workspace, env, daemon_log)
+            _wait_for(lambda: len(_ticks(instance)) >= ticks_before + 2, 120, "two ticks after the restart")
             assert len(_sensor_runs(instance)) == len(late_dates)
         finally:
-            daemon.terminate()
-            daemon.wait(timeout=60)
+            _stop(daemon)
             daemon_log.close()
 
     after = _snapshot(lake, days)
     unchanged = [d for d in days if d not in late_dates]
     assert [k for k in before if k[1] in unchanged and before[k] != after[k]] == []
     assert all(before[(READS_15MIN, d)][0] != after[(READS_15MIN, d)][0] for d in late_dates)
-    assert ticks_before is not None
 
     truth = parquet([lake.uri(f"simulator/truth/date={d}/reads.parquet") for d in late_dates])
     curated = parquet([f for d in late_dates for f in lake.files(READS_15MIN, d.isoformat())])
