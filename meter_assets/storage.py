@@ -57,7 +57,7 @@ class LocalBackend:
                 st = os.stat(path)
                 found.append(
                     LakeObject(
-                        key=os.path.relpath(path, self.base).replace(os.sep, "/"),
+                        key=path[len(self.base) + 1 :],
                         size=st.st_size,
                         modified_at=dt.datetime.fromtimestamp(st.st_mtime, dt.UTC).replace(tzinfo=None),
                         etag=f"{st.st_size}-{st.st_mtime_ns}",
@@ -230,9 +230,11 @@ class Lake:
             key=lambda o: o.key,
         )
 
-    def list_many(self, prefixes: list[str], threads: int = 8) -> list[LakeObject]:
-        """`list` over several prefixes at once (an object store answers each in a round trip)."""
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+    def list_many(self, prefixes: list[str]) -> list[LakeObject]:
+        """`list` over several prefixes; on S3 several at once, as each costs a round trip."""
+        if not self.is_s3:
+            return [o for prefix in prefixes for o in self.list(prefix)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
             return [o for found in pool.map(self.list, prefixes) for o in found]
 
     def folders(self, prefix: str) -> list[str]:

@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from meter_assets.partitions import local_day_of
 from meter_assets.storage import Lake, LakeObject
@@ -76,11 +77,21 @@ class Cursor:
 
 
 def hour_of(obj: LakeObject) -> dt.datetime:
-    return dt.datetime.strptime(obj.key[len("raw/") : RAW_HOUR_KEY - 1], "%Y/%m/%d/%H")
+    return _hour(obj.key[len("raw/") : RAW_HOUR_KEY - 1])
 
 
 def partition_of(obj: LakeObject) -> dt.date:
-    return local_day_of(hour_of(obj))
+    return _local_day(obj.key[len("raw/") : RAW_HOUR_KEY - 1])
+
+
+@lru_cache(maxsize=65536)
+def _hour(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y/%m/%d/%H")
+
+
+@lru_cache(maxsize=65536)
+def _local_day(text: str) -> dt.date:
+    return local_day_of(_hour(text))
 
 
 def fingerprint(objects: list[LakeObject]) -> dict:
