@@ -25,6 +25,7 @@ class Settings:
     quarantine_max_rate: float
     max_interval_kwh: Decimal
     missing_warn_share: float
+    pg_dsn: str | None
     recent_window_days: int
     sweep_interval_hours: float
     sensor_interval_seconds: int
@@ -56,6 +57,7 @@ def settings() -> Settings:
         # on a residential single-phase supply.
         max_interval_kwh=Decimal(_env("METER_MAX_INTERVAL_KWH", "6.000")),
         missing_warn_share=float(_env("METER_MISSING_WARN_SHARE", "0.05")),
+        pg_dsn=os.environ.get("METER_PG_DSN") or None,
         recent_window_days=int(_env("METER_RECENT_WINDOW_DAYS", "35")),
         sweep_interval_hours=float(_env("METER_SWEEP_INTERVAL_HOURS", "24")),
         sensor_interval_seconds=int(_env("METER_SENSOR_INTERVAL_SECONDS", "30")),
