@@ -8,7 +8,6 @@ import sys
 import time
 
 import dagster as dg
-import pytest
 
 from meter_assets.config import settings
 from meter_assets.curated.readings import READS_15MIN
