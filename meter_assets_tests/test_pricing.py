@@ -129,9 +129,11 @@ def test_energy_charge_equals_a_per_interval_decimal_computation(month, seed, ch
     expected = slow_energy_charges(month, reads, assignments, customers, tariffs)
     assert {c: (b.energy_charge, b.measured_kwh, b.estimated_kwh) for c, b in bills.items() if b.energy} == expected
     # days of supply: the outgoing customer until the move, the incoming one from move-in
+    month_end = month_bounds(month)[1]
     assert bills[10].supply_days == move
-    assert bills[11].supply_days == (month_bounds(month)[1] - moved_out).days - void
-    assert bills[20].supply_days == (month_bounds(month)[1] - start).days
+    incoming_days = max(0, (month_end - moved_out).days - void)
+    assert (bills[11].supply_days if 11 in bills else 0) == incoming_days
+    assert bills[20].supply_days == (month_end - start).days
 
 
 def _flat_month(month: str) -> duckdb.DuckDBPyConnection:
