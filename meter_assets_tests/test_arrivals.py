@@ -32,6 +32,8 @@ def test_recent_arrivals_give_one_request_per_date_and_never_twice(lake_root):
     arrivals, cursor = look(lake, Cursor(), now)
     assert arrivals == [], "the first look records the lake as it is"
 
+    lake.write_bytes("raw/2026/11/14/notes.txt", b"a key outside the raw layout is ignored")
+    lake.write_bytes("raw/2026/11/xx/10/junk.csv.gz", b"so is this one")
     late = [put(lake, dt.datetime(2026, 11, 14, h % 24), f"alpha-g{h:03d}-late-b1") for h in range(30)]
     other = put(lake, dt.datetime(2026, 11, 3, 12), "beta-g003-2026110312-c1")
     arrivals, cursor = look(lake, cursor, now + dt.timedelta(minutes=1))
@@ -68,6 +70,7 @@ def test_files_for_old_dates_are_found_by_the_sweep_once(lake_root):
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     _, cursor = look(lake, Cursor(), now)
     old = put(lake, dt.datetime(2025, 3, 10, 8), "alpha-g001-2025031008-b1")
+    lake.write_bytes("raw/2025/03/10/8/not-an-hour-folder.csv.gz", b"ignored")
     recent_only, cursor = look(lake, cursor, now + dt.timedelta(hours=1))
     assert recent_only == [], "a date older than the window is not listed on every tick"
 

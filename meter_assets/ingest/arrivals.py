@@ -80,8 +80,12 @@ def hour_of(obj: LakeObject) -> dt.datetime:
     return _hour(obj.key[len("raw/") : RAW_HOUR_KEY - 1])
 
 
-def partition_of(obj: LakeObject) -> dt.date:
-    return _local_day(obj.key[len("raw/") : RAW_HOUR_KEY - 1])
+def partition_of(obj: LakeObject) -> dt.date | None:
+    """The date partition of a raw key, or None for a key outside the raw layout."""
+    try:
+        return _local_day(obj.key[len("raw/") : RAW_HOUR_KEY - 1])
+    except ValueError:
+        return None
 
 
 @lru_cache(maxsize=65536)
@@ -110,10 +114,9 @@ def scan_recent(lake: Lake, dates: list[dt.date]) -> dict[dt.date, list[LakeObje
     found: dict[dt.date, list[LakeObject]] = {d: [] for d in dates}
     utc_dates = sorted({d + dt.timedelta(days=k) for d in dates for k in (-1, 0, 1)})
     for obj in lake.list_many([f"raw/{d:%Y/%m/%d}/" for d in utc_dates]):
-        if len(obj.key) > RAW_HOUR_KEY:
-            day = partition_of(obj)
-            if day in found:
-                found[day].append(obj)
+        day = partition_of(obj) if len(obj.key) > RAW_HOUR_KEY else None
+        if day in found:
+            found[day].append(obj)
     return found
 
 
@@ -151,7 +154,7 @@ def sweep(lake: Lake, modified_after: dt.datetime, before: dt.date, first_partit
         if len(obj.key) <= RAW_HOUR_KEY or obj.modified_at <= modified_after - SWEEP_OVERLAP:
             continue
         day = partition_of(obj)
-        if first_partition <= day < before:
+        if day is not None and first_partition <= day < before:
             by_date.setdefault(day, []).append(obj)
     return [Arrival(day, objects, "sweep") for day, objects in sorted(by_date.items())]
 
