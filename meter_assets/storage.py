@@ -317,3 +317,15 @@ class Lake:
     def files(self, table: str, partition: str | None = None) -> list[str]:
         """URIs of the current version's Parquet files; empty if never published."""
         return [self.uri(k) for k in self.keys(table, partition)]
+
+    def required_keys(self, table: str, partition: str | None, produced_by: str) -> list[str]:
+        """Keys of the current version, or an error naming the asset to materialize first."""
+        keys = self.keys(table, partition)
+        if not keys:
+            where = f" partition {partition}" if partition else ""
+            raise FileNotFoundError(f"{table}{where} is not published: materialize {produced_by} first")
+        return keys
+
+    def required_files(self, table: str, partition: str | None, produced_by: str) -> list[str]:
+        """URIs of the current version, or an error naming the asset to materialize first."""
+        return [self.uri(k) for k in self.required_keys(table, partition, produced_by)]

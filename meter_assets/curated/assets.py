@@ -26,9 +26,7 @@ def reads_15min(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: D
     partition = context.partition_key
     day = daily_partitions.time_window_for_partition_key(partition).start.date()
     inventory = read_inventory(store, partition)
-    meter_files = store.files(dimension_table("meters"))
-    if not meter_files:
-        raise FileNotFoundError("the meters dimension is not published: materialize `meters` first")
+    meter_files = store.required_files(dimension_table("meters"), None, "meters")
 
     curated_version = store.new_version(READS_15MIN, partition)
     quarantine_version = store.new_version(QUARANTINE, partition)

@@ -40,8 +40,7 @@ class Arrival:
 
     @property
     def run_key(self) -> str:
-        digest = hashlib.sha1("\n".join(f"{o.key}:{o.etag}" for o in sorted(self.files, key=lambda o: o.key)).encode())
-        return f"raw-arrivals:{self.partition.isoformat()}:{digest.hexdigest()[:16]}"
+        return f"raw-arrivals:{self.partition.isoformat()}:{content_digest(self.files)}"
 
     def hours_late(self) -> float:
         """How long after its readings' hour ended the latest of these files arrived."""
@@ -76,6 +75,12 @@ class Cursor:
         return json.dumps(self.__dict__, sort_keys=True, separators=(",", ":"))
 
 
+def content_digest(objects: list[LakeObject]) -> str:
+    """A short hash of a set of objects' keys and ETags: changes when any is added or replaced."""
+    listing = "\n".join(f"{o.key}:{o.etag}" for o in sorted(objects, key=lambda o: o.key))
+    return hashlib.sha1(listing.encode()).hexdigest()[:16]
+
+
 def hour_of(obj: LakeObject) -> dt.datetime:
     return _hour(obj.key[len("raw/") : RAW_HOUR_KEY - 1])
 
@@ -99,9 +104,8 @@ def _local_day(text: str) -> dt.date:
 
 
 def fingerprint(objects: list[LakeObject]) -> dict:
-    digest = hashlib.sha1("\n".join(f"{o.key}:{o.etag}" for o in sorted(objects, key=lambda o: o.key)).encode())
     newest = max((o.modified_at for o in objects), default=dt.datetime.min)
-    return {"n": len(objects), "newest": newest.isoformat(), "hash": digest.hexdigest()[:16]}
+    return {"n": len(objects), "newest": newest.isoformat(), "hash": content_digest(objects)}
 
 
 def recent_dates(today: dt.date, window_days: int) -> list[dt.date]:

@@ -15,10 +15,7 @@ RAW_METER_FILES = "inventory/raw_meter_files"
 
 
 def read_inventory(lake: Lake, partition: str):
-    keys = lake.keys(RAW_METER_FILES, partition)
-    if not keys:
-        raise FileNotFoundError(f"no raw_meter_files inventory for {partition}: materialize raw_meter_files first")
-    return lake.read_parquet(keys)
+    return lake.read_parquet(lake.required_keys(RAW_METER_FILES, partition, "raw_meter_files"))
 
 
 @dg.asset(

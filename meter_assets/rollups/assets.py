@@ -49,19 +49,12 @@ COPY (
 """
 
 
-def _partition_files(store, table: str, partition: str, needs: str) -> list[str]:
-    files = store.files(table, partition)
-    if not files:
-        raise FileNotFoundError(f"{table} has no published partition {partition}: materialize {needs} first")
-    return files
-
-
 @dg.asset(partitions_def=daily_partitions, deps=[reads_15min], group_name="rollups", kinds={"duckdb", "parquet"},
           pool="lake_compute")
 def reads_hourly(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """Each meter's kWh per UTC hour, estimated kWh apart, for load curves and forecasts."""
     store = lake.lake()
-    sources = _partition_files(store, READS_15MIN, context.partition_key, "reads_15min")
+    sources = store.required_files(READS_15MIN, context.partition_key, "reads_15min")
     version = store.new_version(READS_HOURLY, context.partition_key)
     target = store.uri(f"{version}/part-0000.parquet")
     with lake_duckdb(duckdb, store) as con:
@@ -84,8 +77,8 @@ def reads_daily(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: D
     """Each meter's kWh for the local calendar day, with its estimated and missing intervals."""
     store = lake.lake()
     partition = context.partition_key
-    hourly = _partition_files(store, READS_HOURLY, partition, "reads_hourly")
-    quarter_hours = _partition_files(store, READS_15MIN, partition, "reads_15min")
+    hourly = store.required_files(READS_HOURLY, partition, "reads_hourly")
+    quarter_hours = store.required_files(READS_15MIN, partition, "reads_15min")
     version = store.new_version(READS_DAILY, partition)
     target = store.uri(f"{version}/part-0000.parquet")
     with lake_duckdb(duckdb, store) as con:
