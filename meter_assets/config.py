@@ -31,6 +31,10 @@ class Settings:
     sensor_interval_seconds: int
     aws_endpoint_url: str | None
     aws_region: str | None
+    tax_rate: Decimal
+    currency: str
+    backbilling_months: int
+    billing_grace_days: int
 
     @property
     def tz(self) -> ZoneInfo:
@@ -63,4 +67,17 @@ def settings() -> Settings:
         sensor_interval_seconds=int(_env("METER_SENSOR_INTERVAL_SECONDS", "30")),
         aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
         aws_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+        # VAT on domestic energy in Great Britain
+        tax_rate=Decimal(_env("METER_TAX_RATE", "0.05")),
+        currency=_env("METER_CURRENCY", "GBP"),
+        backbilling_months=int(_env("METER_BACKBILLING_MONTHS", "12")),
+        billing_grace_days=_grace_days(_env("METER_BILLING_GRACE_DAYS", "3")),
     )
+
+
+def _grace_days(value: str) -> int:
+    days = int(value)
+    # the issuing schedule runs on day 1 + grace of the next month, which every month has
+    if not 0 <= days <= 27:
+        raise ValueError(f"METER_BILLING_GRACE_DAYS must be between 0 and 27, not {days}")
+    return days

@@ -2,14 +2,19 @@
 
 import dagster as dg
 
+from meter_assets.billing.assets import billing_assets
+from meter_assets.billing.jobs import bills_job, issue_bills_job
+from meter_assets.billing.schedules import issue_bills_schedule
+from meter_assets.billing.sensors import rebuilt_day_bills_sensor
 from meter_assets.ingest.sensors import raw_arrivals_sensor
 from meter_assets.jobs import daily_assets, daily_readings_job, reference_job
 from meter_assets.reference.assets import reference_assets
 from meter_assets.resources import resources
 
 defs = dg.Definitions(
-    assets=[*reference_assets, *daily_assets],
-    jobs=[daily_readings_job, reference_job],
-    sensors=[raw_arrivals_sensor],
+    assets=[*reference_assets, *daily_assets, *billing_assets],
+    jobs=[daily_readings_job, reference_job, bills_job, issue_bills_job],
+    schedules=[issue_bills_schedule],
+    sensors=[raw_arrivals_sensor, rebuilt_day_bills_sensor],
     resources=resources(),
 )

@@ -1,5 +1,7 @@
-"""Materialize reference data and every daily partition of a simulated range into the
-Dagster instance at $DAGSTER_HOME, so `dagster dev` opens on a populated platform.
+"""Materialize reference data, every daily partition of a simulated range and the bills of
+its complete months into the Dagster instance at $DAGSTER_HOME, so `dagster dev` opens on
+a populated platform. Months whose grace period is over are issued, as the schedule
+would have done; a month still in its grace period keeps draft bills.
 
     python -m meter_assets.demo --start 2024-05-01 --days 60
 """
@@ -11,6 +13,9 @@ import time
 
 import dagster as dg
 
+from meter_assets.billing.assets import billing_assets, month_is_complete
+from meter_assets.billing.pricing import month_bounds
+from meter_assets.config import settings
 from meter_assets.definitions import defs
 from meter_assets.jobs import daily_assets
 from meter_assets.reference.assets import reference_assets
@@ -35,6 +40,24 @@ def materialize_days(instance: dg.DagsterInstance, start: dt.date, days: int, lo
     return results
 
 
+def bill_months(instance: dg.DagsterInstance, start: dt.date, days: int, log=print) -> None:
+    s = settings()
+    today = dt.datetime.now(s.tz).date()
+    lake = resources()["lake"].lake()
+    last = start + dt.timedelta(days=days - 1)
+    months = sorted({(start + dt.timedelta(days=d)).strftime("%Y-%m") for d in range(days)})
+    for month in months:
+        _, month_end = month_bounds(month)
+        if month_end - dt.timedelta(days=1) > last or not month_is_complete(lake, month):
+            continue
+        issue = today >= month_end + dt.timedelta(days=s.billing_grace_days)
+        selection = ["bills", "issued_bills"] if issue else ["bills"]
+        began = time.perf_counter()
+        dg.materialize(billing_assets, partition_key=month, instance=instance, resources=resources(),
+                       run_config=QUIET, selection=selection, raise_on_error=True)
+        log(f"bills {month}: {'issued' if issue else 'drafts'} in {time.perf_counter() - began:.1f} s")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True)
@@ -43,6 +66,7 @@ def main(argv=None) -> int:
     assert defs is not None
     with dg.DagsterInstance.get() as instance:
         materialize_days(instance, args.start, args.days)
+        bill_months(instance, args.start, args.days)
     return 0
 
 

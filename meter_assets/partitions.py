@@ -16,6 +16,21 @@ daily_partitions = dg.DailyPartitionsDefinition(
 )
 
 
+
+def _first_full_month(start: dt.date) -> str:
+    first = start if start.day == 1 else (start.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    return first.strftime("%Y-%m")
+
+
+# Calendar months in the market's time zone, keyed `YYYY-MM`; a month's partition exists
+# once the month has ended, and the first is the first month the readings cover in full.
+monthly_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=_first_full_month(settings().start_date),
+    timezone=settings().market_tz,
+    fmt="%Y-%m",
+)
+
+
 def local_day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     """UTC start (inclusive) and end (exclusive) of a local calendar day, as naive UTC."""
     tz = settings().tz

@@ -29,6 +29,19 @@ class LakeResource(dg.ConfigurableResource):
         return Lake(self.root, s3_client=self.s3.get_client() if self.root.startswith("s3://") else None)
 
 
+class PostgresResource(dg.ConfigurableResource):
+    """The platform's PostgreSQL (`METER_PG_DSN`, else the embedded server), schema migrated."""
+
+    dsn: str | None = None
+
+    @contextmanager
+    def connect(self):
+        from meter_assets import postgres
+
+        with postgres.connect(self.dsn) as conn:
+            yield conn
+
+
 @contextmanager
 def lake_duckdb(duckdb: DuckDBResource, lake: Lake):
     """A step's DuckDB connection, able to read and write the lake's URIs."""
@@ -50,6 +63,7 @@ def duckdb_resource() -> DuckDBResource:
     """A fresh in-memory DuckDB for each step: no shared database file, no write lock to fight."""
     s = settings()
     spill = os.path.abspath(os.path.join(s.data_dir, "scratch", "duckdb-spill"))
+    os.makedirs(spill, exist_ok=True)
     return DuckDBResource(
         database=":memory:",
         connection_config={
@@ -64,4 +78,8 @@ def duckdb_resource() -> DuckDBResource:
 def resources(root: str | None = None) -> dict:
     """Every resource the code location uses; `root` overrides `METER_LAKE`."""
     s3 = s3_resource()
-    return {"lake": LakeResource(root=root or settings().lake, s3=s3), "duckdb": duckdb_resource()}
+    return {
+        "lake": LakeResource(root=root or settings().lake, s3=s3),
+        "duckdb": duckdb_resource(),
+        "postgres": PostgresResource(dsn=settings().pg_dsn),
+    }

@@ -273,7 +273,10 @@ class Lake:
     # --- published tables -------------------------------------------------------------
     @staticmethod
     def table_prefix(table: str, partition: str | None = None) -> str:
-        return f"{table}/date={partition}" if partition else table
+        """`<table>/date=YYYY-MM-DD` for a day, `<table>/month=YYYY-MM` for a month."""
+        if not partition:
+            return table
+        return f"{table}/{'month' if len(partition) == len('YYYY-MM') else 'date'}={partition}"
 
     def new_version(self, table: str, partition: str | None = None) -> str:
         """A fresh, unpublished folder for one build of a table partition; returns its key."""

@@ -1,7 +1,7 @@
 import dagster as dg
 
 from meter_assets.definitions import defs
-from meter_assets.partitions import daily_partitions
+from meter_assets.partitions import daily_partitions, monthly_partitions
 
 
 def test_definitions_hold_every_asset_check_and_job():
@@ -10,9 +10,12 @@ def test_definitions_hold_every_asset_check_and_job():
     assert keys == {
         "raw_meter_files", "reads_15min", "reads_hourly", "reads_daily",
         "customers", "meters", "meter_assignments", "tariffs",
+        "bills", "issued_bills",
     }
     for daily in ("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily"):
         assert graph.get(dg.AssetKey(daily)).partitions_def == daily_partitions
+    for monthly in ("bills", "issued_bills"):
+        assert graph.get(dg.AssetKey(monthly)).partitions_def == monthly_partitions
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
         ("raw_meter_files", "every_file_matches_a_contract"),
@@ -23,11 +26,22 @@ def test_definitions_hold_every_asset_check_and_job():
         ("reads_15min", "quarantine_rate_below_threshold"),
         ("reads_15min", "missing_share_below_threshold"),
         ("reads_daily", "daily_equals_hourly_equals_15min"),
+        ("bills", "billed_kwh_reconciles_with_reads_daily"),
     }
-    assert {j.name for j in defs.jobs} >= {"daily_readings_job", "reference_job"}
-    (sensor,) = defs.sensors
-    assert sensor.name == "raw_arrivals_sensor" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.job_name == "daily_readings_job"
+    assert {j.name for j in defs.jobs} == {"daily_readings_job", "reference_job", "bills_job", "issue_bills_job"}
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {"raw_arrivals_sensor", "rebuilt_day_bills_sensor"}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+    assert sensors["raw_arrivals_sensor"].job_name == "daily_readings_job"
+    assert sensors["rebuilt_day_bills_sensor"].job_name == "bills_job"
+    (schedule,) = defs.get_repository_def().schedule_defs
+    assert schedule.name == "issue_bills_schedule" and schedule.job_name == "issue_bills_job"
+    # the 4th of each month at 06:00 market time: the default 3 days of grace after the month closes
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 4 * *", "Europe/London")
     assert daily_partitions.timezone == "Europe/London"
     assert daily_partitions.start.strftime("%Y-%m-%d") == "2024-01-01"
+    assert monthly_partitions.get_first_partition_key() == "2024-01"
+    assert monthly_partitions.timezone == "Europe/London"
+    assert graph.get(dg.AssetKey("bills")).parent_keys == {
+        dg.AssetKey(k) for k in ("reads_15min", "reads_daily", "meter_assignments", "customers", "tariffs")}
     assert graph.get(dg.AssetKey("reads_15min")).parent_keys == {dg.AssetKey("raw_meter_files"), dg.AssetKey("meters")}

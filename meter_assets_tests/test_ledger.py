@@ -67,9 +67,9 @@ def test_adjustment_is_sealed_once_a_bill_carries_it(conninfo):
         _draft(conn, "B-5000002-2024-06", 5000002, month=6)
         (adjustment,) = conn.execute(
             """
-            INSERT INTO billing.bill_adjustments (bill_id, customer_id, delta_kwh, delta_amount, charged_amount,
-                                                  reason, changed_partitions, inputs_fingerprint)
-            VALUES ('B-5000002-2024-05', 5000002, 1.500, 0.39, 0.39, 'late readings', ARRAY['2024-05-10'], 'fp-2')
+            INSERT INTO billing.bill_adjustments (bill_id, customer_id, sequence, delta_kwh, delta_amount,
+                                                  charged_amount, reason, changed_partitions, inputs_fingerprint)
+            VALUES ('B-5000002-2024-05', 5000002, 1, 1.500, 0.39, 0.39, 'late readings', ARRAY['2024-05-10'], 'fp-2')
             RETURNING adjustment_id
             """
         ).fetchone()
@@ -79,12 +79,13 @@ def test_adjustment_is_sealed_once_a_bill_carries_it(conninfo):
             conn.execute("UPDATE billing.bill_adjustments SET charged_amount = 0 WHERE adjustment_id = %s", [adjustment])
         with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="sealed"):
             conn.execute("DELETE FROM billing.bill_adjustments WHERE adjustment_id = %s", [adjustment])
+        # a second correction computed from the same state (a racing run) collides on the sequence
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(
                 """
-                INSERT INTO billing.bill_adjustments (bill_id, customer_id, delta_kwh, delta_amount, charged_amount,
-                                                      reason, changed_partitions, inputs_fingerprint)
-                VALUES ('B-5000002-2024-05', 5000002, 1.500, 0.39, 0.39, 'late readings', ARRAY['2024-05-10'], 'fp-2')
+                INSERT INTO billing.bill_adjustments (bill_id, customer_id, sequence, delta_kwh, delta_amount,
+                                                      charged_amount, reason, changed_partitions, inputs_fingerprint)
+                VALUES ('B-5000002-2024-05', 5000002, 1, 2.000, 0.52, 0.52, 'late readings', ARRAY['2024-05-11'], 'fp-3')
                 """
             )
 

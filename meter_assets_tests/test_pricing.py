@@ -125,7 +125,7 @@ def test_energy_charge_equals_a_per_interval_decimal_computation(month, seed, ch
                  dict(customer_id=20, plan_id="TOU")]
     tariffs = _tariffs(start + dt.timedelta(days=change), cuts, rates)
 
-    bills = compute_bills(_connection(reads, assignments, customers, tariffs), month, TZ, Decimal("0.05"))
+    bills = compute_bills(_connection(reads, assignments, customers, tariffs), month, TZ, Decimal("0.05")).bills
     expected = slow_energy_charges(month, reads, assignments, customers, tariffs)
     assert {c: (b.energy_charge, b.measured_kwh, b.estimated_kwh) for c, b in bills.items() if b.energy} == expected
     # days of supply: the outgoing customer until the move, the incoming one from move-in
@@ -147,7 +147,7 @@ def _flat_month(month: str) -> duckdb.DuckDBPyConnection:
 
 def test_spring_forward_month_is_right_to_the_penny():
     # March 2024 in London: 31 days, one of 23 hours, so 2,972 quarter hours of 0.250 kWh
-    bill = compute_bills(_flat_month("2024-03"), "2024-03", TZ, Decimal("0.05"))[7]
+    bill = compute_bills(_flat_month("2024-03"), "2024-03", TZ, Decimal("0.05")).bills[7]
     assert bill.measured_kwh == Decimal("743.000")
     assert bill.energy_charge == Decimal("182.04")  # 743 x 0.2450 = 182.035, half up
     assert bill.standing_charge == Decimal("18.76")  # 31 x 0.6050 = 18.755
@@ -157,7 +157,7 @@ def test_spring_forward_month_is_right_to_the_penny():
 
 def test_fall_back_month_is_right_to_the_penny():
     # October 2024 in London: one day of 25 hours, so 2,980 quarter hours
-    bill = compute_bills(_flat_month("2024-10"), "2024-10", TZ, Decimal("0.05"))[7]
+    bill = compute_bills(_flat_month("2024-10"), "2024-10", TZ, Decimal("0.05")).bills[7]
     assert bill.measured_kwh == Decimal("745.000")
     assert bill.energy_charge == Decimal("182.53")  # 182.525, half up
     assert bill.standing_charge == Decimal("18.76")

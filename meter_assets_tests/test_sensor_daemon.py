@@ -53,6 +53,19 @@ def _ticks(instance: dg.DagsterInstance) -> list:
     return list(instance.get_ticks(state.instigator_origin_id, state.selector_id)) if state else []
 
 
+def dagster_home(tmp_path):
+    """A fresh instance configured by the project's dagster.yaml, and a workspace loading the code location."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(os.path.join(REPO, "dagster.yaml"), home / "dagster.yaml")
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: meter_assets.definitions\n"
+        f"      working_directory: {REPO}\n      location_name: meter_assets\n"
+    )
+    return home, workspace
+
+
 def _start_daemon(workspace, env, log) -> subprocess.Popen:
     return subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "dagster-daemon"), "run", "-w", str(workspace)],
@@ -70,14 +83,7 @@ def _sensor_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
 
 
 def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(os.path.join(REPO, "dagster.yaml"), home / "dagster.yaml")
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n  - python_module:\n      module_name: meter_assets.definitions\n"
-        f"      working_directory: {REPO}\n      location_name: meter_assets\n"
-    )
+    home, workspace = dagster_home(tmp_path)
 
     today = dt.datetime.now(settings().tz).date()
     start = today - dt.timedelta(days=9)

@@ -10,77 +10,132 @@ rounded lines. No binary float ever holds money.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 import duckdb
 
 PENNY = Decimal("0.01")
 
-# Every (plan, local day, local quarter hour) of the month with the tariff row in force.
-PRICE_GRID_SQL = """
-CREATE OR REPLACE TEMP TABLE price_grid AS
-WITH local_days AS (
-    SELECT CAST(unnest(generate_series($month_start, $month_end - INTERVAL 1 DAY, INTERVAL 1 DAY)) AS DATE) AS local_date
-),
-slots AS (
-    SELECT unnest(range(96)) AS slot
-)
-SELECT
-    tariffs.plan_id,
-    local_days.local_date,
-    slots.slot,
-    tariffs.tariff_id,
-    tariffs.band,
-    tariffs.unit_rate
-FROM local_days
-CROSS JOIN slots
-JOIN tariffs
-  ON local_days.local_date >= tariffs.valid_from
- AND (tariffs.valid_to IS NULL OR local_days.local_date < tariffs.valid_to)
- AND printf('%02d:%02d', slots.slot // 4, 15 * (slots.slot % 4)) >= tariffs.band_start
- AND printf('%02d:%02d', slots.slot // 4, 15 * (slots.slot % 4)) < tariffs.band_end
+# Plans by a small integer, so the per-reading joins compare integers, not strings.
+PLANS_SQL = """
+CREATE OR REPLACE TEMP TABLE plans AS
+SELECT plan_id, CAST(row_number() OVER (ORDER BY plan_id) AS INTEGER) AS plan_no
+FROM (SELECT plan_id FROM customers UNION SELECT plan_id FROM tariffs)
 """
 
-USAGE_SQL = """
-WITH local_readings AS (
-    SELECT
-        meter_id,
-        kwh,
-        quality_flag,
-        timezone($tz, read_at AT TIME ZONE 'UTC') AS local_at
-    FROM reads
-    WHERE kwh IS NOT NULL
-),
-supplied AS (
-    SELECT
-        assignments.customer_id,
-        customers.plan_id,
-        CAST(local_readings.local_at AS DATE)                                  AS local_date,
-        hour(local_readings.local_at) * 4 + minute(local_readings.local_at) // 15 AS slot,
-        local_readings.kwh,
-        local_readings.quality_flag
-    FROM local_readings
-    JOIN assignments
-      ON assignments.meter_id = local_readings.meter_id
-     AND CAST(local_readings.local_at AS DATE) >= assignments.valid_from
-     AND (assignments.valid_to IS NULL OR CAST(local_readings.local_at AS DATE) < assignments.valid_to)
-    JOIN customers ON customers.customer_id = assignments.customer_id
-    WHERE CAST(local_readings.local_at AS DATE) >= $month_start
-      AND CAST(local_readings.local_at AS DATE) < $month_end
-)
-SELECT
-    supplied.customer_id,
-    price_grid.tariff_id,
-    price_grid.band,
-    price_grid.unit_rate,
-    coalesce(sum(supplied.kwh) FILTER (WHERE supplied.quality_flag = 'actual'), 0)    AS measured_kwh,
-    coalesce(sum(supplied.kwh) FILTER (WHERE supplied.quality_flag <> 'actual'), 0)   AS estimated_kwh
-FROM supplied
-JOIN price_grid USING (plan_id, local_date, slot)
-GROUP BY ALL
-ORDER BY supplied.customer_id, price_grid.tariff_id
+# One local day at a time: who held each meter that day, and which tariff row each plan
+# had at each of the day's UTC quarter hours (looked up at its local clock time, so the
+# 23- and 25-hour days price right). Both are tiny; the readings meet them in one
+# hash-joined aggregate, so no reading is converted to local time row by row.
+DAY_HOLDERS_SQL = """
+CREATE OR REPLACE TEMP TABLE day_holders AS
+SELECT assignments.meter_id, assignments.customer_id, plans.plan_no
+FROM assignments
+JOIN customers USING (customer_id)
+JOIN plans USING (plan_id)
+WHERE $day >= assignments.valid_from
+  AND (assignments.valid_to IS NULL OR $day < assignments.valid_to)
 """
+
+DAY_PRICES_SQL = """
+CREATE OR REPLACE TEMP TABLE day_prices AS
+WITH utc_quarter_hours AS (
+    SELECT unnest(generate_series($utc_start, $utc_end - INTERVAL 15 MINUTE, INTERVAL 15 MINUTE)) AS read_at
+),
+local_clock AS (
+    SELECT read_at, strftime(timezone($tz, read_at AT TIME ZONE 'UTC'), '%H:%M') AS clock
+    FROM utc_quarter_hours
+)
+SELECT plans.plan_no, local_clock.read_at, tariffs.tariff_id
+FROM local_clock
+JOIN tariffs
+  ON local_clock.clock >= tariffs.band_start
+ AND local_clock.clock < tariffs.band_end
+JOIN plans USING (plan_id)
+WHERE $day >= tariffs.valid_from
+  AND (tariffs.valid_to IS NULL OR $day < tariffs.valid_to)
+"""
+
+# A reading with no holder is a vacant premises' use: reported, never billed. A held
+# reading with no tariff (off the quarter-hour grid, or outside every band of the plan)
+# is an error in the reference data, raised before any bill is written.
+DAY_USAGE_SQL = """
+INSERT INTO usage_by_day
+SELECT
+    CAST($day AS DATE)                                                                AS local_date,
+    day_holders.customer_id,
+    day_prices.tariff_id,
+    sum(readings.kwh) - coalesce(sum(readings.kwh) FILTER (WHERE readings.quality_flag <> 'actual'), 0)
+                                                                                      AS measured_kwh,
+    coalesce(sum(readings.kwh) FILTER (WHERE readings.quality_flag <> 'actual'), 0)   AS estimated_kwh
+FROM {readings} AS readings
+LEFT JOIN day_holders USING (meter_id)
+LEFT JOIN day_prices
+  ON day_prices.plan_no = day_holders.plan_no
+ AND day_prices.read_at = readings.read_at
+WHERE readings.kwh IS NOT NULL
+  AND readings.read_at >= $utc_start
+  AND readings.read_at < $utc_end
+GROUP BY ALL
+"""
+
+USAGE_BY_DAY_SQL = """
+CREATE OR REPLACE TEMP TABLE usage_by_day (
+    local_date    DATE,
+    customer_id   INTEGER,
+    tariff_id     INTEGER,
+    measured_kwh  DECIMAL(18, 3),
+    estimated_kwh DECIMAL(18, 3)
+)
+"""
+
+UNPRICED_SQL = """
+SELECT customer_id, min(local_date) AS first_day, CAST(sum(measured_kwh + estimated_kwh) AS VARCHAR) AS kwh
+FROM usage_by_day
+WHERE customer_id IS NOT NULL AND tariff_id IS NULL
+GROUP BY customer_id
+ORDER BY customer_id
+"""
+
+# Decimals leave DuckDB as text: Python's Decimal reads text faster than the driver converts.
+ENERGY_LINES_SQL = """
+SELECT
+    usage.customer_id,
+    usage.tariff_id,
+    tariffs.band,
+    CAST(tariffs.unit_rate AS VARCHAR)                 AS unit_rate,
+    CAST(sum(usage.measured_kwh) AS VARCHAR)           AS measured_kwh,
+    CAST(sum(usage.estimated_kwh) AS VARCHAR)          AS estimated_kwh
+FROM usage_by_day AS usage
+JOIN tariffs USING (tariff_id)
+WHERE usage.customer_id IS NOT NULL
+GROUP BY ALL
+ORDER BY usage.customer_id, usage.tariff_id
+"""
+
+# Each customer's use per day of the month in Wh (kWh x 1000, exact; 0 where there was
+# none), to tell which date partitions moved a bill when it changes. One column per day
+# rather than an ordered list aggregate: a plain hash aggregate, cheap at any scale.
+DAILY_WH_SQL = """
+WITH customer_days AS (
+    SELECT
+        customer_id,
+        date_diff('day', $month_start, local_date)                  AS day_of_month,
+        CAST((measured_kwh + estimated_kwh) * 1000 AS BIGINT)       AS wh
+    FROM usage_by_day
+    WHERE customer_id IS NOT NULL
+)
+SELECT customer_id, CAST([{days}] AS VARCHAR) AS daily_wh
+FROM customer_days
+GROUP BY customer_id
+"""
+
+VACANT_KWH_SQL = "SELECT coalesce(sum(measured_kwh + estimated_kwh), 0) FROM usage_by_day WHERE customer_id IS NULL"
 
 SUPPLY_DAYS_SQL = """
 WITH local_days AS (
@@ -105,6 +160,10 @@ JOIN standing
 GROUP BY ALL
 ORDER BY assignments.customer_id, standing.standing_charge
 """
+
+
+class UnpricedUsage(ValueError):
+    """Readings of a supplied customer that no tariff row prices."""
 
 
 @dataclass
@@ -137,10 +196,16 @@ class StandingLine:
 @dataclass
 class Bill:
     customer_id: int
+    month: str = ""
     energy: list[EnergyLine] = field(default_factory=list)
     standing: list[StandingLine] = field(default_factory=list)
     tax_rate: Decimal = Decimal("0")
     adjustments_carried: Decimal = Decimal("0.00")
+    daily_wh: list[int] = field(default_factory=list)
+
+    @property
+    def bill_id(self) -> str:
+        return bill_id(self.customer_id, self.month)
 
     @property
     def measured_kwh(self) -> Decimal:
@@ -149,6 +214,10 @@ class Bill:
     @property
     def estimated_kwh(self) -> Decimal:
         return sum((line.estimated_kwh for line in self.energy), Decimal("0.000"))
+
+    @property
+    def kwh(self) -> Decimal:
+        return self.measured_kwh + self.estimated_kwh
 
     @property
     def is_estimated(self) -> bool:
@@ -168,11 +237,20 @@ class Bill:
 
     @property
     def tax(self) -> Decimal:
-        return ((self.energy_charge + self.standing_charge) * self.tax_rate).quantize(PENNY, ROUND_HALF_UP)
+        return self.tax_on(self.energy_charge + self.standing_charge)
+
+    def tax_on(self, taxable: Decimal) -> Decimal:
+        """The tax line: one rounding, on the sum of the rounded energy and standing lines."""
+        return (taxable * self.tax_rate).quantize(PENNY, ROUND_HALF_UP)
+
+    @property
+    def charges(self) -> Decimal:
+        """What the month's supply costs: energy, standing charge and tax, without carried adjustments."""
+        return self.energy_charge + self.standing_charge + self.tax
 
     @property
     def total_due(self) -> Decimal:
-        return self.energy_charge + self.standing_charge + self.tax + self.adjustments_carried
+        return self.charges + self.adjustments_carried
 
     def energy_by_band(self) -> dict[str, dict[str, str]]:
         """Each priced line, keyed `band@rate` (a mid-month price change gives two lines)."""
@@ -180,6 +258,23 @@ class Bill:
             f"{line.band}@{line.unit_rate}": {"kwh": str(line.kwh), "rate": str(line.unit_rate), "amount": str(line.amount)}
             for line in self.energy
         }
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of everything the bill was computed from; equal inputs, equal digest."""
+        facts = [
+            self.month,
+            str(self.tax_rate),
+            *sorted(f"{line.tariff_id}:{line.unit_rate}:{line.measured_kwh}:{line.estimated_kwh}" for line in self.energy),
+            *sorted(f"{line.daily_rate}x{line.days}" for line in self.standing),
+            ",".join(map(str, self.daily_wh)),
+        ]
+        return hashlib.sha256("|".join(facts).encode()).hexdigest()[:32]
+
+
+def bill_id(customer_id: int, month: str) -> str:
+    """Deterministic: one bill per customer and month, the same id on every recomputation."""
+    return f"B-{customer_id}-{month}"
 
 
 def month_bounds(month: str) -> tuple[dt.date, dt.date]:
@@ -189,28 +284,75 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
     return start, end
 
 
-def compute_bills(con: duckdb.DuckDBPyConnection, month: str, tz: str, tax_rate: Decimal) -> dict[int, Bill]:
+def utc_day_bounds(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
+    """The naive-UTC instants a local day starts and ends at."""
+    zone = ZoneInfo(tz)
+    start = dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC).replace(tzinfo=None)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC).replace(tzinfo=None)
+    return start, end
+
+
+@dataclass
+class MonthUsage:
+    bills: dict[int, Bill]
+    vacant_kwh: Decimal
+
+
+def compute_bills(
+    con: duckdb.DuckDBPyConnection,
+    month: str,
+    tz: str,
+    tax_rate: Decimal,
+    readings_of: Callable[[dt.date], str] = lambda day: "reads",
+) -> MonthUsage:
     """Bills for every customer supplied in the month.
 
-    The connection must have views `reads` (the month's `reads_15min`, plus the UTC hours
-    either side), `assignments`, `customers` and `tariffs`.
+    The connection must have views `assignments`, `customers` and `tariffs`;
+    `readings_of(day)` names the relation holding a local day's readings (by default a
+    view `reads`, filtered to the day).
     """
     start, end = month_bounds(month)
-    params = {"month_start": start, "month_end": end}
-    con.execute(PRICE_GRID_SQL, params)
+    con.execute(USAGE_BY_DAY_SQL)
+    con.execute(PLANS_SQL)
+    day = start
+    while day < end:
+        utc_start, utc_end = utc_day_bounds(day, tz)
+        params = {"day": day, "utc_start": utc_start, "utc_end": utc_end}
+        con.execute(DAY_HOLDERS_SQL, {"day": day})
+        con.execute(DAY_PRICES_SQL, {**params, "tz": tz})
+        con.execute(DAY_USAGE_SQL.format(readings=readings_of(day)), params)
+        day += dt.timedelta(days=1)
+
+    unpriced = con.execute(UNPRICED_SQL).fetchall()
+    if unpriced:
+        examples = ", ".join(f"customer {c} from {d} ({kwh} kWh)" for c, d, kwh in unpriced[:5])
+        raise UnpricedUsage(
+            f"{month}: {len(unpriced)} supplied customer(s) have readings that no tariff row prices "
+            f"(off the quarter-hour grid, or outside every time-of-use band of their plan): {examples}"
+        )
+
     bills: dict[int, Bill] = {}
 
     def bill_for(customer_id: int) -> Bill:
         if customer_id not in bills:
-            bills[customer_id] = Bill(customer_id=customer_id, tax_rate=tax_rate)
+            bills[customer_id] = Bill(customer_id=customer_id, month=month, tax_rate=tax_rate)
         return bills[customer_id]
 
-    for customer_id, rate, days in con.execute(SUPPLY_DAYS_SQL, params).fetchall():
+    month_params = {"month_start": start, "month_end": end}
+    for customer_id, rate, days in con.execute(SUPPLY_DAYS_SQL, month_params).fetchall():
         bill_for(customer_id).standing.append(StandingLine(daily_rate=Decimal(rate), days=days))
-    usage = con.execute(USAGE_SQL, {**params, "tz": tz}).fetchall()
-    for customer_id, tariff_id, band, rate, measured, estimated in usage:
+    for customer_id, tariff_id, band, rate, measured, estimated in con.execute(ENERGY_LINES_SQL).fetchall():
         bill_for(customer_id).energy.append(
             EnergyLine(tariff_id=tariff_id, band=band, unit_rate=Decimal(rate),
                        measured_kwh=Decimal(measured), estimated_kwh=Decimal(estimated))
         )
-    return bills
+    days_in_month = (end - start).days
+    daily_sql = DAILY_WH_SQL.format(
+        days=", ".join(f"coalesce(sum(wh) FILTER (WHERE day_of_month = {d}), 0)" for d in range(days_in_month)))
+    for customer_id, daily in con.execute(daily_sql, {"month_start": start}).fetchall():
+        bill_for(customer_id).daily_wh = json.loads(daily)
+    for bill in bills.values():
+        if not bill.daily_wh:
+            bill.daily_wh = [0] * days_in_month
+    vacant = con.execute(VACANT_KWH_SQL).fetchone()[0]
+    return MonthUsage(bills=bills, vacant_kwh=Decimal(vacant))

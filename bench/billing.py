@@ -1,0 +1,201 @@
+"""Full-scale benchmark of billing: a 30-day month of 200,000 customers' readings.
+
+    python bench/billing.py --meters 200000 [--month 2024-06] [--workdir data/bench-billing] [--reuse]
+
+The month's curated readings are written straight from the simulator's load model (the
+raw-file path to `reads_15min` is what bench/foundation.py measures), with about 1 % of
+intervals estimated and 0.3 % missing; reference data comes from the simulator's exports
+(two tariff plans, a price change mid-month, move-ins and move-outs). Then, each in its
+own process so that its peak memory (max RSS) is its own, through Dagster's executor:
+
+- `bills`: the month's bills computed and written to the ledger as drafts;
+- `bills_again`: the same month on the same data, which must write nothing;
+- `issue`: the month issued (sealed) and exported to the lake;
+- `adjust`: one day's readings corrected, then `bills` again: adjustments, nothing else.
+
+Results are also written to `<workdir>/billing.json`.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEED = 7
+
+
+def month_days(month: str) -> list[dt.date]:
+    from meter_assets.billing.pricing import month_bounds
+
+    start, end = month_bounds(month)
+    return [start + dt.timedelta(days=d) for d in range((end - start).days)]
+
+
+def write_readings(lake_root: str, meters: int, month: str) -> int:
+    """Reference exports and curated readings for every day of the month."""
+    import dagster as dg
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute  # noqa: F401
+
+    from meter_assets.config import settings
+    from meter_assets.curated.readings import READS_15MIN
+    from meter_assets.reference.assets import reference_assets
+    from meter_assets.resources import resources
+    from meter_assets.simulator.headend import _kwh_decimal
+    from meter_assets.simulator.reference import write_reference
+    from meter_assets.simulator.retailer import hourly_temperature, interval_load_kwh, population
+    from meter_assets.storage import Lake
+
+    days = month_days(month)
+    lake = Lake(lake_root)
+    pop = population(meters, SEED)
+    temperature = hourly_temperature(days[0], len(days), SEED)
+    write_reference(lake, pop, days[0], len(days), SEED, temperature)
+    dg.materialize(reference_assets, resources=resources(lake_root))
+    rows = 0
+    for day in days:
+        load, starts = interval_load_kwh(pop, day, settings().tz, temperature, SEED)
+        rng = np.random.default_rng([SEED, 9, day.toordinal()])
+        quality = rng.choice(np.array([0, 1, 2], dtype=np.int8), size=load.shape, p=[0.987, 0.010, 0.003]).reshape(-1)
+        wh = np.rint(load * 1000).astype(np.int64).reshape(-1)
+        kwh = _kwh_decimal(wh).cast(pa.decimal128(12, 3))
+        kwh = pa.compute.if_else(pa.array(quality == 2), pa.scalar(None, pa.decimal128(12, 3)), kwh)
+        table = pa.table({
+            "meter_id": pa.array(np.repeat(pop.meter_id, load.shape[1]), pa.int32()),
+            "read_at": pa.array(np.tile(starts, load.shape[0]).astype("datetime64[us]")),
+            "kwh": kwh,
+            "quality_flag": pa.array(np.array(["actual", "estimated", "missing"])[quality]),
+        })
+        version = lake.new_version(READS_15MIN, day.isoformat())
+        lake.write_parquet(f"{version}/part-0000.parquet", table)
+        lake.publish(READS_15MIN, day.isoformat(), version, {"rows": table.num_rows})
+        rows += table.num_rows
+        print(f"{day}: {table.num_rows:,} readings", file=sys.stderr, flush=True)
+    return rows
+
+
+def write_rollups(lake_root: str, month: str) -> int:
+    """Each day's hourly and daily rollups, through the real assets (the bills reconcile with them)."""
+    import dagster as dg
+
+    from meter_assets.resources import resources
+    from meter_assets.rollups.assets import reads_daily, reads_hourly
+
+    for day in month_days(month):
+        dg.materialize([reads_hourly, reads_daily], partition_key=day.isoformat(), resources=resources(lake_root))
+    return len(month_days(month))
+
+
+def correct_one_day(lake_root: str, month: str) -> int:
+    """A corrected file for one day: 2,000 meters' readings of the 10th rise by 10 %, rolled up again."""
+    import dagster as dg
+    import duckdb
+
+    from meter_assets.resources import resources
+    from meter_assets.rollups.assets import reads_daily, reads_hourly
+
+    from meter_assets.curated.readings import READS_15MIN
+    from meter_assets.sql import parquet
+    from meter_assets.storage import Lake
+
+    lake = Lake(lake_root)
+    day = month_days(month)[9].isoformat()
+    version = lake.new_version(READS_15MIN, day)
+    with duckdb.connect() as con:
+        con.execute(f"""
+            COPY (
+                SELECT meter_id, read_at,
+                       CASE WHEN meter_id % 100 = 0 THEN CAST(kwh * 1.1 AS DECIMAL(12, 3)) ELSE kwh END AS kwh,
+                       quality_flag
+                FROM {parquet(lake.required_files(READS_15MIN, day, 'reads_15min'))}
+            ) TO '{lake.uri(version)}/part-0000.parquet' (FORMAT parquet)
+        """)
+    lake.publish(READS_15MIN, day, version, {"rows": 0})
+    dg.materialize([reads_hourly, reads_daily], partition_key=day, resources=resources(lake_root))
+    return 1
+
+
+def step(name: str, lake: str, meters: int, month: str) -> dict:
+    began = time.perf_counter()
+    metadata = {}
+    if name == "readings":
+        rows = write_readings(lake, meters, month)
+    elif name == "rollups":
+        rows = write_rollups(lake, month)
+    else:
+        import dagster as dg
+
+        from meter_assets.billing.assets import bills, issued_bills
+        from meter_assets.resources import resources
+
+        if name == "adjust":
+            correct_one_day(lake, month)
+        selection = [bills, issued_bills] if name == "issue" else [bills]
+        result = dg.materialize(selection, partition_key=month, resources=resources(lake), selection=[
+            "issued_bills" if name == "issue" else "bills"])
+        event = result.asset_materializations_for_node("issued_bills" if name == "issue" else "bills")[0]
+        metadata = {k: v.value for k, v in event.metadata.items() if isinstance(v.value, (int, float, str))}
+        rows = int(metadata.get("customers", metadata.get("bills", 0)))
+    seconds = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"step": name, "seconds": round(seconds, 2), "rows": rows, "peak_memory_mb": round(peak),
+            "metadata": metadata}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--meters", type=int, default=200_000)
+    parser.add_argument("--month", default="2024-06")
+    parser.add_argument("--workdir", default=os.path.join(os.path.dirname(HERE), "data", "bench-billing"))
+    parser.add_argument("--reuse", action="store_true", help="keep the month's readings from an earlier run")
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    workdir = os.path.abspath(args.workdir)
+    lake = os.path.join(workdir, "lake")
+
+    if args.step:
+        print(json.dumps(step(args.step, lake, args.meters, args.month)))
+        return 0
+
+    steps = ["bills", "bills_again", "issue", "adjust"]
+    if not args.reuse:
+        shutil.rmtree(workdir, ignore_errors=True)
+        os.makedirs(workdir)
+        steps[:0] = ["readings", "rollups"]
+    else:
+        # a fresh ledger and a fresh copy of the readings each time
+        shutil.rmtree(os.path.join(workdir, "postgres"), ignore_errors=True)
+    # the start date must cover the month for its partition to exist
+    env = {**os.environ, "METER_DATA_DIR": workdir, "METER_LAKE": lake, "METER_START_DATE": f"{args.month}-01"}
+    env.pop("METER_PG_DSN", None)
+    results = []
+    for name in steps:
+        out = subprocess.run([sys.executable, __file__, "--step", name, "--meters", str(args.meters),
+                              "--month", args.month, "--workdir", workdir], env=env, capture_output=True, text=True)
+        if out.returncode:
+            sys.stderr.write(out.stderr[-5000:])
+            raise SystemExit(f"step {name} failed")
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        r = results[-1]
+        facts = ", ".join(f"{k} {v}" for k, v in r["metadata"].items() if k in SHOWN)
+        print(f"{r['step']:>12}: {r['seconds']:7.2f} s  peak {r['peak_memory_mb']:>6,} MB  {facts}", flush=True)
+    by = {r["step"]: r for r in results}
+    print(f"month's bills for {args.meters:,} customers: {by['bills']['seconds']:.1f} s, peak "
+          f"{by['bills']['peak_memory_mb']:,} MB (target: under 120 s and 6,144 MB)")
+    with open(os.path.join(workdir, "billing.json"), "w") as f:
+        json.dump({"meters": args.meters, "month": args.month, "steps": results}, f, indent=1)
+    return 0
+
+
+SHOWN = ("customers", "drafts_written", "drafts_unchanged", "adjustments_written", "issued", "readings",
+         "compute_seconds", "ledger_seconds")
+
+if __name__ == "__main__":
+    sys.exit(main())

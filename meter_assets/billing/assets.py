@@ -1,0 +1,200 @@
+"""Monthly bills: drafts while a month is open to late data, sealed bills and adjustments after."""
+
+import datetime as dt
+import os
+import time
+from decimal import Decimal
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from meter_assets.billing.ledger import issue_month, record_month
+from meter_assets.billing.pricing import compute_bills, month_bounds
+from meter_assets.config import settings
+from meter_assets.curated.assets import reads_15min
+from meter_assets.curated.readings import READS_15MIN
+from meter_assets.partitions import monthly_partitions
+from meter_assets.reference.assets import customers, dimension_table, meter_assignments, tariffs
+from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
+from meter_assets.rollups.assets import READS_DAILY, reads_daily
+from meter_assets.sql import parquet
+from meter_assets.storage import Lake
+
+BILLS_EXPORT = "billing/bills"
+ADJUSTMENTS_EXPORT = "billing/bill_adjustments"
+
+# the reference tables the pricing SQL reads, by the view name it uses
+DIMENSIONS = {"assignments": "meter_assignments", "customers": "customers", "tariffs": "tariffs"}
+
+
+def month_days(month: str) -> list[str]:
+    start, end = month_bounds(month)
+    return [(start + dt.timedelta(days=d)).isoformat() for d in range((end - start).days)]
+
+
+def month_is_complete(lake: Lake, month: str) -> bool:
+    """Whether every local day of the month has published readings and daily rollups."""
+    return all(lake.keys(table, day) for day in month_days(month) for table in (READS_15MIN, READS_DAILY))
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    deps=[reads_15min, reads_daily, meter_assignments, customers, tariffs],
+    group_name="billing",
+    kinds={"duckdb", "postgres"},
+    pool="lake_compute",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "billed_kwh_reconciles_with_reads_daily",
+            asset="bills",
+            blocking=True,
+            description="Billed kWh plus vacant premises' kWh equals the month's total in reads_daily, exactly; "
+                        "when it does not, nothing is written to the ledger.",
+        )
+    ],
+)
+def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource,
+          postgres: PostgresResource) -> dg.MaterializeResult:
+    """Each customer's bill for the month, priced per quarter hour: drafts until issued, adjustments after."""
+    s = settings()
+    month = context.partition_key
+    store = lake.lake()
+    days = month_days(month)
+    readings = {day: store.required_files(READS_15MIN, day, "reads_15min") for day in days}
+    rollups = [f for day in days for f in store.required_files(READS_DAILY, day, "reads_daily")]
+
+    began = time.perf_counter()
+    with lake_duckdb(duckdb, store) as con:
+        for view, table in DIMENSIONS.items():
+            files = store.required_files(dimension_table(table), None, table)
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM {parquet(files)}")
+        usage = compute_bills(con, month, s.market_tz, s.tax_rate,
+                              readings_of=lambda day: parquet(readings[day.isoformat()]))
+        (rollup_kwh,) = con.execute(f"SELECT coalesce(sum(kwh), 0) FROM {parquet(rollups)}").fetchone()
+    compute_seconds = time.perf_counter() - began
+
+    month_bills = sorted(usage.bills.values(), key=lambda b: b.customer_id)
+    billed_kwh = sum((b.kwh for b in month_bills), Decimal("0.000"))
+    reconciled = billed_kwh + usage.vacant_kwh == rollup_kwh
+    metadata = {
+        "customers": len(month_bills),
+        "billed_kwh": str(billed_kwh),
+        "vacant_kwh": str(usage.vacant_kwh),
+        "estimated_bills": sum(1 for b in month_bills if b.is_estimated),
+        "energy_charge": str(sum((b.energy_charge for b in month_bills), Decimal("0.00"))),
+        "charges_with_tax": str(sum((b.charges for b in month_bills), Decimal("0.00"))),
+        "tax_rate": str(s.tax_rate),
+        "compute_seconds": round(compute_seconds, 2),
+    }
+    check_metadata = {"billed_kwh": str(billed_kwh), "vacant_kwh": str(usage.vacant_kwh),
+                      "reads_daily_kwh": str(rollup_kwh)}
+    if not reconciled:
+        context.log.error(f"{month}: billed {billed_kwh} kWh + vacant {usage.vacant_kwh} kWh differs from "
+                          f"{rollup_kwh} kWh in reads_daily; the ledger was not written")
+        return dg.MaterializeResult(
+            metadata={**metadata, "ledger_written": False},
+            check_results=[dg.AssetCheckResult(check_name="billed_kwh_reconciles_with_reads_daily", passed=False,
+                                               metadata=check_metadata)],
+        )
+
+    began = time.perf_counter()
+    with postgres.connect() as conn:
+        written = record_month(conn, month, month_bills, s.currency, s.backbilling_months,
+                               found_at=dt.datetime.now(dt.UTC))
+    metadata["ledger_seconds"] = round(time.perf_counter() - began, 2)
+    context.log.info(f"{month}: {written}")
+    return dg.MaterializeResult(
+        metadata={**metadata, "ledger_written": True, **vars(written)},
+        check_results=[dg.AssetCheckResult(check_name="billed_kwh_reconciles_with_reads_daily", passed=True,
+                                           metadata=check_metadata)],
+    )
+
+
+EXPORT_BILLS_SQL = """
+COPY (
+    SELECT bill_id, customer_id, period_start, period_end, measured_kwh, estimated_kwh, energy_by_band::text,
+           energy_charge, supply_days, standing_charge, adjustments_carried, tax, total_due, is_estimated,
+           currency, issued_at, inputs_fingerprint
+    FROM billing.bills
+    WHERE period_start = %s AND status = 'issued'
+    ORDER BY bill_id
+) TO STDOUT (FORMAT csv, HEADER)
+"""
+
+EXPORT_ADJUSTMENTS_SQL = """
+COPY (
+    SELECT adjustments.adjustment_id, adjustments.bill_id, adjustments.customer_id, adjustments.sequence,
+           adjustments.delta_kwh, adjustments.delta_amount, adjustments.charged_amount, adjustments.reason,
+           array_to_string(adjustments.changed_partitions, ',') AS changed_partitions, adjustments.found_at,
+           adjustments.carried_on_bill_id
+    FROM billing.bill_adjustments AS adjustments
+    JOIN billing.bills AS carrier ON carrier.bill_id = adjustments.carried_on_bill_id
+    WHERE carrier.period_start = %s
+    ORDER BY adjustments.adjustment_id
+) TO STDOUT (FORMAT csv, HEADER)
+"""
+
+EXPORT_TYPES = {
+    BILLS_EXPORT: {
+        "bill_id": "VARCHAR", "customer_id": "INTEGER", "period_start": "DATE", "period_end": "DATE",
+        "measured_kwh": "DECIMAL(14, 3)", "estimated_kwh": "DECIMAL(14, 3)", "energy_by_band": "VARCHAR",
+        "energy_charge": "DECIMAL(12, 2)", "supply_days": "INTEGER", "standing_charge": "DECIMAL(12, 2)",
+        "adjustments_carried": "DECIMAL(12, 2)", "tax": "DECIMAL(12, 2)", "total_due": "DECIMAL(12, 2)",
+        "is_estimated": "BOOLEAN", "currency": "VARCHAR", "issued_at": "TIMESTAMPTZ", "inputs_fingerprint": "VARCHAR",
+    },
+    ADJUSTMENTS_EXPORT: {
+        "adjustment_id": "BIGINT", "bill_id": "VARCHAR", "customer_id": "INTEGER", "sequence": "INTEGER",
+        "delta_kwh": "DECIMAL(14, 3)", "delta_amount": "DECIMAL(12, 2)", "charged_amount": "DECIMAL(12, 2)",
+        "reason": "VARCHAR", "changed_partitions": "VARCHAR", "found_at": "TIMESTAMPTZ",
+        "carried_on_bill_id": "VARCHAR",
+    },
+}
+
+
+def export_month(conn, con, store: Lake, month: str, scratch: str) -> dict:
+    """The month's issued bills, and the adjustments they carry, as Parquet for the invoicing system."""
+    start, _ = month_bounds(month)
+    rows = {}
+    for table, sql in ((BILLS_EXPORT, EXPORT_BILLS_SQL), (ADJUSTMENTS_EXPORT, EXPORT_ADJUSTMENTS_SQL)):
+        csv_path = os.path.join(scratch, f"{os.path.basename(table)}.csv")
+        with open(csv_path, "wb") as out, conn.cursor().copy(sql, [start]) as copy:
+            for chunk in copy:
+                out.write(chunk)
+        columns = EXPORT_TYPES[table]
+        source = (f"read_csv('{csv_path}', header = true, auto_detect = false, "
+                  f"columns = {{{', '.join(f'{c!r}: {t!r}' for c, t in columns.items())}}})")
+        version = store.new_version(table, month)
+        target = store.uri(f"{version}/part-0000.parquet")
+        con.execute(f"COPY (SELECT * FROM {source}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+        (rows[table],) = con.execute(f"SELECT count(*) FROM {parquet(target)}").fetchone()
+        store.publish(table, month, version, {"rows": rows[table]})
+    return rows
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    deps=[bills],
+    group_name="billing",
+    kinds={"postgres", "parquet"},
+)
+def issued_bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource,
+                 postgres: PostgresResource) -> dg.MaterializeResult:
+    """The month's bills sealed for sending, carrying open adjustments, exported for the invoicing system."""
+    month = context.partition_key
+    store = lake.lake()
+    with postgres.connect() as conn:
+        issued = issue_month(conn, month, issued_at=dt.datetime.now(dt.UTC))
+        if issued.bills_issued == 0 and issued.already_issued == 0:
+            raise ValueError(f"{month} has no draft bills to issue: materialize bills for {month} first")
+        with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
+            exported = export_month(conn, con, store, month, scratch)
+    context.log.info(f"{month}: {issued}")
+    return dg.MaterializeResult(metadata={
+        **vars(issued),
+        "exported_bills": exported[BILLS_EXPORT],
+        "exported_adjustments": exported[ADJUSTMENTS_EXPORT],
+        "export": store.uri(store.table_prefix(BILLS_EXPORT, month)),
+    })
+
+
+billing_assets = [bills, issued_bills]

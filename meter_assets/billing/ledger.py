@@ -1,0 +1,285 @@
+"""The billing ledger in PostgreSQL: drafts, sealed bills, and the adjustments that correct them.
+
+Every write for a month happens in one transaction under that month's advisory lock, so
+two runs of the same month (a late file's rerun and the issuing job) never interleave.
+Set-based: a month's bills are COPYed into a temporary table and merged with a handful of
+statements, whatever the number of customers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+import psycopg
+
+from meter_assets.billing.pricing import Bill, month_bounds
+
+# any constant: the month's lock key is this plus the month's number since year 0
+MONTH_LOCK_BASE = 7_300_000_000
+
+COLUMNS = (
+    "bill_id", "customer_id", "period_start", "period_end", "measured_kwh", "estimated_kwh", "energy_by_band",
+    "energy_charge", "supply_days", "standing_charge", "tax", "total_due", "is_estimated", "currency",
+    "inputs_fingerprint", "daily_wh",
+)
+
+INCOMING_SQL = """
+CREATE TEMP TABLE incoming (LIKE billing.bills INCLUDING DEFAULTS) ON COMMIT DROP
+"""
+
+# A draft is written when new or when its inputs changed; an issued bill is never touched
+# (the WHERE makes the conflict a no-op, so the sealing trigger never even fires).
+UPSERT_DRAFTS_SQL = f"""
+INSERT INTO billing.bills ({", ".join(COLUMNS)})
+SELECT {", ".join(COLUMNS)} FROM incoming
+ON CONFLICT (bill_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "bill_id")},
+    computed_at = now()
+WHERE billing.bills.status = 'draft'
+  AND billing.bills.inputs_fingerprint <> EXCLUDED.inputs_fingerprint
+RETURNING (xmax = 0) AS inserted
+"""
+
+# A draft whose customer is no longer supplied in the month (a corrected move date).
+REMOVE_STALE_DRAFTS_SQL = """
+DELETE FROM billing.bills AS bills
+WHERE bills.period_start = %(period_start)s
+  AND bills.status = 'draft'
+  AND NOT EXISTS (SELECT 1 FROM incoming WHERE incoming.bill_id = bills.bill_id)
+"""
+
+# For each issued bill of the month: what has been accounted so far (the bill plus every
+# adjustment to it) against what the data says now. A difference in money or kWh becomes
+# one adjustment row; the date partitions named are the days whose kWh moved.
+ADJUSTMENTS_SQL = """
+WITH corrections AS (
+    SELECT bill_id,
+           sum(delta_amount) AS delta_amount,
+           sum(delta_kwh)    AS delta_kwh,
+           max(sequence)     AS last_sequence
+    FROM billing.bill_adjustments
+    GROUP BY bill_id
+),
+accounted AS (
+    SELECT
+        bills.bill_id,
+        bills.customer_id,
+        bills.period_start,
+        bills.period_end,
+        bills.energy_charge + bills.standing_charge + bills.tax + coalesce(corrections.delta_amount, 0) AS charges,
+        bills.measured_kwh + bills.estimated_kwh + coalesce(corrections.delta_kwh, 0)                 AS kwh,
+        coalesce(latest.daily_wh, bills.daily_wh)                                                    AS daily_wh,
+        coalesce(corrections.last_sequence, 0)                                                         AS last_sequence
+    FROM billing.bills AS bills
+    LEFT JOIN corrections USING (bill_id)
+    LEFT JOIN billing.bill_adjustments AS latest
+      ON latest.bill_id = bills.bill_id AND latest.sequence = corrections.last_sequence
+    WHERE bills.period_start = %(period_start)s
+      AND bills.status = 'issued'
+),
+recomputed AS (
+    SELECT
+        accounted.*,
+        incoming.bill_id IS NULL                                                        AS no_longer_supplied,
+        coalesce(incoming.energy_charge + incoming.standing_charge + incoming.tax, 0)  AS new_charges,
+        coalesce(incoming.measured_kwh + incoming.estimated_kwh, 0)                    AS new_kwh,
+        coalesce(incoming.daily_wh,
+                 array_fill(0::bigint, ARRAY[accounted.period_end - accounted.period_start])) AS new_daily_wh,
+        coalesce(incoming.inputs_fingerprint, 'not supplied')                          AS new_fingerprint
+    FROM accounted
+    LEFT JOIN incoming USING (bill_id)
+),
+differing AS (
+    SELECT
+        recomputed.*,
+        new_charges - charges AS delta_amount,
+        ARRAY(
+            SELECT to_char(period_start + (day - 1), 'YYYY-MM-DD')
+            FROM generate_subscripts(new_daily_wh, 1) AS day
+            WHERE new_daily_wh[day] IS DISTINCT FROM daily_wh[day]
+        ) AS changed_partitions,
+        -- undercharges are recovered only within the back-billing limit; credits always
+        new_charges - charges < 0
+            OR period_end > %(found_on)s::date - make_interval(months => %(backbilling_months)s) AS recoverable
+    FROM recomputed
+    WHERE new_charges <> charges OR new_kwh <> kwh
+)
+INSERT INTO billing.bill_adjustments (bill_id, customer_id, sequence, delta_kwh, delta_amount, charged_amount,
+                                      reason, changed_partitions, inputs_fingerprint, daily_wh, found_at)
+SELECT
+    bill_id,
+    customer_id,
+    last_sequence + 1,
+    new_kwh - kwh,
+    delta_amount,
+    CASE WHEN recoverable THEN delta_amount ELSE 0 END,
+    concat_ws('; ',
+        CASE
+            WHEN no_longer_supplied THEN 'no longer supplied in the period'
+            WHEN cardinality(changed_partitions) > 0 THEN 'late or corrected readings'
+            ELSE 'supply period or tariff changed'
+        END,
+        CASE WHEN NOT recoverable
+             THEN format('undercharge older than the %%s-month back-billing limit: not recovered', %(backbilling_months)s)
+        END),
+    changed_partitions,
+    new_fingerprint,
+    new_daily_wh,
+    %(found_at)s
+FROM differing
+RETURNING delta_amount, charged_amount
+"""
+
+# Open adjustments of earlier months ride on the customer's bill being issued now.
+CARRY_ADJUSTMENTS_SQL = """
+WITH carried AS (
+    UPDATE billing.bill_adjustments AS adjustments
+    SET carried_on_bill_id = carrier.bill_id
+    FROM billing.bills AS carrier, billing.bills AS corrected
+    WHERE carrier.period_start = %(period_start)s
+      AND carrier.status = 'draft'
+      AND carrier.customer_id = adjustments.customer_id
+      AND adjustments.carried_on_bill_id IS NULL
+      AND corrected.bill_id = adjustments.bill_id
+      AND corrected.period_start < %(period_start)s
+    RETURNING adjustments.carried_on_bill_id, adjustments.charged_amount
+),
+per_bill AS (
+    SELECT carried_on_bill_id AS bill_id, sum(charged_amount) AS amount, count(*) AS adjustments
+    FROM carried
+    GROUP BY carried_on_bill_id
+)
+UPDATE billing.bills AS bills
+SET adjustments_carried = per_bill.amount,
+    total_due = bills.energy_charge + bills.standing_charge + bills.tax + per_bill.amount
+FROM per_bill
+WHERE bills.bill_id = per_bill.bill_id
+RETURNING per_bill.adjustments
+"""
+
+ISSUE_SQL = """
+UPDATE billing.bills
+SET status = 'issued', issued_at = %(issued_at)s
+WHERE period_start = %(period_start)s AND status = 'draft'
+"""
+
+
+# How the month's recomputed bills stand against the ledger before anything is written.
+COMPARE_SQL = """
+SELECT
+    count(*) FILTER (WHERE bills.status = 'draft' AND bills.inputs_fingerprint = incoming.inputs_fingerprint),
+    count(*) FILTER (WHERE bills.status = 'issued')
+FROM incoming
+LEFT JOIN billing.bills AS bills USING (bill_id)
+"""
+
+
+@dataclass
+class MonthWrite:
+    drafts_new: int = 0
+    drafts_replaced: int = 0
+    drafts_unchanged: int = 0
+    drafts_removed: int = 0
+    sealed_bills: int = 0
+    adjustments_written: int = 0
+    adjustments_amount: str = "0.00"
+    adjustments_charged: str = "0.00"
+    month_issued: bool = False
+
+
+@dataclass
+class MonthIssue:
+    bills_issued: int = 0
+    adjustments_carried: int = 0
+    already_issued: int = 0
+
+
+COPY_BATCH = 10_000
+
+
+def _copy_text(value: str) -> str:
+    """A value in COPY's text format: backslash, tab and newline escaped."""
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def copy_line(bill: Bill, start: dt.date, end: dt.date, currency: str) -> str:
+    """One bill as a line of COPY text, each total computed once (200,000 bills a month)."""
+    energy, standing = bill.energy_charge, bill.standing_charge
+    tax = bill.tax_on(energy + standing)
+    fields = (
+        bill.bill_id, str(bill.customer_id), start.isoformat(), end.isoformat(), str(bill.measured_kwh),
+        str(bill.estimated_kwh), _copy_text(json.dumps(bill.energy_by_band())), str(energy), str(bill.supply_days),
+        str(standing), str(tax), str(energy + standing + tax), "t" if bill.is_estimated else "f",
+        _copy_text(currency), bill.fingerprint, "{" + ",".join(map(str, bill.daily_wh)) + "}",
+    )
+    return "\t".join(fields) + "\n"
+
+
+def lock_month(conn: psycopg.Connection, month: str) -> None:
+    """Serialise every writer of one month until the transaction ends."""
+    start, _ = month_bounds(month)
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", [MONTH_LOCK_BASE + start.year * 12 + start.month])
+
+
+def is_issued(conn: psycopg.Connection, month: str) -> bool:
+    start, _ = month_bounds(month)
+    (issued,) = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM billing.bills WHERE period_start = %s AND status = 'issued')", [start]
+    ).fetchone()
+    return issued
+
+
+def record_month(conn: psycopg.Connection, month: str, bills: list[Bill], currency: str, backbilling_months: int,
+                 found_at: dt.datetime) -> MonthWrite:
+    """Merge a month's freshly computed bills into the ledger.
+
+    Drafts are written or replaced where their inputs changed; issued bills stay sealed and
+    each one that would now differ gets one adjustment row. The same bills twice write nothing.
+    """
+    start, end = month_bounds(month)
+    with conn.transaction():
+        lock_month(conn, month)
+        conn.execute(INCOMING_SQL)
+        with conn.cursor().copy(f"COPY incoming ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for first in range(0, len(bills), COPY_BATCH):
+                lines = [copy_line(bill, start, end, currency) for bill in bills[first : first + COPY_BATCH]]
+                copy.write("".join(lines).encode())
+        unchanged, sealed = conn.execute(COMPARE_SQL).fetchone()
+        written = conn.execute(UPSERT_DRAFTS_SQL).fetchall()
+        removed = conn.execute(REMOVE_STALE_DRAFTS_SQL, {"period_start": start}).rowcount
+        adjustments = conn.execute(ADJUSTMENTS_SQL, {
+            "period_start": start,
+            "found_on": found_at.date(),
+            "found_at": found_at,
+            "backbilling_months": backbilling_months,
+        }).fetchall()
+        issued = is_issued(conn, month)
+    return MonthWrite(
+        drafts_new=sum(1 for (inserted,) in written if inserted),
+        drafts_replaced=sum(1 for (inserted,) in written if not inserted),
+        drafts_unchanged=unchanged,
+        sealed_bills=sealed,
+        drafts_removed=removed,
+        adjustments_written=len(adjustments),
+        adjustments_amount=str(sum((a for a, _ in adjustments), Decimal("0.00"))),
+        adjustments_charged=str(sum((c for _, c in adjustments), Decimal("0.00"))),
+        month_issued=issued,
+    )
+
+
+def issue_month(conn: psycopg.Connection, month: str, issued_at: dt.datetime) -> MonthIssue:
+    """Seal every draft of the month, each carrying its customer's open adjustments."""
+    start, _ = month_bounds(month)
+    params = {"period_start": start, "issued_at": issued_at}
+    with conn.transaction():
+        lock_month(conn, month)
+        carried = conn.execute(CARRY_ADJUSTMENTS_SQL, params).fetchall()
+        issued = conn.execute(ISSUE_SQL, params).rowcount
+        (before,) = conn.execute(
+            "SELECT count(*) FROM billing.bills WHERE period_start = %s AND status = 'issued' AND issued_at <> %s",
+            [start, issued_at],
+        ).fetchone()
+    return MonthIssue(bills_issued=issued, adjustments_carried=sum(n for (n,) in carried), already_issued=before)

