@@ -37,10 +37,11 @@ demo: install
 	@echo "Dagster UI: http://127.0.0.1:3000/asset-groups (lineage), http://127.0.0.1:3000/assets"
 	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-# Full scale: 200,000 meters, one day; then the sensor against a year of raw keys.
+# Full scale: 200,000 meters, one day; the sensor against a year of raw keys; a month's bills.
 bench: install
 	$(BIN)/python bench/foundation.py --meters 200000
 	$(BIN)/python bench/sensor.py --days 365
+	$(BIN)/python bench/billing.py --meters 200000
 
 # Re-resolve the lock file after changing dependencies in pyproject.toml.
 lock:

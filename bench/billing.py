@@ -194,8 +194,8 @@ def main() -> int:
     return 0
 
 
-SHOWN = ("customers", "drafts_written", "drafts_unchanged", "adjustments_written", "issued", "readings",
-         "compute_seconds", "ledger_seconds")
+SHOWN = ("customers", "compute_seconds", "ledger_seconds", "drafts_new", "drafts_unchanged", "adjustments_written",
+         "bills_issued", "exported_bills")
 
 if __name__ == "__main__":
     sys.exit(main())
