@@ -13,7 +13,7 @@ YESTERDAY   := $(shell date -u -d "1 day ago" +%Y-%m-%d)
 export METER_DATA_DIR ?= $(DATA)
 export METER_LAKE ?= $(DATA)/lake
 
-.PHONY: install test demo bench lock clean
+.PHONY: install test demo bench bench-tools lock clean
 
 install: $(STAMP)
 
@@ -26,22 +26,33 @@ $(STAMP): requirements.lock pyproject.toml
 test: install
 	$(BIN)/pytest
 
-# A fresh simulated retailer, every partition materialized, then the UI on 127.0.0.1:3000.
+# A fresh simulated retailer, every partition materialized, then the UI on 127.0.0.1:3000
+# and the usage API and page on 127.0.0.1:8000.
 demo: install
-	rm -rf $(DATA)/lake $(DATA)/dagster_home
+	rm -rf $(DATA)/lake $(DATA)/dagster_home $(DATA)/postgres
 	mkdir -p $(DATA)/dagster_home
 	cp dagster.yaml $(DATA)/dagster_home/dagster.yaml
 	$(BIN)/meter-sim generate --meters $(DEMO_METERS) --start $(DEMO_START) --days $(DEMO_DAYS)
 	$(BIN)/meter-sim release-late --until $(YESTERDAY)
 	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/python -m meter_assets.demo --start $(DEMO_START) --days $(DEMO_DAYS)
 	@echo "Dagster UI: http://127.0.0.1:3000/asset-groups (lineage), http://127.0.0.1:3000/assets"
+	@echo "Usage API: http://127.0.0.1:8000 (the page URL above carries a demo customer's token)"
+	$(BIN)/meter-api serve --host 127.0.0.1 --port 8000 & api=$$!; trap "kill $$api" EXIT INT TERM; \
 	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-# Full scale: 200,000 meters, one day; the sensor against a year of raw keys; a month's bills.
-bench: install
+# Full scale: 200,000 meters, one day; the sensor against a year of raw keys; a month's
+# bills; 90 days of the serving table, the API under load and the page in Chromium.
+bench: install bench-tools
 	$(BIN)/python bench/foundation.py --meters 200000
 	$(BIN)/python bench/sensor.py --days 365
 	$(BIN)/python bench/billing.py --meters 200000
+	$(BIN)/python bench/serving.py --meters 200000
+
+# Debian's wrk (load generator) and chromium with its driver, for the serving benchmark.
+bench-tools:
+	@command -v wrk >/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	{ sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends wrk chromium chromium-driver; }
 
 # Re-resolve the lock file after changing dependencies in pyproject.toml.
 lock:

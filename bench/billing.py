@@ -2,10 +2,9 @@
 
     python bench/billing.py --meters 200000 [--month 2024-06] [--workdir data/bench-billing] [--reuse]
 
-The month's curated readings are written straight from the simulator's load model (the
-raw-file path to `reads_15min` is what bench/foundation.py measures), with about 1 % of
-intervals estimated and 0.3 % missing; reference data comes from the simulator's exports
-(two tariff plans, a price change mid-month, move-ins and move-outs). Then, each in its
+The month's curated readings are written straight from the simulator's load model
+(bench/fullscale.py), with the simulator's reference data (two tariff plans, a price
+change mid-month, move-ins and move-outs). Then, each in its
 own process so that its peak memory (max RSS) is its own, through Dagster's executor:
 
 - `bills`: the month's bills computed and written to the ledger as drafts;
@@ -17,80 +16,15 @@ Results are also written to `<workdir>/billing.json`.
 """
 
 import argparse
-import datetime as dt
 import json
 import os
 import resource
-import shutil
-import subprocess
 import sys
 import time
 
+from fullscale import month_days, prepare_workdir, run_step, write_readings, write_rollups
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-SEED = 7
-
-
-def month_days(month: str) -> list[dt.date]:
-    from meter_assets.billing.pricing import month_bounds
-
-    start, end = month_bounds(month)
-    return [start + dt.timedelta(days=d) for d in range((end - start).days)]
-
-
-def write_readings(lake_root: str, meters: int, month: str) -> int:
-    """Reference exports and curated readings for every day of the month."""
-    import dagster as dg
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute  # noqa: F401
-
-    from meter_assets.config import settings
-    from meter_assets.curated.readings import READS_15MIN
-    from meter_assets.reference.assets import reference_assets
-    from meter_assets.resources import resources
-    from meter_assets.simulator.headend import _kwh_decimal
-    from meter_assets.simulator.reference import write_reference
-    from meter_assets.simulator.retailer import hourly_temperature, interval_load_kwh, population
-    from meter_assets.storage import Lake
-
-    days = month_days(month)
-    lake = Lake(lake_root)
-    pop = population(meters, SEED)
-    temperature = hourly_temperature(days[0], len(days), SEED)
-    write_reference(lake, pop, days[0], len(days), SEED, temperature)
-    dg.materialize(reference_assets, resources=resources(lake_root))
-    rows = 0
-    for day in days:
-        load, starts = interval_load_kwh(pop, day, settings().tz, temperature, SEED)
-        rng = np.random.default_rng([SEED, 9, day.toordinal()])
-        quality = rng.choice(np.array([0, 1, 2], dtype=np.int8), size=load.shape, p=[0.987, 0.010, 0.003]).reshape(-1)
-        wh = np.rint(load * 1000).astype(np.int64).reshape(-1)
-        kwh = _kwh_decimal(wh).cast(pa.decimal128(12, 3))
-        kwh = pa.compute.if_else(pa.array(quality == 2), pa.scalar(None, pa.decimal128(12, 3)), kwh)
-        table = pa.table({
-            "meter_id": pa.array(np.repeat(pop.meter_id, load.shape[1]), pa.int32()),
-            "read_at": pa.array(np.tile(starts, load.shape[0]).astype("datetime64[us]")),
-            "kwh": kwh,
-            "quality_flag": pa.array(np.array(["actual", "estimated", "missing"])[quality]),
-        })
-        version = lake.new_version(READS_15MIN, day.isoformat())
-        lake.write_parquet(f"{version}/part-0000.parquet", table)
-        lake.publish(READS_15MIN, day.isoformat(), version, {"rows": table.num_rows})
-        rows += table.num_rows
-        print(f"{day}: {table.num_rows:,} readings", file=sys.stderr, flush=True)
-    return rows
-
-
-def write_rollups(lake_root: str, month: str) -> int:
-    """Each day's hourly and daily rollups, through the real assets (the bills reconcile with them)."""
-    import dagster as dg
-
-    from meter_assets.resources import resources
-    from meter_assets.rollups.assets import reads_daily, reads_hourly
-
-    for day in month_days(month):
-        dg.materialize([reads_hourly, reads_daily], partition_key=day.isoformat(), resources=resources(lake_root))
-    return len(month_days(month))
 
 
 def correct_one_day(lake_root: str, month: str) -> int:
@@ -126,9 +60,9 @@ def step(name: str, lake: str, meters: int, month: str) -> dict:
     began = time.perf_counter()
     metadata = {}
     if name == "readings":
-        rows = write_readings(lake, meters, month)
+        rows = write_readings(lake, meters, month_days(month))
     elif name == "rollups":
-        rows = write_rollups(lake, month)
+        rows = write_rollups(lake, month_days(month))
     else:
         import dagster as dg
 
@@ -166,23 +100,13 @@ def main() -> int:
 
     steps = ["bills", "bills_again", "issue", "adjust"]
     if not args.reuse:
-        shutil.rmtree(workdir, ignore_errors=True)
-        os.makedirs(workdir)
         steps[:0] = ["readings", "rollups"]
-    else:
-        # a fresh ledger and a fresh copy of the readings each time
-        shutil.rmtree(os.path.join(workdir, "postgres"), ignore_errors=True)
     # the start date must cover the month for its partition to exist
-    env = {**os.environ, "METER_DATA_DIR": workdir, "METER_LAKE": lake, "METER_START_DATE": f"{args.month}-01"}
-    env.pop("METER_PG_DSN", None)
+    env = prepare_workdir(workdir, args.reuse, month_days(args.month)[0])
     results = []
     for name in steps:
-        out = subprocess.run([sys.executable, __file__, "--step", name, "--meters", str(args.meters),
-                              "--month", args.month, "--workdir", workdir], env=env, capture_output=True, text=True)
-        if out.returncode:
-            sys.stderr.write(out.stderr[-5000:])
-            raise SystemExit(f"step {name} failed")
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        results.append(run_step(__file__, name, ["--meters", str(args.meters), "--month", args.month,
+                                                 "--workdir", workdir], env))
         r = results[-1]
         facts = ", ".join(f"{k} {v}" for k, v in r["metadata"].items() if k in SHOWN)
         print(f"{r['step']:>12}: {r['seconds']:7.2f} s  peak {r['peak_memory_mb']:>6,} MB  {facts}", flush=True)

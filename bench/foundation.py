@@ -28,12 +28,12 @@ def step(name: str, lake: str, meters: int, day: str) -> dict:
 
     from meter_assets.jobs import daily_assets
     from meter_assets.reference.assets import reference_assets
-    from meter_assets.resources import LakeResource, duckdb_resource
+    from meter_assets.resources import resources as all_resources
     from meter_assets.simulator.cli import generate
     from meter_assets.simulator.headend import FaultRates
     from meter_assets.storage import Lake
 
-    resources = {"lake": LakeResource(root=lake), "duckdb": duckdb_resource()}
+    resources = all_resources(lake)
     began = time.perf_counter()
     if name == "simulator":
         summary = generate(Lake(lake), meters, dt.date.fromisoformat(day), 1, seed=7, rates=FaultRates(),

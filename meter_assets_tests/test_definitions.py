@@ -10,9 +10,9 @@ def test_definitions_hold_every_asset_check_and_job():
     assert keys == {
         "raw_meter_files", "reads_15min", "reads_hourly", "reads_daily",
         "customers", "meters", "meter_assignments", "tariffs",
-        "bills", "issued_bills",
+        "bills", "issued_bills", "usage_serving",
     }
-    for daily in ("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily"):
+    for daily in ("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily", "usage_serving"):
         assert graph.get(dg.AssetKey(daily)).partitions_def == daily_partitions
     for monthly in ("bills", "issued_bills"):
         assert graph.get(dg.AssetKey(monthly)).partitions_def == monthly_partitions

@@ -292,6 +292,34 @@ def utc_day_bounds(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
     return start, end
 
 
+def start_usage(con: duckdb.DuckDBPyConnection) -> None:
+    """An empty `usage_by_day` and the plans' numbers, before pricing days into it."""
+    con.execute(USAGE_BY_DAY_SQL)
+    con.execute(PLANS_SQL)
+
+
+def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: str) -> None:
+    """Add one local day's kWh per customer and tariff row to `usage_by_day`.
+
+    Leaves `day_holders` (who held each meter that day, with their plan) for the caller.
+    """
+    utc_start, utc_end = utc_day_bounds(day, tz)
+    params = {"day": day, "utc_start": utc_start, "utc_end": utc_end}
+    con.execute(DAY_HOLDERS_SQL, {"day": day})
+    con.execute(DAY_PRICES_SQL, {**params, "tz": tz})
+    con.execute(DAY_USAGE_SQL.format(readings=readings), params)
+
+
+def raise_if_unpriced(con: duckdb.DuckDBPyConnection, what: str) -> None:
+    unpriced = con.execute(UNPRICED_SQL).fetchall()
+    if unpriced:
+        examples = ", ".join(f"customer {c} from {d} ({kwh} kWh)" for c, d, kwh in unpriced[:5])
+        raise UnpricedUsage(
+            f"{what}: {len(unpriced)} supplied customer(s) have readings that no tariff row prices "
+            f"(off the quarter-hour grid, or outside every time-of-use band of their plan): {examples}"
+        )
+
+
 @dataclass
 class MonthUsage:
     bills: dict[int, Bill]
@@ -312,24 +340,12 @@ def compute_bills(
     view `reads`, filtered to the day).
     """
     start, end = month_bounds(month)
-    con.execute(USAGE_BY_DAY_SQL)
-    con.execute(PLANS_SQL)
+    start_usage(con)
     day = start
     while day < end:
-        utc_start, utc_end = utc_day_bounds(day, tz)
-        params = {"day": day, "utc_start": utc_start, "utc_end": utc_end}
-        con.execute(DAY_HOLDERS_SQL, {"day": day})
-        con.execute(DAY_PRICES_SQL, {**params, "tz": tz})
-        con.execute(DAY_USAGE_SQL.format(readings=readings_of(day)), params)
+        price_day(con, day, tz, readings_of(day))
         day += dt.timedelta(days=1)
-
-    unpriced = con.execute(UNPRICED_SQL).fetchall()
-    if unpriced:
-        examples = ", ".join(f"customer {c} from {d} ({kwh} kWh)" for c, d, kwh in unpriced[:5])
-        raise UnpricedUsage(
-            f"{month}: {len(unpriced)} supplied customer(s) have readings that no tariff row prices "
-            f"(off the quarter-hour grid, or outside every time-of-use band of their plan): {examples}"
-        )
+    raise_if_unpriced(con, month)
 
     bills: dict[int, Bill] = {}
 

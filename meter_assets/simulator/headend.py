@@ -91,7 +91,7 @@ def _iso(seconds: np.ndarray) -> pa.Array:
     return pa.array(text.tolist(), pa.string()).take(pa.array(inverse.astype(np.int32)))
 
 
-def _kwh_decimal(wh: np.ndarray) -> pa.Array:
+def kwh_decimal(wh: np.ndarray) -> pa.Array:
     """Whole Wh as an exact decimal(9,3) kWh array (no binary floats on the way)."""
     words = np.zeros((len(wh), 2), dtype=np.int64)
     words[:, 0] = wh
@@ -127,7 +127,7 @@ def render_lines(rows: Rows, contract: Contract) -> pa.Array:
     received = _iso(rows.received_at)
     version = pc.cast(pa.array(rows.version), pa.string())
     codes = pa.array([contract.actual_code, contract.estimated_code]).take(pa.array(rows.estimated.astype(np.int8)))
-    energy = pc.cast(_kwh_decimal(rows.wh) if contract.energy_unit == "kWh" else pa.array(rows.wh), pa.string())
+    energy = pc.cast(kwh_decimal(rows.wh) if contract.energy_unit == "kWh" else pa.array(rows.wh), pa.string())
     if contract.format == "csv":
         parts = [meter, ",", start, ",", energy, ",", codes, ",", version, ",", clock, ",", received, "\n"]
     else:
@@ -392,7 +392,7 @@ class HeadEnd:
                 "read_at": [seconds(f.get("read_at")) for f in faults],
                 "read_until": [seconds(f.get("read_until")) for f in faults],
                 "line": [f.get("line") for f in faults],
-                "kwh": _kwh_decimal(np.array([f.get("kwh", 0) or 0 for f in faults], dtype=np.int64)),
+                "kwh": kwh_decimal(np.array([f.get("kwh", 0) or 0 for f in faults], dtype=np.int64)),
                 "detail": [json.dumps(f.get("detail", {}), sort_keys=True) for f in faults],
             },
             schema=FAULT_SCHEMA,
@@ -422,7 +422,7 @@ class HeadEnd:
             flat_wh[where] = fixes.column("wh").to_numpy()
             quality[where] = 0
         flags = pa.array(["actual", "estimated", "missing"]).take(pa.array(quality))
-        kwh = pc.if_else(pc.equal(pa.array(quality), 2), pa.scalar(None, pa.decimal128(9, 3)), _kwh_decimal(flat_wh))
+        kwh = pc.if_else(pc.equal(pa.array(quality), 2), pa.scalar(None, pa.decimal128(9, 3)), kwh_decimal(flat_wh))
         table = pa.table({"meter_id": meter, "read_at": read_at.astype("datetime64[s]"), "kwh": kwh,
                           "quality_flag": flags}, schema=TRUTH_SCHEMA)
         self._write_parquet(f"simulator/truth/date={day.isoformat()}/reads.parquet", table)

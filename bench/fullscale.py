@@ -1,0 +1,100 @@
+"""Full-scale simulated data for the benchmarks: curated readings straight from the load model.
+
+The raw-file path to `reads_15min` is what bench/foundation.py measures; the billing and
+serving benchmarks need many days of readings, so they write them directly: the
+simulator's load for 200,000 meters, about 1 % of intervals estimated and 0.3 % missing,
+with the simulator's reference data, then each day's rollups through the real assets.
+"""
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+SEED = 7
+
+
+def month_days(month: str) -> list[dt.date]:
+    from meter_assets.billing.pricing import month_bounds
+
+    start, end = month_bounds(month)
+    return [start + dt.timedelta(days=d) for d in range((end - start).days)]
+
+
+def write_readings(lake_root: str, meters: int, days: list[dt.date]) -> int:
+    """Reference exports and curated readings for every one of `days` (consecutive)."""
+    import dagster as dg
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute  # noqa: F401
+
+    from meter_assets.config import settings
+    from meter_assets.curated.readings import READS_15MIN
+    from meter_assets.reference.assets import reference_assets
+    from meter_assets.resources import resources
+    from meter_assets.simulator.headend import kwh_decimal
+    from meter_assets.simulator.reference import write_reference
+    from meter_assets.simulator.retailer import hourly_temperature, interval_load_kwh, population
+    from meter_assets.storage import Lake
+
+    lake = Lake(lake_root)
+    pop = population(meters, SEED)
+    temperature = hourly_temperature(days[0], len(days), SEED)
+    write_reference(lake, pop, days[0], len(days), SEED, temperature)
+    dg.materialize(reference_assets, resources=resources(lake_root))
+    rows = 0
+    for day in days:
+        load, starts = interval_load_kwh(pop, day, settings().tz, temperature, SEED)
+        rng = np.random.default_rng([SEED, 9, day.toordinal()])
+        quality = rng.choice(np.array([0, 1, 2], dtype=np.int8), size=load.shape, p=[0.987, 0.010, 0.003]).reshape(-1)
+        wh = np.rint(load * 1000).astype(np.int64).reshape(-1)
+        kwh = kwh_decimal(wh).cast(pa.decimal128(12, 3))
+        kwh = pa.compute.if_else(pa.array(quality == 2), pa.scalar(None, pa.decimal128(12, 3)), kwh)
+        table = pa.table({
+            "meter_id": pa.array(np.repeat(pop.meter_id, load.shape[1]), pa.int32()),
+            "read_at": pa.array(np.tile(starts, load.shape[0]).astype("datetime64[us]")),
+            "kwh": kwh,
+            "quality_flag": pa.array(np.array(["actual", "estimated", "missing"])[quality]),
+        })
+        version = lake.new_version(READS_15MIN, day.isoformat())
+        lake.write_parquet(f"{version}/part-0000.parquet", table)
+        lake.publish(READS_15MIN, day.isoformat(), version, {"rows": table.num_rows})
+        rows += table.num_rows
+        print(f"{day}: {table.num_rows:,} readings", file=sys.stderr, flush=True)
+    return rows
+
+
+def write_rollups(lake_root: str, days: list[dt.date]) -> int:
+    """Each day's hourly and daily rollups, through the real assets."""
+    import dagster as dg
+
+    from meter_assets.resources import resources
+    from meter_assets.rollups.assets import reads_daily, reads_hourly
+
+    for day in days:
+        dg.materialize([reads_hourly, reads_daily], partition_key=day.isoformat(), resources=resources(lake_root))
+    return len(days)
+
+
+def prepare_workdir(workdir: str, reuse: bool, first_day: dt.date) -> dict:
+    """A fresh (or, with `reuse`, kept but with a fresh PostgreSQL) working folder; the steps' environment."""
+    if reuse:
+        shutil.rmtree(os.path.join(workdir, "postgres"), ignore_errors=True)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+        os.makedirs(workdir)
+    env = {**os.environ, "METER_DATA_DIR": workdir, "METER_LAKE": os.path.join(workdir, "lake"),
+           "METER_START_DATE": first_day.isoformat()}
+    env.pop("METER_PG_DSN", None)
+    return env
+
+
+def run_step(script: str, name: str, arguments: list[str], env: dict) -> dict:
+    """One step in its own process (so its peak memory is its own); its last line of output, as JSON."""
+    out = subprocess.run([sys.executable, script, "--step", name, *arguments], env=env, capture_output=True, text=True)
+    if out.returncode:
+        sys.stderr.write(out.stderr[-5000:])
+        raise SystemExit(f"step {name} failed")
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,0 +1,109 @@
+"""The customer app's serving table: each customer's day of use and cost, kept in PostgreSQL."""
+
+import datetime as dt
+import os
+import time
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from meter_assets.billing.assets import DIMENSIONS
+from meter_assets.billing.pricing import price_day, raise_if_unpriced, start_usage
+from meter_assets.config import settings
+from meter_assets.curated.assets import reads_15min
+from meter_assets.curated.readings import READS_15MIN
+from meter_assets.partitions import daily_partitions
+from meter_assets.reference.assets import customers, dimension_table, meter_assignments, tariffs
+from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
+from meter_assets.rollups.assets import READS_DAILY, reads_daily
+from meter_assets.serving.store import refresh_day
+from meter_assets.sql import parquet
+
+# Per customer supplied that day: use, estimated use, quarter hours with no reading (from
+# the daily rollup), and the day's cost: energy priced per interval at the customer's
+# tariff plus the day's standing charge, with tax, rounded once to the penny.
+SERVING_DAY_SQL = """
+COPY (
+    WITH supplied AS (
+        SELECT DISTINCT customer_id, plan_no FROM day_holders
+    ),
+    priced AS (
+        SELECT
+            usage.customer_id,
+            sum(usage.measured_kwh + usage.estimated_kwh)                        AS kwh,
+            sum(usage.estimated_kwh)                                             AS estimated_kwh,
+            sum((usage.measured_kwh + usage.estimated_kwh) * tariffs.unit_rate)  AS energy_cost
+        FROM usage_by_day AS usage
+        JOIN tariffs USING (tariff_id)
+        WHERE usage.customer_id IS NOT NULL
+        GROUP BY usage.customer_id
+    ),
+    gaps AS (
+        SELECT day_holders.customer_id, sum(daily.missing_intervals) AS missing_intervals
+        FROM day_holders
+        JOIN {daily} AS daily USING (meter_id)
+        GROUP BY day_holders.customer_id
+    ),
+    standing AS (
+        SELECT plans.plan_no, max(tariffs.standing_charge) AS standing_charge
+        FROM tariffs
+        JOIN plans USING (plan_id)
+        WHERE $day >= tariffs.valid_from AND (tariffs.valid_to IS NULL OR $day < tariffs.valid_to)
+        GROUP BY plans.plan_no
+    )
+    SELECT
+        supplied.customer_id,
+        CAST($day AS DATE)                                                     AS local_date,
+        CAST(coalesce(priced.kwh, 0) AS DECIMAL(12, 3))                        AS kwh,
+        CAST(coalesce(priced.estimated_kwh, 0) AS DECIMAL(12, 3))              AS estimated_kwh,
+        CAST(coalesce(gaps.missing_intervals, 0) AS SMALLINT)                  AS missing_intervals,
+        CAST(round((coalesce(priced.energy_cost, 0) + coalesce(standing.standing_charge, 0))
+                   * (1 + CAST($tax_rate AS DECIMAL(6, 4))), 2) AS DECIMAL(10, 2)) AS cost
+    FROM supplied
+    LEFT JOIN priced USING (customer_id)
+    LEFT JOIN gaps USING (customer_id)
+    LEFT JOIN standing USING (plan_no)
+    ORDER BY supplied.customer_id
+) TO '{target}' (FORMAT csv, HEADER false)
+"""
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=[reads_15min, reads_daily, meter_assignments, customers, tariffs],
+    group_name="serving",
+    kinds={"duckdb", "postgres"},
+    pool="lake_compute",
+)
+def usage_serving(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource,
+                  postgres: PostgresResource) -> dg.MaterializeResult:
+    """Each customer's use and cost for the day, in the table the usage page reads in milliseconds."""
+    s = settings()
+    day = dt.date.fromisoformat(context.partition_key)
+    store = lake.lake()
+    readings = store.required_files(READS_15MIN, context.partition_key, "reads_15min")
+    daily = store.required_files(READS_DAILY, context.partition_key, "reads_daily")
+    began = time.perf_counter()
+    with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
+        for view, table in DIMENSIONS.items():
+            files = store.required_files(dimension_table(table), None, table)
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM {parquet(files)}")
+        start_usage(con)
+        price_day(con, day, s.market_tz, parquet(readings))
+        raise_if_unpriced(con, context.partition_key)
+        target = os.path.join(scratch, "usage.csv")
+        con.execute(SERVING_DAY_SQL.format(daily=parquet(daily), target=target),
+                    {"day": day, "tax_rate": str(s.tax_rate)})
+        compute_seconds = time.perf_counter() - began
+        began = time.perf_counter()
+        with postgres.connect() as conn:
+            refresh = refresh_day(conn, day, target, s.serving_window_days, s.currency,
+                                  refreshed_at=dt.datetime.now(dt.UTC))
+    if not refresh.loaded:
+        context.log.info(f"{day} is older than the {s.serving_window_days}-day window "
+                         f"(from {refresh.window_starts}): not loaded")
+    return dg.MaterializeResult(metadata={
+        **vars(refresh),
+        "compute_seconds": round(compute_seconds, 2),
+        "load_seconds": round(time.perf_counter() - began, 2),
+    })

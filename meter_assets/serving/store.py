@@ -1,0 +1,74 @@
+"""The serving tables in PostgreSQL: one local day replaced at a time, readers never see half a day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import psycopg
+
+# any constant: serialises refreshes, so two days loading at once never interleave
+SERVING_LOCK = 7_400_000_001
+COPY_CHUNK = 1 << 20
+
+COLUMNS = ("customer_id", "local_date", "kwh", "estimated_kwh", "missing_intervals", "cost")
+
+# The month-to-date estimate: the newest month with data, through its newest day.
+ESTIMATES_SQL = """
+INSERT INTO serving.bill_estimates (customer_id, period_start, through_date, days, kwh, estimated_kwh, cost, currency)
+SELECT customer_id, %(period_start)s, max(local_date), count(*), sum(kwh), sum(estimated_kwh), sum(cost), %(currency)s
+FROM serving.daily_usage
+WHERE local_date >= %(period_start)s
+GROUP BY customer_id
+"""
+
+
+@dataclass
+class Refresh:
+    day: str
+    loaded: bool
+    rows: int = 0
+    pruned_rows: int = 0
+    newest_day: str = ""
+    window_starts: str = ""
+    estimates: int = 0
+
+
+def refresh_day(conn: psycopg.Connection, day: dt.date, csv_path: str, window_days: int, currency: str,
+                refreshed_at: dt.datetime) -> Refresh:
+    """Replace one day of `serving.daily_usage` from a CSV file, prune, re-estimate; one transaction.
+
+    The window is counted back from the newest day loaded, so it follows the data: a day
+    already older than the window is not loaded at all.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [SERVING_LOCK])
+        (newest,) = conn.execute("SELECT max(local_date) FROM serving.daily_usage").fetchone()
+        newest = max(newest or day, day)
+        oldest_kept = newest - dt.timedelta(days=window_days - 1)
+        if day < oldest_kept:
+            return Refresh(day=day.isoformat(), loaded=False, newest_day=newest.isoformat(),
+                           window_starts=oldest_kept.isoformat())
+        conn.execute("DELETE FROM serving.daily_usage WHERE local_date = %s", [day])
+        with open(csv_path, "rb") as source, conn.cursor().copy(
+            f"COPY serving.daily_usage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT csv)"
+        ) as copy:
+            while chunk := source.read(COPY_CHUNK):
+                copy.write(chunk)
+        (rows,) = conn.execute("SELECT count(*) FROM serving.daily_usage WHERE local_date = %s", [day]).fetchone()
+        pruned = conn.execute("DELETE FROM serving.daily_usage WHERE local_date < %s", [oldest_kept]).rowcount
+        conn.execute("DELETE FROM serving.refreshes WHERE local_date < %s", [oldest_kept])
+        conn.execute(
+            """
+            INSERT INTO serving.refreshes (local_date, refreshed_at, customers) VALUES (%s, %s, %s)
+            ON CONFLICT (local_date) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at, customers = EXCLUDED.customers
+            """,
+            [day, refreshed_at, rows],
+        )
+        estimates = 0
+        period_start = newest.replace(day=1)
+        if day >= period_start:
+            conn.execute("DELETE FROM serving.bill_estimates")
+            estimates = conn.execute(ESTIMATES_SQL, {"period_start": period_start, "currency": currency}).rowcount
+    return Refresh(day=day.isoformat(), loaded=True, rows=rows, pruned_rows=pruned, newest_day=newest.isoformat(),
+                   window_starts=oldest_kept.isoformat(), estimates=estimates)

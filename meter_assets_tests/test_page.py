@@ -1,0 +1,68 @@
+"""The "your usage" page in headless Chromium (Debian's), served by the real API."""
+
+import os
+import shutil
+
+import pytest
+
+from meter_assets import postgres
+from meter_assets.serving.auth import mint
+
+from .test_api import api, load_days  # noqa: F401  (the running API fixture)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip(f"NO BROWSER TEST: Debian's chromium and chromium-driver are not installed ({CHROMIUM}, "
+                    f"{CHROMEDRIVER}); `apt-get install chromium chromium-driver` (CI does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1200,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_page_draws_the_customers_days_with_estimated_days_marked(api, browser, pg_dsn):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{api}/?days=30#token={mint(2)}")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    load_ms = int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-ready-ms"))
+    print(f"page load to chart drawn: {load_ms} ms")
+
+    with postgres.connect(pg_dsn) as conn:
+        rows = conn.execute(
+            "SELECT local_date, kwh, estimated_kwh FROM serving.daily_usage WHERE customer_id = 2 "
+            "ORDER BY local_date DESC LIMIT 30").fetchall()
+    chart = browser.find_element(By.ID, "chart")
+    bars = chart.find_elements(By.CSS_SELECTOR, "rect.bar")
+    assert chart.get_attribute("data-days") == "30" and len(bars) == 30
+    assert sorted(b.get_attribute("data-date") for b in bars) == sorted(day.isoformat() for day, _, _ in rows)
+    estimated = {b.get_attribute("data-date") for b in bars if "estimated" in b.get_attribute("class")}
+    assert estimated == {day.isoformat() for day, _, est in rows if est > 0} and estimated
+    total = browser.find_element(By.ID, "total-kwh").get_attribute("data-kwh")
+    assert total == str(sum(kwh for _, kwh, _ in rows))
+    assert browser.find_element(By.ID, "estimate").text not in ("", "–", "none yet")
+    assert "#token" not in browser.current_url, "the token leaves the address bar"
+
+
+def test_page_without_a_valid_token_says_so(api, browser):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{api}/#token={mint(2, ttl_seconds=-1)}")
+    error = browser.find_element(By.ID, "error")
+    WebDriverWait(browser, 30).until(lambda d: error.is_displayed())
+    assert "expired" in error.text

@@ -1,0 +1,97 @@
+"""The usage serving table: each customer's days, replaced a day at a time, pruned to the window."""
+
+import datetime as dt
+import threading
+from decimal import ROUND_HALF_UP, Decimal
+
+import dagster as dg
+
+from meter_assets import postgres
+from meter_assets.billing.assets import month_days
+from meter_assets.curated.readings import READS_15MIN
+from meter_assets.resources import PostgresResource
+from meter_assets.serving.assets import usage_serving
+from meter_assets.serving.store import refresh_day
+from meter_assets.sql import parquet
+
+from .conftest import query, resources_for
+from .test_billing_assets import MONTH, month_in_lake
+from .test_pricing import _tariffs
+
+OFFSET = 4_000_000
+RATE = Decimal("0.2450")
+
+
+def _rows(dsn: str, sql: str, params=()) -> list[tuple]:
+    with postgres.connect(dsn) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_each_customer_sees_the_days_the_meter_was_theirs_at_their_tariff(tmp_path, pg_dsn):
+    root = str(tmp_path / "lake")
+    lake = month_in_lake(root, OFFSET, _tariffs(dt.date(2025, 2, 15), (28, 76), [RATE]))
+    resources = {**resources_for(root), "postgres": PostgresResource(dsn=pg_dsn)}
+    for day in month_days(MONTH):
+        dg.materialize([usage_serving], partition_key=day, resources=resources)
+
+    days = {c: [d.day for (d,) in _rows(pg_dsn, "SELECT local_date FROM serving.daily_usage WHERE customer_id = %s "
+                                                 "ORDER BY local_date", [c])]
+            for c in range(OFFSET, OFFSET + 4)}
+    # meter 1 changes hands: the outgoing tenant until the 9th, nobody on the 10th, the incoming one from the 11th
+    assert days == {OFFSET: list(range(1, 10)), OFFSET + 1: list(range(11, 29)),
+                    OFFSET + 2: list(range(1, 29)), OFFSET + 3: list(range(1, 29))}
+
+    # the incoming tenant's use is exactly meter 1's readings from the 11th
+    readings = parquet([f for day in month_days(MONTH)[10:] for f in lake.files(READS_15MIN, day)])
+    ((meter_kwh,),) = query(f"SELECT sum(kwh) FROM {readings} WHERE meter_id = 1")
+    assert _rows(pg_dsn, "SELECT sum(kwh) FROM serving.daily_usage WHERE customer_id = %s", [OFFSET + 1]) == [
+        (meter_kwh,)]
+
+    # a flat-rate customer's 2 February by hand: 0.2450 a kWh, 0.6050 a day, 5 % tax, rounded once
+    day_files = parquet(lake.files(READS_15MIN, "2025-02-02"))
+    ((kwh,),) = query(f"SELECT sum(kwh) FROM {day_files} WHERE meter_id = 3")
+    expected = ((kwh * RATE + Decimal("0.6050")) * Decimal("1.05")).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert _rows(pg_dsn, "SELECT kwh, cost FROM serving.daily_usage WHERE customer_id = %s AND local_date = %s",
+                 [OFFSET + 3, dt.date(2025, 2, 2)]) == [(kwh, expected)]
+
+    # the month-to-date estimate is the month's days so far
+    estimate = _rows(pg_dsn, "SELECT period_start, through_date, days, kwh, cost FROM serving.bill_estimates "
+                             "WHERE customer_id = %s", [OFFSET + 2])
+    totals = _rows(pg_dsn, "SELECT count(*), sum(kwh), sum(cost) FROM serving.daily_usage WHERE customer_id = %s",
+                   [OFFSET + 2])
+    assert estimate == [(dt.date(2025, 2, 1), dt.date(2025, 2, 28), *totals[0])]
+    assert _rows(pg_dsn, "SELECT count(*) FROM serving.refreshes") == [(28,)]
+
+
+def _csv(path, day: dt.date, kwh: str, customers=(1, 2, 3)) -> str:
+    path.write_text("".join(f"{c},{day},{kwh},0.000,0,1.00\n" for c in customers))
+    return str(path)
+
+
+def test_a_refresh_replaces_its_day_in_one_transaction_and_prunes_the_window(tmp_path, pg_dsn):
+    start = dt.date(2025, 3, 1)
+    with postgres.connect(pg_dsn) as conn:
+        conn.autocommit = True
+        for d in range(4):
+            day = start + dt.timedelta(days=d)
+            refresh_day(conn, day, _csv(tmp_path / f"{d}.csv", day, "1.000"), 3, "GBP", dt.datetime.now(dt.UTC))
+        assert _rows(pg_dsn, "SELECT min(local_date), max(local_date), count(*) FROM serving.daily_usage") == [
+            (dt.date(2025, 3, 2), dt.date(2025, 3, 4), 9)], "three days kept: the first was pruned"
+
+        # a day older than the window is not loaded back
+        late = refresh_day(conn, start, _csv(tmp_path / "old.csv", start, "9.000"), 3, "GBP", dt.datetime.now(dt.UTC))
+        assert not late.loaded
+
+        # while a reload of the 3rd is in flight, a reader sees the old day whole; after it, the new one whole
+        third = start + dt.timedelta(days=2)
+        seen = []
+        with conn.transaction():
+            refresh_day(conn, third, _csv(tmp_path / "new.csv", third, "2.500", customers=(1, 2)), 3, "GBP",
+                        dt.datetime.now(dt.UTC))
+            reader = threading.Thread(target=lambda: seen.append(_rows(
+                pg_dsn, "SELECT count(*), sum(kwh) FROM serving.daily_usage WHERE local_date = %s", [third])))
+            reader.start()
+            reader.join()
+        assert seen == [[(3, Decimal("3.000"))]]
+        assert _rows(pg_dsn, "SELECT count(*), sum(kwh) FROM serving.daily_usage WHERE local_date = %s", [third]) == [
+            (2, Decimal("5.000"))]
