@@ -95,3 +95,13 @@ def test_a_refresh_replaces_its_day_in_one_transaction_and_prunes_the_window(tmp
         assert seen == [[(3, Decimal("3.000"))]]
         assert _rows(pg_dsn, "SELECT count(*), sum(kwh) FROM serving.daily_usage WHERE local_date = %s", [third]) == [
             (2, Decimal("5.000"))]
+
+    # the month-to-date estimates count every day of the month loaded (1 March too, though the
+    # 3-day window pruned it), with the 3rd as reloaded: customer 3 is no longer in it that day
+    march_4 = dt.date(2025, 3, 4)
+    assert _rows(pg_dsn, "SELECT customer_id, through_date, days, kwh, cost FROM serving.bill_estimates "
+                         "ORDER BY customer_id") == [
+        (1, march_4, 4, Decimal("5.500"), Decimal("4.00")),
+        (2, march_4, 4, Decimal("5.500"), Decimal("4.00")),
+        (3, march_4, 3, Decimal("3.000"), Decimal("3.00")),
+    ]
