@@ -13,11 +13,10 @@ import dagster as dg
 import duckdb
 import psycopg
 
-from meter_assets.billing.assets import BILLS_EXPORT, DIMENSIONS, billing_assets, month_days
+from meter_assets.billing.assets import BILLS_EXPORT, billing_assets, month_days, pricing_views
 from meter_assets.billing.pricing import compute_bills
 from meter_assets.config import settings
 from meter_assets.curated.readings import READS_15MIN
-from meter_assets.reference.assets import dimension_table
 from meter_assets.resources import PostgresResource
 from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
@@ -46,8 +45,7 @@ def _final_bills(lake: Lake, month: str) -> dict:
     """The month's bills computed once, straight from the lake as it is now."""
     s = settings()
     with duckdb.connect() as con:
-        for view, table in DIMENSIONS.items():
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM {parquet(lake.files(dimension_table(table)))}")
+        pricing_views(con, lake)
         usage = compute_bills(con, month, s.market_tz, s.tax_rate,
                               readings_of=lambda day: parquet(lake.files(READS_15MIN, day.isoformat())))
     return usage.bills

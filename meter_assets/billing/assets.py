@@ -27,6 +27,13 @@ ADJUSTMENTS_EXPORT = "billing/bill_adjustments"
 DIMENSIONS = {"assignments": "meter_assignments", "customers": "customers", "tariffs": "tariffs"}
 
 
+def pricing_views(con, store: Lake) -> None:
+    """The views the pricing SQL reads, over the published reference dimensions."""
+    for view, table in DIMENSIONS.items():
+        files = store.required_files(dimension_table(table), None, table)
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM {parquet(files)}")
+
+
 def month_days(month: str) -> list[str]:
     start, end = month_bounds(month)
     return [(start + dt.timedelta(days=d)).isoformat() for d in range((end - start).days)]
@@ -65,9 +72,7 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
 
     began = time.perf_counter()
     with lake_duckdb(duckdb, store) as con:
-        for view, table in DIMENSIONS.items():
-            files = store.required_files(dimension_table(table), None, table)
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM {parquet(files)}")
+        pricing_views(con, store)
         usage = compute_bills(con, month, s.market_tz, s.tax_rate,
                               readings_of=lambda day: parquet(readings[day.isoformat()]))
         (rollup_kwh,) = con.execute(f"SELECT coalesce(sum(kwh), 0) FROM {parquet(rollups)}").fetchone()

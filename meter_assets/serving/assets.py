@@ -7,13 +7,13 @@ import time
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from meter_assets.billing.assets import DIMENSIONS
+from meter_assets.billing.assets import pricing_views
 from meter_assets.billing.pricing import price_day, raise_if_unpriced, start_usage
 from meter_assets.config import settings
 from meter_assets.curated.assets import reads_15min
 from meter_assets.curated.readings import READS_15MIN
 from meter_assets.partitions import daily_partitions
-from meter_assets.reference.assets import customers, dimension_table, meter_assignments, tariffs
+from meter_assets.reference.assets import customers, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
 from meter_assets.rollups.assets import READS_DAILY, reads_daily
 from meter_assets.serving.store import refresh_day
@@ -85,9 +85,7 @@ def usage_serving(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
     daily = store.required_files(READS_DAILY, context.partition_key, "reads_daily")
     began = time.perf_counter()
     with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
-        for view, table in DIMENSIONS.items():
-            files = store.required_files(dimension_table(table), None, table)
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM {parquet(files)}")
+        pricing_views(con, store)
         start_usage(con)
         price_day(con, day, s.market_tz, parquet(readings))
         raise_if_unpriced(con, context.partition_key)
