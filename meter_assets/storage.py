@@ -76,12 +76,15 @@ class LocalBackend:
         with open(self.uri(key), "rb") as f:
             return f.read()
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes, landed_at: dt.datetime | None = None) -> None:
         path = self.uri(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
         with open(tmp, "wb") as f:
             f.write(data)
+        if landed_at is not None:
+            stamp = landed_at.replace(tzinfo=dt.UTC).timestamp()
+            os.utime(tmp, (stamp, stamp))
         os.replace(tmp, path)
 
     def delete(self, key: str) -> None:
@@ -155,8 +158,9 @@ class S3Backend:
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
-    def write(self, key: str, data: bytes) -> None:
-        # a single PUT is atomic: readers see the old object or the new one
+    def write(self, key: str, data: bytes, landed_at: dt.datetime | None = None) -> None:
+        # a single PUT is atomic: readers see the old object or the new one; an object's
+        # LastModified is always its upload time, so `landed_at` cannot be honoured here
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def delete(self, key: str) -> None:
@@ -247,9 +251,13 @@ class Lake:
     def read_bytes(self, key: str) -> bytes:
         return self.backend.read(key)
 
-    def write_bytes(self, key: str, data: bytes) -> None:
-        """Write one object whole: a reader sees the old content or the new, never a part."""
-        self.backend.write(key, data)
+    def write_bytes(self, key: str, data: bytes, landed_at: dt.datetime | None = None) -> None:
+        """Write one object whole: a reader sees the old content or the new, never a part.
+
+        `landed_at` (UTC, naive) dates the object's arrival, for a simulated delivery; a
+        local folder keeps it as the file's modification time, S3 keeps the upload time.
+        """
+        self.backend.write(key, data, landed_at)
 
     def delete(self, key: str) -> None:
         self.backend.delete(key)

@@ -10,9 +10,11 @@ def test_definitions_hold_every_asset_check_and_job():
     assert keys == {
         "raw_meter_files", "reads_15min", "reads_hourly", "reads_daily",
         "customers", "meters", "meter_assignments", "tariffs",
-        "bills", "issued_bills", "usage_serving",
+        "bills", "issued_bills", "usage_serving", "ops_daily_report",
+        "weather", "portfolio_load", "load_forecast",
     }
-    for daily in ("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily", "usage_serving"):
+    for daily in ("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily", "usage_serving", "ops_daily_report",
+                  "portfolio_load"):
         assert graph.get(dg.AssetKey(daily)).partitions_def == daily_partitions
     for monthly in ("bills", "issued_bills"):
         assert graph.get(dg.AssetKey(monthly)).partitions_def == monthly_partitions
@@ -27,15 +29,31 @@ def test_definitions_hold_every_asset_check_and_job():
         ("reads_15min", "missing_share_below_threshold"),
         ("reads_daily", "daily_equals_hourly_equals_15min"),
         ("bills", "billed_kwh_reconciles_with_reads_daily"),
+        ("ops_daily_report", "region_totals_reconcile_with_reads_daily"),
+        ("ops_daily_report", "silent_meters_below_alert_threshold"),
+        ("load_forecast", "backtest_beats_baselines"),
     }
-    assert {j.name for j in defs.jobs} == {"daily_readings_job", "reference_job", "bills_job", "issue_bills_job"}
+    # a late file's run rebuilds the day's report with its readings
+    job = defs.get_job_def("daily_readings_job")
+    assert dg.AssetKey("ops_daily_report") in job.asset_layer.executable_asset_keys
+    assert {j.name for j in defs.jobs} == {"daily_readings_job", "reference_job", "bills_job", "issue_bills_job",
+                                           "load_forecast_job"}
+    # the forecast for day D is made on D, before gate closure: its partition exists from D's start
+    forecast = graph.get(dg.AssetKey("load_forecast")).partitions_def
+    assert forecast.end_offset == 1 and forecast.timezone == "Europe/London"
     sensors = {s.name: s for s in defs.sensors}
     assert set(sensors) == {"raw_arrivals_sensor", "rebuilt_day_bills_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     assert sensors["raw_arrivals_sensor"].job_name == "daily_readings_job"
     assert sensors["rebuilt_day_bills_sensor"].job_name == "bills_job"
-    (schedule,) = defs.get_repository_def().schedule_defs
-    assert schedule.name == "issue_bills_schedule" and schedule.job_name == "issue_bills_job"
+    schedules = {s.name: s for s in defs.get_repository_def().schedule_defs}
+    assert set(schedules) == {"issue_bills_schedule", "load_forecast_schedule"}
+    forecasting = schedules["load_forecast_schedule"]
+    # two hours before the 11:00 gate closure, every day, and running from the start
+    assert (forecasting.cron_schedule, forecasting.job_name) == ("0 9 * * *", "load_forecast_job")
+    assert forecasting.default_status == dg.DefaultScheduleStatus.RUNNING
+    schedule = schedules["issue_bills_schedule"]
+    assert schedule.job_name == "issue_bills_job"
     # the 4th of each month at 06:00 market time: the default 3 days of grace after the month closes
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 4 * *", "Europe/London")
     assert daily_partitions.timezone == "Europe/London"

@@ -32,9 +32,10 @@ def test_several_days_materialize_with_every_check_passing(tmp_path, lake_root):
         assert all(r.success for r in results)
         for result in results[1:]:
             evaluations = result.get_asset_check_evaluations()
-            assert len(evaluations) == 8
+            assert len(evaluations) == 10
             assert [e.check_name for e in evaluations if not e.passed] == []
-        for asset in ("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily"):
+        for asset in ("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily", "usage_serving",
+                      "ops_daily_report"):
             materialized = instance.get_materialized_partitions(dg.AssetKey(asset))
             assert materialized == {d.isoformat() for d in days}, asset
         event = instance.get_latest_materialization_event(dg.AssetKey("reads_15min"))

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from decimal import Decimal
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_page_draws_the_customers_days_with_estimated_days_marked(api, browser, 
     estimated = {b.get_attribute("data-date") for b in bars if "estimated" in b.get_attribute("class")}
     assert estimated == {day.isoformat() for day, _, est in rows if est > 0} and estimated
     total = browser.find_element(By.ID, "total-kwh").get_attribute("data-kwh")
-    assert total == str(sum(kwh for _, kwh, _ in rows))
+    assert Decimal(total) == sum(kwh for _, kwh, _ in rows)
     assert browser.find_element(By.ID, "estimate").text not in ("", "–", "none yet")
     assert "#token" not in browser.current_url, "the token leaves the address bar"
 

@@ -12,6 +12,8 @@ import dagster as dg
 from meter_assets.config import settings
 from meter_assets.curated.readings import READS_15MIN
 from meter_assets.ingest.assets import RAW_METER_FILES
+from meter_assets.partitions import local_day_of
+from meter_assets.reports.ops import REPORT
 from meter_assets.rollups.assets import READS_DAILY, READS_HOURLY
 from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
@@ -99,6 +101,7 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialize_days(lake_root, days, instance=instance)
         before = _snapshot(lake, days)
+        reports_before = {d: lake.manifest(REPORT, d.isoformat())["version"] for d in days}
 
         daemon = _start_daemon(workspace, env, daemon_log)
         try:
@@ -136,6 +139,15 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
     after = _snapshot(lake, days)
     unchanged = [d for d in days if d not in late_dates]
     assert [k for k in before if k[1] in unchanged and before[k] != after[k]] == []
+
+    # the rebuilt dates' operations reports list the released files as late; the others are untouched
+    reports_after = {d: lake.manifest(REPORT, d.isoformat())["version"] for d in days}
+    assert [d for d in days if reports_before[d] != reports_after[d]] == sorted(late_dates)
+    for day in late_dates:
+        late_files = [f for f in lake.files(REPORT, day.isoformat()) if f.endswith("/late_files.parquet")]
+        listed = {k for (k,) in query(f"SELECT file_key FROM {parquet(late_files)}", lake=lake)}
+        mine = {k for k in released if local_day_of(dt.datetime.strptime(k[4:17], "%Y/%m/%d/%H")) == day}
+        assert mine and mine <= listed
     assert all(before[(READS_15MIN, d)][0] != after[(READS_15MIN, d)][0] for d in late_dates)
 
     truth = parquet([lake.uri(f"simulator/truth/date={d}/reads.parquet") for d in late_dates])

@@ -69,25 +69,29 @@ def _csv(path, day: dt.date, kwh: str, customers=(1, 2, 3)) -> str:
 
 
 def test_a_refresh_replaces_its_day_in_one_transaction_and_prunes_the_window(tmp_path, pg_dsn):
-    start = dt.date(2025, 3, 1)
+    start = dt.date(2025, 2, 26)
+    now = dt.datetime.now(dt.UTC)
     with postgres.connect(pg_dsn) as conn:
         conn.autocommit = True
-        for d in range(4):
+        for d in range(7):
             day = start + dt.timedelta(days=d)
-            refresh_day(conn, day, _csv(tmp_path / f"{d}.csv", day, "1.000"), 3, "GBP", dt.datetime.now(dt.UTC))
+            refresh_day(conn, day, _csv(tmp_path / f"{d}.csv", day, "1.000"), 3, now)
         assert _rows(pg_dsn, "SELECT min(local_date), max(local_date), count(*) FROM serving.daily_usage") == [
-            (dt.date(2025, 3, 2), dt.date(2025, 3, 4), 9)], "three days kept: the first was pruned"
+            (dt.date(2025, 3, 1), dt.date(2025, 3, 4), 12)], "the window (2-4 March) and the month so far are kept"
+        assert _rows(pg_dsn, "SELECT min(local_date), count(*) FROM serving.refreshes") == [(dt.date(2025, 3, 1), 4)]
 
-        # a day older than the window is not loaded back
-        late = refresh_day(conn, start, _csv(tmp_path / "old.csv", start, "9.000"), 3, "GBP", dt.datetime.now(dt.UTC))
-        assert not late.loaded
+        # a day older than the window and the month is not loaded back; a day of the month is
+        late = refresh_day(conn, start, _csv(tmp_path / "old.csv", start, "9.000"), 3, now)
+        assert (late.loaded, late.kept_from) == (False, "2025-03-01")
+        march_1 = dt.date(2025, 3, 1)
+        assert refresh_day(conn, march_1, _csv(tmp_path / "first.csv", march_1, "1.000"), 3, now).loaded
+        assert _rows(pg_dsn, "SELECT count(*) FROM serving.daily_usage WHERE kwh = 9") == [(0,)]
 
         # while a reload of the 3rd is in flight, a reader sees the old day whole; after it, the new one whole
-        third = start + dt.timedelta(days=2)
+        third = dt.date(2025, 3, 3)
         seen = []
         with conn.transaction():
-            refresh_day(conn, third, _csv(tmp_path / "new.csv", third, "2.500", customers=(1, 2)), 3, "GBP",
-                        dt.datetime.now(dt.UTC))
+            refresh_day(conn, third, _csv(tmp_path / "new.csv", third, "2.500", customers=(1, 2)), 3, now)
             reader = threading.Thread(target=lambda: seen.append(_rows(
                 pg_dsn, "SELECT count(*), sum(kwh) FROM serving.daily_usage WHERE local_date = %s", [third])))
             reader.start()
@@ -96,8 +100,8 @@ def test_a_refresh_replaces_its_day_in_one_transaction_and_prunes_the_window(tmp
         assert _rows(pg_dsn, "SELECT count(*), sum(kwh) FROM serving.daily_usage WHERE local_date = %s", [third]) == [
             (2, Decimal("5.000"))]
 
-    # the month-to-date estimates count every day of the month loaded (1 March too, though the
-    # 3-day window pruned it), with the 3rd as reloaded: customer 3 is no longer in it that day
+    # the month-to-date estimates count every day of the month loaded (1 March too, though it
+    # is outside the 3-day window), with the 3rd as reloaded: customer 3 is no longer in it that day
     march_4 = dt.date(2025, 3, 4)
     assert _rows(pg_dsn, "SELECT customer_id, through_date, days, kwh, cost FROM serving.bill_estimates "
                          "ORDER BY customer_id") == [

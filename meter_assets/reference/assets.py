@@ -45,6 +45,19 @@ CONTRACTS: dict[str, dict[str, str]] = {
         "valid_to": "DATE",
         "is_current": "BOOLEAN",
     },
+    # weather, from the simulator or any provider's drop: observed hourly temperature per
+    # region, and forecasts of it (all times UTC)
+    "temperature": {
+        "region": "VARCHAR",
+        "observed_at": "TIMESTAMP",
+        "temperature_c": "DOUBLE",
+    },
+    "temperature_forecast": {
+        "region": "VARCHAR",
+        "issued_at": "TIMESTAMP",
+        "valid_at": "TIMESTAMP",
+        "temperature_c": "DOUBLE",
+    },
 }
 
 KEYS = {
@@ -52,6 +65,8 @@ KEYS = {
     "meters": ["meter_id"],
     "meter_assignments": ["meter_id", "valid_from"],
     "tariffs": ["tariff_id"],
+    "temperature": ["region", "observed_at"],
+    "temperature_forecast": ["region", "valid_at", "issued_at"],
 }
 
 

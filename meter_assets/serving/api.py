@@ -22,40 +22,47 @@ from starlette.routing import Route
 from meter_assets import postgres
 from meter_assets.config import settings
 from meter_assets.serving.auth import InvalidToken, verify
+from meter_assets.serving.coalesce import Coalescer
 
 PRIVATE = {"Cache-Control": "private, no-store"}
 
 # "The last N days" counts back from the newest day loaded; the primary key (customer_id,
-# local_date) makes it one index range read. PostgreSQL writes the JSON itself: exact
-# decimals as strings, and no Python work per row.
+# local_date) carries the served columns, so each customer's days are one index-only range
+# read, already in date order. One statement answers a batch of requests (see coalesce.py):
+# one row per (customer, days) asked, in the order asked. PostgreSQL writes the JSON itself,
+# by columns (one array per field rather than an object per day: a quarter of the bytes and
+# of the work), decimals as exact JSON numbers, and no Python work per row.
 USAGE_SQL = """
 WITH newest AS (
     SELECT max(local_date) AS day, max(refreshed_at) AS refreshed_at FROM serving.refreshes
 ),
-days AS (
-    SELECT usage.*
-    FROM newest
-    JOIN serving.daily_usage AS usage
-      ON usage.customer_id = %(customer_id)s
-     AND usage.local_date > newest.day - %(days)s
-     AND usage.local_date <= newest.day
+asked AS (
+    SELECT *
+    FROM unnest(%(customer_ids)s::integer[], %(days)s::integer[]) WITH ORDINALITY AS asked(customer_id, days, n)
 )
-SELECT json_build_object(
-    'customer_id', %(customer_id)s::integer,
-    'days', coalesce(json_agg(json_build_object(
-        'date', days.local_date,
-        'kwh', days.kwh::text,
-        'estimated_kwh', days.estimated_kwh::text,
-        'estimated', days.estimated_kwh > 0,
-        'missing_intervals', days.missing_intervals,
-        'cost', days.cost::text) ORDER BY days.local_date), '[]'),
-    'total_kwh', coalesce(sum(days.kwh), 0)::text,
-    'total_cost', coalesce(sum(days.cost), 0)::text,
-    'currency', %(currency)s::text,
-    'timezone', %(timezone)s::text,
-    'updated_at', (SELECT refreshed_at FROM newest)
-)::text
-FROM days
+SELECT asked.n, asked.customer_id, answer.body
+FROM asked
+CROSS JOIN newest
+CROSS JOIN LATERAL (
+    SELECT concat(
+        '{"customer_id":', asked.customer_id,
+        ',"days":{"date":[', string_agg('"' || usage.local_date || '"', ',' ORDER BY usage.local_date),
+        '],"kwh":[', string_agg(usage.kwh::text, ',' ORDER BY usage.local_date),
+        '],"estimated_kwh":[', string_agg(usage.estimated_kwh::text, ',' ORDER BY usage.local_date),
+        '],"missing_intervals":[', string_agg(usage.missing_intervals::text, ',' ORDER BY usage.local_date),
+        '],"cost":[', string_agg(usage.cost::text, ',' ORDER BY usage.local_date),
+        ']},"total_kwh":', coalesce(sum(usage.kwh), 0),
+        ',"total_cost":', coalesce(sum(usage.cost), 0),
+        ',"currency":', to_json(%(currency)s::text),
+        ',"timezone":', to_json(%(timezone)s::text),
+        ',"updated_at":', coalesce(to_json(newest.refreshed_at)::text, 'null'),
+        '}') AS body
+    FROM serving.daily_usage AS usage
+    WHERE usage.customer_id = asked.customer_id
+      AND usage.local_date > newest.day - asked.days
+      AND usage.local_date <= newest.day
+) AS answer
+ORDER BY asked.n
 """
 
 ESTIMATE_SQL = """
@@ -64,16 +71,21 @@ SELECT json_build_object(
     'period_start', period_start,
     'through_date', through_date,
     'days', days,
-    'kwh', kwh::text,
-    'estimated_kwh', estimated_kwh::text,
-    'cost', cost::text,
-    'currency', currency,
+    'kwh', kwh,
+    'estimated_kwh', estimated_kwh,
+    'cost', cost,
+    'currency', %(currency)s::text,
     'timezone', %(timezone)s::text,
     'updated_at', (SELECT max(refreshed_at) FROM serving.refreshes)
 )::text
 FROM serving.bill_estimates
 WHERE customer_id = %(customer_id)s
 """
+
+
+async def iso_dates(conn) -> None:
+    # the usage JSON writes dates as text: ISO whatever the server's default style
+    await conn.execute("SET datestyle = 'ISO, YMD'")
 
 
 def problem(status: int, detail: str, **headers) -> JSONResponse:
@@ -108,13 +120,14 @@ async def usage(request: Request) -> Response:
     raw = request.query_params.get("days", "30")
     if not raw.isdigit() or not 1 <= int(raw) <= s.serving_window_days:
         return problem(422, f"days must be a whole number from 1 to {s.serving_window_days}")
-    params = {"customer_id": customer, "days": int(raw), "currency": s.currency, "timezone": s.market_tz}
-    return json_text(await one_value(request, USAGE_SQL, params))
+    return json_text(await request.app.state.usage.fetch((customer, int(raw))))
 
 
 async def bill_estimate(request: Request) -> Response:
     customer = customer_of(request)
-    body = await one_value(request, ESTIMATE_SQL, {"customer_id": customer, "timezone": settings().market_tz})
+    s = settings()
+    body = await one_value(request, ESTIMATE_SQL,
+                           {"customer_id": customer, "currency": s.currency, "timezone": s.market_tz})
     if body is None:
         return problem(404, "no bill estimate for this customer this month")
     return json_text(body)
@@ -144,9 +157,13 @@ def create_app(dsn: str | None = None) -> Starlette:
         await asyncio.to_thread(postgres.migrate, conninfo)
         app.state.page = package_files.files("meter_assets.serving").joinpath("static/usage.html").read_text()
         pool = AsyncConnectionPool(conninfo, min_size=2, max_size=settings().api_pool_size, open=False,
-                                   kwargs={"row_factory": dict_row, "autocommit": True})
+                                   kwargs={"row_factory": dict_row, "autocommit": True}, configure=iso_dates)
         await pool.open(wait=True)
         app.state.pool = pool
+        s = settings()
+        app.state.usage = Coalescer(pool, USAGE_SQL, drainers=s.api_pool_size, params=lambda keys: {
+            "customer_ids": [customer for customer, _ in keys], "days": [days for _, days in keys],
+            "currency": s.currency, "timezone": s.market_tz})
         try:
             yield
         finally:

@@ -95,11 +95,10 @@ def usage_serving(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
         compute_seconds = time.perf_counter() - began
         began = time.perf_counter()
         with postgres.connect() as conn:
-            refresh = refresh_day(conn, day, target, s.serving_window_days, s.currency,
-                                  refreshed_at=dt.datetime.now(dt.UTC))
+            refresh = refresh_day(conn, day, target, s.serving_window_days, refreshed_at=dt.datetime.now(dt.UTC))
     if not refresh.loaded:
-        context.log.info(f"{day} is older than the {s.serving_window_days}-day window "
-                         f"(from {refresh.window_starts}): not loaded")
+        context.log.info(f"{day} is older than the {s.serving_window_days}-day window and the month "
+                         f"being estimated (kept from {refresh.kept_from}): not loaded")
     return dg.MaterializeResult(metadata={
         **vars(refresh),
         "compute_seconds": round(compute_seconds, 2),

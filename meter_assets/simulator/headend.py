@@ -333,15 +333,19 @@ class HeadEnd:
             kept = len(data) * 3 // 5
             faults.append(dict(kind="truncated_file", file_key=key, detail={"size": len(data), "kept_bytes": kept}))
             data = data[:kept]
+        # an on-time file lands a minute after its last reading reached the head-end (on a
+        # local lake; on S3 it lands when written); a held file lands when it is released
+        landed = dt.datetime.fromtimestamp(int(received.max()) if len(rows) else hour_end, dt.UTC).replace(tzinfo=None)
+        landed += dt.timedelta(minutes=1)
         if plan["late"]:
             arrival = day + dt.timedelta(days=plan["late_days"])
             self.lake.write_bytes(held_key(arrival, key), data)
             faults.append(dict(kind="late_file", file_key=key, detail={"arrival_date": arrival.isoformat()}))
         else:
-            self.lake.write_bytes(key, data)
+            self.lake.write_bytes(key, data, landed_at=landed)
         if plan["resend"] and not plan["late"]:
             resent = raw_key(contract, g, hour, "r1")
-            self.lake.write_bytes(resent, data)
+            self.lake.write_bytes(resent, data, landed_at=landed + dt.timedelta(minutes=10))
             faults.append(dict(kind="resend", file_key=resent, detail={"original_key": key}))
             result.files += 1
 

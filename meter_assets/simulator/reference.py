@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from meter_assets.simulator.retailer import FIRST_CUSTOMER_ID, REGIONS, Population, vendor_of_group
+from meter_assets.simulator.retailer import FIRST_CUSTOMER_ID, REGIONS, Population, temperature_forecasts, vendor_of_group
 from meter_assets.storage import Lake
 
 # plan, band, local start, local end, unit rate before and after the mid-month change
@@ -160,6 +160,7 @@ def write_reference(lake: Lake, pop: Population, start: dt.date, days: int, seed
         "reference/meter_assignments.csv": assignments,
         "reference/tariffs.csv": tariffs(start, days),
         "reference/temperature.csv": temperature,
+        "reference/temperature_forecast.csv": temperature_forecasts(temperature, seed),
     }
     for key, table in files.items():
         lake.write_bytes(key, csv_bytes(table))

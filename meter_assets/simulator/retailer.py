@@ -109,6 +109,28 @@ def hourly_temperature(start: dt.date, days: int, seed: int) -> pa.Table:
     )
 
 
+def temperature_forecasts(temperature: pa.Table, seed: int) -> pa.Table:
+    """Day-ahead forecasts of the hourly temperatures: issued at 09:00 UTC the day before, off by
+    a bias that persists through the day and a little hourly noise."""
+    valid = temperature.column("observed_at").to_numpy().astype("datetime64[s]")
+    regions = temperature.column("region").to_numpy(zero_copy_only=False)
+    days = valid.astype("datetime64[D]")
+    issued = (days - np.timedelta64(1, "D")).astype("datetime64[s]") + np.timedelta64(9, "h")
+    rng = np.random.default_rng([seed, 8])
+    day_index = (days - days.min()).astype(np.int64)
+    region_index = np.unique(regions, return_inverse=True)[1]
+    bias = rng.normal(0, 0.7, (region_index.max() + 1, day_index.max() + 1))[region_index, day_index]
+    values = temperature.column("temperature_c").to_numpy() + bias + rng.normal(0, 0.4, len(valid))
+    return pa.table(
+        {
+            "region": pa.array(regions, pa.string()),
+            "issued_at": pa.array(issued, pa.timestamp("s")),
+            "valid_at": pa.array(valid, pa.timestamp("s")),
+            "temperature_c": pa.array(np.round(values, 1), pa.float64()),
+        }
+    )
+
+
 # --- load -----------------------------------------------------------------------------
 def _bumps(minute: np.ndarray, bumps: tuple[tuple[float, float, float], ...]) -> np.ndarray:
     """A sum of daily bumps (centre hour, width hours, height) over minutes of the day."""

@@ -1,0 +1,255 @@
+"""Day-ahead load forecasts for the wholesale bids: weather, the portfolio's load, the forecast."""
+
+import datetime as dt
+import json
+import time
+
+import dagster as dg
+import pyarrow as pa
+from dagster_duckdb import DuckDBResource
+
+from meter_assets.config import settings
+from meter_assets.curated.assets import reads_15min
+from meter_assets.curated.readings import READS_15MIN
+from meter_assets.forecast import model
+from meter_assets.partitions import daily_partitions, local_day_bounds
+from meter_assets.reference.assets import dimension_table, load_reference, meters
+from meter_assets.resources import LakeResource, lake_duckdb
+from meter_assets.sql import parquet
+
+PORTFOLIO_LOAD = "rollups/portfolio_load"
+FORECAST = "forecasts/load"
+BIDS = "bids"
+
+# The forecast for day D is made on D, before gate closure, for delivery on D+1: its
+# partition exists from the start of D (the readings' partitions only once a day ends).
+forecast_partitions = dg.DailyPartitionsDefinition(
+    start_date=settings().start_date.isoformat(),
+    timezone=settings().market_tz,
+    end_offset=1,
+)
+
+PORTFOLIO_SQL = """
+COPY (
+    SELECT
+        read_at                                                      AS interval_start,
+        CAST(coalesce(sum(kwh), 0) AS DECIMAL(18, 3))                AS kwh,
+        CAST(count(*) AS INTEGER)                                    AS meters,
+        CAST(count(*) FILTER (WHERE quality_flag = 'missing') AS INTEGER) AS missing
+    FROM {readings}
+    GROUP BY read_at
+    ORDER BY read_at
+) TO '{target}' (FORMAT parquet)
+"""
+
+# The portfolio's load per settlement period (missing readings filled in proportion to the
+# meters that did report), the day to forecast with no load yet, and the temperature as
+# forecast at bid time: per region, the newest forecast issued by gate closure on the day
+# before the hour's local day, weighted by the region's meters.
+SERIES_SQL = """
+CREATE OR REPLACE TEMP TABLE series AS
+WITH quarter_hours AS (
+    SELECT interval_start, CAST(kwh AS DOUBLE) * meters / nullif(meters - missing, 0) AS kwh
+    FROM portfolio
+),
+history AS (
+    SELECT time_bucket(to_minutes(CAST($minutes AS INTEGER)), interval_start) AS period_start, sum(kwh) AS load
+    FROM quarter_hours
+    GROUP BY 1
+),
+target AS (
+    SELECT unnest(generate_series($target_start, $target_end - to_minutes(CAST($minutes AS INTEGER)),
+                                  to_minutes(CAST($minutes AS INTEGER)))) AS period_start
+),
+periods AS (
+    SELECT period_start, load FROM history WHERE period_start < $target_start
+    UNION ALL
+    SELECT period_start, NULL FROM target
+),
+weights AS (
+    SELECT region, count(*) AS meters FROM meters GROUP BY region
+),
+known AS (
+    SELECT region, valid_at, arg_max(temperature_c, issued_at) AS temperature_c
+    FROM temperature_forecast
+    WHERE issued_at <= timezone($tz, (CAST(timezone($tz, valid_at AT TIME ZONE 'UTC') AS DATE) - 1)
+                                     + CAST($gate AS TIME)) AT TIME ZONE 'UTC'
+    GROUP BY region, valid_at
+),
+hourly AS (
+    SELECT known.valid_at, sum(known.temperature_c * weights.meters) / sum(weights.meters) AS temp
+    FROM known
+    JOIN weights USING (region)
+    GROUP BY known.valid_at
+)
+SELECT periods.period_start, periods.load, hourly.temp
+FROM periods
+LEFT JOIN hourly ON hourly.valid_at = date_trunc('hour', periods.period_start)
+ORDER BY periods.period_start
+"""
+
+
+@dg.asset(group_name="forecast", kinds={"duckdb", "parquet"})
+def weather(lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    """Observed and forecast hourly temperature per region, for the load forecast."""
+    store = lake.lake()
+    with lake_duckdb(duckdb, store) as con:
+        observed = load_reference(store, con, "temperature")
+        forecast = load_reference(store, con, "temperature_forecast")
+        files = store.required_files(dimension_table("temperature_forecast"), None, "weather")
+        first, last, issues = con.execute(
+            f"SELECT min(valid_at), max(valid_at), count(DISTINCT issued_at) FROM {parquet(files)}").fetchone()
+    return dg.MaterializeResult(metadata={
+        "observed_rows": observed["rows"], "forecast_rows": forecast["rows"], "forecast_issues": issues,
+        "forecast_from": str(first), "forecast_to": str(last),
+    })
+
+
+@dg.asset(partitions_def=daily_partitions, deps=[reads_15min], group_name="forecast", kinds={"duckdb", "parquet"},
+          pool="lake_compute")
+def portfolio_load(context: dg.AssetExecutionContext, lake: LakeResource,
+                   duckdb: DuckDBResource) -> dg.MaterializeResult:
+    """The whole portfolio's kWh per quarter hour of the day, with how many meters reported: the forecast's history."""
+    store = lake.lake()
+    readings = store.required_files(READS_15MIN, context.partition_key, "reads_15min")
+    version = store.new_version(PORTFOLIO_LOAD, context.partition_key)
+    target = store.uri(f"{version}/part-0000.parquet")
+    with lake_duckdb(duckdb, store) as con:
+        con.execute(PORTFOLIO_SQL.format(readings=parquet(readings), target=target))
+        rows, kwh, missing = con.execute(f"SELECT count(*), sum(kwh), sum(missing) FROM {parquet(target)}").fetchone()
+    store.publish(PORTFOLIO_LOAD, context.partition_key, version, {"rows": rows})
+    return dg.MaterializeResult(metadata={"intervals": rows, "kwh": float(kwh or 0), "missing_readings": int(missing or 0)})
+
+
+def _passes(metrics: model.Metrics) -> tuple[bool, str]:
+    if metrics.improvement_on_best_baseline < 0.10:
+        return False, (f"P50 MAPE {metrics.mape_p50:.2%} does not beat the best baseline by 10 % "
+                       f"(improvement {metrics.improvement_on_best_baseline:.1%})")
+    if not 0.70 <= metrics.coverage_p10_p90 <= 0.90:
+        return False, f"P10-P90 holds {metrics.coverage_p10_p90:.1%} of actuals, outside 70-90 %"
+    return True, "beats the best baseline by 10 % or more, P10-P90 coverage within 70-90 %"
+
+
+@dg.asset(
+    partitions_def=forecast_partitions,
+    deps=[portfolio_load, weather, meters],
+    group_name="forecast",
+    kinds={"lightgbm", "parquet"},
+    pool="lake_compute",
+    check_specs=[dg.AssetCheckSpec("backtest_beats_baselines", asset="load_forecast", blocking=True,
+                                   description="Rolling-origin backtest over the last days: P50 beats the best "
+                                               "baseline by 10 % and P10-P90 holds 70-90 % of actuals.")],
+)
+def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource,
+                  duckdb: DuckDBResource) -> dg.MaterializeResult:
+    """Tomorrow's portfolio load per settlement period as P10/P50/P90, and the bid to buy it (MWh per period)."""
+    s = settings()
+    store = lake.lake()
+    today = dt.date.fromisoformat(context.partition_key)
+    delivery = today + dt.timedelta(days=1)
+    newest = today - dt.timedelta(days=1)  # the newest complete day at gate closure today
+    history = [newest - dt.timedelta(days=d) for d in range(s.forecast_history_days)]
+    files = [f for day in reversed(history) for f in store.files(PORTFOLIO_LOAD, day.isoformat())]
+    if not files:
+        raise FileNotFoundError(f"no portfolio_load before {today}: materialize portfolio_load first")
+    spec = model.Spec(tz=s.market_tz, minutes=s.settlement_minutes, country=s.market_country,
+                      threads=s.duckdb_threads)
+    target_start, target_end = local_day_bounds(delivery)
+    began = time.perf_counter()
+    with lake_duckdb(duckdb, store) as con:
+        con.execute(f"CREATE TEMP VIEW portfolio AS SELECT * FROM {parquet(files)}")
+        for name, produced_by in (("meters", "meters"), ("temperature_forecast", "weather")):
+            dimension = store.required_files(dimension_table(name), None, produced_by)
+            con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {parquet(dimension)}")
+        con.execute(SERIES_SQL, {"minutes": s.settlement_minutes, "target_start": target_start,
+                                 "target_end": target_end, "tz": s.market_tz, "gate": s.gate_closure.isoformat()})
+        model.prepare(con, spec)
+        where, params = model.trainable(newest)
+        train = model.matrix(con, where, params)
+        if len(train.y) == 0:
+            raise ValueError(f"no complete history with a week of lags before {newest}: too early to forecast")
+        fitted = model.fit(train, spec)
+        target = model.matrix(con, "local_date = $day", {"day": delivery})
+        starts = target.starts
+        quantiles = model.predict(fitted, target.x)
+        trained_seconds = time.perf_counter() - began
+        try:
+            metrics = model.backtest(con, spec, newest, s.backtest_days)
+            passed, verdict = _passes(metrics)
+        except ValueError as error:
+            metrics, passed, verdict = None, False, str(error)
+    tz = s.tz
+    forecast = pa.table({
+        "settlement_period": pa.array(range(1, len(starts) + 1), pa.int16()),
+        "period_start": pa.array(starts, pa.timestamp("us")),
+        "period_start_local": pa.array([p.astype(dt.datetime).replace(tzinfo=dt.UTC).astimezone(tz).replace(tzinfo=None)
+                                        for p in starts], pa.timestamp("us")),
+        "p10_kwh": quantiles[0.1], "p50_kwh": quantiles[0.5], "p90_kwh": quantiles[0.9],
+    })
+    bids = pa.table({
+        "delivery_date": pa.array([delivery] * len(starts), pa.date32()),
+        "settlement_period": forecast.column("settlement_period"),
+        "period_start": forecast.column("period_start"),
+        "period_start_local": forecast.column("period_start_local"),
+        "mwh": pa.array([round(v / 1000, 3) for v in quantiles[0.5]], pa.float64()),
+    })
+    ranked = model.importances(fitted)
+    version = store.new_version(FORECAST, context.partition_key)
+    store.write_parquet(f"{version}/forecast.parquet", forecast)
+    store.write_bytes(f"{version}/feature_importance.json", json.dumps(ranked, indent=1).encode())
+    for q, booster in fitted.models.items():
+        store.write_bytes(f"{version}/model_p{int(q * 100):02d}.txt", booster.model_to_string().encode())
+    summary = {"delivery_date": delivery.isoformat(), "periods": len(starts), "trained_on_periods": len(train.y),
+               "band_widened_kwh": round(fitted.widen, 3),
+               "backtest": metrics.as_dict() if metrics else None}
+    store.write_bytes(f"{version}/backtest.json", json.dumps(summary, indent=1).encode())
+    store.publish(FORECAST, context.partition_key, version, summary)
+    bid_version = store.new_version(BIDS, context.partition_key)
+    store.write_parquet(f"{bid_version}/bids.parquet", bids)
+    store.publish(BIDS, context.partition_key, bid_version, {"delivery_date": delivery.isoformat(),
+                                                             "mwh": round(float(sum(bids.column("mwh").to_pylist())), 3)})
+
+    check_metadata = {"verdict": verdict}
+    if metrics:
+        check_metadata.update({k: v for k, v in metrics.as_dict().items() if k != "pinball_by_quantile"})
+    return dg.MaterializeResult(
+        metadata={
+            "delivery_date": delivery.isoformat(),
+            "periods": len(starts),
+            "p50_mwh": round(float(sum(quantiles[0.5])) / 1000, 3),
+            "p10_mwh": round(float(sum(quantiles[0.1])) / 1000, 3),
+            "p90_mwh": round(float(sum(quantiles[0.9])) / 1000, 3),
+            "trained_on_periods": len(train.y),
+            "train_and_forecast_seconds": round(trained_seconds, 2),
+            "seconds": round(time.perf_counter() - began, 2),
+            "feature_importance": dg.MetadataValue.table(
+                records=[dg.TableRecord(r) for r in ranked],
+                schema=dg.TableSchema(columns=[dg.TableColumn("feature"), dg.TableColumn("gain_share", "float")])),
+            "model": dg.MetadataValue.path(store.uri(f"{version}/model_p50.txt")),
+            "forecast": dg.MetadataValue.path(store.uri(f"{version}/forecast.parquet")),
+            "bids": dg.MetadataValue.path(store.uri(f"{bid_version}/bids.parquet")),
+        },
+        check_results=[dg.AssetCheckResult(check_name="backtest_beats_baselines", passed=passed,
+                                           metadata=check_metadata)],
+    )
+
+
+load_forecast_job = dg.define_asset_job(
+    "load_forecast_job",
+    selection=dg.AssetSelection.assets(load_forecast),
+    partitions_def=forecast_partitions,
+    description="Forecast tomorrow's portfolio load and write the day-ahead bid.",
+)
+
+
+def _schedule_hour() -> int:
+    # two hours before gate closure: time to look at the forecast, rerun it, bid
+    return (settings().gate_closure.hour - 2) % 24
+
+
+@dg.schedule(job=load_forecast_job, cron_schedule=f"0 {_schedule_hour()} * * *",
+             execution_timezone=settings().market_tz, default_status=dg.DefaultScheduleStatus.RUNNING)
+def load_forecast_schedule(context: dg.ScheduleEvaluationContext):
+    """Every morning before gate closure: today's forecast (for delivery tomorrow) and its bid."""
+    today = context.scheduled_execution_time.astimezone(settings().tz).date().isoformat()
+    return dg.RunRequest(run_key=today, partition_key=today)

@@ -1,0 +1,253 @@
+"""The daily operations report: what happened on a day, and what is broken.
+
+Everything comes from the daily rollup, the day's inventory and quarantine, and two narrow
+reads of the curated readings (the day's arrival times, and the last day a silent meter
+spoke); nothing else is scanned. Each step is one DuckDB statement into a small table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from meter_assets.billing.pricing import utc_day_bounds
+from meter_assets.curated.readings import QUARANTINE, READS_15MIN
+from meter_assets.ingest.assets import RAW_METER_FILES
+from meter_assets.reference.assets import dimension_table
+from meter_assets.rollups.assets import READS_DAILY
+from meter_assets.sql import parquet, sql_list
+from meter_assets.storage import Lake
+
+REPORT = "reports/ops"
+TABLES = ("summary", "region_energy", "top_customers", "silent_meters", "late_files", "quarantine_reasons")
+TOP_CUSTOMERS = 100
+
+# who held each meter on the day (a meter between tenants has nobody)
+HOLDERS_SQL = """
+CREATE OR REPLACE TEMP TABLE holders AS
+SELECT assignments.meter_id, assignments.customer_id, customers.account_name, customers.region AS customer_region
+FROM assignments
+JOIN customers USING (customer_id)
+WHERE $day >= assignments.valid_from AND (assignments.valid_to IS NULL OR $day < assignments.valid_to)
+"""
+
+# A meter missing from the meters export still counts, under 'unknown', so the regions add
+# up to the day's total exactly.
+REGION_ENERGY_SQL = """
+CREATE OR REPLACE TEMP TABLE region_energy AS
+WITH today AS (
+    SELECT coalesce(meters.region, 'unknown') AS region, count(*) AS meters,
+           sum(daily.kwh) AS kwh, sum(daily.estimated_kwh) AS estimated_kwh
+    FROM daily
+    LEFT JOIN meters USING (meter_id)
+    GROUP BY 1
+),
+week_before AS (
+    SELECT coalesce(meters.region, 'unknown') AS region, sum(daily.kwh) AS kwh
+    FROM daily_week_before AS daily
+    LEFT JOIN meters USING (meter_id)
+    GROUP BY 1
+)
+SELECT
+    today.region,
+    today.meters,
+    CAST(today.kwh AS DECIMAL(18, 3))                 AS kwh,
+    CAST(today.estimated_kwh AS DECIMAL(18, 3))       AS estimated_kwh,
+    CAST(week_before.kwh AS DECIMAL(18, 3))           AS kwh_week_before,
+    CAST(CASE WHEN week_before.kwh > 0
+              THEN 100 * (today.kwh - week_before.kwh) / week_before.kwh END AS DECIMAL(9, 1)) AS change_pct
+FROM today
+LEFT JOIN week_before USING (region)
+ORDER BY today.kwh DESC, today.region
+"""
+
+TOP_CUSTOMERS_SQL = """
+CREATE OR REPLACE TEMP TABLE top_customers AS
+SELECT
+    CAST(row_number() OVER (ORDER BY sum(daily.kwh) DESC, holders.customer_id) AS INTEGER) AS rank,
+    holders.customer_id,
+    holders.account_name,
+    holders.customer_region                           AS region,
+    CAST(count(*) AS INTEGER)                         AS meters,
+    CAST(sum(daily.kwh) AS DECIMAL(18, 3))            AS kwh,
+    CAST(sum(daily.estimated_kwh) AS DECIMAL(18, 3))  AS estimated_kwh
+FROM daily
+JOIN holders USING (meter_id)
+GROUP BY holders.customer_id, holders.account_name, holders.customer_region
+ORDER BY rank
+LIMIT {limit}
+"""
+
+# Silent: not one actual or estimated reading in the whole local day.
+SILENT_SQL = """
+CREATE OR REPLACE TEMP TABLE silent AS
+SELECT meter_id FROM daily WHERE actual_intervals + estimated_intervals = 0
+"""
+
+# the newest earlier day on which each silent meter still spoke, within the look-back
+LAST_DAYS_SQL = """
+CREATE OR REPLACE TEMP TABLE last_days AS
+SELECT history.meter_id, max(history.local_date) AS last_day
+FROM history
+JOIN silent USING (meter_id)
+WHERE history.actual_intervals + history.estimated_intervals > 0
+GROUP BY history.meter_id
+"""
+
+# ... and the end of its last reading that day (only those days' files, only those meters)
+LAST_READINGS_SQL = """
+CREATE OR REPLACE TEMP TABLE last_readings AS
+SELECT readings.meter_id, max(readings.read_at) + INTERVAL 15 MINUTE AS last_reading_at
+FROM {readings} AS readings
+JOIN last_days USING (meter_id)
+WHERE readings.quality_flag <> 'missing'
+GROUP BY readings.meter_id
+"""
+
+SILENT_METERS_SQL = """
+CREATE OR REPLACE TEMP TABLE silent_meters AS
+SELECT
+    silent.meter_id,
+    coalesce(meters.region, 'unknown')                                   AS region,
+    holders.customer_id,
+    holders.account_name,
+    last_readings.last_reading_at,
+    CAST(epoch($day_end - last_readings.last_reading_at) / 3600 AS DECIMAL(9, 1)) AS silent_hours
+FROM silent
+LEFT JOIN meters USING (meter_id)
+LEFT JOIN holders USING (meter_id)
+LEFT JOIN last_readings USING (meter_id)
+ORDER BY silent_hours DESC NULLS FIRST, silent.meter_id
+"""
+
+# Late: landed more than the allowance after the end of the hour it carries. Listed: the
+# late files carrying this day, and the late files that landed during this day for earlier days.
+LATE_FILES_SQL = """
+CREATE OR REPLACE TEMP TABLE late_files AS
+SELECT
+    file_key,
+    CAST(regexp_extract(filename, 'date=(\\d{4}-\\d{2}-\\d{2})', 1) AS DATE)      AS carries_date,
+    hour,
+    arrived_at,
+    CAST(epoch(arrived_at - (hour + INTERVAL 1 HOUR)) / 3600 AS DECIMAL(12, 2)) AS hours_late,
+    status
+FROM inventories
+WHERE arrived_at > hour + INTERVAL 1 HOUR + to_minutes(CAST($late_minutes AS BIGINT))
+  AND (filename LIKE ('%/date=' || $day_text || '/%') OR (arrived_at >= $day_start AND arrived_at < $day_end))
+ORDER BY carries_date, hour, file_key
+"""
+
+# Reasons grouped with the offending value taken out ("energy: not a number: N/A" and
+# "...: -1" are one reason), and one full example of each.
+QUARANTINE_SQL = """
+CREATE OR REPLACE TEMP TABLE quarantine_reasons AS
+SELECT
+    scope,
+    regexp_extract(regexp_replace(reason, '[-+]?[0-9][0-9.:T Z+-]*[0-9]|[0-9]', '…', 'g'), '^[^:]*(:[^:]*)?') AS reason,
+    CAST(count(*) AS INTEGER) AS rows,
+    min(reason)               AS example
+FROM quarantine
+GROUP BY ALL
+ORDER BY rows DESC, reason
+"""
+
+SUMMARY_SQL = """
+CREATE OR REPLACE TEMP TABLE summary AS
+WITH intervals AS (
+    SELECT count(*) AS meters, sum(kwh) AS kwh, sum(estimated_kwh) AS estimated_kwh, sum(intervals) AS intervals,
+           sum(actual_intervals) AS actual, sum(estimated_intervals) AS estimated, sum(missing_intervals) AS missing
+    FROM daily
+),
+delays AS (
+    SELECT quantile_cont(epoch(ingested_at - read_at) / 60 - 15, [0.5, 0.95]) AS minutes
+    FROM readings
+    WHERE quality_flag <> 'missing'
+)
+SELECT
+    CAST($day AS DATE)                                                  AS local_date,
+    CAST(intervals.meters AS INTEGER)                                   AS meters,
+    CAST(intervals.kwh AS DECIMAL(18, 3))                               AS kwh,
+    CAST(intervals.estimated_kwh AS DECIMAL(18, 3))                     AS estimated_kwh,
+    CAST(intervals.intervals AS BIGINT)                                 AS intervals,
+    CAST(intervals.actual AS BIGINT)                                    AS actual_intervals,
+    CAST(intervals.estimated AS BIGINT)                                 AS estimated_intervals,
+    CAST(intervals.missing AS BIGINT)                                   AS missing_intervals,
+    intervals.actual / intervals.intervals                              AS actual_share,
+    intervals.estimated / intervals.intervals                           AS estimated_share,
+    intervals.missing / intervals.intervals                             AS missing_share,
+    delays.minutes[1]                                                   AS delay_p50_minutes,
+    delays.minutes[2]                                                   AS delay_p95_minutes,
+    CAST((SELECT count(*) FROM silent) AS INTEGER)                      AS silent_meters,
+    CAST($silent_day_before AS INTEGER)                                 AS silent_meters_day_before,
+    CAST((SELECT count(*) FROM late_files) AS INTEGER)                  AS late_files,
+    CAST((SELECT coalesce(sum(rows), 0) FROM quarantine_reasons WHERE scope = 'row') AS INTEGER)  AS quarantined_rows,
+    CAST((SELECT coalesce(sum(rows), 0) FROM quarantine_reasons WHERE scope = 'file') AS INTEGER) AS quarantined_files
+FROM intervals, delays
+"""
+
+
+@dataclass
+class Report:
+    day: dt.date
+    tables: dict[str, pa.Table]
+
+    @property
+    def summary(self) -> dict:
+        return self.tables["summary"].to_pylist()[0]
+
+
+def _view(con: duckdb.DuckDBPyConnection, name: str, files: list[str], like: str | None = None) -> None:
+    """A view over published files; with no files, an empty view shaped like `like`."""
+    if files:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {parquet(files)}")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {like} WHERE false")
+
+
+def build_report(con: duckdb.DuckDBPyConnection, lake: Lake, day: dt.date, tz: str, late_minutes: int,
+                 lookback_days: int) -> Report:
+    """Compute every table of the day's report into `con` and return them."""
+    key = day.isoformat()
+    earlier = [day - dt.timedelta(days=d) for d in range(1, lookback_days + 1)]
+    day_start, day_end = utc_day_bounds(day, tz)
+
+    for view, name in (("meters", "meters"), ("customers", "customers"), ("assignments", "meter_assignments")):
+        _view(con, view, lake.required_files(dimension_table(name), None, name))
+    _view(con, "daily", lake.required_files(READS_DAILY, key, "reads_daily"))
+    _view(con, "readings", lake.required_files(READS_15MIN, key, "reads_15min"))
+    _view(con, "quarantine", lake.required_files(QUARANTINE, key, "reads_15min"))
+    _view(con, "daily_week_before", lake.files(READS_DAILY, (day - dt.timedelta(days=7)).isoformat()), like="daily")
+    _view(con, "history", [f for d in earlier for f in lake.files(READS_DAILY, d.isoformat())], like="daily")
+    inventories = lake.required_files(RAW_METER_FILES, key, "raw_meter_files") + [
+        f for d in earlier for f in lake.files(RAW_METER_FILES, d.isoformat())]
+    con.execute(f"CREATE OR REPLACE TEMP VIEW inventories AS SELECT * FROM "
+                f"read_parquet({sql_list(inventories)}, filename = true, hive_partitioning = false)")
+
+    day_before = lake.files(READS_DAILY, (day - dt.timedelta(days=1)).isoformat())
+    silent_day_before = (con.execute(f"SELECT count(*) FROM {parquet(day_before)} "
+                                     "WHERE actual_intervals + estimated_intervals = 0").fetchone()[0]
+                         if day_before else None)
+
+    con.execute(HOLDERS_SQL, {"day": day})
+    con.execute(REGION_ENERGY_SQL)
+    con.execute(TOP_CUSTOMERS_SQL.format(limit=TOP_CUSTOMERS))
+    con.execute(SILENT_SQL)
+    con.execute(LAST_DAYS_SQL)
+    last_days = [d for (d,) in con.execute("SELECT DISTINCT last_day FROM last_days ORDER BY 1").fetchall()]
+    last_files = [f for d in last_days for f in lake.files(READS_15MIN, d.isoformat())]
+    _view(con, "last_day_readings", last_files, like="readings")
+    con.execute(LAST_READINGS_SQL.format(readings="last_day_readings"))
+    con.execute(SILENT_METERS_SQL, {"day_end": day_end})
+    con.execute(LATE_FILES_SQL, {"late_minutes": late_minutes, "day_text": key, "day_start": day_start,
+                                 "day_end": day_end})
+    con.execute(QUARANTINE_SQL)
+    con.execute(SUMMARY_SQL, {"day": day, "silent_day_before": silent_day_before})
+    return Report(day=day, tables={name: con.execute(f"SELECT * FROM {name}").to_arrow_table() for name in TABLES})
+
+
+def reconcile_regions(con: duckdb.DuckDBPyConnection) -> tuple[object, object]:
+    """(sum of the report's region totals, the day's reads_daily total): equal, to the Wh."""
+    return con.execute("SELECT (SELECT sum(kwh) FROM region_energy), (SELECT sum(kwh) FROM daily)").fetchone()
