@@ -193,7 +193,8 @@ def fit(rows: Rows, spec: Spec) -> Fitted:
     cut = rows.dates.max() - np.timedelta64(CALIBRATION_DAYS, "D") if len(rows.y) else None
     proper = rows.dates <= cut if cut is not None else np.ones(len(rows.y), bool)
     calibrate = ~proper
-    if calibrate.sum() < len(rows.y) // 10 or proper.sum() == 0:
+    if calibrate.sum() < 7 * 24 * 60 // spec.minutes or proper.sum() < calibrate.sum():
+        # too little history to set a week aside: the band as learnt
         proper, calibrate = np.ones(len(rows.y), bool), np.zeros(len(rows.y), bool)
     ratio = rows.y / baseline(rows.x)
     known = ~np.isnan(ratio)
