@@ -3,6 +3,8 @@
 FROM python:3.11-slim
 
 WORKDIR /opt/meter-platform
+# LightGBM (the load forecast) needs the GNU OpenMP runtime
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 COPY requirements.lock pyproject.toml ./
 RUN pip install --no-cache-dir -r requirements.lock
 COPY meter_assets ./meter_assets

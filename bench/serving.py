@@ -74,6 +74,19 @@ def materialize_serving(lake: str, days: list[dt.date]) -> dict:
     return {"rows": rows, "compute_seconds": round(compute, 2), "load_seconds": round(load, 2)}
 
 
+def settle() -> float:
+    """What autovacuum and the checkpointer do within minutes of a bulk load, done at once:
+    statistics and the visibility map of the new rows, and their pages written out."""
+    from meter_assets import postgres
+
+    began = time.perf_counter()
+    with postgres.connect() as conn:
+        conn.autocommit = True
+        conn.execute("VACUUM (ANALYZE) serving.daily_usage")
+        conn.execute("CHECKPOINT")
+    return round(time.perf_counter() - began, 2)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -170,8 +183,15 @@ def step(name: str, lake: str, workdir: str, meters: int, end: dt.date) -> dict:
         write_rollups(lake, days)
     elif name == "backfill":
         facts = materialize_serving(lake, days)
+        facts["settle_seconds"] = settle()
     elif name == "refresh":
-        facts = materialize_serving(lake, days[-1:])
+        # the same day three times: a late file's rebuild, then the same again, as steady state
+        runs = []
+        for _ in range(3):
+            began_run = time.perf_counter()
+            runs.append({**materialize_serving(lake, days[-1:]), "seconds": round(time.perf_counter() - began_run, 2)})
+        facts = {**runs[0], "runs_seconds": [r["seconds"] for r in runs],
+                 "runs_load_seconds": [r["load_seconds"] for r in runs]}
     elif name == "api":
         facts = api_load(workdir)
     elif name == "page":
@@ -198,7 +218,8 @@ def main() -> int:
     backfill, refresh, api, page = (results[k] for k in ("backfill", "refresh", "api", "page"))
     print(f"from-scratch load of {DAYS} days ({backfill['rows']:,} rows): {backfill['seconds']:.1f} s, of which "
           f"{backfill['load_seconds']:.1f} s in PostgreSQL")
-    print(f"one day's refresh: {refresh['seconds']:.1f} s (target: under 10 s)")
+    print(f"one day's refresh: {refresh['runs_seconds'][0]:.1f} s, then {refresh['runs_seconds'][1]:.1f} s and "
+          f"{refresh['runs_seconds'][2]:.1f} s (target: under 10 s)")
     print(f"API at 50 connections: p50 {api['p50_ms']:.1f} ms, p95 {api['p95_ms']:.1f} ms, p99 {api['p99_ms']:.1f} ms "
           f"(target: p99 under 50 ms), {api['requests_per_second']:,} requests/s")
     print(f"page load to chart drawn: median {page['median_ms']} ms, max {page['max_ms']} ms (target: under 2,000 ms)")
