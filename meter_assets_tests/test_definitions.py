@@ -41,6 +41,8 @@ def test_definitions_hold_every_asset_check_and_job():
     # the forecast for day D is made on D, before gate closure: its partition exists from D's start
     forecast = graph.get(dg.AssetKey("load_forecast")).partitions_def
     assert forecast.end_offset == 1 and forecast.timezone == "Europe/London"
+    history = graph.get(dg.AssetKey("load_forecast")).partition_mappings[dg.AssetKey("portfolio_load")]
+    assert (history.start_offset, history.end_offset) == (-730, -1), "up to the day before the forecast is made"
     sensors = {s.name: s for s in defs.sensors}
     assert set(sensors) == {"raw_arrivals_sensor", "rebuilt_day_bills_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())

@@ -132,7 +132,10 @@ def _passes(metrics: model.Metrics) -> tuple[bool, str]:
 
 @dg.asset(
     partitions_def=forecast_partitions,
-    deps=[portfolio_load, weather, meters],
+    # the history a forecast made on D reads: the portfolio's load up to D-1
+    deps=[dg.AssetDep(portfolio_load, partition_mapping=dg.TimeWindowPartitionMapping(
+        start_offset=-settings().forecast_history_days, end_offset=-1, allow_nonexistent_upstream_partitions=True)),
+        weather, meters],
     group_name="forecast",
     kinds={"lightgbm", "parquet"},
     pool="lake_compute",
