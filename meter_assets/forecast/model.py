@@ -116,10 +116,10 @@ class Metrics:
     pinball_by_quantile: dict[str, float]
     coverage_p10_p90: float
     improvement_on_best_baseline: float
-    daily: list[dict] = field(default_factory=list)
+    blocks: list[dict] = field(default_factory=list)  # the days each refit forecast
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in vars(self).items() if k != "daily"}
+        return {k: v for k, v in vars(self).items() if k != "blocks"}
 
 
 def prepare(con: duckdb.DuckDBPyConnection, spec: Spec) -> None:
@@ -282,7 +282,7 @@ def backtest(con: duckdb.DuckDBPyConnection, spec: Spec, last_day: dt.date, test
         pinball_by_quantile=pinball,
         coverage_p10_p90=float(np.mean((a >= lo) & (a <= hi))),
         improvement_on_best_baseline=1 - mape["p50"] / best_baseline if best_baseline > 0 else 0.0,
-        daily=[{"from": f.isoformat(), "to": t.isoformat()} for f, t in days],
+        blocks=[{"from": f.isoformat(), "to": t.isoformat()} for f, t in days],
     )
 
 

@@ -101,7 +101,7 @@ GROUP BY history.meter_id
 LAST_READINGS_SQL = """
 CREATE OR REPLACE TEMP TABLE last_readings AS
 SELECT readings.meter_id, max(readings.read_at) + INTERVAL 15 MINUTE AS last_reading_at
-FROM {readings} AS readings
+FROM last_day_readings AS readings
 JOIN last_days USING (meter_id)
 WHERE readings.quality_flag <> 'missing'
 GROUP BY readings.meter_id
@@ -239,7 +239,7 @@ def build_report(con: duckdb.DuckDBPyConnection, lake: Lake, day: dt.date, tz: s
     last_days = [d for (d,) in con.execute("SELECT DISTINCT last_day FROM last_days ORDER BY 1").fetchall()]
     last_files = [f for d in last_days for f in lake.files(READS_15MIN, d.isoformat())]
     _view(con, "last_day_readings", last_files, like="readings")
-    con.execute(LAST_READINGS_SQL.format(readings="last_day_readings"))
+    con.execute(LAST_READINGS_SQL)
     con.execute(SILENT_METERS_SQL, {"day_end": day_end})
     con.execute(LATE_FILES_SQL, {"late_minutes": late_minutes, "day_text": key, "day_start": day_start,
                                  "day_end": day_end})
