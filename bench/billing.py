@@ -18,11 +18,10 @@ Results are also written to `<workdir>/billing.json`.
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 
-from fullscale import month_days, prepare_workdir, run_step, write_readings, write_rollups
+from fullscale import month_days, prepare_workdir, run_step, step_result, write_readings, write_rollups
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -77,10 +76,7 @@ def step(name: str, lake: str, meters: int, month: str) -> dict:
         event = result.asset_materializations_for_node("issued_bills" if name == "issue" else "bills")[0]
         metadata = {k: v.value for k, v in event.metadata.items() if isinstance(v.value, (int, float, str))}
         rows = int(metadata.get("customers", metadata.get("bills", 0)))
-    seconds = time.perf_counter() - began
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"step": name, "seconds": round(seconds, 2), "rows": rows, "peak_memory_mb": round(peak),
-            "metadata": metadata}
+    return step_result(name, began, {"rows": rows, "metadata": metadata})
 
 
 def main() -> int:
