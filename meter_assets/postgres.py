@@ -69,8 +69,9 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def migrate(conninfo: str) -> list[int]:
-    """Apply the migrations this database has not seen; returns the versions applied."""
+def migrate(conninfo: str, until: int | None = None) -> list[int]:
+    """Apply the migrations this database has not seen (up to version `until`, when given);
+    returns the versions applied."""
     applied = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
@@ -86,7 +87,7 @@ def migrate(conninfo: str) -> list[int]:
             )
             done = {v for (v,) in conn.execute("SELECT version FROM public.schema_migrations")}
             for version, name, sql in migrations():
-                if version in done:
+                if version in done or (until is not None and version > until):
                     continue
                 with conn.transaction():
                     conn.execute(sql)

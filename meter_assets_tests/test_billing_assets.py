@@ -9,7 +9,8 @@ import pyarrow.compute as pc
 import pytest
 
 from meter_assets import postgres
-from meter_assets.billing.assets import ADJUSTMENTS_EXPORT, BILLS_EXPORT, billing_assets, month_days
+from meter_assets.billing.assets import (ADJUSTMENTS_EXPORT, BILL_LINES_EXPORT, BILLS_EXPORT, billing_assets,
+                                         month_days)
 from meter_assets.billing.pricing import UnpricedUsage
 from meter_assets.curated.readings import READS_15MIN
 from meter_assets.reference.assets import dimension_table
@@ -18,8 +19,9 @@ from meter_assets.rollups.assets import READS_DAILY
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
 
+from .billing_reference import reference_bills
 from .conftest import query, resources_for
-from .test_pricing import _tariffs, _utc_intervals
+from .test_pricing import TAX, TZ, _tariffs, _utc_intervals
 
 MONTH = "2025-02"
 
@@ -36,25 +38,36 @@ def _publish(lake: Lake, table: str, partition: str | None, rows: pa.Table) -> N
     lake.publish(table, partition, version, {"rows": rows.num_rows})
 
 
-def month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake:
-    """Three meters over February 2025: one changes hands on the 10th, with a void day."""
-    lake = Lake(root)
-    first = customer_offset
-    _publish(lake, dimension_table("customers"), None, pa.Table.from_pylist(
-        [dict(customer_id=first + n, plan_id=plan) for n, plan in enumerate(("TOU", "FLEX", "TOU", "FLEX"))]))
-    _publish(lake, dimension_table("meter_assignments"), None, pa.Table.from_pylist([
+def _customers(first: int) -> list[dict]:
+    return [dict(customer_id=first + n, plan_id=plan) for n, plan in enumerate(("TOU", "FLEX", "TOU", "FLEX"))]
+
+
+def _assignments(first: int) -> list[dict]:
+    return [
         dict(meter_id=1, customer_id=first, valid_from=dt.date(2020, 1, 1), valid_to=dt.date(2025, 2, 10)),
         dict(meter_id=1, customer_id=first + 1, valid_from=dt.date(2025, 2, 11), valid_to=None),
         dict(meter_id=2, customer_id=first + 2, valid_from=dt.date(2020, 1, 1), valid_to=None),
         dict(meter_id=3, customer_id=first + 3, valid_from=dt.date(2020, 1, 1), valid_to=None),
-    ]))
-    _publish(lake, dimension_table("tariffs"), None, pa.Table.from_pylist(tariffs))
-    reads = pa.Table.from_pylist(
+    ]
+
+
+def _readings() -> pa.Table:
+    return pa.Table.from_pylist(
         [dict(meter_id=m, read_at=at, kwh=Decimal(100 + (i * 37 + m * 11) % 900) / 1000,
               quality_flag="estimated" if (i + m) % 97 == 0 else "actual")
          for m in (1, 2, 3) for i, at in enumerate(_utc_intervals(MONTH))],
         schema=pa.schema([("meter_id", pa.int32()), ("read_at", pa.timestamp("us")), ("kwh", pa.decimal128(12, 3)),
                           ("quality_flag", pa.string())]))
+
+
+def month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake:
+    """Three meters over February 2025: one changes hands on the 10th, with a void day."""
+    lake = Lake(root)
+    first = customer_offset
+    _publish(lake, dimension_table("customers"), None, pa.Table.from_pylist(_customers(first)))
+    _publish(lake, dimension_table("meter_assignments"), None, pa.Table.from_pylist(_assignments(first)))
+    _publish(lake, dimension_table("tariffs"), None, pa.Table.from_pylist(tariffs))
+    reads = _readings()
     # in February London keeps UTC, so the local day is the UTC date
     local_date = pc.cast(reads.column("read_at"), pa.date32())
     for day in month_days(MONTH):
@@ -96,6 +109,21 @@ def test_month_is_billed_issued_and_exported(lake_root, dsn):
     assert lake.keys(ADJUSTMENTS_EXPORT, MONTH), "the (empty) adjustments table is published too"
     assert "month=2025-02" in lake.keys(BILLS_EXPORT, MONTH)[0]
 
+    # every exported line, against the slow reference computed from the same rows
+    lines = query(f"SELECT customer_id, line_no, kind, band, rate, measured_kwh, estimated_kwh, kwh, days, amount "
+                  f"FROM {parquet(lake.files(BILL_LINES_EXPORT, MONTH))} ORDER BY customer_id, line_no", lake=lake)
+    expected = reference_bills(MONTH, TZ, TAX, _readings().to_pylist(), _assignments(offset), _customers(offset),
+                               tariffs).bills
+    for customer, bill in expected.items():
+        mine = [line for line in lines if line[0] == customer]
+        assert [line[1] for line in mine] == list(range(1, len(mine) + 1))
+        assert sorted((band, rate, m, e, amount) for _, _, kind, band, rate, m, e, kwh, days, amount in mine
+                      if kind == "energy") == sorted(bill.energy_lines())
+        assert sorted((rate, days, amount) for _, _, kind, _, rate, *_, days, amount in mine
+                      if kind == "standing") == sorted(bill.standing_lines())
+        assert [(rate, amount) for _, _, kind, _, rate, *_, amount in mine if kind == "tax"] == [(TAX, bill.tax)]
+        assert sum(line[-1] for line in mine) == dict((b[1], b[3]) for b in bills)[customer] == bill.charges
+
 
 def test_unreconciled_month_writes_nothing_and_blocks_issuing(tmp_path, dsn):
     root = str(tmp_path / "lake")
@@ -117,8 +145,8 @@ def test_unreconciled_month_writes_nothing_and_blocks_issuing(tmp_path, dsn):
 def test_usage_no_tariff_prices_is_a_clear_error(tmp_path, dsn):
     root = str(tmp_path / "lake")
     tariffs = _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")])
-    # the time-of-use plan loses its evening band from the 15th
-    tariffs = [t for t in tariffs if not (t["plan_id"] == "TOU" and t["band"] == "evening" and t["valid_to"] is None)]
+    # the time-of-use plan loses its peak band from the 15th
+    tariffs = [t for t in tariffs if not (t["plan_id"] == "TOU" and t["band"] == "peak" and t["valid_to"] is None)]
     month_in_lake(root, 9_000_000, tariffs)
     with pytest.raises(UnpricedUsage, match=r"2025-02: 1 supplied customer\(s\) have readings that no tariff row "
                                             r"prices.*customer 9000002 from 2025-02-15"):

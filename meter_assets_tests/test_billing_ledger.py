@@ -30,7 +30,7 @@ def bill(customer_id: int, month: str, daily_kwh: list[str], estimated: str = "0
     return Bill(
         customer_id=customer_id,
         month=month,
-        energy=[EnergyLine(tariff_id=1, band="all_day", unit_rate=rate, measured_kwh=total - Decimal(estimated),
+        energy=[EnergyLine(band="all_day", unit_rate=rate, measured_kwh=total - Decimal(estimated),
                            estimated_kwh=Decimal(estimated))],
         standing=[StandingLine(daily_rate=Decimal("0.6050"), days=(end - start).days)],
         tax_rate=Decimal("0.05"),
@@ -146,3 +146,48 @@ def test_customer_no_longer_supplied_in_an_issued_month_is_credited_in_full(conn
     (charged,) = rows(conn, "SELECT energy_charge + standing_charge + tax FROM billing.bills "
                             "WHERE customer_id = 2")[0]
     assert (customer, delta_kwh, delta, reason) == (2, Decimal("-10.000"), -charged, "no longer supplied in the period")
+
+
+def test_bills_issued_under_the_old_rules_are_corrected_by_adjustments_that_say_so(pg_dsn):
+    """An EV bill issued under pricing rules 1 (energy rounded per tariff row) stays sealed;
+    recomputing its month under rules 2 writes one adjustment for the penny, naming the rules."""
+    postgres.migrate(pg_dsn, until=4)
+    june = dict(period_start=dt.date(2024, 6, 1), period_end=dt.date(2024, 7, 1), daily_wh=[5479] * 30)
+    with psycopg.connect(pg_dsn, autocommit=True) as legacy:
+        # 72.710 kWh + 91.663 kWh at 0.2750 rounded per row: 20.00 + 25.21 = 45.21; 30 days at
+        # 0.5800 = 17.40; 5 % of 62.61 = 3.13; 65.74. Customer 2's bill came out the same either way.
+        for customer, energy, tax, total in ((1, "45.21", "3.13", "65.74"), (2, "45.20", "3.13", "65.73")):
+            legacy.execute(
+                """
+                INSERT INTO billing.bills (bill_id, customer_id, period_start, period_end, measured_kwh,
+                                           estimated_kwh, energy_by_band, energy_charge, supply_days, standing_charge,
+                                           tax, total_due, is_estimated, inputs_fingerprint, daily_wh, status,
+                                           issued_at)
+                VALUES (%(bill_id)s, %(customer)s, %(period_start)s, %(period_end)s, 164.373, 0, '{}', %(energy)s, 30,
+                        17.40, %(tax)s, %(total)s, false, 'rules-1', %(daily_wh)s, 'issued', %(issued_at)s)
+                """,
+                {**june, "bill_id": f"B-{customer}-2024-06", "customer": customer, "energy": energy, "tax": tax,
+                 "total": total, "issued_at": NOW})
+    with postgres.connect(pg_dsn) as conn:
+        conn.autocommit = True
+        sealed = rows(conn, "SELECT bill_id, energy_charge, total_due, status FROM billing.bills ORDER BY bill_id")
+        recomputed = [
+            Bill(customer_id=customer, month="2024-06", tax_rate=Decimal("0.05"), daily_wh=june["daily_wh"],
+                 energy=[EnergyLine(band="standard", unit_rate=Decimal("0.2750"), measured_kwh=Decimal("164.373"),
+                                    estimated_kwh=Decimal("0.000"))],
+                 standing=[StandingLine(daily_rate=Decimal("0.5800"), days=30)])
+            for customer in (1, 2)
+        ]
+        assert recomputed[0].charges == Decimal("65.73")
+        written = record(conn, "2024-06", recomputed, found_at=NOW + dt.timedelta(days=40))
+        assert written.adjustments_written == 1
+        assert rows(conn, "SELECT bill_id, energy_charge, total_due, status FROM billing.bills "
+                          "ORDER BY bill_id") == sealed, "the issued bills stay as issued"
+        ((bill_id, delta_kwh, delta, charged, reason, changed, rules),) = rows(
+            conn, "SELECT bill_id, delta_kwh, delta_amount, charged_amount, reason, changed_partitions, "
+                  "pricing_rules FROM billing.bill_adjustments")
+        assert (bill_id, delta_kwh, delta, charged, changed, rules) == (
+            "B-1-2024-06", Decimal("0.000"), Decimal("-0.01"), Decimal("-0.01"), [], 2)
+        assert reason.startswith("billing rules revised: one energy line per band and unit rate, each rounded once")
+        # the correction is accounted: the same computation again writes nothing
+        assert record(conn, "2024-06", recomputed, found_at=NOW + dt.timedelta(days=41)).adjustments_written == 0

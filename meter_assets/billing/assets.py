@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.billing.ledger import issue_month, record_month
-from meter_assets.billing.pricing import compute_bills, month_bounds
+from meter_assets.billing.pricing import PRICING_RULES, compute_bills, month_bounds
 from meter_assets.config import settings
 from meter_assets.curated.assets import reads_15min
 from meter_assets.curated.readings import READS_15MIN
@@ -21,6 +21,7 @@ from meter_assets.sql import parquet
 from meter_assets.storage import Lake
 
 BILLS_EXPORT = "billing/bills"
+BILL_LINES_EXPORT = "billing/bill_lines"
 ADJUSTMENTS_EXPORT = "billing/bill_adjustments"
 
 # the reference tables the pricing SQL reads, by the view name it uses
@@ -89,6 +90,7 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
         "energy_charge": str(sum((b.energy_charge for b in month_bills), Decimal("0.00"))),
         "charges_with_tax": str(sum((b.charges for b in month_bills), Decimal("0.00"))),
         "tax_rate": str(s.tax_rate),
+        "pricing_rules": PRICING_RULES,
         "compute_seconds": round(compute_seconds, 2),
     }
     check_metadata = {"billed_kwh": str(billed_kwh), "vacant_kwh": str(usage.vacant_kwh),
@@ -117,12 +119,63 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
 
 EXPORT_BILLS_SQL = """
 COPY (
-    SELECT bill_id, customer_id, period_start, period_end, measured_kwh, estimated_kwh, energy_by_band::text,
-           energy_charge, supply_days, standing_charge, adjustments_carried, tax, total_due, is_estimated,
-           currency, issued_at, inputs_fingerprint
+    SELECT bill_id, customer_id, period_start, period_end, measured_kwh, estimated_kwh, energy_charge, supply_days,
+           standing_charge, adjustments_carried, tax_rate, tax, total_due, is_estimated, currency, issued_at,
+           pricing_rules, energy_lines::text, standing_lines::text, inputs_fingerprint
     FROM billing.bills
     WHERE period_start = %s AND status = 'issued'
     ORDER BY bill_id
+) TO STDOUT (FORMAT csv, HEADER)
+"""
+
+# Every line of every issued bill of the month, in print order: energy (a band at a unit
+# rate), standing charge (days at a daily rate), tax, and adjustments carried from earlier
+# months. A bill's lines add up to its total due. Bills issued under pricing rules 1 kept
+# their energy as a map by band and rate, without the measured/estimated split, and no
+# standing lines: their lines are exported as issued.
+EXPORT_BILL_LINES_SQL = """
+COPY (
+    WITH issued AS (
+        SELECT * FROM billing.bills WHERE period_start = %s AND status = 'issued'
+    ),
+    lines AS (
+        SELECT issued.bill_id, issued.customer_id, 1 AS section, line.position, 'energy' AS kind,
+               line.value ->> 'band'                    AS band,
+               (line.value ->> 'unit_rate')::numeric    AS rate,
+               (line.value ->> 'measured_kwh')::numeric AS measured_kwh,
+               (line.value ->> 'estimated_kwh')::numeric AS estimated_kwh,
+               (line.value ->> 'kwh')::numeric          AS kwh,
+               NULL::integer                            AS days,
+               (line.value ->> 'amount')::numeric       AS amount
+        FROM issued, jsonb_array_elements(issued.energy_lines) WITH ORDINALITY AS line (value, position)
+        UNION ALL
+        SELECT issued.bill_id, issued.customer_id, 1, row_number() OVER (PARTITION BY issued.bill_id ORDER BY line.key),
+               'energy', split_part(line.key, '@', 1), (line.value ->> 'rate')::numeric, NULL, NULL,
+               (line.value ->> 'kwh')::numeric, NULL, (line.value ->> 'amount')::numeric
+        FROM issued, jsonb_each(issued.energy_by_band) AS line (key, value)
+        WHERE issued.energy_lines IS NULL
+        UNION ALL
+        SELECT issued.bill_id, issued.customer_id, 2, line.position, 'standing', NULL,
+               (line.value ->> 'daily_rate')::numeric, NULL, NULL, NULL,
+               (line.value ->> 'days')::integer, (line.value ->> 'amount')::numeric
+        FROM issued, jsonb_array_elements(issued.standing_lines) WITH ORDINALITY AS line (value, position)
+        UNION ALL
+        SELECT bill_id, customer_id, 2, 1, 'standing', NULL, NULL, NULL, NULL, NULL, supply_days, standing_charge
+        FROM issued
+        WHERE standing_lines IS NULL
+        UNION ALL
+        SELECT bill_id, customer_id, 3, 1, 'tax', NULL, tax_rate, NULL, NULL, NULL, NULL, tax
+        FROM issued
+        UNION ALL
+        SELECT bill_id, customer_id, 4, 1, 'adjustments_carried', NULL, NULL, NULL, NULL, NULL, NULL,
+               adjustments_carried
+        FROM issued
+        WHERE adjustments_carried <> 0
+    )
+    SELECT bill_id, customer_id, row_number() OVER (PARTITION BY bill_id ORDER BY section, position) AS line_no,
+           kind, band, rate, measured_kwh, estimated_kwh, kwh, days, amount
+    FROM lines
+    ORDER BY bill_id, line_no
 ) TO STDOUT (FORMAT csv, HEADER)
 """
 
@@ -142,10 +195,16 @@ COPY (
 EXPORT_TYPES = {
     BILLS_EXPORT: {
         "bill_id": "VARCHAR", "customer_id": "INTEGER", "period_start": "DATE", "period_end": "DATE",
-        "measured_kwh": "DECIMAL(14, 3)", "estimated_kwh": "DECIMAL(14, 3)", "energy_by_band": "VARCHAR",
-        "energy_charge": "DECIMAL(12, 2)", "supply_days": "INTEGER", "standing_charge": "DECIMAL(12, 2)",
-        "adjustments_carried": "DECIMAL(12, 2)", "tax": "DECIMAL(12, 2)", "total_due": "DECIMAL(12, 2)",
-        "is_estimated": "BOOLEAN", "currency": "VARCHAR", "issued_at": "TIMESTAMPTZ", "inputs_fingerprint": "VARCHAR",
+        "measured_kwh": "DECIMAL(14, 3)", "estimated_kwh": "DECIMAL(14, 3)", "energy_charge": "DECIMAL(12, 2)",
+        "supply_days": "INTEGER", "standing_charge": "DECIMAL(12, 2)", "adjustments_carried": "DECIMAL(12, 2)",
+        "tax_rate": "DECIMAL(6, 4)", "tax": "DECIMAL(12, 2)", "total_due": "DECIMAL(12, 2)",
+        "is_estimated": "BOOLEAN", "currency": "VARCHAR", "issued_at": "TIMESTAMPTZ", "pricing_rules": "SMALLINT",
+        "energy_lines": "VARCHAR", "standing_lines": "VARCHAR", "inputs_fingerprint": "VARCHAR",
+    },
+    BILL_LINES_EXPORT: {
+        "bill_id": "VARCHAR", "customer_id": "INTEGER", "line_no": "INTEGER", "kind": "VARCHAR", "band": "VARCHAR",
+        "rate": "DECIMAL(10, 4)", "measured_kwh": "DECIMAL(14, 3)", "estimated_kwh": "DECIMAL(14, 3)",
+        "kwh": "DECIMAL(14, 3)", "days": "INTEGER", "amount": "DECIMAL(12, 2)",
     },
     ADJUSTMENTS_EXPORT: {
         "adjustment_id": "BIGINT", "bill_id": "VARCHAR", "customer_id": "INTEGER", "sequence": "INTEGER",
@@ -157,10 +216,12 @@ EXPORT_TYPES = {
 
 
 def export_month(conn, con, store: Lake, month: str, scratch: str) -> dict:
-    """The month's issued bills, and the adjustments they carry, as Parquet for the invoicing system."""
+    """The month's issued bills, their lines and the adjustments they carry, as Parquet for the invoicing system."""
     start, _ = month_bounds(month)
     rows = {}
-    for table, sql in ((BILLS_EXPORT, EXPORT_BILLS_SQL), (ADJUSTMENTS_EXPORT, EXPORT_ADJUSTMENTS_SQL)):
+    exports = ((BILLS_EXPORT, EXPORT_BILLS_SQL), (BILL_LINES_EXPORT, EXPORT_BILL_LINES_SQL),
+               (ADJUSTMENTS_EXPORT, EXPORT_ADJUSTMENTS_SQL))
+    for table, sql in exports:
         csv_path = os.path.join(scratch, f"{os.path.basename(table)}.csv")
         with open(csv_path, "wb") as out, conn.cursor().copy(sql, [start]) as copy:
             for chunk in copy:
@@ -197,6 +258,7 @@ def issued_bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: 
     return dg.MaterializeResult(metadata={
         **vars(issued),
         "exported_bills": exported[BILLS_EXPORT],
+        "exported_bill_lines": exported[BILL_LINES_EXPORT],
         "exported_adjustments": exported[ADJUSTMENTS_EXPORT],
         "export": store.uri(store.table_prefix(BILLS_EXPORT, month)),
     })

@@ -9,21 +9,20 @@ statements, whatever the number of customers.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 
 import psycopg
 
-from meter_assets.billing.pricing import Bill, month_bounds
+from meter_assets.billing.pricing import PRICING_RULES, PRICING_RULES_CHANGES, Bill, month_bounds
 
 # any constant: the month's lock key is this plus the month's number since year 0
 MONTH_LOCK_BASE = 7_300_000_000
 
 COLUMNS = (
-    "bill_id", "customer_id", "period_start", "period_end", "measured_kwh", "estimated_kwh", "energy_by_band",
-    "energy_charge", "supply_days", "standing_charge", "tax", "total_due", "is_estimated", "currency",
-    "inputs_fingerprint", "daily_wh",
+    "bill_id", "customer_id", "period_start", "period_end", "measured_kwh", "estimated_kwh", "energy_lines",
+    "energy_charge", "supply_days", "standing_lines", "standing_charge", "tax_rate", "tax", "total_due",
+    "is_estimated", "currency", "inputs_fingerprint", "daily_wh", "pricing_rules",
 )
 
 INCOMING_SQL = """
@@ -37,6 +36,7 @@ INSERT INTO billing.bills ({", ".join(COLUMNS)})
 SELECT {", ".join(COLUMNS)} FROM incoming
 ON CONFLICT (bill_id) DO UPDATE SET
     {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "bill_id")},
+    energy_by_band = NULL,
     computed_at = now()
 WHERE billing.bills.status = 'draft'
   AND billing.bills.inputs_fingerprint <> EXCLUDED.inputs_fingerprint
@@ -53,7 +53,8 @@ WHERE bills.period_start = %(period_start)s
 
 # For each issued bill of the month: what has been accounted so far (the bill plus every
 # adjustment to it) against what the data says now. A difference in money or kWh becomes
-# one adjustment row; the date partitions named are the days whose kWh moved.
+# one adjustment row; the date partitions named are the days whose kWh moved, and a bill
+# accounted under older pricing rules than today's says so in the reason.
 ADJUSTMENTS_SQL = """
 WITH corrections AS (
     SELECT bill_id,
@@ -72,6 +73,7 @@ accounted AS (
         bills.energy_charge + bills.standing_charge + bills.tax + coalesce(corrections.delta_amount, 0) AS charges,
         bills.measured_kwh + bills.estimated_kwh + coalesce(corrections.delta_kwh, 0)                 AS kwh,
         coalesce(latest.daily_wh, bills.daily_wh)                                                    AS daily_wh,
+        coalesce(latest.pricing_rules, bills.pricing_rules)                                          AS pricing_rules,
         coalesce(corrections.last_sequence, 0)                                                         AS last_sequence
     FROM billing.bills AS bills
     LEFT JOIN corrections USING (bill_id)
@@ -88,7 +90,8 @@ recomputed AS (
         coalesce(incoming.measured_kwh + incoming.estimated_kwh, 0)                    AS new_kwh,
         coalesce(incoming.daily_wh,
                  array_fill(0::bigint, ARRAY[accounted.period_end - accounted.period_start])) AS new_daily_wh,
-        coalesce(incoming.inputs_fingerprint, 'not supplied')                          AS new_fingerprint
+        coalesce(incoming.inputs_fingerprint, 'not supplied')                          AS new_fingerprint,
+        coalesce(incoming.pricing_rules, %(pricing_rules)s)                            AS new_pricing_rules
     FROM accounted
     LEFT JOIN incoming USING (bill_id)
 ),
@@ -101,6 +104,7 @@ differing AS (
             FROM generate_subscripts(new_daily_wh, 1) AS day
             WHERE new_daily_wh[day] IS DISTINCT FROM daily_wh[day]
         ) AS changed_partitions,
+        pricing_rules < new_pricing_rules AS rules_revised,
         -- undercharges are recovered only within the back-billing limit; credits always
         new_charges - charges < 0
             OR period_end > %(found_on)s::date - make_interval(months => %(backbilling_months)s) AS recoverable
@@ -108,7 +112,8 @@ differing AS (
     WHERE new_charges <> charges OR new_kwh <> kwh
 )
 INSERT INTO billing.bill_adjustments (bill_id, customer_id, sequence, delta_kwh, delta_amount, charged_amount,
-                                      reason, changed_partitions, inputs_fingerprint, daily_wh, found_at)
+                                      reason, changed_partitions, inputs_fingerprint, daily_wh, found_at,
+                                      pricing_rules)
 SELECT
     bill_id,
     customer_id,
@@ -120,15 +125,17 @@ SELECT
         CASE
             WHEN no_longer_supplied THEN 'no longer supplied in the period'
             WHEN cardinality(changed_partitions) > 0 THEN 'late or corrected readings'
-            ELSE 'supply period or tariff changed'
+            WHEN NOT rules_revised THEN 'supply period or tariff changed'
         END,
+        CASE WHEN rules_revised THEN %(rules_change)s END,
         CASE WHEN NOT recoverable
              THEN format('undercharge older than the %%s-month back-billing limit: not recovered', %(backbilling_months)s)
         END),
     changed_partitions,
     new_fingerprint,
     new_daily_wh,
-    %(found_at)s
+    %(found_at)s,
+    new_pricing_rules
 FROM differing
 RETURNING delta_amount, charged_amount
 """
@@ -211,9 +218,10 @@ def copy_line(bill: Bill, start: dt.date, end: dt.date, currency: str) -> str:
     tax = bill.tax_on(energy + standing)
     fields = (
         bill.bill_id, str(bill.customer_id), start.isoformat(), end.isoformat(), str(bill.measured_kwh),
-        str(bill.estimated_kwh), _copy_text(json.dumps(bill.energy_by_band())), str(energy), str(bill.supply_days),
-        str(standing), str(tax), str(energy + standing + tax), "t" if bill.is_estimated else "f",
-        _copy_text(currency), bill.fingerprint, "{" + ",".join(map(str, bill.daily_wh)) + "}",
+        str(bill.estimated_kwh), _copy_text(bill.energy_lines_json()), str(energy), str(bill.supply_days),
+        _copy_text(bill.standing_lines_json()), str(standing), str(bill.tax_rate), str(tax),
+        str(energy + standing + tax), "t" if bill.is_estimated else "f", _copy_text(currency), bill.fingerprint,
+        "{" + ",".join(map(str, bill.daily_wh)) + "}", str(bill.pricing_rules),
     )
     return "\t".join(fields) + "\n"
 
@@ -255,6 +263,8 @@ def record_month(conn: psycopg.Connection, month: str, bills: list[Bill], curren
             "found_on": found_at.date(),
             "found_at": found_at,
             "backbilling_months": backbilling_months,
+            "pricing_rules": PRICING_RULES,
+            "rules_change": PRICING_RULES_CHANGES[PRICING_RULES],
         }).fetchall()
         issued = is_issued(conn, month)
     return MonthWrite(

@@ -1,10 +1,12 @@
 """What a customer owes for a month: usage priced per interval, then money in exact decimals.
 
-DuckDB sums each customer's kWh by the tariff row (plan, version, time-of-use band) in
-force at each quarter hour's local time, and counts each customer's days of supply by the
-standing charge in force that day. Python then turns those sums into money with
-`decimal.Decimal`: every line is rounded once, to the penny, half up; totals are sums of
-rounded lines. No binary float ever holds money.
+DuckDB sums each customer's kWh by the price in force at each quarter hour's local time:
+a line is a time-of-use band at one unit rate, whichever tariff rows carry it (the EV
+plan's "standard" band is two rows with one rate, so one line; a mid-month price change
+gives the band a second line). It counts each customer's days of supply, once a day
+however many meters they hold, at the standing charge in force that day. Python then turns
+those sums into money with `decimal.Decimal`: every line is rounded once, to the penny,
+half up; totals are sums of rounded lines. No binary float ever holds money.
 """
 
 from __future__ import annotations
@@ -21,11 +23,34 @@ import duckdb
 
 PENNY = Decimal("0.01")
 
+# The version of the rules in this module, stored with every bill. An issued bill keeps
+# the rules it was issued under; when a recomputation under newer rules moves its money,
+# the adjustment says which rules changed.
+PRICING_RULES = 2
+PRICING_RULES_CHANGES = {
+    2: "billing rules revised: one energy line per band and unit rate, each rounded once "
+       "(was one line per tariff row); standing charge once a day per account",
+}
+
 # Plans by a small integer, so the per-reading joins compare integers, not strings.
 PLANS_SQL = """
 CREATE OR REPLACE TEMP TABLE plans AS
 SELECT plan_id, CAST(row_number() OVER (ORDER BY plan_id) AS INTEGER) AS plan_no
 FROM (SELECT plan_id FROM customers UNION SELECT plan_id FROM tariffs)
+"""
+
+# Each price a line can carry: a band at a unit rate, numbered so the per-reading joins
+# compare integers. Tariff rows that repeat a band and rate (in one version, or across a
+# price change that kept the rate) share a number, so they make one line.
+PRICE_LINES_SQL = """
+CREATE OR REPLACE TEMP TABLE price_lines AS
+SELECT
+    band,
+    unit_rate,
+    min(band_start)                                                                   AS band_start,
+    CAST(row_number() OVER (ORDER BY min(band_start), band, unit_rate) AS INTEGER)    AS price_no
+FROM tariffs
+GROUP BY band, unit_rate
 """
 
 # One local day at a time: who held each meter that day, and which tariff row each plan
@@ -51,14 +76,33 @@ local_clock AS (
     SELECT read_at, strftime(timezone($tz, read_at AT TIME ZONE 'UTC'), '%H:%M') AS clock
     FROM utc_quarter_hours
 )
-SELECT plans.plan_no, local_clock.read_at, tariffs.tariff_id
+SELECT DISTINCT plans.plan_no, local_clock.read_at, local_clock.clock, price_lines.price_no
 FROM local_clock
 JOIN tariffs
   ON local_clock.clock >= tariffs.band_start
  AND local_clock.clock < tariffs.band_end
 JOIN plans USING (plan_id)
+JOIN price_lines USING (band, unit_rate)
 WHERE $day >= tariffs.valid_from
   AND (tariffs.valid_to IS NULL OR $day < tariffs.valid_to)
+"""
+
+# Two prices at one quarter hour of a plan somebody holds: overlapping rows in the tariffs
+# export. Pricing would have to guess, so the run stops instead.
+AMBIGUOUS_PRICES_SQL = """
+SELECT
+    plans.plan_id,
+    day_prices.clock,
+    string_agg(price_lines.band || ' at ' || CAST(price_lines.unit_rate AS VARCHAR), ' and '
+               ORDER BY price_lines.price_no)                                         AS prices
+FROM day_prices
+JOIN plans USING (plan_no)
+JOIN price_lines USING (price_no)
+WHERE day_prices.plan_no IN (SELECT plan_no FROM day_holders)
+GROUP BY plans.plan_id, day_prices.read_at, day_prices.clock
+HAVING count(*) > 1
+ORDER BY plans.plan_id, day_prices.read_at
+LIMIT 5
 """
 
 # A reading with no holder is a vacant premises' use: reported, never billed. A held
@@ -69,7 +113,7 @@ INSERT INTO usage_by_day
 SELECT
     CAST($day AS DATE)                                                                AS local_date,
     day_holders.customer_id,
-    day_prices.tariff_id,
+    day_prices.price_no,
     sum(readings.kwh) - coalesce(sum(readings.kwh) FILTER (WHERE readings.quality_flag <> 'actual'), 0)
                                                                                       AS measured_kwh,
     coalesce(sum(readings.kwh) FILTER (WHERE readings.quality_flag <> 'actual'), 0)   AS estimated_kwh
@@ -88,7 +132,7 @@ USAGE_BY_DAY_SQL = """
 CREATE OR REPLACE TEMP TABLE usage_by_day (
     local_date    DATE,
     customer_id   INTEGER,
-    tariff_id     INTEGER,
+    price_no      INTEGER,
     measured_kwh  DECIMAL(18, 3),
     estimated_kwh DECIMAL(18, 3)
 )
@@ -97,25 +141,26 @@ CREATE OR REPLACE TEMP TABLE usage_by_day (
 UNPRICED_SQL = """
 SELECT customer_id, min(local_date) AS first_day, CAST(sum(measured_kwh + estimated_kwh) AS VARCHAR) AS kwh
 FROM usage_by_day
-WHERE customer_id IS NOT NULL AND tariff_id IS NULL
+WHERE customer_id IS NOT NULL AND price_no IS NULL
 GROUP BY customer_id
 ORDER BY customer_id
 """
 
 # Decimals leave DuckDB as text: Python's Decimal reads text faster than the driver converts.
+# One line per customer, band and unit rate, in the order a bill prints them: bands by the
+# time of day they start, a band's rates by the first day they applied.
 ENERGY_LINES_SQL = """
 SELECT
     usage.customer_id,
-    usage.tariff_id,
-    tariffs.band,
-    CAST(tariffs.unit_rate AS VARCHAR)                 AS unit_rate,
+    price_lines.band,
+    CAST(price_lines.unit_rate AS VARCHAR)             AS unit_rate,
     CAST(sum(usage.measured_kwh) AS VARCHAR)           AS measured_kwh,
     CAST(sum(usage.estimated_kwh) AS VARCHAR)          AS estimated_kwh
 FROM usage_by_day AS usage
-JOIN tariffs USING (tariff_id)
+JOIN price_lines USING (price_no)
 WHERE usage.customer_id IS NOT NULL
-GROUP BY ALL
-ORDER BY usage.customer_id, usage.tariff_id
+GROUP BY usage.customer_id, price_lines.price_no, price_lines.band, price_lines.unit_rate, price_lines.band_start
+ORDER BY usage.customer_id, price_lines.band_start, price_lines.band, min(usage.local_date), price_lines.unit_rate
 """
 
 # Each customer's use per day of the month in Wh (kWh x 1000, exact; 0 where there was
@@ -137,28 +182,53 @@ GROUP BY customer_id
 
 VACANT_KWH_SQL = "SELECT coalesce(sum(measured_kwh + estimated_kwh), 0) FROM usage_by_day WHERE customer_id IS NULL"
 
+# The standing charge is the account's, not the meter's: a day on which a customer holds
+# one meter or several is one day of supply, at the standing charge of their plan that day.
 SUPPLY_DAYS_SQL = """
+CREATE OR REPLACE TEMP TABLE supply_days AS
 WITH local_days AS (
     SELECT CAST(unnest(generate_series($month_start, $month_end - INTERVAL 1 DAY, INTERVAL 1 DAY)) AS DATE) AS local_date
+),
+supplied AS (
+    SELECT DISTINCT assignments.customer_id, customers.plan_id, local_days.local_date
+    FROM local_days
+    JOIN assignments
+      ON local_days.local_date >= assignments.valid_from
+     AND (assignments.valid_to IS NULL OR local_days.local_date < assignments.valid_to)
+    JOIN customers ON customers.customer_id = assignments.customer_id
 ),
 standing AS (
     SELECT DISTINCT plan_id, standing_charge, valid_from, valid_to FROM tariffs
 )
+SELECT supplied.customer_id, supplied.plan_id, supplied.local_date, standing.standing_charge
+FROM supplied
+LEFT JOIN standing
+  ON standing.plan_id = supplied.plan_id
+ AND supplied.local_date >= standing.valid_from
+ AND (standing.valid_to IS NULL OR supplied.local_date < standing.valid_to)
+"""
+
+# A supplied day needs exactly one standing charge: none (a plan without a tariff that day)
+# or two (rows of one plan and day that disagree) is an error in the reference data.
+UNCLEAR_STANDING_SQL = """
 SELECT
-    assignments.customer_id,
-    standing.standing_charge,
-    count(*) AS days
-FROM local_days
-JOIN assignments
-  ON local_days.local_date >= assignments.valid_from
- AND (assignments.valid_to IS NULL OR local_days.local_date < assignments.valid_to)
-JOIN customers ON customers.customer_id = assignments.customer_id
-JOIN standing
-  ON standing.plan_id = customers.plan_id
- AND local_days.local_date >= standing.valid_from
- AND (standing.valid_to IS NULL OR local_days.local_date < standing.valid_to)
-GROUP BY ALL
-ORDER BY assignments.customer_id, standing.standing_charge
+    plan_id,
+    local_date,
+    count(DISTINCT customer_id)                                                       AS customers,
+    coalesce(string_agg(DISTINCT CAST(standing_charge AS VARCHAR), ' and '
+                        ORDER BY CAST(standing_charge AS VARCHAR)), 'none')               AS standing_charges
+FROM supply_days
+GROUP BY plan_id, local_date
+HAVING count(DISTINCT standing_charge) <> 1
+ORDER BY plan_id, local_date
+LIMIT 5
+"""
+
+STANDING_LINES_SQL = """
+SELECT customer_id, CAST(standing_charge AS VARCHAR) AS standing_charge, count(*) AS days
+FROM supply_days
+GROUP BY customer_id, standing_charge
+ORDER BY customer_id, min(local_date), standing_charge
 """
 
 
@@ -166,9 +236,14 @@ class UnpricedUsage(ValueError):
     """Readings of a supplied customer that no tariff row prices."""
 
 
+class AmbiguousTariff(ValueError):
+    """Tariff rows that give one quarter hour or one day of supply two prices."""
+
+
 @dataclass
 class EnergyLine:
-    tariff_id: int
+    """A time-of-use band at one unit rate: the kWh it priced in the month, and its money."""
+
     band: str
     unit_rate: Decimal
     measured_kwh: Decimal
@@ -182,15 +257,26 @@ class EnergyLine:
     def amount(self) -> Decimal:
         return (self.kwh * self.unit_rate).quantize(PENNY, ROUND_HALF_UP)
 
+    def as_json(self) -> str:
+        # numbers, not strings: PostgreSQL's jsonb keeps them as exact numerics
+        return (f'{{"band": {json.dumps(self.band)}, "unit_rate": {self.unit_rate}, '
+                f'"measured_kwh": {self.measured_kwh}, "estimated_kwh": {self.estimated_kwh}, '
+                f'"kwh": {self.kwh}, "amount": {self.amount}}}')
+
 
 @dataclass
 class StandingLine:
+    """Days of supply at one daily standing charge, and their money."""
+
     daily_rate: Decimal
     days: int
 
     @property
     def amount(self) -> Decimal:
         return (self.daily_rate * self.days).quantize(PENNY, ROUND_HALF_UP)
+
+    def as_json(self) -> str:
+        return f'{{"daily_rate": {self.daily_rate}, "days": {self.days}, "amount": {self.amount}}}'
 
 
 @dataclass
@@ -202,6 +288,7 @@ class Bill:
     tax_rate: Decimal = Decimal("0")
     adjustments_carried: Decimal = Decimal("0.00")
     daily_wh: list[int] = field(default_factory=list)
+    pricing_rules: int = PRICING_RULES
 
     @property
     def bill_id(self) -> str:
@@ -252,20 +339,21 @@ class Bill:
     def total_due(self) -> Decimal:
         return self.charges + self.adjustments_carried
 
-    def energy_by_band(self) -> dict[str, dict[str, str]]:
-        """Each priced line, keyed `band@rate` (a mid-month price change gives two lines)."""
-        return {
-            f"{line.band}@{line.unit_rate}": {"kwh": str(line.kwh), "rate": str(line.unit_rate), "amount": str(line.amount)}
-            for line in self.energy
-        }
+    def energy_lines_json(self) -> str:
+        """The energy lines as a JSON array, in print order, with exact numbers."""
+        return "[" + ", ".join(line.as_json() for line in self.energy) + "]"
+
+    def standing_lines_json(self) -> str:
+        return "[" + ", ".join(line.as_json() for line in self.standing) + "]"
 
     @property
     def fingerprint(self) -> str:
         """A digest of everything the bill was computed from; equal inputs, equal digest."""
         facts = [
+            f"rules {self.pricing_rules}",
             self.month,
             str(self.tax_rate),
-            *sorted(f"{line.tariff_id}:{line.unit_rate}:{line.measured_kwh}:{line.estimated_kwh}" for line in self.energy),
+            *sorted(f"{line.band}@{line.unit_rate}:{line.measured_kwh}:{line.estimated_kwh}" for line in self.energy),
             *sorted(f"{line.daily_rate}x{line.days}" for line in self.standing),
             ",".join(map(str, self.daily_wh)),
         ]
@@ -293,13 +381,14 @@ def utc_day_bounds(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
 
 
 def start_usage(con: duckdb.DuckDBPyConnection) -> None:
-    """An empty `usage_by_day` and the plans' numbers, before pricing days into it."""
+    """An empty `usage_by_day`, the plans' numbers and the prices' numbers, before pricing days into it."""
     con.execute(USAGE_BY_DAY_SQL)
     con.execute(PLANS_SQL)
+    con.execute(PRICE_LINES_SQL)
 
 
 def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: str) -> None:
-    """Add one local day's kWh per customer and tariff row to `usage_by_day`.
+    """Add one local day's kWh per customer and price (band and unit rate) to `usage_by_day`.
 
     Leaves `day_holders` (who held each meter that day, with their plan) for the caller.
     """
@@ -307,6 +396,11 @@ def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: s
     params = {"day": day, "utc_start": utc_start, "utc_end": utc_end}
     con.execute(DAY_HOLDERS_SQL, {"day": day})
     con.execute(DAY_PRICES_SQL, {**params, "tz": tz})
+    ambiguous = con.execute(AMBIGUOUS_PRICES_SQL).fetchall()
+    if ambiguous:
+        examples = "; ".join(f"plan {plan} at {clock}: {prices}" for plan, clock, prices in ambiguous)
+        raise AmbiguousTariff(f"{day}: tariff rows in force give one quarter hour two prices "
+                              f"(overlapping bands in the tariffs export): {examples}")
     con.execute(DAY_USAGE_SQL.format(readings=readings), params)
 
 
@@ -318,6 +412,19 @@ def raise_if_unpriced(con: duckdb.DuckDBPyConnection, what: str) -> None:
             f"{what}: {len(unpriced)} supplied customer(s) have readings that no tariff row prices "
             f"(off the quarter-hour grid, or outside every time-of-use band of their plan): {examples}"
         )
+
+
+def standing_lines(con: duckdb.DuckDBPyConnection, month: str) -> list[tuple[int, str, int]]:
+    """Per customer, days of supply by daily standing charge: once a day however many meters."""
+    start, end = month_bounds(month)
+    con.execute(SUPPLY_DAYS_SQL, {"month_start": start, "month_end": end})
+    unclear = con.execute(UNCLEAR_STANDING_SQL).fetchall()
+    if unclear:
+        examples = "; ".join(f"plan {plan} on {day} ({customers} customer(s)): {charges}"
+                             for plan, day, customers, charges in unclear)
+        raise AmbiguousTariff(f"{month}: supplied days need exactly one standing charge in the tariffs "
+                              f"export: {examples}")
+    return con.execute(STANDING_LINES_SQL).fetchall()
 
 
 @dataclass
@@ -354,13 +461,12 @@ def compute_bills(
             bills[customer_id] = Bill(customer_id=customer_id, month=month, tax_rate=tax_rate)
         return bills[customer_id]
 
-    month_params = {"month_start": start, "month_end": end}
-    for customer_id, rate, days in con.execute(SUPPLY_DAYS_SQL, month_params).fetchall():
+    for customer_id, rate, days in standing_lines(con, month):
         bill_for(customer_id).standing.append(StandingLine(daily_rate=Decimal(rate), days=days))
-    for customer_id, tariff_id, band, rate, measured, estimated in con.execute(ENERGY_LINES_SQL).fetchall():
+    for customer_id, band, rate, measured, estimated in con.execute(ENERGY_LINES_SQL).fetchall():
         bill_for(customer_id).energy.append(
-            EnergyLine(tariff_id=tariff_id, band=band, unit_rate=Decimal(rate),
-                       measured_kwh=Decimal(measured), estimated_kwh=Decimal(estimated))
+            EnergyLine(band=band, unit_rate=Decimal(rate), measured_kwh=Decimal(measured),
+                       estimated_kwh=Decimal(estimated))
         )
     days_in_month = (end - start).days
     daily_sql = DAILY_WH_SQL.format(

@@ -21,7 +21,8 @@ from meter_assets.sql import parquet
 
 # Per customer supplied that day: use, estimated use, quarter hours with no reading (from
 # the daily rollup), and the day's cost: energy priced per interval at the customer's
-# tariff plus the day's standing charge, with tax, rounded once to the penny.
+# tariff plus the day's standing charge (once per account, however many meters, as on the
+# bill), with tax, rounded once to the penny.
 SERVING_DAY_SQL = """
 COPY (
     WITH supplied AS (
@@ -32,9 +33,9 @@ COPY (
             usage.customer_id,
             sum(usage.measured_kwh + usage.estimated_kwh)                        AS kwh,
             sum(usage.estimated_kwh)                                             AS estimated_kwh,
-            sum((usage.measured_kwh + usage.estimated_kwh) * tariffs.unit_rate)  AS energy_cost
+            sum((usage.measured_kwh + usage.estimated_kwh) * prices.unit_rate)   AS energy_cost
         FROM usage_by_day AS usage
-        JOIN tariffs USING (tariff_id)
+        JOIN price_lines AS prices USING (price_no)
         WHERE usage.customer_id IS NOT NULL
         GROUP BY usage.customer_id
     ),

@@ -1,0 +1,148 @@
+"""Bills recomputed the slow way, from README's rules alone, to check the platform's bills against.
+
+Nothing here calls the code under test: one reading at a time, its local time from
+`zoneinfo`, the tariff rows in force that local day and clock time, Python `Decimal`
+throughout. The rules, as README states them for a billing team:
+
+- an energy line is a time-of-use band at one unit rate: every quarter hour priced at that
+  band and rate, whichever tariff row it came from, adds to it;
+- a line's amount is its kWh times its rate, rounded once to the penny, half up;
+- a day of supply is a local day on which the customer holds at least one meter, charged
+  once at the standing charge of their plan in force that day; a standing line is the
+  days at one daily rate, rounded once;
+- tax is one line: the rate times the sum of the rounded energy and standing lines,
+  rounded once; the charges are the sum of the rounded lines and the tax;
+- a reading of a meter nobody holds that day is a vacant premises' use, billed to no one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+PENNY = Decimal("0.01")
+
+
+def _round(value: Decimal) -> Decimal:
+    return value.quantize(PENNY, ROUND_HALF_UP)
+
+
+@dataclass
+class ReferenceBill:
+    customer_id: int
+    tax_rate: Decimal
+    # (band, unit rate) -> [measured kWh, estimated kWh]
+    energy: dict[tuple[str, Decimal], list[Decimal]] = field(default_factory=dict)
+    # daily rate -> days
+    standing: dict[Decimal, int] = field(default_factory=dict)
+
+    def energy_lines(self) -> set[tuple[str, Decimal, Decimal, Decimal, Decimal]]:
+        """(band, rate, measured kWh, estimated kWh, amount) of each line."""
+        return {(band, rate, m, e, _round((m + e) * rate)) for (band, rate), (m, e) in self.energy.items()}
+
+    def standing_lines(self) -> set[tuple[Decimal, int, Decimal]]:
+        return {(rate, days, _round(rate * days)) for rate, days in self.standing.items()}
+
+    @property
+    def measured_kwh(self) -> Decimal:
+        return sum((m for m, _ in self.energy.values()), Decimal("0"))
+
+    @property
+    def estimated_kwh(self) -> Decimal:
+        return sum((e for _, e in self.energy.values()), Decimal("0"))
+
+    @property
+    def energy_charge(self) -> Decimal:
+        return sum((amount for *_, amount in self.energy_lines()), Decimal("0.00"))
+
+    @property
+    def supply_days(self) -> int:
+        return sum(self.standing.values())
+
+    @property
+    def standing_charge(self) -> Decimal:
+        return sum((amount for *_, amount in self.standing_lines()), Decimal("0.00"))
+
+    @property
+    def tax(self) -> Decimal:
+        return _round((self.energy_charge + self.standing_charge) * self.tax_rate)
+
+    @property
+    def charges(self) -> Decimal:
+        return self.energy_charge + self.standing_charge + self.tax
+
+
+@dataclass
+class ReferenceMonth:
+    bills: dict[int, ReferenceBill]
+    vacant_kwh: Decimal
+
+
+def _in_force(rows: list[dict], day: dt.date) -> list[dict]:
+    return [r for r in rows if r["valid_from"] <= day and (r["valid_to"] is None or day < r["valid_to"])]
+
+
+def _month_days(month: str) -> list[dt.date]:
+    first = dt.date.fromisoformat(f"{month}-01")
+    days, day = [], first
+    while day.month == first.month:
+        days.append(day)
+        day += dt.timedelta(days=1)
+    return days
+
+
+def reference_bills(month: str, tz: str, tax_rate: Decimal, readings: Iterable[dict], assignments: list[dict],
+                    customers: list[dict], tariffs: list[dict]) -> ReferenceMonth:
+    """Every supplied customer's bill for the month, one reading at a time.
+
+    `readings`: dicts with `meter_id`, `read_at` (naive UTC), `kwh` (Decimal or None) and
+    `quality_flag`; the reference rows as dicts with the export's column names.
+    """
+    zone = ZoneInfo(tz)
+    days = _month_days(month)
+    plan_of = {c["customer_id"]: c["plan_id"] for c in customers}
+    bills: dict[int, ReferenceBill] = {}
+
+    def bill(customer: int) -> ReferenceBill:
+        return bills.setdefault(customer, ReferenceBill(customer_id=customer, tax_rate=tax_rate))
+
+    holders: dict[tuple[int, dt.date], int | None] = {}
+    for day in days:
+        for a in _in_force(assignments, day):
+            assert (a["meter_id"], day) not in holders, f"meter {a['meter_id']} held twice on {day}"
+            holders[(a["meter_id"], day)] = a["customer_id"]
+
+    # days of supply: once a day per customer, however many meters
+    for day in days:
+        for customer in sorted({c for (_, d), c in holders.items() if d == day}):
+            charges = {t["standing_charge"] for t in _in_force(tariffs, day) if t["plan_id"] == plan_of[customer]}
+            assert len(charges) == 1, f"{customer} on {day}: standing charges {charges}"
+            (rate,) = charges
+            bill(customer).standing[rate] = bill(customer).standing.get(rate, 0) + 1
+
+    price_cache: dict[tuple[str, dt.date, str], tuple[str, Decimal]] = {}
+    vacant = Decimal("0")
+    for r in readings:
+        if r["kwh"] is None:
+            continue
+        local = r["read_at"].replace(tzinfo=dt.UTC).astimezone(zone)
+        day = local.date()
+        if day.strftime("%Y-%m") != month:
+            continue
+        customer = holders.get((r["meter_id"], day))
+        if customer is None:
+            vacant += r["kwh"]
+            continue
+        clock = f"{local.hour:02d}:{local.minute:02d}"
+        key = (plan_of[customer], day, clock)
+        if key not in price_cache:
+            prices = {(t["band"], t["unit_rate"]) for t in _in_force(tariffs, day)
+                      if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]}
+            assert len(prices) == 1, f"{key}: prices {prices}"
+            (price_cache[key],) = prices
+        line = bill(customer).energy.setdefault(price_cache[key], [Decimal("0"), Decimal("0")])
+        line[0 if r["quality_flag"] == "actual" else 1] += r["kwh"]
+    return ReferenceMonth(bills=bills, vacant_kwh=vacant)
