@@ -79,6 +79,8 @@ class ReferenceBill:
 class ReferenceMonth:
     bills: dict[int, ReferenceBill]
     vacant_kwh: Decimal
+    # (customer, local day) -> kWh billed to the customer that day
+    daily_kwh: dict[tuple[int, dt.date], Decimal] = field(default_factory=dict)
 
 
 def _in_force(rows: list[dict], day: dt.date) -> list[dict]:
@@ -124,6 +126,7 @@ def reference_bills(month: str, tz: str, tax_rate: Decimal, readings: Iterable[d
             bill(customer).standing[rate] = bill(customer).standing.get(rate, 0) + 1
 
     price_cache: dict[tuple[str, dt.date, str], tuple[str, Decimal]] = {}
+    daily_kwh: dict[tuple[int, dt.date], Decimal] = {}
     vacant = Decimal("0")
     for r in readings:
         if r["kwh"] is None:
@@ -145,4 +148,5 @@ def reference_bills(month: str, tz: str, tax_rate: Decimal, readings: Iterable[d
             (price_cache[key],) = prices
         line = bill(customer).energy.setdefault(price_cache[key], [Decimal("0"), Decimal("0")])
         line[0 if r["quality_flag"] == "actual" else 1] += r["kwh"]
-    return ReferenceMonth(bills=bills, vacant_kwh=vacant)
+        daily_kwh[(customer, day)] = daily_kwh.get((customer, day), Decimal("0")) + r["kwh"]
+    return ReferenceMonth(bills=bills, vacant_kwh=vacant, daily_kwh=daily_kwh)

@@ -24,6 +24,9 @@ TARIFF_BANDS = (
 PLAN_NAMES = {"FLEX": "Flexible single rate", "EV-TOU": "EV time of use"}
 STANDING_CHARGE = {"FLEX": ("0.6050", "0.6097"), "EV-TOU": ("0.5500", "0.5800")}
 TARIFF_HISTORY_START = dt.date(2023, 10, 1)
+# Share of move-ins who are already customers, taking on a second premise (a let, a
+# relative's home): from then on they hold two meters on one account.
+SECOND_PREMISE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,11 @@ def price_change_date(start: dt.date, days: int) -> dt.date:
 
 
 def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancies:
-    """One occupant per premise at the start; some move out, and after a void a new one moves in."""
+    """One occupant per premise at the start; some move out, and after a void a new one moves in.
+
+    Some of those who move in are customers already (the first occupant of another premise),
+    so they hold two meters on one account from the day they move in.
+    """
     rng = np.random.default_rng([seed, 5])
     m = pop.size
     first_joined = [start - dt.timedelta(days=int(d)) for d in rng.integers(60, 3000, m)]
@@ -57,9 +64,16 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
     move_day = rng.integers(1, max(2, days), m)
     void_days = rng.integers(0, 8, m)
 
+    # drawn from a stream of their own, so every other draw is as it was before they existed
+    second = np.random.default_rng([seed, 10])
+    second_premise = second.random(m) < SECOND_PREMISE_SHARE
+    other = second.integers(0, max(1, m - 1), m)
+    first_row, incoming_row = {}, {}
+
     meter_id, customer_id, valid_from, valid_to, plan, joined, region = [], [], [], [], [], [], []
     next_customer = FIRST_CUSTOMER_ID
     for i in range(m):
+        first_row[i] = len(customer_id)
         region_name = REGIONS[pop.region[i]][0]
         out = start + dt.timedelta(days=int(move_day[i])) if moves[i] else None
         meter_id.append(int(pop.meter_id[i]))
@@ -72,6 +86,7 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
         next_customer += 1
         if out is not None:
             move_in = out + dt.timedelta(days=int(void_days[i]))
+            incoming_row[i] = len(customer_id)
             meter_id.append(int(pop.meter_id[i]))
             customer_id.append(next_customer)
             valid_from.append(move_in)
@@ -80,6 +95,11 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
             joined.append(move_in)
             region.append(region_name)
             next_customer += 1
+    for i, row in incoming_row.items():
+        if second_premise[i] and m > 1:
+            holder = first_row[int(other[i]) + (int(other[i]) >= i)]
+            customer_id[row], plan[row], joined[row], region[row] = (
+                customer_id[holder], plan[holder], joined[holder], region[holder])
     return Tenancies(
         meter_id=np.array(meter_id, dtype=np.int32),
         customer_id=np.array(customer_id, dtype=np.int32),
@@ -127,13 +147,15 @@ def csv_bytes(table: pa.Table) -> bytes:
 def write_reference(lake: Lake, pop: Population, start: dt.date, days: int, seed: int, temperature: pa.Table) -> dict:
     """Write every reference export; returns row counts by file."""
     occupancy = tenancies(pop, start, days, seed)
+    # one row per account, however many premises it holds
+    _, first = np.unique(occupancy.customer_id, return_index=True)
     customers = pa.table(
         {
-            "customer_id": occupancy.customer_id,
-            "account_name": [f"Account {c}" for c in occupancy.customer_id.tolist()],
-            "region": occupancy.region,
-            "plan_id": occupancy.plan,
-            "joined_on": occupancy.joined,
+            "customer_id": occupancy.customer_id[first],
+            "account_name": [f"Account {c}" for c in occupancy.customer_id[first].tolist()],
+            "region": [occupancy.region[i] for i in first],
+            "plan_id": [occupancy.plan[i] for i in first],
+            "joined_on": [occupancy.joined[i] for i in first],
         }
     )
     meters = pa.table(

