@@ -115,7 +115,7 @@ def main() -> int:
 
 
 SHOWN = ("customers", "compute_seconds", "ledger_seconds", "drafts_new", "drafts_unchanged", "adjustments_written",
-         "bills_issued", "exported_bills")
+         "bills_issued", "issue_seconds", "export_seconds", "exported_bills", "exported_bill_lines")
 
 if __name__ == "__main__":
     sys.exit(main())

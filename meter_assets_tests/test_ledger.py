@@ -112,34 +112,56 @@ def _line(**changes) -> list[dict]:
     return [{**VALID_BILL["energy_lines"][0], **changes}]
 
 
-@pytest.mark.parametrize("columns, constraint", [
+@pytest.mark.parametrize("columns, refusal", [
     # the breakdown loses a line: the lines no longer add up to the energy charge
-    (dict(energy_lines=_line(kwh=150.125, measured_kwh=150.125, amount=36.78)), "energy_lines_add_up"),
+    (dict(energy_lines=_line(kwh=150.125, measured_kwh=150.125, amount=36.78)),
+     "the energy lines add up to 36.78, not to the energy charge 61.28"),
     # a line rounded another way than once, half up
     (dict(energy_lines=_line(amount=61.29), energy_charge="61.29", tax="4.00", total_due="84.05"),
-     "energy_lines_one_per_band_and_rate_rounded_once"),
+     r"an energy line's amount is not round\(kWh x unit rate, 2\)"),
     # one band and rate split over two lines (the rounding per tariff row)
     (dict(energy_lines=_line(kwh=100, measured_kwh=100, amount=24.50)
       + _line(kwh=150.125, measured_kwh=150.125, amount=36.78)),
-     "energy_lines_one_per_band_and_rate_rounded_once"),
+     "two energy lines have the same band and unit rate"),
     # measured and estimated kWh that do not make the line's kWh
-    (dict(energy_lines=_line(kwh=251.125)), "energy_lines_one_per_band_and_rate_rounded_once"),
+    (dict(energy_lines=_line(kwh=251.125)), "an energy line's kWh is not its measured plus its estimated kWh"),
+    (dict(measured_kwh="250.000", estimated_kwh="0.125", is_estimated=True),
+     "the energy lines hold 250.125 measured and 0 estimated kWh, not 250.000 and 0.125"),
     # days of supply counted twice for a second meter
     (dict(supply_days=62, standing_lines=[{"daily_rate": 0.6050, "days": 62, "amount": 37.51}]),
-     "standing_lines_add_up"),
+     "the standing lines add up to 37.51 for 62 days, not to the standing charge 18.76 for 62 days"),
+    (dict(standing_lines=[{"daily_rate": 0.6050, "days": 31, "amount": 18.75}]),
+     r"a standing line's amount is not round\(daily rate x days, 2\)"),
     (dict(tax="4.01", total_due="84.05"), "tax_is_one_rounding"),
     (dict(total_due="84.14"), "total_adds_up"),
     (dict(is_estimated=True), "estimated_when_any_kwh_is"),
     (dict(pricing_rules=1), "bills_use_current_pricing_rules"),
     (dict(energy_lines=None), "bills_use_current_pricing_rules"),
 ])
-def test_database_refuses_a_bill_whose_lines_do_not_add_up(conninfo, columns, constraint):
+def test_database_refuses_a_bill_whose_lines_do_not_add_up(conninfo, columns, refusal):
     postgres.migrate(conninfo)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         _insert(conn, "B-5000009-2024-05", 5000009)  # the valid bill is accepted
         conn.execute("DELETE FROM billing.bills WHERE bill_id = 'B-5000009-2024-05'")
-        with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
+        with pytest.raises(psycopg.errors.CheckViolation, match=refusal):
             _insert(conn, "B-5000009-2024-05", 5000009, **columns)
+        conn.execute("DELETE FROM billing.bills WHERE bill_id = 'B-5000009-2024-05'")
+
+
+@pytest.mark.parametrize("change", [
+    "energy_lines = '[]'", "standing_lines = '[]'", "energy_charge = 0, tax = 0.94, total_due = 18.76 + 0.94",
+    "measured_kwh = 0", "supply_days = 30",
+])
+def test_a_bills_lines_and_charges_are_never_changed_in_place(conninfo, change):
+    postgres.migrate(conninfo)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        _insert(conn, "B-5000011-2024-05", 5000011)
+        with pytest.raises(psycopg.errors.CheckViolation, match="written once; replace the draft"):
+            conn.execute(f"UPDATE billing.bills SET {change} WHERE bill_id = 'B-5000011-2024-05'")
+        # what issuing and carrying change is allowed
+        conn.execute("UPDATE billing.bills SET adjustments_carried = 1.00, total_due = 85.04 "
+                     "WHERE bill_id = 'B-5000011-2024-05'")
+        conn.execute("DELETE FROM billing.bills WHERE bill_id = 'B-5000011-2024-05'")
 
 
 def test_migration_keeps_bills_issued_under_the_old_rules_as_issued(tmp_path_factory):

@@ -248,15 +248,19 @@ def issued_bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: 
     """The month's bills sealed for sending, carrying open adjustments, exported for the invoicing system."""
     month = context.partition_key
     store = lake.lake()
+    began = time.perf_counter()
     with postgres.connect() as conn:
         issued = issue_month(conn, month, issued_at=dt.datetime.now(dt.UTC))
         if issued.bills_issued == 0 and issued.already_issued == 0:
             raise ValueError(f"{month} has no draft bills to issue: materialize bills for {month} first")
+        issue_seconds = time.perf_counter() - began
         with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
             exported = export_month(conn, con, store, month, scratch)
     context.log.info(f"{month}: {issued}")
     return dg.MaterializeResult(metadata={
         **vars(issued),
+        "issue_seconds": round(issue_seconds, 2),
+        "export_seconds": round(time.perf_counter() - began - issue_seconds, 2),
         "exported_bills": exported[BILLS_EXPORT],
         "exported_bill_lines": exported[BILL_LINES_EXPORT],
         "exported_adjustments": exported[ADJUSTMENTS_EXPORT],

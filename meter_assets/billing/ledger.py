@@ -29,18 +29,22 @@ INCOMING_SQL = """
 CREATE TEMP TABLE incoming (LIKE billing.bills INCLUDING DEFAULTS) ON COMMIT DROP
 """
 
-# A draft is written when new or when its inputs changed; an issued bill is never touched
-# (the WHERE makes the conflict a no-op, so the sealing trigger never even fires).
-UPSERT_DRAFTS_SQL = f"""
+# A draft is written when new or when its inputs changed: a changed draft is replaced
+# (deleted, then inserted like a new one), because a bill's lines are written once and the
+# database checks them as they are inserted. An issued bill is never touched (it is not a
+# draft, and its conflict on insert is a no-op).
+REPLACE_CHANGED_DRAFTS_SQL = """
+DELETE FROM billing.bills AS bills
+USING incoming
+WHERE bills.bill_id = incoming.bill_id
+  AND bills.status = 'draft'
+  AND bills.inputs_fingerprint <> incoming.inputs_fingerprint
+"""
+
+INSERT_DRAFTS_SQL = f"""
 INSERT INTO billing.bills ({", ".join(COLUMNS)})
 SELECT {", ".join(COLUMNS)} FROM incoming
-ON CONFLICT (bill_id) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "bill_id")},
-    energy_by_band = NULL,
-    computed_at = now()
-WHERE billing.bills.status = 'draft'
-  AND billing.bills.inputs_fingerprint <> EXCLUDED.inputs_fingerprint
-RETURNING (xmax = 0) AS inserted
+ON CONFLICT (bill_id) DO NOTHING
 """
 
 # A draft whose customer is no longer supplied in the month (a corrected move date).
@@ -256,7 +260,8 @@ def record_month(conn: psycopg.Connection, month: str, bills: list[Bill], curren
                 lines = [copy_line(bill, start, end, currency) for bill in bills[first : first + COPY_BATCH]]
                 copy.write("".join(lines).encode())
         unchanged, sealed = conn.execute(COMPARE_SQL).fetchone()
-        written = conn.execute(UPSERT_DRAFTS_SQL).fetchall()
+        replaced = conn.execute(REPLACE_CHANGED_DRAFTS_SQL).rowcount
+        written = conn.execute(INSERT_DRAFTS_SQL).rowcount
         removed = conn.execute(REMOVE_STALE_DRAFTS_SQL, {"period_start": start}).rowcount
         adjustments = conn.execute(ADJUSTMENTS_SQL, {
             "period_start": start,
@@ -268,8 +273,8 @@ def record_month(conn: psycopg.Connection, month: str, bills: list[Bill], curren
         }).fetchall()
         issued = is_issued(conn, month)
     return MonthWrite(
-        drafts_new=sum(1 for (inserted,) in written if inserted),
-        drafts_replaced=sum(1 for (inserted,) in written if not inserted),
+        drafts_new=written - replaced,
+        drafts_replaced=replaced,
         drafts_unchanged=unchanged,
         sealed_bills=sealed,
         drafts_removed=removed,

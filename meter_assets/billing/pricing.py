@@ -53,9 +53,9 @@ FROM tariffs
 GROUP BY band, unit_rate
 """
 
-# One local day at a time: who held each meter that day, and which tariff row each plan
-# had at each of the day's UTC quarter hours (looked up at its local clock time, so the
-# 23- and 25-hour days price right). Both are tiny; the readings meet them in one
+# One local day at a time: who held each meter that day, and which price (band and unit
+# rate) each plan had at each of the day's UTC quarter hours (looked up at its local clock
+# time, so the 23- and 25-hour days price right). Both are tiny; the readings meet them in one
 # hash-joined aggregate, so no reading is converted to local time row by row.
 DAY_HOLDERS_SQL = """
 CREATE OR REPLACE TEMP TABLE day_holders AS
@@ -248,14 +248,13 @@ class EnergyLine:
     unit_rate: Decimal
     measured_kwh: Decimal
     estimated_kwh: Decimal
+    # computed once, with the line: a month's ledger write reads each line's money several times
+    kwh: Decimal = field(init=False)
+    amount: Decimal = field(init=False)
 
-    @property
-    def kwh(self) -> Decimal:
-        return self.measured_kwh + self.estimated_kwh
-
-    @property
-    def amount(self) -> Decimal:
-        return (self.kwh * self.unit_rate).quantize(PENNY, ROUND_HALF_UP)
+    def __post_init__(self) -> None:
+        self.kwh = self.measured_kwh + self.estimated_kwh
+        self.amount = (self.kwh * self.unit_rate).quantize(PENNY, ROUND_HALF_UP)
 
     def as_json(self) -> str:
         # numbers, not strings: PostgreSQL's jsonb keeps them as exact numerics
@@ -270,10 +269,10 @@ class StandingLine:
 
     daily_rate: Decimal
     days: int
+    amount: Decimal = field(init=False)
 
-    @property
-    def amount(self) -> Decimal:
-        return (self.daily_rate * self.days).quantize(PENNY, ROUND_HALF_UP)
+    def __post_init__(self) -> None:
+        self.amount = (self.daily_rate * self.days).quantize(PENNY, ROUND_HALF_UP)
 
     def as_json(self) -> str:
         return f'{{"daily_rate": {self.daily_rate}, "days": {self.days}, "amount": {self.amount}}}'
