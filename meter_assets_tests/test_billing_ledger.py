@@ -1,12 +1,15 @@
 """Drafts, sealed bills and adjustments in the real PostgreSQL ledger."""
 
+import csv
 import datetime as dt
+import io
 from decimal import Decimal
 
 import psycopg
 import pytest
 
 from meter_assets import postgres
+from meter_assets.billing.assets import EXPORT_BILL_LINES_SQL
 from meter_assets.billing.ledger import issue_month, record_month
 from meter_assets.billing.pricing import Bill, EnergyLine, StandingLine, month_bounds
 
@@ -129,6 +132,13 @@ def test_issuing_carries_open_adjustments_on_the_next_bill(conn):
     assert carried == [(1, june_delta, july[0].charges + june_delta, "issued"),
                        (2, Decimal("0.00"), july[1].charges, "issued")]
     assert rows(conn, "SELECT carried_on_bill_id FROM billing.bill_adjustments") == [("B-1-2024-07",)]
+    # the exported lines carry it too, and add up to what is due
+    with conn.cursor().copy(EXPORT_BILL_LINES_SQL, [dt.date(2024, 7, 1)]) as copy:
+        exported = list(csv.DictReader(io.StringIO(b"".join(bytes(chunk) for chunk in copy).decode())))
+    first = [line for line in exported if line["customer_id"] == "1"]
+    assert [line["kind"] for line in first] == ["energy", "standing", "tax", "adjustments_carried"]
+    assert Decimal(first[-1]["amount"]) == june_delta
+    assert sum(Decimal(line["amount"]) for line in first) == july[0].charges + june_delta
     with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="sealed"):
         conn.execute("UPDATE billing.bill_adjustments SET charged_amount = 0")
 

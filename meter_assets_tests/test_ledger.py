@@ -7,6 +7,7 @@ import psycopg
 import pytest
 
 from meter_assets import postgres
+from meter_assets.billing.assets import EXPORT_BILL_LINES_SQL
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +189,16 @@ def test_migration_keeps_bills_issued_under_the_old_rules_as_issued(tmp_path_fac
         (rules,) = conn.execute("SELECT pricing_rules FROM billing.bills").fetchone()
     width = len(before[0])
     assert [row[:width] for row in after] == before and rules == 1, "the issued bill stays as issued"
+
+    # re-exported, its lines are what was issued: the map's one line, the days, the tax
+    with psycopg.connect(conninfo) as conn, conn.cursor().copy(EXPORT_BILL_LINES_SQL, ["2024-06-01"]) as copy:
+        exported = b"".join(bytes(chunk) for chunk in copy).decode().splitlines()
+    assert exported == [
+        "bill_id,customer_id,line_no,kind,band,rate,measured_kwh,estimated_kwh,kwh,days,amount",
+        "B-5000010-2024-06,5000010,1,energy,standard,0.2750,,,91.663,,25.21",
+        "B-5000010-2024-06,5000010,2,standing,,,,,,30,17.40",
+        "B-5000010-2024-06,5000010,3,tax,,,,,,,3.13",
+    ]
 
 
 def test_embedded_server_starts_when_no_dsn_is_configured():
