@@ -150,3 +150,24 @@ def reference_bills(month: str, tz: str, tax_rate: Decimal, readings: Iterable[d
         line[0 if r["quality_flag"] == "actual" else 1] += r["kwh"]
         daily_kwh[(customer, day)] = daily_kwh.get((customer, day), Decimal("0")) + r["kwh"]
     return ReferenceMonth(bills=bills, vacant_kwh=vacant, daily_kwh=daily_kwh)
+
+
+# The columns of the `billing/bill_lines` export that `assert_exported_lines_match` reads, in order.
+EXPORTED_LINE_COLUMNS = "customer_id, line_no, kind, band, rate, measured_kwh, estimated_kwh, days, amount"
+
+
+def assert_exported_lines_match(lines: list[tuple], bills: dict[int, ReferenceBill]) -> None:
+    """Exported lines (rows of EXPORTED_LINE_COLUMNS) against the reference: every billed
+    customer and no other, lines numbered from 1, the same energy and standing lines, one tax
+    line, and together they add up to the charges (no adjustments carried)."""
+    assert {line[0] for line in lines} == set(bills)
+    for customer, bill in bills.items():
+        mine = [line for line in lines if line[0] == customer]
+        assert [line[1] for line in mine] == list(range(1, len(mine) + 1))
+        assert sorted((band, rate, m, e, amount) for _, _, kind, band, rate, m, e, _, amount in mine
+                      if kind == "energy") == sorted(bill.energy_lines())
+        assert sorted((rate, days, amount) for _, _, kind, _, rate, _, _, days, amount in mine
+                      if kind == "standing") == sorted(bill.standing_lines())
+        assert [(rate, amount) for _, _, kind, _, rate, *_, amount in mine if kind == "tax"] == [
+            (bill.tax_rate, bill.tax)]
+        assert sum(line[-1] for line in mine) == bill.charges

@@ -19,7 +19,7 @@ from meter_assets.rollups.assets import READS_DAILY
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
 
-from .billing_reference import reference_bills
+from .billing_reference import EXPORTED_LINE_COLUMNS, assert_exported_lines_match, reference_bills
 from .conftest import query, resources_for
 from .test_pricing import TAX, TZ, _tariffs, _utc_intervals
 
@@ -110,19 +110,12 @@ def test_month_is_billed_issued_and_exported(lake_root, dsn):
     assert "month=2025-02" in lake.keys(BILLS_EXPORT, MONTH)[0]
 
     # every exported line, against the slow reference computed from the same rows
-    lines = query(f"SELECT customer_id, line_no, kind, band, rate, measured_kwh, estimated_kwh, kwh, days, amount "
-                  f"FROM {parquet(lake.files(BILL_LINES_EXPORT, MONTH))} ORDER BY customer_id, line_no", lake=lake)
+    lines = query(f"SELECT {EXPORTED_LINE_COLUMNS} FROM {parquet(lake.files(BILL_LINES_EXPORT, MONTH))} "
+                  "ORDER BY customer_id, line_no", lake=lake)
     expected = reference_bills(MONTH, TZ, TAX, _readings().to_pylist(), _assignments(offset), _customers(offset),
                                tariffs).bills
-    for customer, bill in expected.items():
-        mine = [line for line in lines if line[0] == customer]
-        assert [line[1] for line in mine] == list(range(1, len(mine) + 1))
-        assert sorted((band, rate, m, e, amount) for _, _, kind, band, rate, m, e, kwh, days, amount in mine
-                      if kind == "energy") == sorted(bill.energy_lines())
-        assert sorted((rate, days, amount) for _, _, kind, _, rate, *_, days, amount in mine
-                      if kind == "standing") == sorted(bill.standing_lines())
-        assert [(rate, amount) for _, _, kind, _, rate, *_, amount in mine if kind == "tax"] == [(TAX, bill.tax)]
-        assert sum(line[-1] for line in mine) == dict((b[1], b[3]) for b in bills)[customer] == bill.charges
+    assert_exported_lines_match(lines, expected)
+    assert {b[1]: b[3] for b in bills} == {c: bill.charges for c, bill in expected.items()}
 
 
 def test_unreconciled_month_writes_nothing_and_blocks_issuing(tmp_path, dsn):

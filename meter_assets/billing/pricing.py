@@ -413,16 +413,22 @@ def raise_if_unpriced(con: duckdb.DuckDBPyConnection, what: str) -> None:
         )
 
 
-def standing_lines(con: duckdb.DuckDBPyConnection, month: str) -> list[tuple[int, str, int]]:
-    """Per customer, days of supply by daily standing charge: once a day however many meters."""
-    start, end = month_bounds(month)
-    con.execute(SUPPLY_DAYS_SQL, {"month_start": start, "month_end": end})
+def supply_days(con: duckdb.DuckDBPyConnection, first_day: dt.date, end_day: dt.date, what: str) -> None:
+    """`supply_days`: each customer's supplied days from `first_day` to before `end_day`, once a
+    day however many meters, with the standing charge in force; an error if a day has none or two."""
+    con.execute(SUPPLY_DAYS_SQL, {"month_start": first_day, "month_end": end_day})
     unclear = con.execute(UNCLEAR_STANDING_SQL).fetchall()
     if unclear:
         examples = "; ".join(f"plan {plan} on {day} ({customers} customer(s)): {charges}"
                              for plan, day, customers, charges in unclear)
-        raise AmbiguousTariff(f"{month}: supplied days need exactly one standing charge in the tariffs "
+        raise AmbiguousTariff(f"{what}: supplied days need exactly one standing charge in the tariffs "
                               f"export: {examples}")
+
+
+def standing_lines(con: duckdb.DuckDBPyConnection, month: str) -> list[tuple[int, str, int]]:
+    """Per customer, days of supply by daily standing charge: once a day however many meters."""
+    start, end = month_bounds(month)
+    supply_days(con, start, end, month)
     return con.execute(STANDING_LINES_SQL).fetchall()
 
 

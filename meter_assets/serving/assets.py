@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.billing.assets import pricing_views
-from meter_assets.billing.pricing import price_day, raise_if_unpriced, start_usage
+from meter_assets.billing.pricing import price_day, raise_if_unpriced, start_usage, supply_days
 from meter_assets.config import settings
 from meter_assets.curated.assets import reads_15min
 from meter_assets.curated.readings import READS_15MIN
@@ -21,12 +21,12 @@ from meter_assets.sql import parquet
 
 # Per customer supplied that day: use, estimated use, quarter hours with no reading (from
 # the daily rollup), and the day's cost: energy priced per interval at the customer's
-# tariff plus the day's standing charge (once per account, however many meters, as on the
-# bill), with tax, rounded once to the penny.
+# tariff plus the day's standing charge (from the bill's own `supply_days`: once per account,
+# however many meters), with tax, rounded once to the penny.
 SERVING_DAY_SQL = """
 COPY (
     WITH supplied AS (
-        SELECT DISTINCT customer_id, plan_no FROM day_holders
+        SELECT DISTINCT customer_id FROM day_holders
     ),
     priced AS (
         SELECT
@@ -44,13 +44,6 @@ COPY (
         FROM day_holders
         JOIN {daily} AS daily USING (meter_id)
         GROUP BY day_holders.customer_id
-    ),
-    standing AS (
-        SELECT plans.plan_no, max(tariffs.standing_charge) AS standing_charge
-        FROM tariffs
-        JOIN plans USING (plan_id)
-        WHERE $day >= tariffs.valid_from AND (tariffs.valid_to IS NULL OR $day < tariffs.valid_to)
-        GROUP BY plans.plan_no
     )
     SELECT
         supplied.customer_id,
@@ -58,12 +51,12 @@ COPY (
         CAST(coalesce(priced.kwh, 0) AS DECIMAL(12, 3))                        AS kwh,
         CAST(coalesce(priced.estimated_kwh, 0) AS DECIMAL(12, 3))              AS estimated_kwh,
         CAST(coalesce(gaps.missing_intervals, 0) AS SMALLINT)                  AS missing_intervals,
-        CAST(round((coalesce(priced.energy_cost, 0) + coalesce(standing.standing_charge, 0))
+        CAST(round((coalesce(priced.energy_cost, 0) + coalesce(supply_days.standing_charge, 0))
                    * (1 + CAST($tax_rate AS DECIMAL(6, 4))), 2) AS DECIMAL(10, 2)) AS cost
     FROM supplied
     LEFT JOIN priced USING (customer_id)
     LEFT JOIN gaps USING (customer_id)
-    LEFT JOIN standing USING (plan_no)
+    LEFT JOIN supply_days USING (customer_id)
     ORDER BY supplied.customer_id
 ) TO '{target}' (FORMAT csv, HEADER false)
 """
@@ -90,6 +83,7 @@ def usage_serving(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
         start_usage(con)
         price_day(con, day, s.market_tz, parquet(readings))
         raise_if_unpriced(con, context.partition_key)
+        supply_days(con, day, day + dt.timedelta(days=1), context.partition_key)
         target = os.path.join(scratch, "usage.csv")
         con.execute(SERVING_DAY_SQL.format(daily=parquet(daily), target=target),
                     {"day": day, "tax_rate": str(s.tax_rate)})

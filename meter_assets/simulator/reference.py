@@ -68,12 +68,12 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
     second = np.random.default_rng([seed, 10])
     second_premise = second.random(m) < SECOND_PREMISE_SHARE
     other = second.integers(0, max(1, m - 1), m)
-    first_row, incoming_row = {}, {}
+    first_row, incoming_row = [], {}
 
     meter_id, customer_id, valid_from, valid_to, plan, joined, region = [], [], [], [], [], [], []
     next_customer = FIRST_CUSTOMER_ID
     for i in range(m):
-        first_row[i] = len(customer_id)
+        first_row.append(len(customer_id))
         region_name = REGIONS[pop.region[i]][0]
         out = start + dt.timedelta(days=int(move_day[i])) if moves[i] else None
         meter_id.append(int(pop.meter_id[i]))
