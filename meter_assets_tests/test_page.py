@@ -2,14 +2,13 @@
 
 import os
 import shutil
+import time
 from decimal import Decimal
 
 import pytest
 
 from meter_assets import postgres
 from meter_assets.serving.auth import mint
-
-from .test_api import api, load_days  # noqa: F401  (the running API fixture)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -34,7 +33,7 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_page_draws_the_customers_days_with_estimated_days_marked(api, browser, pg_dsn):  # noqa: F811
+def test_page_draws_the_customers_days_with_estimated_days_marked(api, browser, pg_dsn):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -59,11 +58,11 @@ def test_page_draws_the_customers_days_with_estimated_days_marked(api, browser, 
     assert "#token" not in browser.current_url, "the token leaves the address bar"
 
 
-def test_page_without_a_valid_token_says_so(api, browser):  # noqa: F811
+def test_page_without_a_valid_token_says_so(api, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(f"{api}/#token={mint(2, ttl_seconds=-1)}")
+    browser.get(f"{api}/#token={mint(2, ttl_seconds=60, now=time.time() - 3600)}")
     error = browser.find_element(By.ID, "error")
     WebDriverWait(browser, 30).until(lambda d: error.is_displayed())
     assert "expired" in error.text

@@ -3,28 +3,41 @@
     GET /api/v1/me/usage?days=N     the customer's last N days (1 to the serving window)
     GET /api/v1/me/bill-estimate    the month-to-date bill estimate
     GET /healthz                    the database answers, and how fresh the data is
+    GET /openapi.json               this contract, as OpenAPI 3.1
     GET /                           the "your usage" page (the token in the URL fragment)
+
+Every response carries a Content-Security-Policy (the page may run only its own script and
+style, and talk only to this origin), `nosniff`, no referrer and no framing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import re
 from importlib import resources as package_files
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from meter_assets import postgres
 from meter_assets.config import settings
-from meter_assets.serving.auth import InvalidToken, verify
+from meter_assets.serving.auth import InvalidToken, keys, verify
 from meter_assets.serving.coalesce import Coalescer
+from meter_assets.serving.openapi import contract
 
 PRIVATE = {"Cache-Control": "private, no-store"}
+# ASCII digits only: str.isdigit() also takes "²" and "٣"
+DAYS = re.compile(r"[0-9]{1,4}")
+API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 
 # "The last N days" counts back from the newest day loaded; the primary key (customer_id,
 # local_date) carries the served columns, so each customer's days are one index-only range
@@ -114,11 +127,25 @@ async def one_value(request: Request, sql: str, params: dict):
     return next(iter(row.values())) if row else None
 
 
+def unexpected_params(request: Request, allowed: tuple[str, ...]) -> JSONResponse | None:
+    """422 for a parameter the contract does not name, or one given twice: a client that sends
+    them has misread the contract, and guessing which value it meant would hide that."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    unknown = sorted({name for name in names if name not in allowed})
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if unknown or repeated:
+        return problem(422, f"unexpected query parameters: {', '.join(map(repr, unknown + repeated))[:200]}; "
+                            f"this endpoint takes {', '.join(allowed) or 'none'}, each at most once")
+    return None
+
+
 async def usage(request: Request) -> Response:
     customer = customer_of(request)
     s = settings()
+    if refused := unexpected_params(request, ("days",)):
+        return refused
     raw = request.query_params.get("days", "30")
-    if not raw.isdigit() or not 1 <= int(raw) <= s.serving_window_days:
+    if not DAYS.fullmatch(raw) or not 1 <= int(raw) <= s.serving_window_days:
         return problem(422, f"days must be a whole number from 1 to {s.serving_window_days}")
     return json_text(await request.app.state.usage.fetch((customer, int(raw))))
 
@@ -126,6 +153,8 @@ async def usage(request: Request) -> Response:
 async def bill_estimate(request: Request) -> Response:
     customer = customer_of(request)
     s = settings()
+    if refused := unexpected_params(request, ()):
+        return refused
     body = await one_value(request, ESTIMATE_SQL,
                            {"customer_id": customer, "currency": s.currency, "timezone": s.market_tz})
     if body is None:
@@ -134,14 +163,58 @@ async def bill_estimate(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> JSONResponse:
-    async with request.app.state.pool.connection() as conn:
-        cursor = await conn.execute("SELECT max(local_date) AS newest_day FROM serving.refreshes")
-        row = await cursor.fetchone()
+    try:
+        async with request.app.state.pool.connection(timeout=5) as conn:
+            cursor = await conn.execute("SELECT max(local_date) AS newest_day FROM serving.refreshes")
+            row = await cursor.fetchone()
+    except Exception:  # any failure to answer is "unavailable", for the load balancer to act on
+        return JSONResponse({"status": "unavailable", "newest_day": None}, status_code=503)
     return JSONResponse({"status": "ok", "newest_day": _iso(row["newest_day"])})
 
 
 async def page(request: Request) -> HTMLResponse:
-    return HTMLResponse(request.app.state.page, headers={"Cache-Control": "no-cache"})
+    return HTMLResponse(request.app.state.page, headers={
+        "Cache-Control": "no-cache", "Content-Security-Policy": request.app.state.page_policy})
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.contract)
+
+
+def page_policy(html: str) -> str:
+    """The page's CSP: its one inline script and one inline style by their SHA-256, fetches to
+    this origin only."""
+
+    def digests(tag: str) -> str:
+        blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'"
+                        for b in blocks)
+
+    return (f"default-src 'none'; script-src {digests('script')}; style-src {digests('style')}; "
+            "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    """Adds the headers above to every response (the page's own CSP replaces the API's)."""
+
+    HEADERS = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+    POLICY = (b"content-security-policy", API_POLICY.encode())
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = message.setdefault("headers", [])
+                has_policy = any(name == self.POLICY[0] for name, _ in headers)
+                headers.extend(self.HEADERS if has_policy else [*self.HEADERS, self.POLICY])
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 async def unauthorized(request: Request, error: InvalidToken) -> JSONResponse:
@@ -153,9 +226,12 @@ def create_app(dsn: str | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        keys()  # a missing or weak secret stops the start, not the first request
         conninfo = dsn or await asyncio.to_thread(postgres.dsn)
         await asyncio.to_thread(postgres.migrate, conninfo)
         app.state.page = package_files.files("meter_assets.serving").joinpath("static/usage.html").read_text()
+        app.state.page_policy = page_policy(app.state.page)
+        app.state.contract = contract(settings().serving_window_days)
         pool = AsyncConnectionPool(conninfo, min_size=2, max_size=settings().api_pool_size, open=False,
                                    kwargs={"row_factory": dict_row, "autocommit": True}, configure=iso_dates)
         await pool.open(wait=True)
@@ -169,13 +245,18 @@ def create_app(dsn: str | None = None) -> Starlette:
         finally:
             await pool.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
-            Route("/", page),
-            Route("/healthz", healthz),
-            Route("/api/v1/me/usage", usage),
-            Route("/api/v1/me/bill-estimate", bill_estimate),
+            Route("/", page, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/api/v1/me/usage", usage, methods=["GET"]),
+            Route("/api/v1/me/bill-estimate", bill_estimate, methods=["GET"]),
         ],
+        middleware=[Middleware(SecurityHeaders)],
         exception_handlers={InvalidToken: unauthorized},
         lifespan=lifespan,
     )
+    # no trailing-slash redirects: they would build a Location from the request's Host header
+    app.router.redirect_slashes = False
+    return app

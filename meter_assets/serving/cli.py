@@ -31,9 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from meter_assets.config import settings
+        from meter_assets.serving.server import limits
 
         uvicorn.run("meter_assets.serving.api:create_app", factory=True, host=args.host, port=args.port,
-                    workers=args.workers or settings().api_workers, log_level="warning", access_log=False)
+                    workers=args.workers or settings().api_workers, log_level="warning", access_log=False,
+                    **limits())
         return 0
     value = mint(args.customer_id, args.ttl)
     print(value)

@@ -21,7 +21,8 @@ class Coalescer:
 
     `sql` takes the parameters `params(keys)` builds from a batch of keys and returns one row
     per key, in order, as (ordinal from 1, key's customer, text); the customer is checked
-    against the key's, so no answer can reach another customer's request.
+    against the key's, so no answer can reach another customer's request. A batch whose
+    statement fails is asked again one key at a time, so only the key at fault fails.
     """
 
     def __init__(self, pool: AsyncConnectionPool, sql: str, params: Callable[[Sequence[tuple]], dict],
@@ -56,20 +57,28 @@ class Coalescer:
             self.running -= 1
 
     async def _answer(self, conn, batch: list[tuple[tuple, asyncio.Future]]) -> None:
-        keys = [key for key, _ in batch]
         try:
-            self.statements += 1
-            cursor = conn.cursor(row_factory=tuple_row)
-            await cursor.execute(self.sql, self.params(keys), prepare=True)
-            rows = await cursor.fetchall()
-            if [(row[0], row[1]) for row in rows] != [(n, key[0]) for n, key in enumerate(keys, start=1)]:
-                raise RuntimeError("coalesced answers do not match the keys asked")
+            rows = await self._rows(conn, [key for key, _ in batch])
         except Exception as error:
-            self._fail(batch, error)
+            if len(batch) == 1:
+                self._fail(batch, error)
+                return
+            # one request's fault must not become its neighbours': ask again, one by one
+            for single in batch:
+                await self._answer(conn, [single])
             return
         for (_, future), row in zip(batch, rows, strict=True):
             if not future.done():
                 future.set_result(row[2])
+
+    async def _rows(self, conn, keys: list[tuple]) -> list[tuple]:
+        self.statements += 1
+        cursor = conn.cursor(row_factory=tuple_row)
+        await cursor.execute(self.sql, self.params(keys), prepare=True)
+        rows = await cursor.fetchall()
+        if [(row[0], row[1]) for row in rows] != [(n, key[0]) for n, key in enumerate(keys, start=1)]:
+            raise RuntimeError("coalesced answers do not match the keys asked")
+        return rows
 
     @staticmethod
     def _fail(batch, error: BaseException) -> None:
