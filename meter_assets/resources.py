@@ -30,7 +30,8 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class PostgresResource(dg.ConfigurableResource):
-    """The platform's PostgreSQL (`METER_PG_DSN`, else the embedded server), schema migrated."""
+    """The platform's PostgreSQL as the pipeline's role: `dsn`, else `METER_PG_PIPELINE_DSN`,
+    else the embedded server's (schema migrated by the owner's role first)."""
 
     dsn: str | None = None
 
@@ -81,5 +82,5 @@ def resources(root: str | None = None) -> dict:
     return {
         "lake": LakeResource(root=root or settings().lake, s3=s3),
         "duckdb": duckdb_resource(),
-        "postgres": PostgresResource(dsn=settings().pg_dsn),
+        "postgres": PostgresResource(),
     }

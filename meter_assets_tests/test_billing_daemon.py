@@ -69,7 +69,7 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
     generate(lake, meters=40, start=days[0], days=len(days), seed=5, rates=rates, log=lambda *_: None)
 
     resources = {**resources_for(root), "postgres": PostgresResource(dsn=dsn)}
-    env = {**os.environ, "DAGSTER_HOME": str(home), "METER_LAKE": root, "METER_PG_DSN": dsn,
+    env = {**os.environ, "DAGSTER_HOME": str(home), "METER_LAKE": root, "METER_PG_PIPELINE_DSN": dsn,
            "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S), "PYTHONUNBUFFERED": "1"}
     daemon_log = open(tmp_path / "daemon.log", "w")
     with dg.DagsterInstance.from_config(str(home)) as instance:

