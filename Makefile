@@ -40,11 +40,13 @@ demo: install
 	$(BIN)/meter-api serve --host 127.0.0.1 --port 8000 & api=$$!; trap "kill $$api" EXIT INT TERM; \
 	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-# Full scale: 200,000 meters, one day; the sensor against a year of raw keys; a month's
+# Full scale: 200,000 meters, one day (and a small day's memory with hostile files); the
+# sensor against a year of raw keys; a month's
 # bills; 90 days of the serving table, the API under load and the page in Chromium; the
 # operations report of a day; the load forecast on two years of history.
 bench: install bench-tools
 	$(BIN)/python bench/foundation.py --meters 200000
+	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/sensor.py --days 365
 	$(BIN)/python bench/billing.py --meters 200000
 	$(BIN)/python bench/serving.py --meters 200000

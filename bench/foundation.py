@@ -71,7 +71,7 @@ def floor(lake: str, day: str) -> int:
     from meter_assets.storage import Lake
 
     store = Lake(lake)
-    keys = [o.key for _, o in raw_objects(store, dt.date.fromisoformat(day))]
+    keys = [o.key for _, o in raw_objects(store, dt.date.fromisoformat(day))[0]]
     csv = [store.uri(k) for k in keys if k.endswith(".csv.gz")]
     jsonl = [store.uri(k) for k in keys if k.endswith(".jsonl.gz")]
     out = os.path.join(os.path.dirname(lake), "floor")

@@ -24,6 +24,7 @@ class Settings:
     duckdb_memory_limit: str
     quarantine_max_rate: float
     max_interval_kwh: Decimal
+    max_raw_file_mb: int
     missing_warn_share: float
     pg_admin_dsn: str | None
     pg_owner_dsn: str | None
@@ -81,6 +82,8 @@ def settings() -> Settings:
         # on a residential single-phase supply.
         max_interval_kwh=Decimal(_env("METER_MAX_INTERVAL_KWH", "6.000")),
         missing_warn_share=float(_env("METER_MISSING_WARN_SHARE", "0.05")),
+        # a raw file larger than this once decompressed is refused whole (a real hour's is tens of MB)
+        max_raw_file_mb=int(_env("METER_MAX_RAW_FILE_MB", "256")),
         # only `meter-db setup` uses it, once, to create the roles below
         pg_admin_dsn=os.environ.get("METER_PG_ADMIN_DSN") or None,
         pg_owner_dsn=os.environ.get("METER_PG_OWNER_DSN") or None,

@@ -54,10 +54,6 @@ def utc_hours(day: dt.date) -> list[dt.datetime]:
     return [start + dt.timedelta(hours=h) for h in range(int((end - start).total_seconds() // 3600))]
 
 
-def raw_hour_prefix(hour: dt.datetime) -> str:
-    return hour.strftime("raw/%Y/%m/%d/%H/")
-
-
 def local_day_of(utc: dt.datetime) -> dt.date:
     """The local calendar day a naive-UTC instant falls in."""
     return utc.replace(tzinfo=dt.UTC).astimezone(settings().tz).date()

@@ -32,18 +32,21 @@ def test_recent_arrivals_give_one_request_per_date_and_never_twice(lake_root):
     arrivals, cursor = look(lake, Cursor(), now)
     assert arrivals == [], "the first look records the lake as it is"
 
-    lake.write_bytes("raw/2026/11/14/notes.txt", b"a key outside the raw layout is ignored")
-    lake.write_bytes("raw/2026/11/xx/10/junk.csv.gz", b"so is this one")
+    # a key outside the hour layout under a date folder rebuilds that date (its inventory
+    # reports it); one without a date is ignored
+    stray = "raw/2026/11/14/notes.txt"
+    lake.write_bytes(stray, b"a key outside the raw layout")
+    lake.write_bytes("raw/2026/11/xx/10/junk.csv.gz", b"no date")
     late = [put(lake, dt.datetime(2026, 11, 14, h % 24), f"alpha-g{h:03d}-late-b1") for h in range(30)]
     other = put(lake, dt.datetime(2026, 11, 3, 12), "beta-g003-2026110312-c1")
     arrivals, cursor = look(lake, cursor, now + dt.timedelta(minutes=1))
     by_date = {a.partition: a for a in arrivals}
     assert set(by_date) == {dt.date(2026, 11, 14), dt.date(2026, 11, 3)}
-    assert sorted(o.key for o in by_date[dt.date(2026, 11, 14)].files) == sorted(late)
+    assert sorted(o.key for o in by_date[dt.date(2026, 11, 14)].files) == sorted([*late, stray])
     assert [o.key for o in by_date[dt.date(2026, 11, 3)].files] == [other]
     assert on_time not in {o.key for a in arrivals for o in a.files}
     tags = by_date[dt.date(2026, 11, 14)].tags()
-    assert tags["meter/new_files"] == "30" and float(tags["meter/hours_late"]) > 24 * 13
+    assert tags["meter/new_files"] == "31" and float(tags["meter/hours_late"]) > 24 * 13
 
     again, cursor = look(lake, cursor, now + dt.timedelta(minutes=2))
     assert again == []
@@ -70,12 +73,14 @@ def test_files_for_old_dates_are_found_by_the_sweep_once(lake_root):
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     _, cursor = look(lake, Cursor(), now)
     old = put(lake, dt.datetime(2025, 3, 10, 8), "alpha-g001-2025031008-b1")
-    lake.write_bytes("raw/2025/03/10/8/not-an-hour-folder.csv.gz", b"ignored")
+    stray = "raw/2025/03/10/8/not-an-hour-folder.csv.gz"  # reported by the date's inventory
+    lake.write_bytes(stray, b"no hour")
     recent_only, cursor = look(lake, cursor, now + dt.timedelta(hours=1))
     assert recent_only == [], "a date older than the window is not listed on every tick"
 
     swept, cursor = look(lake, cursor, now + dt.timedelta(hours=25))
-    assert [(a.partition, a.path, [o.key for o in a.files]) for a in swept] == [(dt.date(2025, 3, 10), "sweep", [old])]
+    assert [(a.partition, a.path, sorted(o.key for o in a.files)) for a in swept] == [
+        (dt.date(2025, 3, 10), "sweep", sorted([old, stray]))]
     next_day, cursor = look(lake, cursor, now + dt.timedelta(hours=50))
     # within the sweep's overlap the file may be listed again, under the same run key
     assert all(a.run_key == swept[0].run_key for a in next_day)

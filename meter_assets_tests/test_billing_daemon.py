@@ -24,7 +24,7 @@ from meter_assets.sql import parquet
 from meter_assets.storage import Lake
 
 from .conftest import materialize_days, resources_for
-from .test_sensor_daemon import INTERVAL_S, _start_daemon, _stop, _wait_for, dagster_home
+from .daemon_support import INTERVAL_S, start_daemon, stop, wait_for, dagster_home
 
 
 def _last_month() -> str:
@@ -80,14 +80,14 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
         drafts_before = dict(_ledger(dsn, "SELECT bill_id, inputs_fingerprint FROM billing.bills"))
         assert len(drafts_before) >= 40
 
-        daemon = _start_daemon(workspace, env, daemon_log)
+        daemon = start_daemon(workspace, env, daemon_log)
         try:
-            _wait_for(lambda: any(s.name == "raw_arrivals_sensor" and getattr(s.instigator_data, "cursor", None)
+            wait_for(lambda: any(s.name == "raw_arrivals_sensor" and getattr(s.instigator_data, "cursor", None)
                                   for s in instance.all_instigator_state()), 120, "the raw sensor's first tick")
 
             # before issuing: a late file for the month only changes its drafts
             release_late(lake, dt.date(2099, 1, 1), dates={draft_date})
-            _wait_for(lambda: _all_finished(instance, "bills_job", 1), 300, "the month's bills to be recomputed")
+            wait_for(lambda: _all_finished(instance, "bills_job", 1), 300, "the month's bills to be recomputed")
             (rebuilt,) = _runs(instance, "daily_readings_job")
             assert rebuilt.tags["dagster/partition"] == draft_date.isoformat()
             (recomputed,) = _runs(instance, "bills_job")
@@ -108,7 +108,7 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
 
             # after issuing: a late and corrected file for the month ends in adjustment rows
             release_late(lake, dt.date(2099, 1, 1), dates={issued_date})
-            _wait_for(lambda: _all_finished(instance, "bills_job", 2), 300, "the issued month's recomputation")
+            wait_for(lambda: _all_finished(instance, "bills_job", 2), 300, "the issued month's recomputation")
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in _runs(instance, "bills_job"))
             assert _ledger(dsn, "SELECT * FROM billing.bills ORDER BY bill_id") == issued, "issued bills untouched"
 
@@ -117,11 +117,11 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
                        if s.name in ("raw_arrivals_sensor", "rebuilt_day_bills_sensor")]
             assert len(sensors) == 2
             ticks = {s.name: len(instance.get_ticks(s.instigator_origin_id, s.selector_id)) for s in sensors}
-            _wait_for(lambda: all(len(instance.get_ticks(s.instigator_origin_id, s.selector_id)) >= ticks[s.name] + 2
+            wait_for(lambda: all(len(instance.get_ticks(s.instigator_origin_id, s.selector_id)) >= ticks[s.name] + 2
                                   for s in sensors), 120, "two more ticks of each sensor")
             assert len(_runs(instance, "bills_job")) == 2 and len(_runs(instance, "daily_readings_job")) == 2
         finally:
-            _stop(daemon)
+            stop(daemon)
             daemon_log.close()
 
         adjustments = _ledger(dsn, "SELECT customer_id, sequence, delta_kwh, delta_amount, charged_amount, reason, "

@@ -2,9 +2,6 @@
 
 import datetime as dt
 import os
-import shutil
-import subprocess
-import sys
 import time
 
 import dagster as dg
@@ -21,10 +18,9 @@ from meter_assets.sql import parquet
 from meter_assets.storage import Lake
 
 from .conftest import materialize_days, query
+from .daemon_support import INTERVAL_S, start_daemon, stop, wait_for, dagster_home
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLES = (RAW_METER_FILES, READS_15MIN, READS_HOURLY, READS_DAILY)
-INTERVAL_S = 2
 
 
 def _snapshot(lake: Lake, days: list[dt.date]) -> dict:
@@ -33,16 +29,6 @@ def _snapshot(lake: Lake, days: list[dt.date]) -> dict:
                        [lake.read_bytes(k) for k in lake.keys(table, day.isoformat())])
         for table in TABLES for day in days
     }
-
-
-def _wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _sensor_state(instance: dg.DagsterInstance):
@@ -55,31 +41,6 @@ def _ticks(instance: dg.DagsterInstance) -> list:
     return list(instance.get_ticks(state.instigator_origin_id, state.selector_id)) if state else []
 
 
-def dagster_home(tmp_path):
-    """A fresh instance configured by the project's dagster.yaml, and a workspace loading the code location."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(os.path.join(REPO, "dagster.yaml"), home / "dagster.yaml")
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n  - python_module:\n      module_name: meter_assets.definitions\n"
-        f"      working_directory: {REPO}\n      location_name: meter_assets\n"
-    )
-    return home, workspace
-
-
-def _start_daemon(workspace, env, log) -> subprocess.Popen:
-    return subprocess.Popen(
-        [os.path.join(os.path.dirname(sys.executable), "dagster-daemon"), "run", "-w", str(workspace)],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )
-
-
-def _stop(daemon: subprocess.Popen) -> None:
-    daemon.terminate()
-    daemon.wait(timeout=60)
-
-
 def _sensor_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return [r for r in instance.get_runs() if r.tags.get("meter/trigger", "").startswith("raw_arrivals")]
 
@@ -88,7 +49,10 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
     home, workspace = dagster_home(tmp_path)
 
     today = dt.datetime.now(settings().tz).date()
-    start = today - dt.timedelta(days=9)
+    # old enough that every late file and correction (at most 7 and 10 days after its day) is
+    # due by today: a file cannot land before its readings reached the head-end, and on S3
+    # a file lands when it is written
+    start = today - dt.timedelta(days=20)
     days = [start + dt.timedelta(days=d) for d in range(7)]
     late_dates = {days[1], days[4]}
     rates = FaultRates(late_file=0.06, correction=0.06, corrected_meters=0.1, truncated_files=0, malformed=0.0005)
@@ -103,13 +67,13 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
         before = _snapshot(lake, days)
         reports_before = {d: lake.manifest(REPORT, d.isoformat())["version"] for d in days}
 
-        daemon = _start_daemon(workspace, env, daemon_log)
+        daemon = start_daemon(workspace, env, daemon_log)
         try:
-            _wait_for(lambda: (s := _sensor_state(instance)) is not None and s.instigator_data
+            wait_for(lambda: (s := _sensor_state(instance)) is not None and s.instigator_data
                       and getattr(s.instigator_data, "cursor", None), 120, "the sensor's first tick")
             assert _sensor_runs(instance) == [], "the first tick records the lake without requesting runs"
 
-            released = release_late(lake, today + dt.timedelta(days=30), dates=late_dates)
+            released = release_late(lake, today, dates=late_dates)
             released_at = time.monotonic()
             assert any("-b1" in k for k in released) and any("-c1" in k for k in released)
 
@@ -118,7 +82,7 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
                 done = [r for r in runs if r.is_finished]
                 return runs if len(runs) >= len(late_dates) and len(done) == len(runs) else None
 
-            runs = _wait_for(finished, 300, "the sensor's runs to finish")
+            runs = wait_for(finished, 300, "the sensor's runs to finish")
             seconds_to_rebuilt = time.monotonic() - released_at
             print(f"late file to rebuilt partition: {seconds_to_rebuilt:.1f} s")
 
@@ -127,13 +91,13 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
             assert all(int(r.tags["meter/new_files"]) > 0 and float(r.tags["meter/hours_late"]) > 24 for r in runs)
 
             # the daemon restarts; its cursor is in the instance, and further ticks find nothing new
-            _stop(daemon)
+            stop(daemon)
             ticks_before = len(_ticks(instance))
-            daemon = _start_daemon(workspace, env, daemon_log)
-            _wait_for(lambda: len(_ticks(instance)) >= ticks_before + 2, 120, "two ticks after the restart")
+            daemon = start_daemon(workspace, env, daemon_log)
+            wait_for(lambda: len(_ticks(instance)) >= ticks_before + 2, 120, "two ticks after the restart")
             assert len(_sensor_runs(instance)) == len(late_dates)
         finally:
-            _stop(daemon)
+            stop(daemon)
             daemon_log.close()
 
     after = _snapshot(lake, days)

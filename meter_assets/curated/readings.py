@@ -30,6 +30,19 @@ CHUNK_METERS = 50_000
 
 # A corrected timestamp further than this from a quarter-hour is not trusted.
 GRID_TOLERANCE_S = 120
+# A meter clock further than this from the head-end's is broken, not drifting: its
+# readings are quarantined rather than moved by the difference.
+MAX_CLOCK_OFFSET_S = 86_400
+# The head-end cannot receive a reading before its interval ends, nor after the file that
+# carries it landed in the lake; clocks may disagree by this much.
+RECEIVE_TOLERANCE_S = 300
+# numbers as decimal digits (no exponent, hexadecimal or padding); a version from 0
+VERSION_PATTERN = "0|[1-9][0-9]{0,4}"
+ENERGY_PATTERN = r"-?[0-9]{1,15}(\.[0-9]{1,6})?"
+# the readers' limit on one line (DuckDB's default, stated): a longer line is quarantined
+MAX_LINE_BYTES = 2_000_000
+# `copies` is a SMALLINT: a reading delivered more often than this is counted as this often
+MAX_COPIES = 32_767
 
 # Fields arrive as text; every cast is a TRY_CAST so one bad value names itself in `reason`
 # instead of failing the day.
@@ -41,15 +54,21 @@ WITH source AS (
 typed AS (
     SELECT
         file_id,
+        source_arrived_at,
         record,
         fields,
-        TRY_CAST(fields.meter_id AS INTEGER)                                   AS meter_id,
+        -- identifiers and versions exactly as the contract writes them: "1000090.5", "0x0F42A5",
+        -- "1e1" and "1.6" are not rounded or converted into something else
+        CASE WHEN regexp_full_match(fields.meter_id, $meter_id_pattern)
+             THEN TRY_CAST(fields.meter_id AS INTEGER) END                      AS meter_id,
         CASE WHEN ends_with(fields.interval_start, 'Z')
              THEN TRY_CAST(fields.interval_start AS TIMESTAMP) END              AS device_read_at,
-        TRY_CAST(fields.energy AS DECIMAL(18, 3))                               AS energy,
+        CASE WHEN regexp_full_match(fields.energy, $energy_pattern)
+             THEN TRY_CAST(fields.energy AS DECIMAL(18, 3)) END                 AS energy,
         CASE fields.quality WHEN $actual THEN 'actual'
                             WHEN $estimated THEN 'estimated' END                AS quality_flag,
-        TRY_CAST(fields.version AS SMALLINT)                                    AS version,
+        CASE WHEN regexp_full_match(fields.version, $version_pattern)
+             THEN TRY_CAST(fields.version AS SMALLINT) END                      AS version,
         CASE WHEN ends_with(fields.meter_clock, 'Z')
              THEN TRY_CAST(fields.meter_clock AS TIMESTAMP) END                 AS meter_clock,
         CASE WHEN ends_with(fields.received_at, 'Z')
@@ -60,15 +79,22 @@ normalised AS (
     SELECT
         *,
         CAST({kwh_expression} AS DECIMAL(12, 3))                                AS kwh,
-        date_diff('second', received_at, meter_clock)                           AS clock_offset_s,
-        device_read_at - to_seconds(date_diff('second', received_at, meter_clock)) AS corrected_at
+        try(date_diff('second', received_at, meter_clock))                      AS clock_offset_s
     FROM typed
+),
+corrected AS (
+    -- only a plausible clock is corrected for; try(): no value, however extreme, fails the day
+    SELECT
+        *,
+        CASE WHEN abs(clock_offset_s) <= $max_clock_offset
+             THEN try(device_read_at - to_seconds(clock_offset_s)) END          AS corrected_at
+    FROM normalised
 ),
 snapped AS (
     SELECT
         *,
-        make_timestamp(CAST(round(epoch_us(corrected_at) / 900e6) AS BIGINT) * 900000000) AS read_at
-    FROM normalised
+        try(make_timestamp(CAST(round(epoch_us(corrected_at) / 900e6) AS BIGINT) * 900000000)) AS read_at
+    FROM corrected
 )
 SELECT
     file_id,
@@ -89,14 +115,22 @@ FROM (
             WHEN kwh < 0                       THEN 'energy: negative reading ' || kwh || ' kWh'
             WHEN kwh > $max_kwh                THEN 'energy: ' || kwh || ' kWh in 15 minutes is more than a residential supply can draw'
             WHEN quality_flag IS NULL          THEN 'quality: ' || coalesce('unknown code ' || fields.quality, 'missing')
-            WHEN version IS NULL               THEN 'version: ' || coalesce('not an integer: ' || fields.version, 'missing')
+            WHEN version IS NULL               THEN 'version: ' || coalesce('not a whole number from 0 to 32767: ' || fields.version, 'missing')
             WHEN meter_clock IS NULL           THEN 'meter_clock: ' || coalesce('not an ISO 8601 UTC time: ' || fields.meter_clock, 'missing')
             WHEN received_at IS NULL           THEN 'received_at: ' || coalesce('not an ISO 8601 UTC time: ' || fields.received_at, 'missing')
-            WHEN abs(date_diff('second', read_at, corrected_at)) > $grid_tolerance
+            WHEN received_at > source_arrived_at + to_seconds($receive_tolerance)
+                                               THEN 'received_at: ' || received_at || ' is after the file landed ('
+                                                    || source_arrived_at || ')'
+            WHEN corrected_at IS NULL          THEN 'meter_clock: ' || meter_clock || ' is more than '
+                                                    || $max_clock_offset || ' s from the receive time ' || received_at
+            WHEN read_at IS NULL OR abs(date_diff('second', read_at, corrected_at)) > $grid_tolerance
                                                THEN 'clock: corrected time ' || corrected_at || ' is not within '
                                                     || $grid_tolerance || ' s of a quarter hour'
             WHEN read_at < $day_start OR read_at >= $day_end
                                                THEN 'read_at: ' || read_at || ' is outside the local day'
+            WHEN received_at < read_at + INTERVAL 15 MINUTE - to_seconds($receive_tolerance)
+                                               THEN 'received_at: ' || received_at || ' is before the interval '
+                                                    || read_at || ' ended'
         END AS reason
     FROM snapped
     LEFT JOIN known_meters ON known_meters.meter_id = snapped.meter_id
@@ -107,18 +141,20 @@ FROM (
 CSV_SOURCE = """
     SELECT
         files.file_id,
+        files.arrived_at                                                      AS source_arrived_at,
         NULL                                                                  AS record,
         {{'meter_id': "{meter_id}", 'interval_start': "{interval_start}", 'energy': "{energy}",
           'quality': "{quality}", 'version': "{version}", 'meter_clock': "{meter_clock}",
           'received_at': "{received_at}"}}                                    AS fields
     FROM read_csv({uris}, header = true, auto_detect = false, all_varchar = true,
-                  columns = {columns}, filename = true, store_rejects = true)
+                  columns = {columns}, filename = true, store_rejects = true, max_line_size = {max_line_bytes})
     JOIN files ON files.uri = filename
 """
 
 JSONL_SOURCE = """
     SELECT
         files.file_id,
+        files.arrived_at AS source_arrived_at,
         line AS record,
         CASE WHEN json_valid(line) THEN json_extract_string(line, {paths}) END AS parts,
         CASE WHEN parts IS NOT NULL THEN
@@ -126,7 +162,8 @@ JSONL_SOURCE = """
               'version': parts[5], 'meter_clock': parts[6], 'received_at': parts[7]}}
         END AS fields
     FROM read_csv({uris}, header = false, auto_detect = false, columns = {{'line': 'VARCHAR'}},
-                  delim = '\\x1f', quote = '', escape = '', filename = true, store_rejects = true)
+                  delim = '\\x1f', quote = '', escape = '', filename = true, store_rejects = true,
+                  max_line_size = {max_line_bytes})
     JOIN files ON files.uri = filename
     WHERE line IS NOT NULL
 """
@@ -151,11 +188,38 @@ COPY (
                CAST(NULL AS INTEGER) AS meter_id, CAST(NULL AS TIMESTAMP) AS read_at
         FROM files
         WHERE status <> 'ok'
+    ),
+    -- every line of a readable file is read or rejected; any other is accounted for here (a
+    -- line the reader drops, such as an over-long last line, is never lost without a trace)
+    read_lines AS (
+        SELECT file_id, count(*) AS lines FROM staged GROUP BY file_id
+    ),
+    rejected_lines AS (
+        SELECT scans.file_path AS uri, count(DISTINCT errors.line) AS lines
+        FROM reject_errors AS errors
+        JOIN reject_scans AS scans USING (scan_id, file_id)
+        GROUP BY scans.file_path
+    ),
+    unaccounted_lines AS (
+        SELECT files.file_id, CAST(NULL AS BIGINT) AS line,
+               (files.rows - coalesce(read_lines.lines, 0) - coalesce(rejected_lines.lines, 0))
+               || ' line(s) neither read nor rejected by the reader: '
+               || CASE WHEN files.longest_line_bytes > $max_line_bytes
+                       THEN 'the longest line has ' || files.longest_line_bytes || ' bytes, more than the '
+                            || $max_line_bytes || ' a line may have'
+                       ELSE 'blank lines, or a line break inside a quoted field' END AS reason,
+               CAST(NULL AS VARCHAR) AS record, CAST(NULL AS INTEGER) AS meter_id, CAST(NULL AS TIMESTAMP) AS read_at
+        FROM files
+        LEFT JOIN read_lines USING (file_id)
+        LEFT JOIN rejected_lines USING (uri)
+        WHERE files.status = 'ok'
+          AND files.rows > coalesce(read_lines.lines, 0) + coalesce(rejected_lines.lines, 0)
     )
     SELECT files.file_key AS source_file, files.contract, q.line, q.reason, q.record, q.meter_id, q.read_at,
            files.arrived_at AS ingested_at,
            CASE WHEN files.status = 'ok' THEN 'row' ELSE 'file' END AS scope
-    FROM (SELECT * FROM bad_rows UNION ALL SELECT * FROM unsplittable_rows UNION ALL SELECT * FROM unreadable_files) AS q
+    FROM (SELECT * FROM bad_rows UNION ALL SELECT * FROM unsplittable_rows UNION ALL SELECT * FROM unreadable_files
+          UNION ALL SELECT * FROM unaccounted_lines) AS q
     JOIN files USING (file_id)
     ORDER BY source_file, q.line NULLS LAST, q.meter_id, q.read_at, q.reason
 ) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
@@ -219,7 +283,7 @@ COPY (
         device_read_at,
         received_at,
         clock_offset_s,
-        CAST(copies AS SMALLINT)         AS copies,
+        CAST(least(copies, $max_copies) AS SMALLINT) AS copies,
         files.file_key                   AS source_file,
         files.arrived_at                 AS ingested_at
     FROM latest_version
@@ -253,9 +317,10 @@ def _source(contract: Contract, uris: list[str]) -> str:
             uris=sql_list(uris), columns=columns, meter_id=contract.meter_id,
             interval_start=contract.interval_start, energy=contract.energy, quality=contract.quality,
             version=contract.version, meter_clock=contract.meter_clock, received_at=contract.received_at,
+            max_line_bytes=MAX_LINE_BYTES,
         )
     paths = sql_list([f"$.{f}" for f in contract.fields])
-    return JSONL_SOURCE.format(uris=sql_list(uris), paths=paths)
+    return JSONL_SOURCE.format(uris=sql_list(uris), paths=paths, max_line_bytes=MAX_LINE_BYTES)
 
 
 def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table, lake_uri, meters_uris: list[str],
@@ -270,6 +335,8 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
     day_start, day_end = local_day_bounds(day)
     intervals = int((day_end - day_start) / INTERVAL)
 
+    if "longest_line_bytes" not in inventory.column_names:  # an inventory written before it was kept
+        inventory = inventory.append_column("longest_line_bytes", pa.nulls(inventory.num_rows, pa.int64()))
     files = inventory.append_column("file_id", pa.array(range(inventory.num_rows), pa.int32()))
     files = files.append_column("uri", pa.array([lake_uri(k) for k in files.column("file_key").to_pylist()], pa.string()))
     con.register("files", files)
@@ -299,6 +366,11 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
             "estimated": contract.estimated_code,
             "max_kwh": s.max_interval_kwh,
             "grid_tolerance": GRID_TOLERANCE_S,
+            "max_clock_offset": MAX_CLOCK_OFFSET_S,
+            "receive_tolerance": RECEIVE_TOLERANCE_S,
+            "meter_id_pattern": contract.meter_id_pattern,
+            "version_pattern": VERSION_PATTERN,
+            "energy_pattern": ENERGY_PATTERN,
             "day_start": day_start,
             "day_end": day_end,
         }
@@ -326,7 +398,7 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
     if not _has_table(con, "reject_errors"):
         con.execute(EMPTY_REJECTS)
 
-    con.execute(QUARANTINE_SQL.format(target=quarantine_target))
+    con.execute(QUARANTINE_SQL.format(target=quarantine_target), {"max_line_bytes": MAX_LINE_BYTES})
     # The dedupe is a hash aggregate over every meter and interval; in meter ranges it stays
     # small, and ranges written in order keep the day sorted by meter across files.
     bounds = con.execute(
@@ -338,7 +410,7 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
         curated_parts.append(f"{curated_target}/part-{part:04d}.parquet")
         con.execute(
             CURATE_SQL.format(target=curated_parts[-1]),
-            {"day_start": day_start, "day_end": day_end, "intervals": intervals,
+            {"day_start": day_start, "day_end": day_end, "intervals": intervals, "max_copies": MAX_COPIES,
              "first_meter": low, "last_meter": min(last, low + CHUNK_METERS - 1)},
         )
 

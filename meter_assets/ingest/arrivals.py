@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from meter_assets.ingest.inventory import stray_day
 from meter_assets.partitions import local_day_of
 from meter_assets.storage import Lake, LakeObject
 
@@ -43,10 +44,10 @@ class Arrival:
         return f"raw-arrivals:{self.partition.isoformat()}:{content_digest(self.files)}"
 
     def hours_late(self) -> float:
-        """How long after its readings' hour ended the latest of these files arrived."""
-        return max(
-            (o.modified_at - (hour_of(o) + dt.timedelta(hours=1))).total_seconds() / 3600 for o in self.files
-        )
+        """How long after its readings' hour ended the latest of these files arrived (keys
+        outside the hour layout have no hour and do not count)."""
+        return max(((o.modified_at - (hour + dt.timedelta(hours=1))).total_seconds() / 3600
+                    for o in self.files if (hour := hour_of(o)) is not None), default=0.0)
 
     def tags(self) -> dict[str, str]:
         keys = sorted(o.key for o in self.files)
@@ -81,16 +82,20 @@ def content_digest(objects: list[LakeObject]) -> str:
     return hashlib.sha1(listing.encode()).hexdigest()[:16]
 
 
-def hour_of(obj: LakeObject) -> dt.datetime:
-    return _hour(obj.key[len("raw/") : RAW_HOUR_KEY - 1])
+def hour_of(obj: LakeObject) -> dt.datetime | None:
+    try:
+        return _hour(obj.key[len("raw/") : RAW_HOUR_KEY - 1])
+    except ValueError:
+        return None
 
 
 def partition_of(obj: LakeObject) -> dt.date | None:
-    """The date partition of a raw key, or None for a key outside the raw layout."""
+    """The date partition of a raw key; for a key outside the hour layout, the day whose
+    inventory reports it as unrecognised (None without a date folder)."""
     try:
         return _local_day(obj.key[len("raw/") : RAW_HOUR_KEY - 1])
     except ValueError:
-        return None
+        return stray_day(obj.key)
 
 
 @lru_cache(maxsize=65536)

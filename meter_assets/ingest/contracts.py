@@ -27,6 +27,8 @@ class Contract:
     version: str
     meter_clock: str  # the meter's clock when it sent the record
     received_at: str  # the head-end's (trusted) clock when it received the record
+    # a meter id exactly as the vendor writes one (a regular expression on the whole text)
+    meter_id_pattern: str = "[1-9][0-9]{0,9}"
 
     @property
     def fields(self) -> tuple[str, ...]:

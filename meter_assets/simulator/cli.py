@@ -72,7 +72,10 @@ def release_late(lake: Lake, until: dt.date, dates: set[dt.date] | None = None) 
         hour = dt.datetime.strptime(key[len("raw/") : len("raw/YYYY/MM/DD/HH")], "%Y/%m/%d/%H")
         if arrival > until or (dates is not None and local_day_of(hour) not in dates):
             continue
-        lake.write_bytes(key, lake.read_bytes(obj.key))
+        # a correction's readings reached the head-end at 06:00 on its arrival day: it cannot
+        # land before then (on S3 it lands when written, so release only days that have come)
+        landed = max(dt.datetime.now(dt.UTC).replace(tzinfo=None), dt.datetime.combine(arrival, dt.time(6, 1)))
+        lake.write_bytes(key, lake.read_bytes(obj.key), landed_at=landed)
         lake.delete(obj.key)
         released.append(key)
     return released

@@ -1,0 +1,46 @@
+"""Dagster's real daemon over a fresh instance configured by the project's dagster.yaml."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# seconds between sensor ticks in the daemon tests
+INTERVAL_S = 2
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def dagster_home(tmp_path):
+    """A fresh instance configured by the project's dagster.yaml, and a workspace loading the code location."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(os.path.join(REPO, "dagster.yaml"), home / "dagster.yaml")
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: meter_assets.definitions\n"
+        f"      working_directory: {REPO}\n      location_name: meter_assets\n"
+    )
+    return home, workspace
+
+
+def start_daemon(workspace, env, log) -> subprocess.Popen:
+    return subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "dagster-daemon"), "run", "-w", str(workspace)],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+def stop(daemon: subprocess.Popen) -> None:
+    daemon.terminate()
+    daemon.wait(timeout=60)
