@@ -104,6 +104,16 @@ def test_oversized_heads_are_refused_and_the_server_carries_on(api):
                  b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Many: a\r\n" * 2000 + b"\r\n"):
         status, _, body = raw_request(api, head)
         assert status == 431 and b"16 KiB" in body
+    # the second request on a kept-alive connection is held to the same limit
+    host, port = api.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 431")
     assert call(f"{api}/healthz")[0] == 200
 
 

@@ -24,6 +24,7 @@ from meter_assets.config import settings
 # tokens are a few hundred bytes and browsers send a few KiB of headers
 MAX_HEAD_BYTES = 16 * 1024
 KEEP_ALIVE_SECONDS = 5
+LINGER_SECONDS = 2
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -35,12 +36,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.request_deadline: asyncio.TimerHandle | None = None
         self.head_bytes = 0
         self.reading_head = True
+        self.refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
         self._await_request()
 
     def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return  # what a refused client still sends is read and dropped, so it gets the 431
         if self.reading_head:
             self.head_bytes += len(data)
             if self.head_bytes > MAX_HEAD_BYTES:
@@ -72,6 +76,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _await_request(self) -> None:
         self._cancel_deadline()
+        # the next bytes are the next request's head (the API takes no request bodies)
+        self.reading_head, self.head_bytes = True, 0
         self.request_deadline = self.loop.call_later(settings().api_request_timeout_seconds, self._too_slow)
 
     def _cancel_deadline(self) -> None:
@@ -86,11 +92,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _refuse_head(self) -> None:
+        """431, then a lingering close: closing at once, with the client's bytes unread, would
+        reset the connection before the client reads the answer."""
         self._cancel_deadline()
+        self.refused = True
         body = b"request line and headers exceed 16 KiB"
         self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8"
                              b"\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
-        self.transport.close()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 def limits() -> dict:
