@@ -37,7 +37,9 @@ def _claimed(instance: dg.DagsterInstance) -> list:
     return instance.event_log_storage.get_concurrency_info("lake_compute").claimed_slots
 
 
-def test_a_killed_run_is_failed_and_frees_its_pool_slot(tmp_path, lake_root):
+def test_a_killed_run_is_failed_and_frees_its_pool_slot(tmp_path):
+    # what dies is a process: the lake's backend does not matter here (a local folder)
+    lake_root = str(tmp_path / "lake")
     home, workspace = dagster_home(tmp_path)
     config = yaml.safe_load((home / "dagster.yaml").read_text())
     assert config["run_launcher"]["class"] == "LocalRunLauncher"
