@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import socket
 import threading
 import time
@@ -67,6 +68,27 @@ def running_api(dsn: str):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def api_with(pg, folder, **variables: str):
+    """`running_api` over three days, as the API's role, with these METER_* settings."""
+    from meter_assets.config import settings
+
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    settings.cache_clear()
+    try:
+        load_days(pg.pipeline, folder, days=3)
+        with running_api(pg.api) as url:
+            yield url
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        settings.cache_clear()
 
 
 def call(url: str, token: str | None = None) -> tuple[int, dict]:
