@@ -34,23 +34,23 @@ def correct_one_day(lake_root: str, month: str) -> int:
     from meter_assets.resources import resources
     from meter_assets.rollups.assets import reads_daily, reads_hourly
 
-    from meter_assets.curated.readings import READS_15MIN
     from meter_assets.sql import parquet
     from meter_assets.storage import Lake
+    from meter_assets.tables import READS_15MIN
 
     lake = Lake(lake_root)
     day = month_days(month)[9].isoformat()
-    version = lake.new_version(READS_15MIN, day)
+    build = lake.build(READS_15MIN, day)
     with duckdb.connect() as con:
         con.execute(f"""
             COPY (
                 SELECT meter_id, read_at,
                        CASE WHEN meter_id % 100 = 0 THEN CAST(kwh * 1.1 AS DECIMAL(12, 3)) ELSE kwh END AS kwh,
                        quality_flag
-                FROM {parquet(lake.required_files(READS_15MIN, day, 'reads_15min'))}
-            ) TO '{lake.uri(version)}/part-0000.parquet' (FORMAT parquet)
+                FROM {parquet(lake.required_files(READS_15MIN, day))}
+            ) TO '{build.uri('part-0000.parquet')}' (FORMAT parquet)
         """)
-    lake.publish(READS_15MIN, day, version, {"rows": 0})
+    lake.publish(build)
     dg.materialize([reads_hourly, reads_daily], partition_key=day, resources=resources(lake_root))
     return 1
 
@@ -72,7 +72,7 @@ def step(name: str, lake: str, meters: int, month: str) -> dict:
             correct_one_day(lake, month)
         selection = [bills, issued_bills] if name == "issue" else [bills]
         result = dg.materialize(selection, partition_key=month, resources=resources(lake), selection=[
-            "issued_bills" if name == "issue" else "bills"])
+            "issued_bills", "bill_lines", "bill_adjustments"] if name == "issue" else ["bills"])
         event = result.asset_materializations_for_node("issued_bills" if name == "issue" else "bills")[0]
         metadata = {k: v.value for k, v in event.metadata.items() if isinstance(v.value, (int, float, str))}
         rows = int(metadata.get("customers", metadata.get("bills", 0)))

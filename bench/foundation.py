@@ -3,8 +3,9 @@
     python bench/foundation.py --meters 200000 [--day 2024-05-10] [--workdir data/bench]
 
 Each step runs in its own process so its peak memory (max RSS) is its own. Prints seconds,
-rows per second and peak memory per step, and the ratio of `reads_15min` to a bare DuckDB
-floor (`read_csv`/`read_json` straight to Parquet, no validation) over the same raw files.
+rows per second and peak memory per step (the curated day read back too: through the
+published files, and through DuckDB's `delta_scan`), and the ratio of `reads_15min` to a
+bare DuckDB floor (`read_csv`/`read_json` straight to Parquet, no validation) over the same raw files.
 Results are also written to `<workdir>/foundation.json`.
 """
 
@@ -43,20 +44,53 @@ def step(name: str, lake: str, meters: int, day: str) -> dict:
         dg.materialize(reference_assets, resources=resources)
         rows = meters
     elif name in ("raw_meter_files", "reads_15min"):
-        result = dg.materialize(daily_assets, partition_key=day, resources=resources, selection=[name])
-        event = result.asset_materializations_for_node(name)[0]
+        # the quarantine is an asset of the same step (in the code before Delta, part of reads_15min)
+        selection = [name, "reads_15min_quarantine"] if name == "reads_15min" and delta_lake() else [name]
+        result = dg.materialize(daily_assets, partition_key=day, resources=resources, selection=selection)
+        (event,) = [e.materialization for e in result.get_asset_materialization_events()
+                    if e.asset_key == dg.AssetKey(name)]
         rows = event.metadata["rows"].value
     elif name == "rollups":
         dg.materialize(daily_assets, partition_key=day, resources=resources, selection=["reads_hourly", "reads_daily"])
         rows = meters * 96
     elif name == "duckdb_floor":
         rows = floor(lake, day)
+    elif name in ("read_back", "read_back_delta_scan"):
+        rows = read_back(lake, day, delta_scan=name.endswith("delta_scan"))
     else:
         raise ValueError(name)
     seconds = time.perf_counter() - began
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"step": name, "seconds": round(seconds, 2), "rows": rows, "rows_per_second": round(rows / seconds),
             "peak_memory_mb": round(peak)}
+
+
+def read_back(lake: str, day: str, delta_scan: bool) -> int:
+    """The curated day read back whole (every column, aggregated): through the lake's list of
+    published files, or through DuckDB's own Delta reader."""
+    import duckdb
+
+    from meter_assets.storage import Lake
+    from meter_assets.sql import parquet
+
+    try:
+        from meter_assets.tables import READS_15MIN
+    except ImportError:  # the code before Delta: the table was a path
+        from meter_assets.curated.readings import READS_15MIN
+    store = Lake(lake)
+    con = duckdb.connect()
+    if delta_scan:
+        import duckdb_extension_delta
+
+        from meter_assets.storage import load_extension
+
+        load_extension(con, duckdb_extension_delta, "delta")
+        source = f"(SELECT * FROM delta_scan('{store.table_uri(READS_15MIN)}') WHERE date = DATE '{day}')"
+    else:
+        source = parquet(store.files(READS_15MIN, day))
+    rows, _, _, _ = con.execute(f"SELECT count(*), sum(kwh), count(DISTINCT meter_id), max(ingested_at) FROM {source}"
+                                ).fetchone()
+    return rows
 
 
 def floor(lake: str, day: str) -> int:
@@ -85,6 +119,13 @@ def floor(lake: str, day: str) -> int:
     return con.execute(f"SELECT (SELECT count(*) FROM '{out}/csv.parquet') + (SELECT count(*) FROM '{out}/jsonl.parquet')").fetchone()[0]
 
 
+def delta_lake() -> bool:
+    """Whether this code writes Delta tables (so DuckDB's Delta reader can be timed too)."""
+    import importlib.util
+
+    return importlib.util.find_spec("meter_assets.tables") is not None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meters", type=int, default=200_000)
@@ -102,7 +143,8 @@ def main() -> int:
     os.makedirs(args.workdir)
     env = {**os.environ, "METER_DATA_DIR": os.path.abspath(args.workdir), "METER_LAKE": lake}
     results = []
-    for name in ("simulator", "reference", "raw_meter_files", "reads_15min", "rollups", "duckdb_floor"):
+    steps = ["simulator", "reference", "raw_meter_files", "reads_15min", "rollups", "read_back", "duckdb_floor"]
+    for name in steps + (["read_back_delta_scan"] if delta_lake() else []):
         out = subprocess.run([sys.executable, __file__, "--step", name, "--meters", str(args.meters), "--day", args.day,
                               "--workdir", args.workdir], env=env, check=True, capture_output=True, text=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -34,13 +34,13 @@ def write_readings(lake_root: str, meters: int, days: list[dt.date]) -> int:
     import pyarrow.compute  # noqa: F401
 
     from meter_assets.config import settings
-    from meter_assets.curated.readings import READS_15MIN
     from meter_assets.reference.assets import reference_assets
     from meter_assets.resources import resources
     from meter_assets.simulator.headend import kwh_decimal
     from meter_assets.simulator.reference import write_reference
     from meter_assets.simulator.retailer import hourly_temperature, interval_load_kwh, population
     from meter_assets.storage import Lake
+    from meter_assets.tables import READS_15MIN
 
     lake = Lake(lake_root)
     pop = population(meters, SEED)
@@ -61,9 +61,9 @@ def write_readings(lake_root: str, meters: int, days: list[dt.date]) -> int:
             "kwh": kwh,
             "quality_flag": pa.array(np.array(["actual", "estimated", "missing"])[quality]),
         })
-        version = lake.new_version(READS_15MIN, day.isoformat())
-        lake.write_parquet(f"{version}/part-0000.parquet", table)
-        lake.publish(READS_15MIN, day.isoformat(), version, {"rows": table.num_rows})
+        build = lake.build(READS_15MIN, day.isoformat())
+        build.write_parquet("part-0000.parquet", table)
+        lake.publish(build)
         rows += table.num_rows
         print(f"{day}: {table.num_rows:,} readings", file=sys.stderr, flush=True)
     return rows

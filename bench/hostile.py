@@ -35,16 +35,17 @@ def packed(first: bytes, filler: int, size: int) -> bytes:
 def curate(workdir: str, day: str) -> dict:
     import dagster as dg
 
-    from meter_assets.curated.assets import reads_15min
+    from meter_assets.curated.assets import curated_readings
     from meter_assets.ingest.assets import raw_meter_files
     from meter_assets.reference.assets import reference_assets
     from meter_assets.resources import resources
 
     dg.materialize(reference_assets, resources=resources(os.path.join(workdir, "lake")))
     began = time.perf_counter()
-    result = dg.materialize([raw_meter_files, reads_15min], partition_key=day,
+    result = dg.materialize([raw_meter_files, curated_readings], partition_key=day,
                             resources=resources(os.path.join(workdir, "lake")))
-    quarantined = result.asset_materializations_for_node("reads_15min")[0].metadata
+    (quarantined,) = [e.materialization.metadata for e in result.get_asset_materialization_events()
+                      if e.asset_key == dg.AssetKey("reads_15min_quarantine")]
     return {"seconds": round(time.perf_counter() - began, 2),
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "quarantined_files": quarantined["quarantined_files"].value}

@@ -37,7 +37,8 @@ def step(name: str, lake: str, meters: int, day: dt.date) -> dict:
         dg.materialize(reference_assets, resources=resources(lake))
         for d in days:
             dg.materialize(daily_assets, partition_key=d.isoformat(), resources=resources(lake),
-                           selection=["raw_meter_files", "reads_15min", "reads_hourly", "reads_daily"])
+                           selection=["raw_meter_files", "reads_15min", "reads_15min_quarantine", "reads_hourly",
+                                      "reads_daily"])
         facts["rows"] = summary["rows"]
     elif name == "report":
         result = dg.materialize(daily_assets, partition_key=day.isoformat(), resources=resources(lake),

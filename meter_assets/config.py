@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 @dataclass(frozen=True)
 class Settings:
     lake: str
+    lake_retention_hours: int
     market_tz: str
     start_date: dt.date
     data_dir: str
@@ -72,6 +73,8 @@ def settings() -> Settings:
     data_dir = _env("METER_DATA_DIR", "./data")
     return Settings(
         lake=_env("METER_LAKE", os.path.join(data_dir, "lake")),
+        # replaced files stay readable (time travel) this long before a vacuum deletes them
+        lake_retention_hours=int(_env("METER_LAKE_RETENTION_HOURS", "168")),
         market_tz=_env("METER_MARKET_TZ", "Europe/London"),
         start_date=dt.date.fromisoformat(_env("METER_START_DATE", "2024-01-01")),
         data_dir=data_dir,

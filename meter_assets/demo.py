@@ -52,7 +52,7 @@ def bill_months(instance: dg.DagsterInstance, start: dt.date, days: int, log=pri
         if month_end - dt.timedelta(days=1) > last or not month_is_complete(lake, month):
             continue
         issue = today >= month_end + dt.timedelta(days=s.billing_grace_days)
-        selection = ["bills", "issued_bills"] if issue else ["bills"]
+        selection = ["bills", "issued_bills", "bill_lines", "bill_adjustments"] if issue else ["bills"]
         began = time.perf_counter()
         dg.materialize(billing_assets, partition_key=month, instance=instance, resources=resources(),
                        run_config=QUIET, selection=selection, raise_on_error=True)
@@ -68,8 +68,11 @@ def forecast_today(instance: dg.DagsterInstance, log=print) -> None:
     if not result.success and not result.get_asset_check_evaluations():
         log(f"load forecast {today}: failed (see the run in the UI)")
         return
-    metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
     (check,) = result.get_asset_check_evaluations()
+    if not check.passed:
+        log(f"load forecast {today}: withheld, no bid published; backtest: {check.metadata['verdict'].value}")
+        return
+    metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
     log(f"load forecast {today} for {metadata['delivery_date'].value}: P50 {metadata['p50_mwh'].value} MWh "
         f"in {time.perf_counter() - began:.1f} s; backtest: {check.metadata['verdict'].value}")
 

@@ -1,10 +1,12 @@
 """Shared fixtures: small simulated retailers, curated through the real Dagster assets."""
 
-import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 
 
@@ -132,14 +134,24 @@ def api(pg, tmp_path):
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    """A real S3 API (moto in server mode) on 127.0.0.1."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=MOTO_PORT, verbose=False)
-    server.start()
+    """A real S3 API (moto in server mode) on 127.0.0.1, in a process of its own: a client
+    that blocks while holding this interpreter's lock (deltalake's Rust core may) must not
+    stop the server from answering."""
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", MOTO_PORT), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.1)
     yield os.environ["AWS_ENDPOINT_URL"]
-    server.stop()
+    server.terminate()
+    server.wait(10)
 
 
 def new_bucket() -> str:

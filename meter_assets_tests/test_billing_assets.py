@@ -9,15 +9,13 @@ import pyarrow.compute as pc
 import pytest
 
 from meter_assets import postgres
-from meter_assets.billing.assets import (ADJUSTMENTS_EXPORT, BILL_LINES_EXPORT, BILLS_EXPORT, billing_assets,
-                                         month_days)
+from meter_assets.billing.assets import billing_assets, month_days
 from meter_assets.billing.pricing import UnpricedUsage
-from meter_assets.curated.readings import READS_15MIN
-from meter_assets.reference.assets import dimension_table
 from meter_assets.resources import PostgresResource
-from meter_assets.rollups.assets import READS_DAILY
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
+from meter_assets.tables import (ADJUSTMENTS_EXPORT, BILL_LINES_EXPORT, BILLS_EXPORT, DIMENSIONS, READS_15MIN,
+                                 READS_DAILY, LakeTable)
 
 from .billing_reference import EXPORTED_LINE_COLUMNS, assert_exported_lines_match, reference_bills
 from .conftest import query, resources_for
@@ -32,10 +30,10 @@ def dsn(pg_dsn) -> str:
     return pg_dsn
 
 
-def _publish(lake: Lake, table: str, partition: str | None, rows: pa.Table) -> None:
-    version = lake.new_version(table, partition)
-    lake.write_parquet(f"{version}/part-0000.parquet", rows)
-    lake.publish(table, partition, version, {"rows": rows.num_rows})
+def _publish(lake: Lake, table: LakeTable, partition: str | None, rows: pa.Table) -> None:
+    build = lake.build(table, partition)
+    build.write_parquet("part-0000.parquet", rows)
+    lake.publish(build)
 
 
 def _customers(first: int) -> list[dict]:
@@ -64,9 +62,9 @@ def month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake:
     """Three meters over February 2025: one changes hands on the 10th, with a void day."""
     lake = Lake(root)
     first = customer_offset
-    _publish(lake, dimension_table("customers"), None, pa.Table.from_pylist(_customers(first)))
-    _publish(lake, dimension_table("meter_assignments"), None, pa.Table.from_pylist(_assignments(first)))
-    _publish(lake, dimension_table("tariffs"), None, pa.Table.from_pylist(tariffs))
+    _publish(lake, DIMENSIONS["customers"], None, pa.Table.from_pylist(_customers(first)))
+    _publish(lake, DIMENSIONS["meter_assignments"], None, pa.Table.from_pylist(_assignments(first)))
+    _publish(lake, DIMENSIONS["tariffs"], None, pa.Table.from_pylist(tariffs))
     reads = _readings()
     # in February London keeps UTC, so the local day is the UTC date
     local_date = pc.cast(reads.column("read_at"), pa.date32())
@@ -130,7 +128,9 @@ def test_unreconciled_month_writes_nothing_and_blocks_issuing(tmp_path, dsn):
     result = dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), raise_on_error=False)
     (check,) = result.get_asset_check_evaluations()
     assert not check.passed and check.metadata["billed_kwh"] != check.metadata["reads_daily_kwh"]
-    assert result.asset_materializations_for_node("bills")[0].metadata["ledger_written"].value is False
+    # the gate held: no materialization, the step failed, and nothing downstream ran
+    assert not result.success
+    assert result.asset_materializations_for_node("bills") == []
     assert result.asset_materializations_for_node("issued_bills") == []
     assert _bills(dsn, range(offset, offset + 4)) == []
 
@@ -145,3 +145,46 @@ def test_usage_no_tariff_prices_is_a_clear_error(tmp_path, dsn):
                                             r"prices.*customer 9000002 from 2025-02-15"):
         dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"])
     assert _bills(dsn, range(9_000_000, 9_000_004)) == []
+
+
+def test_a_bill_cites_the_readings_version_it_was_computed_from(tmp_path, dsn):
+    root = str(tmp_path / "lake")
+    offset = 8_500_000
+    lake = month_in_lake(root, offset, _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")]))
+    customer = offset + 2  # meter 2, the whole month
+
+    def billed() -> tuple[int, Decimal]:
+        with postgres.connect(dsn) as conn:
+            return conn.execute("SELECT reads_version, measured_kwh + estimated_kwh FROM billing.bills "
+                                "WHERE customer_id = %s", [customer]).fetchone()
+
+    def meter_kwh(version: int) -> Decimal:
+        # read back with deltalake itself, as of the version the bill names
+        from deltalake import DeltaTable
+
+        table = DeltaTable(lake.table_uri(READS_15MIN), version=version).to_pyarrow_table(
+            filters=[("meter_id", "=", 2)])
+        return sum((v for v in table.column("kwh").to_pylist() if v is not None), Decimal("0.000"))
+
+    dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"])
+    first_version, first_kwh = billed()
+    assert first_version == lake.delta(READS_15MIN).version()
+
+    # a corrected day: meter 2 used 1 kWh more in one quarter hour of the 20th
+    day = "2025-02-20"
+    corrected = lake.read_parquet(lake.keys(READS_15MIN, day))
+    kwh = corrected.column("kwh").to_pylist()
+    row = corrected.column("meter_id").to_pylist().index(2)
+    kwh[row] += Decimal("1.000")
+    _publish(lake, READS_15MIN, day, corrected.set_column(2, "kwh", pa.array(kwh, pa.decimal128(12, 3))))
+    daily = lake.read_parquet(lake.keys(READS_DAILY, day)).to_pylist()
+    for r in daily:
+        r["kwh"] += Decimal("1.000") if r["meter_id"] == 2 else 0
+    _publish(lake, READS_DAILY, day, pa.Table.from_pylist(daily, lake.read_parquet(lake.keys(READS_DAILY, day)).schema))
+
+    dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"])
+    second_version, second_kwh = billed()
+    assert second_version > first_version and second_kwh == first_kwh + 1
+    # each version the ledger names still reads back to exactly what was billed from it
+    assert meter_kwh(first_version) == first_kwh
+    assert meter_kwh(second_version) == second_kwh

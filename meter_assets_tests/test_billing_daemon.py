@@ -13,15 +13,15 @@ import dagster as dg
 import duckdb
 import psycopg
 
-from meter_assets.billing.assets import BILLS_EXPORT, billing_assets, month_days, pricing_views
+from meter_assets.billing.assets import billing_assets, month_days, pricing_views
 from meter_assets.billing.pricing import compute_bills
 from meter_assets.config import settings
-from meter_assets.curated.readings import READS_15MIN
 from meter_assets.resources import PostgresResource
 from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
+from meter_assets.tables import BILLS_EXPORT, READS_15MIN
 
 from .conftest import materialize_days, resources_for
 from .daemon_support import INTERVAL_S, start_daemon, stop, wait_for, dagster_home
@@ -102,7 +102,7 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
 
             # the operator issues the month
             dg.materialize(billing_assets, partition_key=month, resources=resources, instance=instance,
-                           selection=["issued_bills"])
+                           selection=["issued_bills", "bill_lines", "bill_adjustments"])
             issued = _ledger(dsn, "SELECT * FROM billing.bills ORDER BY bill_id")
             assert {row[-1] for row in _ledger(dsn, "SELECT status FROM billing.bills")} == {"issued"}
 

@@ -23,9 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from meter_assets import postgres
-from meter_assets.billing.assets import BILL_LINES_EXPORT, billing_assets, month_days
-from meter_assets.curated.assets import reads_15min
-from meter_assets.curated.readings import READS_15MIN
+from meter_assets.billing.assets import billing_assets, month_days
+from meter_assets.curated.assets import curated_readings
 from meter_assets.ingest.assets import raw_meter_files
 from meter_assets.partitions import local_day_of
 from meter_assets.reference.assets import reference_assets
@@ -35,6 +34,7 @@ from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
+from meter_assets.tables import BILL_LINES_EXPORT, READS_15MIN
 
 from .billing_reference import EXPORTED_LINE_COLUMNS, ReferenceMonth, assert_exported_lines_match, reference_bills
 from .conftest import query, resources_for
@@ -84,7 +84,7 @@ def _recompute(lake: Lake) -> ReferenceMonth:
 
 def _curate(root: str, days: list[dt.date]) -> None:
     for day in days:
-        result = dg.materialize([raw_meter_files, reads_15min, reads_hourly, reads_daily],
+        result = dg.materialize([raw_meter_files, curated_readings, reads_hourly, reads_daily],
                                 partition_key=day.isoformat(), resources=resources_for(root))
         assert result.success
 
@@ -139,7 +139,8 @@ def october(tmp_path_factory):
     state["drafts"] = _ledger_bills(dsn)
     state["before"] = _recompute(lake)
 
-    dg.materialize(billing_assets, partition_key=MONTH, resources=resources, selection=["issued_bills"])
+    dg.materialize(billing_assets, partition_key=MONTH, resources=resources,
+                   selection=["issued_bills", "bill_lines", "bill_adjustments"])
     state["issued"] = _ledger_bills(dsn)
     state["exported_lines"] = query(
         f"SELECT {EXPORTED_LINE_COLUMNS} FROM {parquet(lake.files(BILL_LINES_EXPORT, MONTH))} "

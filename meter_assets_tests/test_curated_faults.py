@@ -7,9 +7,9 @@ platform's own output.
 import datetime as dt
 import json
 
-from meter_assets.curated.readings import QUARANTINE, READS_15MIN
-from meter_assets.ingest.assets import RAW_METER_FILES
 from meter_assets.partitions import local_day_of
+from meter_assets.storage import Lake
+from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN
 
 from .conftest import faults, query, spring_days, table_files
 
@@ -163,7 +163,8 @@ def test_vendor_v2_files_are_converted_from_wh(after_release, generated):
         """
     )[0]
     assert rows > 1000 and exact == rows and from_v1 > 1000
-    contracts = {r[0] for r in query(f"SELECT DISTINCT contract FROM read_parquet('{after_release}/inventory/raw_meter_files/*/*/*.parquet')")}
+    inventories = [f for d in spring_days() for f in Lake(after_release).files(RAW_METER_FILES, d.isoformat())]
+    contracts = {r[0] for r in query(f"SELECT DISTINCT contract FROM read_parquet({inventories})")}
     assert {"alpha-csv-v1", "beta-jsonl-v1", "beta-jsonl-v2"} <= contracts
 
 

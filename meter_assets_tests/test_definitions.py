@@ -1,5 +1,6 @@
 import dagster as dg
 
+from meter_assets import tables
 from meter_assets.definitions import defs
 from meter_assets.partitions import daily_partitions, monthly_partitions
 
@@ -8,15 +9,20 @@ def test_definitions_hold_every_asset_check_and_job():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
-        "raw_meter_files", "reads_15min", "reads_hourly", "reads_daily",
+        "raw_meter_files", "reads_15min", "reads_15min_quarantine", "reads_hourly", "reads_daily",
         "customers", "meters", "meter_assignments", "tariffs",
-        "bills", "issued_bills", "usage_serving", "ops_daily_report",
-        "weather", "portfolio_load", "load_forecast",
+        "bills", "issued_bills", "bill_lines", "bill_adjustments", "usage_serving", "ops_daily_report",
+        "temperature", "temperature_forecast", "portfolio_load", "load_forecast", "load_bids",
     }
-    for daily in ("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily", "usage_serving", "ops_daily_report",
-                  "portfolio_load"):
+    # every table in the lake is written by an asset in the graph (the lineage is whole)
+    assert {table.asset for table in tables.ALL} <= keys
+    for daily in ("raw_meter_files", "reads_15min", "reads_15min_quarantine", "reads_hourly", "reads_daily",
+                  "usage_serving", "ops_daily_report", "portfolio_load"):
         assert graph.get(dg.AssetKey(daily)).partitions_def == daily_partitions
-    for monthly in ("bills", "issued_bills"):
+    quarantine, curated = (graph.get(dg.AssetKey(k)) for k in ("reads_15min_quarantine", "reads_15min"))
+    assert quarantine.parent_keys == curated.parent_keys
+    assert dg.AssetKey("reads_15min_quarantine") in graph.get(dg.AssetKey("ops_daily_report")).parent_keys
+    for monthly in ("bills", "issued_bills", "bill_lines", "bill_adjustments"):
         assert graph.get(dg.AssetKey(monthly)).partitions_def == monthly_partitions
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
@@ -37,7 +43,7 @@ def test_definitions_hold_every_asset_check_and_job():
     job = defs.get_job_def("daily_readings_job")
     assert dg.AssetKey("ops_daily_report") in job.asset_layer.executable_asset_keys
     assert {j.name for j in defs.jobs} == {"daily_readings_job", "reference_job", "bills_job", "issue_bills_job",
-                                           "load_forecast_job"}
+                                           "load_forecast_job", "lake_vacuum_job"}
     # the forecast for day D is made on D, before gate closure: its partition exists from D's start
     forecast = graph.get(dg.AssetKey("load_forecast")).partitions_def
     assert forecast.end_offset == 1 and forecast.timezone == "Europe/London"
@@ -49,7 +55,7 @@ def test_definitions_hold_every_asset_check_and_job():
     assert sensors["raw_arrivals_sensor"].job_name == "daily_readings_job"
     assert sensors["rebuilt_day_bills_sensor"].job_name == "bills_job"
     schedules = {s.name: s for s in defs.get_repository_def().schedule_defs}
-    assert set(schedules) == {"issue_bills_schedule", "load_forecast_schedule"}
+    assert set(schedules) == {"issue_bills_schedule", "load_forecast_schedule", "lake_vacuum_schedule"}
     forecasting = schedules["load_forecast_schedule"]
     # two hours before the 11:00 gate closure, every day, and running from the start
     assert (forecasting.cron_schedule, forecasting.job_name) == ("0 9 * * *", "load_forecast_job")

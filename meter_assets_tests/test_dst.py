@@ -2,12 +2,11 @@ import datetime as dt
 
 import pytest
 
-from meter_assets.curated.readings import READS_15MIN
 from meter_assets.partitions import intervals_in_day, local_day_bounds, utc_hours
-from meter_assets.rollups.assets import READS_DAILY, READS_HOURLY
 from meter_assets.simulator.cli import generate
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.storage import Lake
+from meter_assets.tables import READS_15MIN, READS_DAILY, READS_HOURLY
 
 from .conftest import materialize_days, query, table_files
 

@@ -9,8 +9,8 @@ import dagster as dg
 from meter_assets.simulator.cli import generate
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.storage import Lake
-
 from meter_assets.sql import sql_list
+from meter_assets.tables import READS_15MIN
 
 from .conftest import materialize_days, query
 
@@ -46,5 +46,5 @@ def test_several_days_materialize_with_every_check_passing(tmp_path, lake_root):
     lake = Lake(root)
     (rows, days_seen) = query(
         f"SELECT count(*), count(DISTINCT CAST(read_at AS DATE)) FROM "
-        f"read_parquet({sql_list(lake.files('curated/reads_15min', days[0].isoformat()))})", lake=lake)[0]
+        f"read_parquet({sql_list(lake.files(READS_15MIN, days[0].isoformat()))})", lake=lake)[0]
     assert rows == 200 * 96 and days_seen >= 1

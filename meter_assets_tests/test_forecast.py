@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from meter_assets.forecast import model
-from meter_assets.forecast.assets import BIDS, FORECAST, PORTFOLIO_LOAD, load_forecast, weather
+from meter_assets.forecast.assets import MODELS, load_forecast, weather
 from meter_assets.reference.assets import reference_assets
-from meter_assets.rollups.assets import READS_DAILY
 from meter_assets.simulator.portfolio import write_portfolio_history
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
+from meter_assets.tables import BIDS, FORECAST, PORTFOLIO_LOAD, READS_DAILY
 
 from .conftest import resources_for, spring_days
 
@@ -95,9 +95,8 @@ def test_the_forecast_beats_both_baselines_and_writes_the_bid(history):
     metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
     features = [r.data["feature"] for r in metadata["feature_importance"].value.records]
     assert sorted(features) == sorted(model.FEATURES)
-    version = lake.manifest(FORECAST, day.isoformat())["version"]
     for q in ("p10", "p50", "p90"):
-        assert lake.exists(f"{FORECAST}/date={day}/{version}/model_{q}.txt")
+        assert lake.exists(f"{MODELS}/date={day}/model_{q}.txt")
 
 
 def test_a_forecast_issued_after_gate_closure_is_not_used(history, tmp_path):
@@ -169,3 +168,26 @@ def test_the_cli_recovers_a_weekly_pattern(tmp_path):
     bad = subprocess.run([cli, "backtest", "--csv", path, "--time-col", "when", "--value-col", "demand_mw"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "'when' is not a column" in bad.stderr
+
+
+def test_a_forecast_that_fails_its_backtest_keeps_the_old_forecast_and_bid(history, tmp_path, monkeypatch):
+    import shutil
+
+    from meter_assets.forecast import assets as forecast_assets
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(history, root)
+    lake = Lake(root)
+    day = (START + dt.timedelta(days=DAYS)).isoformat()
+    assert dg.materialize([load_forecast], partition_key=day, resources=resources_for(root)).success
+    before = {t.path: lake.keys(t, day) for t in (FORECAST, BIDS)}
+    model_before = lake.read_bytes(f"{MODELS}/date={day}/model_p50.txt")
+
+    monkeypatch.setattr(forecast_assets, "_passes", lambda metrics: (False, "the backtest lost to a baseline"))
+    result = dg.materialize([load_forecast], partition_key=day, resources=resources_for(root), raise_on_error=False)
+    assert not result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["verdict"].value == "the backtest lost to a baseline"
+    assert result.get_asset_materialization_events() == []
+    assert {t.path: lake.keys(t, day) for t in (FORECAST, BIDS)} == before
+    assert lake.read_bytes(f"{MODELS}/date={day}/model_p50.txt") == model_before

@@ -14,10 +14,9 @@ from decimal import Decimal
 
 import pytest
 
-from meter_assets.curated.readings import QUARANTINE, READS_15MIN
-from meter_assets.ingest.assets import RAW_METER_FILES
 from meter_assets.simulator.cli import release_late
 from meter_assets.storage import Lake
+from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN, REPORT_TABLES
 
 from .conftest import materialize_days, query, table_files
 
@@ -182,7 +181,6 @@ def test_a_gzip_bomb_is_refused_whole_without_being_inflated(hostile):
 
 def test_keys_outside_the_raw_layout_are_reported_as_unrecognised_and_not_read(hostile):
     from meter_assets.ingest.arrivals import partition_of
-    from meter_assets.reports.ops import REPORT
 
     inventory = query(f"SELECT file_key, status, hour FROM read_parquet({table_files(hostile, RAW_METER_FILES, DAY)}) "
                       "WHERE status = 'unrecognised_key' ORDER BY 1")
@@ -193,7 +191,7 @@ def test_keys_outside_the_raw_layout_are_reported_as_unrecognised_and_not_read(h
         stray = next(o for o in Lake(hostile).list(key.rsplit("/", 1)[0]) if o.key == key)
         assert partition_of(stray) == DAY, "a stray key's arrival rebuilds the day that reports it"
     assert curated_reading(hostile, FIRST_METER + 6, HOUR + dt.timedelta(minutes=45))[2] not in STRAYS
-    report = [f for f in Lake(hostile).files(REPORT, DAY.isoformat()) if f.endswith("quarantine_reasons.parquet")]
+    report = Lake(hostile).files(REPORT_TABLES["quarantine_reasons"], DAY.isoformat())
     reasons = query(f"SELECT scope, reason, rows FROM read_parquet({report})")
     assert ("file", "unrecognised key: not raw/YYYY/MM/DD/HH/<file>, so the hour of its readings is unknown; "
                     "not read", len(STRAYS)) in reasons

@@ -65,8 +65,9 @@ def test_a_killed_run_is_failed_and_frees_its_pool_slot(tmp_path):
             release_late(lake, today, dates={days[0]})
             (run,) = wait_for(lambda: _runs(instance), 120, "the sensor's run")
             deadline = time.monotonic() + 180
-            while not _step_started(instance, run.run_id, "reads_15min"):  # it runs for seconds: look often
-                assert time.monotonic() < deadline, "reads_15min did not start"
+            # the step that curates a day (reads_15min and its quarantine) runs for seconds: look often
+            while not _step_started(instance, run.run_id, "curated_readings"):
+                assert time.monotonic() < deadline, "curated_readings did not start"
                 time.sleep(0.1)
             assert _claimed(instance), "the curating step holds a lake_compute slot"
             pid, _ = run_process(instance, run.run_id)

@@ -20,12 +20,10 @@ import pytest
 
 from meter_assets.billing.pricing import utc_day_bounds
 from meter_assets.config import settings
-from meter_assets.curated.readings import READS_15MIN
 from meter_assets.partitions import local_day_of
-from meter_assets.reports.assets import ops_daily_report
-from meter_assets.reports.ops import REPORT
-from meter_assets.rollups.assets import READS_DAILY
+from meter_assets.reports.assets import ops_daily_report, page_key
 from meter_assets.storage import Lake
+from meter_assets.tables import READS_15MIN, READS_DAILY, REPORT_TABLES
 
 from .conftest import faults, resources_for, spring_days
 from .test_page import browser  # noqa: F401  (headless Chromium, or a loud skip)
@@ -33,9 +31,9 @@ from .test_page import browser  # noqa: F401  (headless Chromium, or a loud skip
 
 def report(root: str, day: dt.date) -> dict[str, list[dict]]:
     lake = Lake(root)
-    files = lake.files(REPORT, day.isoformat())
-    assert files, f"no report for {day}"
-    return {os.path.basename(f).removesuffix(".parquet"): pq.read_table(f).to_pylist() for f in files}
+    found = {name: lake.files(table, day.isoformat()) for name, table in REPORT_TABLES.items()}
+    assert all(found.values()), f"no report for {day}"
+    return {name: pq.ParquetDataset(files).read().to_pylist() for name, files in found.items()}
 
 
 def readings(root: str, day: dt.date) -> dict[str, np.ndarray]:
@@ -178,9 +176,9 @@ def test_change_on_a_week_earlier_and_the_silent_meter_warning(after_release, tm
     halved = [None if v is None else (v / 2).quantize(Decimal("0.001")) for v in daily.column("kwh").to_pylist()]
     earlier = daily.set_column(daily.schema.get_field_index("kwh"), "kwh",
                                pa.array(halved, daily.schema.field("kwh").type))
-    version = lake.new_version(READS_DAILY, week_before)
-    lake.write_parquet(f"{version}/part-0000.parquet", earlier)
-    lake.publish(READS_DAILY, week_before, version, {"rows": earlier.num_rows})
+    build = lake.build(READS_DAILY, week_before)
+    build.write_parquet("part-0000.parquet", earlier)
+    lake.publish(build)
 
     monkeypatch.setenv("METER_SILENT_METERS_WARN", "0")
     settings.cache_clear()
@@ -234,7 +232,7 @@ def test_the_report_page_opens_from_a_file_with_its_charts_drawn(after_release, 
 
     lake = Lake(after_release)
     day = spring_days()[-1]
-    page = lake.uri(lake.manifest(REPORT, day.isoformat())["page"])
+    page = lake.uri(page_key(day.isoformat()))
     browser.get(f"file://{page}")
     assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-date") == day.isoformat()
     regions = report(after_release, day)["region_energy"]

@@ -7,15 +7,13 @@ import time
 import dagster as dg
 
 from meter_assets.config import settings
-from meter_assets.curated.readings import READS_15MIN
-from meter_assets.ingest.assets import RAW_METER_FILES
 from meter_assets.partitions import local_day_of
-from meter_assets.reports.ops import REPORT
-from meter_assets.rollups.assets import READS_DAILY, READS_HOURLY
+
 from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
+from meter_assets.tables import RAW_METER_FILES, READS_15MIN, READS_DAILY, READS_HOURLY, REPORT_TABLES
 
 from .conftest import materialize_days, query
 from .daemon_support import INTERVAL_S, start_daemon, stop, wait_for, dagster_home
@@ -25,8 +23,7 @@ TABLES = (RAW_METER_FILES, READS_15MIN, READS_HOURLY, READS_DAILY)
 
 def _snapshot(lake: Lake, days: list[dt.date]) -> dict:
     return {
-        (table, day): (lake.manifest(table, day.isoformat())["version"],
-                       [lake.read_bytes(k) for k in lake.keys(table, day.isoformat())])
+        (table, day): (keys := lake.keys(table, day.isoformat()), [lake.read_bytes(k) for k in keys])
         for table in TABLES for day in days
     }
 
@@ -65,7 +62,7 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialize_days(lake_root, days, instance=instance)
         before = _snapshot(lake, days)
-        reports_before = {d: lake.manifest(REPORT, d.isoformat())["version"] for d in days}
+        reports_before = {d: lake.keys(REPORT_TABLES["summary"], d.isoformat()) for d in days}
 
         daemon = start_daemon(workspace, env, daemon_log)
         try:
@@ -105,10 +102,10 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
     assert [k for k in before if k[1] in unchanged and before[k] != after[k]] == []
 
     # the rebuilt dates' operations reports list the released files as late; the others are untouched
-    reports_after = {d: lake.manifest(REPORT, d.isoformat())["version"] for d in days}
+    reports_after = {d: lake.keys(REPORT_TABLES["summary"], d.isoformat()) for d in days}
     assert [d for d in days if reports_before[d] != reports_after[d]] == sorted(late_dates)
     for day in late_dates:
-        late_files = [f for f in lake.files(REPORT, day.isoformat()) if f.endswith("/late_files.parquet")]
+        late_files = lake.files(REPORT_TABLES["late_files"], day.isoformat())
         listed = {k for (k,) in query(f"SELECT file_key FROM {parquet(late_files)}", lake=lake)}
         mine = {k for k in released if local_day_of(dt.datetime.strptime(k[4:17], "%Y/%m/%d/%H")) == day}
         assert mine and mine <= listed

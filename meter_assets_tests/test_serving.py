@@ -8,11 +8,11 @@ import dagster as dg
 
 from meter_assets import postgres
 from meter_assets.billing.assets import month_days
-from meter_assets.curated.readings import READS_15MIN
 from meter_assets.resources import PostgresResource
 from meter_assets.serving.assets import usage_serving
 from meter_assets.serving.store import refresh_day
 from meter_assets.sql import parquet
+from meter_assets.tables import READS_15MIN
 
 from .conftest import query, resources_for
 from .test_billing_assets import MONTH, month_in_lake

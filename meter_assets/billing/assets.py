@@ -11,28 +11,25 @@ from dagster_duckdb import DuckDBResource
 from meter_assets.billing.ledger import issue_month, record_month
 from meter_assets.billing.pricing import PRICING_RULES, compute_bills, month_bounds
 from meter_assets.config import settings
-from meter_assets.curated.assets import reads_15min
-from meter_assets.curated.readings import READS_15MIN
+from meter_assets.curated.assets import READS_15MIN_KEY
+from meter_assets.gates import audit_and_publish
 from meter_assets.partitions import monthly_partitions
-from meter_assets.reference.assets import customers, dimension_table, meter_assignments, tariffs
+from meter_assets.reference.assets import customers, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
-from meter_assets.rollups.assets import READS_DAILY, reads_daily
+from meter_assets.rollups.assets import reads_daily
 from meter_assets.sql import parquet
-from meter_assets.storage import Lake
-
-BILLS_EXPORT = "billing/bills"
-BILL_LINES_EXPORT = "billing/bill_lines"
-ADJUSTMENTS_EXPORT = "billing/bill_adjustments"
+from meter_assets.storage import Lake, Publication
+from meter_assets.tables import (ADJUSTMENTS_EXPORT, BILL_LINES_EXPORT, BILLS_EXPORT, CUSTOMERS, METER_ASSIGNMENTS,
+                                 READS_15MIN, READS_DAILY, TARIFFS)
 
 # the reference tables the pricing SQL reads, by the view name it uses
-DIMENSIONS = {"assignments": "meter_assignments", "customers": "customers", "tariffs": "tariffs"}
+PRICING_DIMENSIONS = {"assignments": METER_ASSIGNMENTS, "customers": CUSTOMERS, "tariffs": TARIFFS}
 
 
 def pricing_views(con, store: Lake) -> None:
     """The views the pricing SQL reads, over the published reference dimensions."""
-    for view, table in DIMENSIONS.items():
-        files = store.required_files(dimension_table(table), None, table)
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM {parquet(files)}")
+    for view, table in PRICING_DIMENSIONS.items():
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM {parquet(store.required_files(table))}")
 
 
 def month_days(month: str) -> list[str]:
@@ -42,15 +39,17 @@ def month_days(month: str) -> list[str]:
 
 def month_is_complete(lake: Lake, month: str) -> bool:
     """Whether every local day of the month has published readings and daily rollups."""
-    return all(lake.keys(table, day) for day in month_days(month) for table in (READS_15MIN, READS_DAILY))
+    snapshots = [lake.snapshot(table) for table in (READS_15MIN, READS_DAILY)]
+    return all(s is not None and s.keys(day) for day in month_days(month) for s in snapshots)
 
 
 @dg.asset(
     partitions_def=monthly_partitions,
-    deps=[reads_15min, reads_daily, meter_assignments, customers, tariffs],
+    deps=[READS_15MIN_KEY, reads_daily, meter_assignments, customers, tariffs],
     group_name="billing",
     kinds={"duckdb", "postgres"},
     pool="lake_compute",
+    output_required=False,
     check_specs=[
         dg.AssetCheckSpec(
             "billed_kwh_reconciles_with_reads_daily",
@@ -62,14 +61,18 @@ def month_is_complete(lake: Lake, month: str) -> bool:
     ],
 )
 def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource,
-          postgres: PostgresResource) -> dg.MaterializeResult:
+          postgres: PostgresResource):
     """Each customer's bill for the month, priced per quarter hour: drafts until issued, adjustments after."""
     s = settings()
     month = context.partition_key
     store = lake.lake()
     days = month_days(month)
-    readings = {day: store.required_files(READS_15MIN, day, "reads_15min") for day in days}
-    rollups = [f for day in days for f in store.required_files(READS_DAILY, day, "reads_daily")]
+    # one version of each table for the whole month: the bill cites it, and it can be read again
+    curated, daily = store.snapshot(READS_15MIN), store.snapshot(READS_DAILY)
+    if curated is None or daily is None:
+        raise FileNotFoundError(f"{month}: reads_15min and reads_daily are not published yet")
+    readings = {day: curated.required_files(day) for day in days}
+    rollups = [f for day in days for f in daily.required_files(day)]
 
     began = time.perf_counter()
     with lake_duckdb(duckdb, store) as con:
@@ -98,23 +101,23 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
     if not reconciled:
         context.log.error(f"{month}: billed {billed_kwh} kWh + vacant {usage.vacant_kwh} kWh differs from "
                           f"{rollup_kwh} kWh in reads_daily; the ledger was not written")
-        return dg.MaterializeResult(
-            metadata={**metadata, "ledger_written": False},
-            check_results=[dg.AssetCheckResult(check_name="billed_kwh_reconciles_with_reads_daily", passed=False,
-                                               metadata=check_metadata)],
-        )
+    check = dg.AssetCheckResult(check_name="billed_kwh_reconciles_with_reads_daily", passed=bool(reconciled),
+                                metadata=check_metadata)
+    written = {}
 
-    began = time.perf_counter()
-    with postgres.connect() as conn:
-        written = record_month(conn, month, month_bills, s.currency, s.backbilling_months,
-                               found_at=dt.datetime.now(dt.UTC))
-    metadata["ledger_seconds"] = round(time.perf_counter() - began, 2)
-    context.log.info(f"{month}: {written}")
-    return dg.MaterializeResult(
-        metadata={**metadata, "ledger_written": True, **vars(written)},
-        check_results=[dg.AssetCheckResult(check_name="billed_kwh_reconciles_with_reads_daily", passed=True,
-                                           metadata=check_metadata)],
-    )
+    def write_ledger():
+        began = time.perf_counter()
+        with postgres.connect() as conn:
+            written["outcome"] = record_month(conn, month, month_bills, s.currency, s.backbilling_months,
+                                              found_at=dt.datetime.now(dt.UTC), reads_version=curated.version)
+        written["seconds"] = round(time.perf_counter() - began, 2)
+        context.log.info(f"{month}: {written['outcome']}")
+
+    gate = audit_and_publish(context, store, [], [check], publish=write_ledger)
+    yield from gate.results({"bills": {
+        **metadata, "reads_15min_version": curated.version, "reads_daily_version": daily.version,
+        **({"ledger_seconds": written["seconds"], **vars(written["outcome"])} if written else {}),
+    }})
 
 
 EXPORT_BILLS_SQL = """
@@ -215,37 +218,45 @@ EXPORT_TYPES = {
 }
 
 
-def export_month(conn, con, store: Lake, month: str, scratch: str) -> dict:
-    """The month's issued bills, their lines and the adjustments they carry, as Parquet for the invoicing system."""
+def export_month(conn, con, store: Lake, month: str, scratch: str) -> list[Publication]:
+    """The month's issued bills, their lines and the adjustments they carry, as Delta tables for invoicing."""
     start, _ = month_bounds(month)
-    rows = {}
+    builds = []
     exports = ((BILLS_EXPORT, EXPORT_BILLS_SQL), (BILL_LINES_EXPORT, EXPORT_BILL_LINES_SQL),
                (ADJUSTMENTS_EXPORT, EXPORT_ADJUSTMENTS_SQL))
     for table, sql in exports:
-        csv_path = os.path.join(scratch, f"{os.path.basename(table)}.csv")
+        csv_path = os.path.join(scratch, f"{os.path.basename(table.path)}.csv")
         with open(csv_path, "wb") as out, conn.cursor().copy(sql, [start]) as copy:
             for chunk in copy:
                 out.write(chunk)
         columns = EXPORT_TYPES[table]
         source = (f"read_csv('{csv_path}', header = true, auto_detect = false, "
                   f"columns = {{{', '.join(f'{c!r}: {t!r}' for c, t in columns.items())}}})")
-        version = store.new_version(table, month)
-        target = store.uri(f"{version}/part-0000.parquet")
-        con.execute(f"COPY (SELECT * FROM {source}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
-        (rows[table],) = con.execute(f"SELECT count(*) FROM {parquet(target)}").fetchone()
-        store.publish(table, month, version, {"rows": rows[table]})
-    return rows
+        builds.append(store.build(table, month, same_as=builds[0] if builds else None))
+        con.execute(f"COPY (SELECT * FROM {source}) TO '{builds[-1].uri('part-0000.parquet')}' "
+                    "(FORMAT parquet, COMPRESSION zstd)")
+    # the ledger is sealed already: its export has nothing left to check
+    return [store.publish(build) for build in builds]
 
 
-@dg.asset(
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(BILLS_EXPORT.asset, deps=[bills], kinds={"postgres", "delta"},
+                     description="The month's bills sealed for sending, carrying open adjustments, exported for "
+                                 "the invoicing system."),
+        dg.AssetSpec(BILL_LINES_EXPORT.asset, deps=[BILLS_EXPORT.asset], kinds={"delta"},
+                     description="Every line of the month's issued bills: energy per band and rate, standing "
+                                 "charge per daily rate."),
+        dg.AssetSpec(ADJUSTMENTS_EXPORT.asset, deps=[BILLS_EXPORT.asset], kinds={"delta"},
+                     description="Adjustments to issued bills (late or corrected readings, changed supply), "
+                                 "with the bill that carries each."),
+    ],
     partitions_def=monthly_partitions,
-    deps=[bills],
     group_name="billing",
-    kinds={"postgres", "parquet"},
 )
 def issued_bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource,
-                 postgres: PostgresResource) -> dg.MaterializeResult:
-    """The month's bills sealed for sending, carrying open adjustments, exported for the invoicing system."""
+                 postgres: PostgresResource):
+    """Seal the month's bills and export them, their lines and adjustments."""
     month = context.partition_key
     store = lake.lake()
     began = time.perf_counter()
@@ -257,15 +268,19 @@ def issued_bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: 
         with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
             exported = export_month(conn, con, store, month, scratch)
     context.log.info(f"{month}: {issued}")
-    return dg.MaterializeResult(metadata={
+    bills_export, lines_export, adjustments_export = exported
+    yield dg.MaterializeResult(asset_key=BILLS_EXPORT.asset, metadata={
         **vars(issued),
         "issue_seconds": round(issue_seconds, 2),
         "export_seconds": round(time.perf_counter() - began - issue_seconds, 2),
-        "exported_bills": exported[BILLS_EXPORT],
-        "exported_bill_lines": exported[BILL_LINES_EXPORT],
-        "exported_adjustments": exported[ADJUSTMENTS_EXPORT],
-        "export": store.uri(store.table_prefix(BILLS_EXPORT, month)),
+        "rows": bills_export.rows,
+        "path": dg.MetadataValue.path(store.uri(BILLS_EXPORT.folder(month))),
+        **bills_export.metadata(),
     })
+    for published in (lines_export, adjustments_export):
+        yield dg.MaterializeResult(asset_key=published.table.asset, metadata={
+            "rows": published.rows, "path": dg.MetadataValue.path(store.uri(published.table.folder(month))),
+            **published.metadata()})
 
 
 billing_assets = [bills, issued_bills]

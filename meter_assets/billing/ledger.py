@@ -22,7 +22,7 @@ MONTH_LOCK_BASE = 7_300_000_000
 COLUMNS = (
     "bill_id", "customer_id", "period_start", "period_end", "measured_kwh", "estimated_kwh", "energy_lines",
     "energy_charge", "supply_days", "standing_lines", "standing_charge", "tax_rate", "tax", "total_due",
-    "is_estimated", "currency", "inputs_fingerprint", "daily_wh", "pricing_rules",
+    "is_estimated", "currency", "inputs_fingerprint", "daily_wh", "pricing_rules", "reads_version",
 )
 
 INCOMING_SQL = """
@@ -95,7 +95,8 @@ recomputed AS (
         coalesce(incoming.daily_wh,
                  array_fill(0::bigint, ARRAY[accounted.period_end - accounted.period_start])) AS new_daily_wh,
         coalesce(incoming.inputs_fingerprint, 'not supplied')                          AS new_fingerprint,
-        coalesce(incoming.pricing_rules, %(pricing_rules)s)                            AS new_pricing_rules
+        coalesce(incoming.pricing_rules, %(pricing_rules)s)                            AS new_pricing_rules,
+        %(reads_version)s::bigint                                                       AS reads_version
     FROM accounted
     LEFT JOIN incoming USING (bill_id)
 ),
@@ -117,7 +118,7 @@ differing AS (
 )
 INSERT INTO billing.bill_adjustments (bill_id, customer_id, sequence, delta_kwh, delta_amount, charged_amount,
                                       reason, changed_partitions, inputs_fingerprint, daily_wh, found_at,
-                                      pricing_rules)
+                                      pricing_rules, reads_version)
 SELECT
     bill_id,
     customer_id,
@@ -139,7 +140,8 @@ SELECT
     new_fingerprint,
     new_daily_wh,
     %(found_at)s,
-    new_pricing_rules
+    new_pricing_rules,
+    reads_version
 FROM differing
 RETURNING delta_amount, charged_amount
 """
@@ -216,7 +218,7 @@ def _copy_text(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
-def copy_line(bill: Bill, start: dt.date, end: dt.date, currency: str) -> str:
+def copy_line(bill: Bill, start: dt.date, end: dt.date, currency: str, reads_version: int | None) -> str:
     """One bill as a line of COPY text, each total computed once (200,000 bills a month)."""
     energy, standing = bill.energy_charge, bill.standing_charge
     tax = bill.tax_on(energy + standing)
@@ -226,6 +228,7 @@ def copy_line(bill: Bill, start: dt.date, end: dt.date, currency: str) -> str:
         _copy_text(bill.standing_lines_json()), str(standing), str(bill.tax_rate), str(tax),
         str(energy + standing + tax), "t" if bill.is_estimated else "f", _copy_text(currency), bill.fingerprint,
         "{" + ",".join(map(str, bill.daily_wh)) + "}", str(bill.pricing_rules),
+        "\\N" if reads_version is None else str(reads_version),
     )
     return "\t".join(fields) + "\n"
 
@@ -245,11 +248,12 @@ def is_issued(conn: psycopg.Connection, month: str) -> bool:
 
 
 def record_month(conn: psycopg.Connection, month: str, bills: list[Bill], currency: str, backbilling_months: int,
-                 found_at: dt.datetime) -> MonthWrite:
+                 found_at: dt.datetime, reads_version: int | None = None) -> MonthWrite:
     """Merge a month's freshly computed bills into the ledger.
 
     Drafts are written or replaced where their inputs changed; issued bills stay sealed and
     each one that would now differ gets one adjustment row. The same bills twice write nothing.
+    `reads_version` is the version of `reads_15min` the bills were computed from.
     """
     start, end = month_bounds(month)
     with conn.transaction():
@@ -257,7 +261,8 @@ def record_month(conn: psycopg.Connection, month: str, bills: list[Bill], curren
         conn.execute(INCOMING_SQL)
         with conn.cursor().copy(f"COPY incoming ({', '.join(COLUMNS)}) FROM STDIN") as copy:
             for first in range(0, len(bills), COPY_BATCH):
-                lines = [copy_line(bill, start, end, currency) for bill in bills[first : first + COPY_BATCH]]
+                batch = bills[first : first + COPY_BATCH]
+                lines = [copy_line(bill, start, end, currency, reads_version) for bill in batch]
                 copy.write("".join(lines).encode())
         unchanged, sealed = conn.execute(COMPARE_SQL).fetchone()
         replaced = conn.execute(REPLACE_CHANGED_DRAFTS_SQL).rowcount
@@ -270,6 +275,7 @@ def record_month(conn: psycopg.Connection, month: str, bills: list[Bill], curren
             "backbilling_months": backbilling_months,
             "pricing_rules": PRICING_RULES,
             "rules_change": PRICING_RULES_CHANGES[PRICING_RULES],
+            "reads_version": reads_version,
         }).fetchall()
         issued = is_issued(conn, month)
     return MonthWrite(

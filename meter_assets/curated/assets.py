@@ -1,49 +1,55 @@
-"""`reads_15min`: the curated quarter-hour readings every later product is built on."""
+"""`reads_15min`: the curated quarter-hour readings every later product is built on, and
+`reads_15min_quarantine`: every row and file set aside on the way, with its reason."""
 
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.curated.checks import CHECK_SPECS, curated_checks
-from meter_assets.curated.readings import QUARANTINE, READS_15MIN, curate_day
+from meter_assets.curated.readings import curate_day
+from meter_assets.gates import audit_and_publish
 from meter_assets.ingest.assets import raw_meter_files, read_inventory
 from meter_assets.partitions import daily_partitions, intervals_in_day, local_day_bounds
-from meter_assets.reference.assets import dimension_table, meters
+from meter_assets.reference.assets import meters
 from meter_assets.resources import LakeResource, lake_duckdb, scratch_dir
+from meter_assets.tables import METERS, QUARANTINE, READS_15MIN
+
+READS_15MIN_KEY = dg.AssetKey(READS_15MIN.asset)
 
 
-@dg.asset(
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(READS_15MIN.asset, deps=[raw_meter_files, meters], kinds={"duckdb", "delta"}, skippable=True,
+                     description="One trusted reading per meter and quarter hour, in UTC kWh, late fixes applied "
+                                 "and gaps flagged."),
+        dg.AssetSpec(QUARANTINE.asset, deps=[raw_meter_files, meters], kinds={"duckdb", "delta"}, skippable=True,
+                     description="Every raw row and file kept out of reads_15min, with the reason, for the "
+                                 "head-end team to fix at the source."),
+    ],
     partitions_def=daily_partitions,
-    deps=[raw_meter_files, meters],
     group_name="curated",
-    kinds={"duckdb", "parquet"},
     pool="lake_compute",
     check_specs=CHECK_SPECS,
 )
-def reads_15min(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
-    """One trusted reading per meter and quarter hour, in UTC kWh, late fixes applied and gaps flagged."""
+def curated_readings(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
+    """Curate one local day: readings and quarantine, checked before either is published."""
     store = lake.lake()
     partition = context.partition_key
     day = daily_partitions.time_window_for_partition_key(partition).start.date()
     inventory = read_inventory(store, partition)
-    meter_files = store.required_files(dimension_table("meters"), None, "meters")
+    meter_files = store.required_files(METERS)
 
-    curated_version = store.new_version(READS_15MIN, partition)
-    quarantine_version = store.new_version(QUARANTINE, partition)
+    curated = store.build(READS_15MIN, partition)
+    quarantine = store.build(QUARANTINE, partition, same_as=curated)
     with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
-        result = curate_day(
-            con, day, inventory, store.uri, meter_files,
-            curated_target=store.uri(curated_version),
-            quarantine_target=store.uri(f"{quarantine_version}/part-0000.parquet"),
-            scratch=scratch,
-        )
+        result = curate_day(con, day, inventory, store.uri, meter_files, curated_uri=curated.uri,
+                            quarantine_uri=quarantine.uri("part-0000.parquet"), scratch=scratch)
         day_start, day_end = local_day_bounds(day)
         checks = curated_checks(con, result.files, result, intervals_in_day(day), day_start, day_end)
-    store.publish(QUARANTINE, partition, quarantine_version, {"rows": result.quarantined_rows})
-    manifest = store.publish(READS_15MIN, partition, curated_version, {"rows": result.rows})
-
-    return dg.MaterializeResult(
-        metadata={
+    # the quarantine first: whoever reads a day's readings finds its quarantine already there
+    gate = audit_and_publish(context, store, [quarantine, curated], checks)
+    yield from gate.results({
+        READS_15MIN.asset: {
             "rows": result.rows,
             "intervals_in_day": intervals_in_day(day),
             "actual": result.by_flag.get("actual", 0),
@@ -53,10 +59,11 @@ def reads_15min(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: D
             "duplicates_collapsed": result.duplicate_rows,
             "corrections_applied": result.corrected_rows,
             "clock_corrected_rows": result.clock_corrected_rows,
+            "path": dg.MetadataValue.path(store.uri(READS_15MIN.folder(partition))),
+        },
+        QUARANTINE.asset: {
             "quarantined_rows": result.quarantined_rows,
             "quarantined_files": result.quarantined_files,
-            "version": manifest["version"],
-            "path": dg.MetadataValue.path(store.uri(f"{READS_15MIN}/date={partition}")),
+            "path": dg.MetadataValue.path(store.uri(QUARANTINE.folder(partition))),
         },
-        check_results=checks,
-    )
+    })

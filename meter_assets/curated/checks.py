@@ -65,11 +65,13 @@ def curated_checks(con, files: list[str], result: CurationResult, intervals: int
 
     return [
         dg.AssetCheckResult(
+            asset_key="reads_15min",
             check_name="one_row_per_meter_interval",
             passed=duplicate_rows == 0,
             metadata={"duplicate_rows": int(duplicate_rows), "first_meters": dg.MetadataValue.json(duplicated_meters or [])},
         ),
         dg.AssetCheckResult(
+            asset_key="reads_15min",
             check_name="kwh_within_physical_range",
             passed=negative == 0 and too_large == 0,
             metadata={
@@ -81,11 +83,13 @@ def curated_checks(con, files: list[str], result: CurationResult, intervals: int
             },
         ),
         dg.AssetCheckResult(
+            asset_key="reads_15min",
             check_name="read_at_on_15min_grid",
             passed=off_grid == 0 and outside_day == 0,
             metadata={"off_grid_rows": off_grid, "rows_outside_local_day": outside_day},
         ),
         dg.AssetCheckResult(
+            asset_key="reads_15min",
             check_name="complete_for_local_day",
             passed=incomplete == 0 and expected_missing == 0,
             metadata={
@@ -97,6 +101,7 @@ def curated_checks(con, files: list[str], result: CurationResult, intervals: int
             },
         ),
         dg.AssetCheckResult(
+            asset_key="reads_15min",
             check_name="missing_share_below_threshold",
             passed=missing_share <= s.missing_warn_share,
             severity=dg.AssetCheckSeverity.WARN,
@@ -107,6 +112,7 @@ def curated_checks(con, files: list[str], result: CurationResult, intervals: int
             },
         ),
         dg.AssetCheckResult(
+            asset_key="reads_15min",
             check_name="quarantine_rate_below_threshold",
             passed=quarantine_rate <= s.quarantine_max_rate,
             metadata={

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -21,9 +22,6 @@ from meter_assets.config import settings
 from meter_assets.ingest.contracts import BY_NAME, Contract
 from meter_assets.partitions import INTERVAL, local_day_bounds
 from meter_assets.sql import parquet, sql_list
-
-READS_15MIN = "curated/reads_15min"
-QUARANTINE = "quarantine/reads_15min"
 
 # Meters per curation step: bounds the dedupe's memory at full scale.
 CHUNK_METERS = 50_000
@@ -324,9 +322,9 @@ def _source(contract: Contract, uris: list[str]) -> str:
 
 
 def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table, lake_uri, meters_uris: list[str],
-               curated_target: str, quarantine_target: str, scratch: str) -> CurationResult:
-    """Stage, quarantine and curate one local day: curated Parquet files under the folder
-    `curated_target`, quarantined rows in the file `quarantine_target`.
+               curated_uri: Callable[[str], str], quarantine_uri: str, scratch: str) -> CurationResult:
+    """Stage, quarantine and curate one local day: curated Parquet files where `curated_uri`
+    puts a file name, quarantined rows in the file `quarantine_uri`.
 
     `scratch` is a local folder for the staged rows; staging streams to Parquet there so a
     full day never has to sit in memory at once.
@@ -398,7 +396,7 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
     if not _has_table(con, "reject_errors"):
         con.execute(EMPTY_REJECTS)
 
-    con.execute(QUARANTINE_SQL.format(target=quarantine_target), {"max_line_bytes": MAX_LINE_BYTES})
+    con.execute(QUARANTINE_SQL.format(target=quarantine_uri), {"max_line_bytes": MAX_LINE_BYTES})
     # The dedupe is a hash aggregate over every meter and interval; in meter ranges it stays
     # small, and ranges written in order keep the day sorted by meter across files.
     bounds = con.execute(
@@ -407,7 +405,7 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
     first, last = (bounds[0] or 0), (bounds[1] or 0)
     curated_parts = []
     for part, low in enumerate(range(first, last + 1, CHUNK_METERS)):
-        curated_parts.append(f"{curated_target}/part-{part:04d}.parquet")
+        curated_parts.append(curated_uri(f"part-{part:04d}.parquet"))
         con.execute(
             CURATE_SQL.format(target=curated_parts[-1]),
             {"day_start": day_start, "day_end": day_end, "intervals": intervals, "max_copies": MAX_COPIES,
@@ -426,7 +424,7 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
     quarantined = con.execute(
         f"""
         SELECT count(*) FILTER (WHERE scope = 'row'), count(*) FILTER (WHERE scope = 'file')
-        FROM {parquet(quarantine_target)}
+        FROM {parquet(quarantine_uri)}
         """
     ).fetchone()
     by_flag = {flag: count for flag, count, _, _ in curated}

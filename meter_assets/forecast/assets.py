@@ -9,17 +9,18 @@ import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.config import settings
-from meter_assets.curated.assets import reads_15min
-from meter_assets.curated.readings import READS_15MIN
+from meter_assets.curated.assets import READS_15MIN_KEY
 from meter_assets.forecast import model
+from meter_assets.gates import audit_and_publish
 from meter_assets.partitions import daily_partitions, local_day_bounds
-from meter_assets.reference.assets import dimension_table, load_reference, meters
+from meter_assets.reference.assets import load_reference, meters
 from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.sql import parquet
+from meter_assets.tables import (BIDS, FORECAST, METERS, PORTFOLIO_LOAD, READS_15MIN, TEMPERATURE,
+                                 TEMPERATURE_FORECAST)
 
-PORTFOLIO_LOAD = "rollups/portfolio_load"
-FORECAST = "forecasts/load"
-BIDS = "bids"
+# the model and its backtest beside the forecast table (plain objects, one set per day)
+MODELS = "forecasts/load_models"
 
 # The forecast for day D is made on D, before gate closure, for delivery on D+1: its
 # partition exists from the start of D (the readings' partitions only once a day ends).
@@ -89,36 +90,42 @@ ORDER BY periods.period_start
 """
 
 
-@dg.asset(group_name="forecast", kinds={"duckdb", "parquet"})
-def weather(lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+@dg.multi_asset(
+    specs=[dg.AssetSpec(TEMPERATURE.asset, kinds={"duckdb", "delta"},
+                        description="Observed hourly temperature per region: what the model learns from."),
+           dg.AssetSpec(TEMPERATURE_FORECAST.asset, kinds={"duckdb", "delta"},
+                        description="Hourly temperature per region as forecast at each issue: what a bid knew.")],
+    group_name="forecast",
+)
+def weather(lake: LakeResource, duckdb: DuckDBResource):
     """Observed and forecast hourly temperature per region, for the load forecast."""
     store = lake.lake()
     with lake_duckdb(duckdb, store) as con:
         observed = load_reference(store, con, "temperature")
         forecast = load_reference(store, con, "temperature_forecast")
-        files = store.required_files(dimension_table("temperature_forecast"), None, "weather")
         first, last, issues = con.execute(
-            f"SELECT min(valid_at), max(valid_at), count(DISTINCT issued_at) FROM {parquet(files)}").fetchone()
-    return dg.MaterializeResult(metadata={
-        "observed_rows": observed["rows"], "forecast_rows": forecast["rows"], "forecast_issues": issues,
-        "forecast_from": str(first), "forecast_to": str(last),
-    })
+            "SELECT min(valid_at), max(valid_at), count(DISTINCT issued_at) "
+            f"FROM {parquet(store.required_files(TEMPERATURE_FORECAST))}").fetchone()
+    yield dg.MaterializeResult(asset_key=TEMPERATURE.asset, metadata={"rows": observed.rows, **observed.metadata()})
+    yield dg.MaterializeResult(asset_key=TEMPERATURE_FORECAST.asset, metadata={
+        "rows": forecast.rows, "forecast_issues": issues, "forecast_from": str(first), "forecast_to": str(last),
+        **forecast.metadata()})
 
 
-@dg.asset(partitions_def=daily_partitions, deps=[reads_15min], group_name="forecast", kinds={"duckdb", "parquet"},
-          pool="lake_compute")
-def portfolio_load(context: dg.AssetExecutionContext, lake: LakeResource,
-                   duckdb: DuckDBResource) -> dg.MaterializeResult:
+@dg.asset(partitions_def=daily_partitions, deps=[READS_15MIN_KEY], group_name="forecast", kinds={"duckdb", "delta"},
+          pool="lake_compute", output_required=False)
+def portfolio_load(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """The whole portfolio's kWh per quarter hour of the day, with how many meters reported: the forecast's history."""
     store = lake.lake()
-    readings = store.required_files(READS_15MIN, context.partition_key, "reads_15min")
-    version = store.new_version(PORTFOLIO_LOAD, context.partition_key)
-    target = store.uri(f"{version}/part-0000.parquet")
+    readings = store.required_files(READS_15MIN, context.partition_key)
+    build = store.build(PORTFOLIO_LOAD, context.partition_key)
+    target = build.uri("part-0000.parquet")
     with lake_duckdb(duckdb, store) as con:
         con.execute(PORTFOLIO_SQL.format(readings=parquet(readings), target=target))
         rows, kwh, missing = con.execute(f"SELECT count(*), sum(kwh), sum(missing) FROM {parquet(target)}").fetchone()
-    store.publish(PORTFOLIO_LOAD, context.partition_key, version, {"rows": rows})
-    return dg.MaterializeResult(metadata={"intervals": rows, "kwh": float(kwh or 0), "missing_readings": int(missing or 0)})
+    gate = audit_and_publish(context, store, [build], [])
+    yield from gate.results({"portfolio_load": {"intervals": rows, "kwh": float(kwh or 0),
+                                                "missing_readings": int(missing or 0)}})
 
 
 def _passes(metrics: model.Metrics) -> tuple[bool, str]:
@@ -130,21 +137,28 @@ def _passes(metrics: model.Metrics) -> tuple[bool, str]:
     return True, "beats the best baseline by 10 % or more, P10-P90 coverage within 70-90 %"
 
 
-@dg.asset(
+# the history a forecast made on D reads: the portfolio's load up to D-1
+_history = dg.AssetDep(portfolio_load, partition_mapping=dg.TimeWindowPartitionMapping(
+    start_offset=-settings().forecast_history_days, end_offset=-1, allow_nonexistent_upstream_partitions=True))
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(FORECAST.asset, deps=[_history, TEMPERATURE_FORECAST.asset, meters], skippable=True,
+                     kinds={"lightgbm", "delta"},
+                     description="Tomorrow's portfolio load per settlement period as P10/P50/P90."),
+        dg.AssetSpec(BIDS.asset, deps=[FORECAST.asset], skippable=True, kinds={"delta"},
+                     description="The day-ahead bid: MWh to buy per settlement period, from the P50."),
+    ],
     partitions_def=forecast_partitions,
-    # the history a forecast made on D reads: the portfolio's load up to D-1
-    deps=[dg.AssetDep(portfolio_load, partition_mapping=dg.TimeWindowPartitionMapping(
-        start_offset=-settings().forecast_history_days, end_offset=-1, allow_nonexistent_upstream_partitions=True)),
-        weather, meters],
     group_name="forecast",
-    kinds={"lightgbm", "parquet"},
     pool="lake_compute",
-    check_specs=[dg.AssetCheckSpec("backtest_beats_baselines", asset="load_forecast", blocking=True,
+    check_specs=[dg.AssetCheckSpec("backtest_beats_baselines", asset=FORECAST.asset, blocking=True,
                                    description="Rolling-origin backtest over the last days: P50 beats the best "
-                                               "baseline by 10 % and P10-P90 holds 70-90 % of actuals.")],
+                                               "baseline by 10 % and P10-P90 holds 70-90 % of actuals; "
+                                               "otherwise neither forecast nor bid is published.")],
 )
-def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource,
-                  duckdb: DuckDBResource) -> dg.MaterializeResult:
+def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """Tomorrow's portfolio load per settlement period as P10/P50/P90, and the bid to buy it (MWh per period)."""
     s = settings()
     store = lake.lake()
@@ -152,7 +166,8 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource,
     delivery = today + dt.timedelta(days=1)
     newest = today - dt.timedelta(days=1)  # the newest complete day at gate closure today
     history = [newest - dt.timedelta(days=d) for d in range(s.forecast_history_days)]
-    files = [f for day in reversed(history) for f in store.files(PORTFOLIO_LOAD, day.isoformat())]
+    published = store.snapshot(PORTFOLIO_LOAD)
+    files = [f for day in reversed(history) for f in published.files(day.isoformat())] if published else []
     if not files:
         raise FileNotFoundError(f"no portfolio_load before {today}: materialize portfolio_load first")
     spec = model.Spec(tz=s.market_tz, minutes=s.settlement_minutes, country=s.market_country,
@@ -161,9 +176,8 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource,
     began = time.perf_counter()
     with lake_duckdb(duckdb, store) as con:
         con.execute(f"CREATE TEMP VIEW portfolio AS SELECT * FROM {parquet(files)}")
-        for name, produced_by in (("meters", "meters"), ("temperature_forecast", "weather")):
-            dimension = store.required_files(dimension_table(name), None, produced_by)
-            con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {parquet(dimension)}")
+        for name, table in (("meters", METERS), ("temperature_forecast", TEMPERATURE_FORECAST)):
+            con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {parquet(store.required_files(table))}")
         con.execute(SERIES_SQL, {"minutes": s.settlement_minutes, "target_start": target_start,
                                  "target_end": target_end, "tz": s.market_tz, "gate": s.gate_closure.isoformat()})
         model.prepare(con, spec)
@@ -197,26 +211,30 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource,
         "mwh": pa.array([round(v / 1000, 3) for v in quantiles[0.5]], pa.float64()),
     })
     ranked = model.importances(fitted)
-    version = store.new_version(FORECAST, context.partition_key)
-    store.write_parquet(f"{version}/forecast.parquet", forecast)
-    store.write_bytes(f"{version}/feature_importance.json", json.dumps(ranked, indent=1).encode())
-    for q, booster in fitted.models.items():
-        store.write_bytes(f"{version}/model_p{int(q * 100):02d}.txt", booster.model_to_string().encode())
     summary = {"delivery_date": delivery.isoformat(), "periods": len(starts), "trained_on_periods": len(train.y),
                "band_widened_kwh": round(fitted.widen, 3),
                "backtest": metrics.as_dict() if metrics else None}
-    store.write_bytes(f"{version}/backtest.json", json.dumps(summary, indent=1).encode())
-    store.publish(FORECAST, context.partition_key, version, summary)
-    bid_version = store.new_version(BIDS, context.partition_key)
-    store.write_parquet(f"{bid_version}/bids.parquet", bids)
-    store.publish(BIDS, context.partition_key, bid_version, {"delivery_date": delivery.isoformat(),
-                                                             "mwh": round(float(sum(bids.column("mwh").to_pylist())), 3)})
+    forecast_build = store.build(FORECAST, context.partition_key)
+    forecast_build.write_parquet("forecast.parquet", forecast)
+    bid_build = store.build(BIDS, context.partition_key, same_as=forecast_build)
+    bid_build.write_parquet("bids.parquet", bids)
+    models = f"{MODELS}/date={context.partition_key}"
+
+    def keep_model():
+        # the model that made the published forecast, and how it was judged
+        store.write_bytes(f"{models}/feature_importance.json", json.dumps(ranked, indent=1).encode())
+        for q, booster in fitted.models.items():
+            store.write_bytes(f"{models}/model_p{int(q * 100):02d}.txt", booster.model_to_string().encode())
+        store.write_bytes(f"{models}/backtest.json", json.dumps(summary, indent=1).encode())
 
     check_metadata = {"verdict": verdict}
     if metrics:
         check_metadata.update({k: v for k, v in metrics.as_dict().items() if k != "pinball_by_quantile"})
-    return dg.MaterializeResult(
-        metadata={
+    check = dg.AssetCheckResult(asset_key=FORECAST.asset, check_name="backtest_beats_baselines", passed=passed,
+                                metadata=check_metadata)
+    gate = audit_and_publish(context, store, [forecast_build, bid_build], [check], publish=keep_model)
+    yield from gate.results({
+        FORECAST.asset: {
             "delivery_date": delivery.isoformat(),
             "periods": len(starts),
             "p50_mwh": round(float(sum(quantiles[0.5])) / 1000, 3),
@@ -228,13 +246,13 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource,
             "feature_importance": dg.MetadataValue.table(
                 records=[dg.TableRecord(r) for r in ranked],
                 schema=dg.TableSchema(columns=[dg.TableColumn("feature"), dg.TableColumn("gain_share", "float")])),
-            "model": dg.MetadataValue.path(store.uri(f"{version}/model_p50.txt")),
-            "forecast": dg.MetadataValue.path(store.uri(f"{version}/forecast.parquet")),
-            "bids": dg.MetadataValue.path(store.uri(f"{bid_version}/bids.parquet")),
+            "model": dg.MetadataValue.path(store.uri(f"{models}/model_p50.txt")),
         },
-        check_results=[dg.AssetCheckResult(check_name="backtest_beats_baselines", passed=passed,
-                                           metadata=check_metadata)],
-    )
+        BIDS.asset: {
+            "delivery_date": delivery.isoformat(),
+            "mwh": round(float(sum(bids.column("mwh").to_pylist())), 3),
+        },
+    })
 
 
 load_forecast_job = dg.define_asset_job(

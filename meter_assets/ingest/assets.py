@@ -10,12 +10,11 @@ from meter_assets.ingest.inventory import inventory, inventory_table
 from meter_assets.partitions import daily_partitions
 from meter_assets.resources import LakeResource
 from meter_assets.storage import Lake
-
-RAW_METER_FILES = "inventory/raw_meter_files"
+from meter_assets.tables import RAW_METER_FILES
 
 
 def read_inventory(lake: Lake, partition: str):
-    return lake.read_parquet(lake.required_keys(RAW_METER_FILES, partition, "raw_meter_files"))
+    return lake.read_parquet(lake.required_keys(RAW_METER_FILES, partition))
 
 
 @dg.asset(
@@ -30,9 +29,9 @@ def raw_meter_files(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     day = daily_partitions.time_window_for_partition_key(context.partition_key).start.date()
     files = inventory(store, day)
     table = inventory_table(files)
-    version = store.new_version(RAW_METER_FILES, context.partition_key)
-    store.write_parquet(f"{version}/part-0000.parquet", table)
-    store.publish(RAW_METER_FILES, context.partition_key, version, {"rows": table.num_rows})
+    build = store.build(RAW_METER_FILES, context.partition_key)
+    build.write_parquet("part-0000.parquet", table)
+    published = store.publish(build)
 
     by_status = collections.Counter(f.status for f in files)
     by_contract = collections.Counter(f.contract or "none" for f in files)
@@ -52,6 +51,7 @@ def raw_meter_files(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
             "by_status": dict(by_status),
             "by_contract": dict(by_contract),
             "files_listing": dg.MetadataValue.md(listing.getvalue()),
+            **published.metadata(),
         },
         check_results=[
             dg.AssetCheckResult(

@@ -5,8 +5,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.resources import LakeResource, lake_duckdb
-from meter_assets.sql import parquet
-from meter_assets.storage import Lake
+from meter_assets.storage import Lake, Publication
+from meter_assets.tables import DIMENSIONS
 
 # Each export's columns and types: the contract a real retailer's exports follow.
 CONTRACTS: dict[str, dict[str, str]] = {
@@ -70,12 +70,8 @@ KEYS = {
 }
 
 
-def dimension_table(name: str) -> str:
-    return f"curated/{name}"
-
-
-def load_reference(lake: Lake, con, name: str) -> dict:
-    """Validate one export against its contract and publish it as Parquet."""
+def load_reference(lake: Lake, con, name: str) -> Publication:
+    """Validate one export against its contract and publish it as a Delta table."""
     key = f"reference/{name}.csv"
     if not lake.exists(key):
         raise FileNotFoundError(f"reference export {key} is missing from the lake at {lake.root}")
@@ -93,23 +89,19 @@ def load_reference(lake: Lake, con, name: str) -> dict:
     ).fetchone()[0]
     if duplicates:
         raise ValueError(f"{key}: {duplicates} keys ({keys}) appear more than once")
-    version = lake.new_version(dimension_table(name))
-    target = lake.uri(f"{version}/part-0000.parquet")
-    con.execute(f"COPY (SELECT * FROM {source} ORDER BY {keys}) TO '{target}' (FORMAT parquet)")
-    rows = con.execute(f"SELECT count(*) FROM {parquet(target)}").fetchone()[0]
-    lake.publish(dimension_table(name), None, version, {"rows": rows})
-    return {"rows": rows, "source": key}
+    build = lake.build(DIMENSIONS[name])
+    con.execute(f"COPY (SELECT * FROM {source} ORDER BY {keys}) TO '{build.uri('part-0000.parquet')}' (FORMAT parquet)")
+    return lake.publish(build, {"source": key})
 
 
 def _reference_asset(name: str, description: str):
-    @dg.asset(name=name, group_name="reference", description=description, kinds={"duckdb", "parquet"})
+    @dg.asset(name=name, group_name="reference", description=description, kinds={"duckdb", "delta"})
     def _asset(lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
         store = lake.lake()
         with lake_duckdb(duckdb, store) as con:
-            result = load_reference(store, con, name)
-        return dg.MaterializeResult(
-            metadata={"rows": result["rows"], "source": result["source"], "table": dimension_table(name)}
-        )
+            published = load_reference(store, con, name)
+        return dg.MaterializeResult(metadata={"rows": published.rows, "source": f"reference/{name}.csv",
+                                              **published.metadata()})
 
     return _asset
 

@@ -8,14 +8,23 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.config import settings
-from meter_assets.curated.assets import reads_15min
+from meter_assets.curated.assets import READS_15MIN_KEY
+from meter_assets.gates import audit_and_publish
 from meter_assets.ingest.assets import raw_meter_files
 from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import customers, meter_assignments, meters
-from meter_assets.reports.ops import REPORT, build_report, reconcile_regions
+from meter_assets.reports.ops import build_report, reconcile_regions
 from meter_assets.reports.page import render
 from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.rollups.assets import reads_daily
+from meter_assets.tables import QUARANTINE, REPORT_TABLES
+
+# the page beside the report's tables: a plain object per day, replaced when the report is
+PAGES = "reports/ops_pages"
+
+
+def page_key(day: str) -> str:
+    return f"{PAGES}/date={day}/report.html"
 
 
 def _plain(value):
@@ -61,17 +70,17 @@ def _markdown(summary: dict, regions: list[dict], page: str) -> str:
 
 @dg.asset(
     partitions_def=daily_partitions,
-    deps=[reads_daily, reads_15min, raw_meter_files, meters, customers, meter_assignments],
+    deps=[reads_daily, READS_15MIN_KEY, QUARANTINE.asset, raw_meter_files, meters, customers, meter_assignments],
     group_name="reports",
-    kinds={"duckdb", "parquet", "html"},
+    kinds={"duckdb", "delta", "html"},
     pool="lake_compute",
+    output_required=False,
     check_specs=[
         dg.AssetCheckSpec("region_totals_reconcile_with_reads_daily", asset="ops_daily_report", blocking=True),
         dg.AssetCheckSpec("silent_meters_below_alert_threshold", asset="ops_daily_report"),
     ],
 )
-def ops_daily_report(context: dg.AssetExecutionContext, lake: LakeResource,
-                     duckdb: DuckDBResource) -> dg.MaterializeResult:
+def ops_daily_report(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """What happened yesterday and what is broken: energy by region, top customers, silent meters, data quality."""
     s = settings()
     store = lake.lake()
@@ -96,24 +105,22 @@ def ops_daily_report(context: dg.AssetExecutionContext, lake: LakeResource,
         passed=bool(reconciled),
         metadata={"regions_kwh": str(regions_total), "reads_daily_kwh": str(daily_total)},
     )
-    if not reconciled:
-        # a report whose totals do not add up is not published: the previous version stays
-        context.log.error(f"{key}: regions sum to {regions_total} kWh, reads_daily to {daily_total} kWh")
-        return dg.MaterializeResult(metadata={"published": False},
-                                    check_results=[reconcile_check, silent_check])
-
-    version = store.new_version(REPORT, key)
+    builds = []
     for name, table in report.tables.items():
-        store.write_parquet(f"{version}/{name}.parquet", table)
-    page_key = f"{version}/report.html"
-    store.write_bytes(page_key, render(report, s.market_tz, dt.datetime.now(dt.UTC), s.silent_meters_warn).encode())
-    manifest = store.publish(REPORT, key, version, {"page": page_key, "silent_meters": summary["silent_meters"]})
+        builds.append(store.build(REPORT_TABLES[name], key, same_as=builds[0] if builds else None))
+        builds[-1].write_parquet("part-0000.parquet", table)
+    page = page_key(key)
+
+    def write_page():
+        store.write_bytes(page, render(report, s.market_tz, dt.datetime.now(dt.UTC), s.silent_meters_warn).encode())
+
+    # a report whose totals do not add up is not published: the previous version stays
+    gate = audit_and_publish(context, store, builds, [reconcile_check, silent_check], publish=write_page)
     tables = {name: table.to_pylist() for name, table in report.tables.items()}
-    return dg.MaterializeResult(
-        metadata={
-            "summary": dg.MetadataValue.md(_markdown(summary, tables["region_energy"], store.uri(page_key))),
-            "page": dg.MetadataValue.path(store.uri(page_key)),
-            "version": manifest["version"],
+    yield from gate.results({
+        "ops_daily_report": {
+            "summary": dg.MetadataValue.md(_markdown(summary, tables["region_energy"], store.uri(page))),
+            "page": dg.MetadataValue.path(store.uri(page)),
             "kwh": float(summary["kwh"]),
             "silent_meters": summary["silent_meters"],
             "late_files": summary["late_files"],
@@ -128,5 +135,4 @@ def ops_daily_report(context: dg.AssetExecutionContext, lake: LakeResource,
             "quarantine_reasons": _metadata_table(tables["quarantine_reasons"]),
             "seconds": round(time.perf_counter() - began, 2),
         },
-        check_results=[reconcile_check, silent_check],
-    )
+    })

@@ -14,15 +14,11 @@ import duckdb
 import pyarrow as pa
 
 from meter_assets.billing.pricing import utc_day_bounds
-from meter_assets.curated.readings import QUARANTINE, READS_15MIN
-from meter_assets.ingest.assets import RAW_METER_FILES
-from meter_assets.reference.assets import dimension_table
-from meter_assets.rollups.assets import READS_DAILY
+from meter_assets.tables import (CUSTOMERS, METER_ASSIGNMENTS, METERS, QUARANTINE, RAW_METER_FILES, READS_15MIN,
+                                 READS_DAILY, REPORT_TABLES)
 from meter_assets.sql import parquet, sql_list
 from meter_assets.storage import Lake
 
-REPORT = "reports/ops"
-TABLES = ("summary", "region_energy", "top_customers", "silent_meters", "late_files", "quarantine_reasons")
 TOP_CUSTOMERS = 100
 
 # who held each meter on the day (a meter between tenants has nobody)
@@ -214,19 +210,20 @@ def build_report(con: duckdb.DuckDBPyConnection, lake: Lake, day: dt.date, tz: s
     earlier = [day - dt.timedelta(days=d) for d in range(1, lookback_days + 1)]
     day_start, day_end = utc_day_bounds(day, tz)
 
-    for view, name in (("meters", "meters"), ("customers", "customers"), ("assignments", "meter_assignments")):
-        _view(con, view, lake.required_files(dimension_table(name), None, name))
-    _view(con, "daily", lake.required_files(READS_DAILY, key, "reads_daily"))
-    _view(con, "readings", lake.required_files(READS_15MIN, key, "reads_15min"))
-    _view(con, "quarantine", lake.required_files(QUARANTINE, key, "reads_15min"))
-    _view(con, "daily_week_before", lake.files(READS_DAILY, (day - dt.timedelta(days=7)).isoformat()), like="daily")
-    _view(con, "history", [f for d in earlier for f in lake.files(READS_DAILY, d.isoformat())], like="daily")
-    inventories = lake.required_files(RAW_METER_FILES, key, "raw_meter_files") + [
-        f for d in earlier for f in lake.files(RAW_METER_FILES, d.isoformat())]
+    for view, table in (("meters", METERS), ("customers", CUSTOMERS), ("assignments", METER_ASSIGNMENTS)):
+        _view(con, view, lake.required_files(table))
+    # one version of each table for every day the report reads
+    daily, readings, inventory = (lake.required_snapshot(t, key) for t in (READS_DAILY, READS_15MIN, RAW_METER_FILES))
+    _view(con, "daily", daily.required_files(key))
+    _view(con, "readings", readings.required_files(key))
+    _view(con, "quarantine", lake.required_files(QUARANTINE, key))
+    _view(con, "daily_week_before", daily.files((day - dt.timedelta(days=7)).isoformat()), like="daily")
+    _view(con, "history", [f for d in earlier for f in daily.files(d.isoformat())], like="daily")
+    inventories = inventory.required_files(key) + [f for d in earlier for f in inventory.files(d.isoformat())]
     con.execute(f"CREATE OR REPLACE TEMP VIEW inventories AS SELECT * FROM "
                 f"read_parquet({sql_list(inventories)}, filename = true, hive_partitioning = false)")
 
-    day_before = lake.files(READS_DAILY, (day - dt.timedelta(days=1)).isoformat())
+    day_before = daily.files((day - dt.timedelta(days=1)).isoformat())
     silent_day_before = (con.execute(f"SELECT count(*) FROM {parquet(day_before)} "
                                      "WHERE actual_intervals + estimated_intervals = 0").fetchone()[0]
                          if day_before else None)
@@ -237,7 +234,7 @@ def build_report(con: duckdb.DuckDBPyConnection, lake: Lake, day: dt.date, tz: s
     con.execute(SILENT_SQL)
     con.execute(LAST_DAYS_SQL)
     last_days = [d for (d,) in con.execute("SELECT DISTINCT last_day FROM last_days ORDER BY 1").fetchall()]
-    last_files = [f for d in last_days for f in lake.files(READS_15MIN, d.isoformat())]
+    last_files = [f for d in last_days for f in readings.files(d.isoformat())]
     _view(con, "last_day_readings", last_files, like="readings")
     con.execute(LAST_READINGS_SQL)
     con.execute(SILENT_METERS_SQL, {"day_end": day_end})
@@ -245,7 +242,8 @@ def build_report(con: duckdb.DuckDBPyConnection, lake: Lake, day: dt.date, tz: s
                                  "day_end": day_end})
     con.execute(QUARANTINE_SQL)
     con.execute(SUMMARY_SQL, {"day": day, "silent_day_before": silent_day_before})
-    return Report(day=day, tables={name: con.execute(f"SELECT * FROM {name}").to_arrow_table() for name in TABLES})
+    return Report(day=day, tables={name: con.execute(f"SELECT * FROM {name}").to_arrow_table()
+                                   for name in REPORT_TABLES})
 
 
 def reconcile_regions(con: duckdb.DuckDBPyConnection) -> tuple[object, object]:

@@ -4,14 +4,12 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from meter_assets.curated.assets import reads_15min
-from meter_assets.curated.readings import READS_15MIN
+from meter_assets.curated.assets import READS_15MIN_KEY
+from meter_assets.gates import audit_and_publish
 from meter_assets.partitions import daily_partitions
 from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.sql import parquet
-
-READS_HOURLY = "rollups/reads_hourly"
-READS_DAILY = "rollups/reads_daily"
+from meter_assets.tables import READS_15MIN, READS_DAILY, READS_HOURLY
 
 HOURLY_SQL = """
 COPY (
@@ -49,38 +47,39 @@ COPY (
 """
 
 
-@dg.asset(partitions_def=daily_partitions, deps=[reads_15min], group_name="rollups", kinds={"duckdb", "parquet"},
-          pool="lake_compute")
-def reads_hourly(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+@dg.asset(partitions_def=daily_partitions, deps=[READS_15MIN_KEY], group_name="rollups", kinds={"duckdb", "delta"},
+          pool="lake_compute", output_required=False)
+def reads_hourly(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """Each meter's kWh per UTC hour, estimated kWh apart, for load curves and forecasts."""
     store = lake.lake()
-    sources = store.required_files(READS_15MIN, context.partition_key, "reads_15min")
-    version = store.new_version(READS_HOURLY, context.partition_key)
-    target = store.uri(f"{version}/part-0000.parquet")
+    sources = store.required_files(READS_15MIN, context.partition_key)
+    build = store.build(READS_HOURLY, context.partition_key)
+    target = build.uri("part-0000.parquet")
     with lake_duckdb(duckdb, store) as con:
         con.execute(HOURLY_SQL.format(sources=parquet(sources), target=target))
         rows, kwh = con.execute(f"SELECT count(*), sum(kwh) FROM {parquet(target)}").fetchone()
-    store.publish(READS_HOURLY, context.partition_key, version, {"rows": rows})
-    return dg.MaterializeResult(metadata={"rows": rows, "kwh": float(kwh or 0)})
+    gate = audit_and_publish(context, store, [build], [])
+    yield from gate.results({"reads_hourly": {"rows": rows, "kwh": float(kwh or 0)}})
 
 
 @dg.asset(
     partitions_def=daily_partitions,
     deps=[reads_hourly],
     group_name="rollups",
-    kinds={"duckdb", "parquet"},
+    kinds={"duckdb", "delta"},
     pool="lake_compute",
+    output_required=False,
     check_specs=[dg.AssetCheckSpec("daily_equals_hourly_equals_15min", asset="reads_daily", blocking=True,
                                    additional_deps=["reads_hourly", "reads_15min"])],
 )
-def reads_daily(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def reads_daily(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """Each meter's kWh for the local calendar day, with its estimated and missing intervals."""
     store = lake.lake()
     partition = context.partition_key
-    hourly = store.required_files(READS_HOURLY, partition, "reads_hourly")
-    quarter_hours = store.required_files(READS_15MIN, partition, "reads_15min")
-    version = store.new_version(READS_DAILY, partition)
-    target = store.uri(f"{version}/part-0000.parquet")
+    hourly = store.required_files(READS_HOURLY, partition)
+    quarter_hours = store.required_files(READS_15MIN, partition)
+    build = store.build(READS_DAILY, partition)
+    target = build.uri("part-0000.parquet")
     with lake_duckdb(duckdb, store) as con:
         con.execute(DAILY_SQL.format(sources=parquet(hourly), target=target), {"day": partition})
         totals = con.execute(
@@ -95,21 +94,17 @@ def reads_daily(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: D
             """
         ).fetchone()
     daily, hourly_kwh, quarter_kwh, daily_intervals, quarter_rows, meter_count = totals
-    store.publish(READS_DAILY, partition, version, {"rows": meter_count})
     reconciled = daily == hourly_kwh == quarter_kwh and daily_intervals == quarter_rows
-    return dg.MaterializeResult(
-        metadata={"meters": meter_count, "kwh": float(daily or 0)},
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="daily_equals_hourly_equals_15min",
-                passed=bool(reconciled),
-                metadata={
-                    "daily_kwh": str(daily),
-                    "hourly_kwh": str(hourly_kwh),
-                    "quarter_hour_kwh": str(quarter_kwh),
-                    "daily_intervals": int(daily_intervals or 0),
-                    "quarter_hour_rows": int(quarter_rows or 0),
-                },
-            )
-        ],
+    check = dg.AssetCheckResult(
+        check_name="daily_equals_hourly_equals_15min",
+        passed=bool(reconciled),
+        metadata={
+            "daily_kwh": str(daily),
+            "hourly_kwh": str(hourly_kwh),
+            "quarter_hour_kwh": str(quarter_kwh),
+            "daily_intervals": int(daily_intervals or 0),
+            "quarter_hour_rows": int(quarter_rows or 0),
+        },
     )
+    gate = audit_and_publish(context, store, [build], [check])
+    yield from gate.results({"reads_daily": {"meters": meter_count, "kwh": float(daily or 0)}})

@@ -10,14 +10,14 @@ from dagster_duckdb import DuckDBResource
 from meter_assets.billing.assets import pricing_views
 from meter_assets.billing.pricing import price_day, raise_if_unpriced, start_usage, supply_days
 from meter_assets.config import settings
-from meter_assets.curated.assets import reads_15min
-from meter_assets.curated.readings import READS_15MIN
+from meter_assets.curated.assets import READS_15MIN_KEY
 from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import customers, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
-from meter_assets.rollups.assets import READS_DAILY, reads_daily
+from meter_assets.rollups.assets import reads_daily
 from meter_assets.serving.store import refresh_day
 from meter_assets.sql import parquet
+from meter_assets.tables import READS_15MIN, READS_DAILY
 
 # Per customer supplied that day: use, estimated use, quarter hours with no reading (from
 # the daily rollup), and the day's cost: energy priced per interval at the customer's
@@ -64,7 +64,7 @@ COPY (
 
 @dg.asset(
     partitions_def=daily_partitions,
-    deps=[reads_15min, reads_daily, meter_assignments, customers, tariffs],
+    deps=[READS_15MIN_KEY, reads_daily, meter_assignments, customers, tariffs],
     group_name="serving",
     kinds={"duckdb", "postgres"},
     pool="lake_compute",
@@ -75,8 +75,8 @@ def usage_serving(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
     s = settings()
     day = dt.date.fromisoformat(context.partition_key)
     store = lake.lake()
-    readings = store.required_files(READS_15MIN, context.partition_key, "reads_15min")
-    daily = store.required_files(READS_DAILY, context.partition_key, "reads_daily")
+    readings = store.required_files(READS_15MIN, context.partition_key)
+    daily = store.required_files(READS_DAILY, context.partition_key)
     began = time.perf_counter()
     with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
         pricing_views(con, store)
