@@ -73,9 +73,9 @@ def read_back(lake: str, day: str, delta_scan: bool) -> int:
     from meter_assets.storage import Lake
     from meter_assets.sql import parquet
 
-    try:
+    if delta_lake():
         from meter_assets.tables import READS_15MIN
-    except ImportError:  # the code before Delta: the table was a path
+    else:  # the code before Delta: the table was a path
         from meter_assets.curated.readings import READS_15MIN
     store = Lake(lake)
     con = duckdb.connect()
@@ -121,9 +121,9 @@ def floor(lake: str, day: str) -> int:
 
 def delta_lake() -> bool:
     """Whether this code writes Delta tables (so DuckDB's Delta reader can be timed too)."""
-    import importlib.util
+    import meter_assets
 
-    return importlib.util.find_spec("meter_assets.tables") is not None
+    return os.path.exists(os.path.join(os.path.dirname(meter_assets.__file__), "tables.py"))
 
 
 def main() -> int:
