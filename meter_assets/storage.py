@@ -463,7 +463,12 @@ class Lake:
             configuration=TABLE_CONFIGURATION,
                         storage_options=self.storage_options(), commit_properties=properties)
                 else:
-                    current.create_write_transaction(adds, "overwrite", _evolved(current, table, schema),
+                    try:
+                        evolved = _evolved(current, table, schema)
+                    except TypeError:
+                        self.discard(build)
+                        raise
+                    current.create_write_transaction(adds, "overwrite", evolved,
                                                      partition_by=[table.partition] if table.partition else None,
                                                      partition_filters=where, commit_properties=properties)
                 return Publication(table, partition, self._version_of(table, build.id), build.id, rows)

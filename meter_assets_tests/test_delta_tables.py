@@ -81,6 +81,7 @@ def test_a_new_column_is_added_and_a_changed_type_refused(lake_root):
     changed.write_parquet("part-0000.parquet", pa.table({"meter_id": ["M1"], "kwh": [9]}))
     with pytest.raises(TypeError, match="meter_id"):
         lake.publish(changed)
+    assert changed.objects() == [], "the refused build's files are deleted"
     assert _rows(lake, "2024-06-01") == [7] * ROWS, "the published partitions read as before"
 
 
