@@ -9,7 +9,8 @@ def sql_list(values: list[str]) -> str:
 def parquet(files: list[str] | str) -> str:
     """A `read_parquet` over published files.
 
-    Hive partitioning is off: the `date=`/`v=` folders are our layout, not columns.
+    Hive partitioning is off: a Delta table's `date=`/`month=` folders hold its partition
+    values, which the files do not carry as columns.
     """
     files = [files] if isinstance(files, str) else files
     return f"read_parquet({sql_list(files)}, hive_partitioning = false)"
