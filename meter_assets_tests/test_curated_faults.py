@@ -214,10 +214,10 @@ def test_a_file_the_reader_fails_on_is_set_aside_and_the_rest_kept(tmp_path, gen
     poisoned = next(o.key for o in Lake(root).list("raw/2024/04/01/10/") if "alpha" in o.key)
     real_stage = readings._stage
 
-    def reader_fails_on_one_file(con, contract, uris, target, params):
+    def reader_fails_on_one_file(con, contract, uris, target, params, known_meter):
         if any(u.endswith(poisoned) for u in uris):
             raise duckdb.InvalidInputException("simulated reader failure")
-        return real_stage(con, contract, uris, target, params)
+        return real_stage(con, contract, uris, target, params, known_meter)
 
     monkeypatch.setattr(readings, "_stage", reader_fails_on_one_file)
     results = materialize_days(root, [day])

@@ -12,8 +12,10 @@ import shutil
 import zlib
 from decimal import Decimal
 
+import duckdb
 import pytest
 
+from meter_assets.curated import readings
 from meter_assets.simulator.cli import release_late
 from meter_assets.storage import Lake
 from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN, REPORT_TABLES
@@ -56,6 +58,8 @@ HOSTILE_ROWS = {
     "received before the interval ended": (lambda m: row(m, 15, meter_clock="2024-04-01T10:20:00Z",
                                                          received="2024-04-01T10:20:00Z"),
                                            "received_at: 2024-04-01 10:20:00 is before the interval"),
+    "meter below the first known": (lambda m: row(FIRST_METER - 1, 15), f"meter_id: unknown meter {FIRST_METER - 1}"),
+    "meter beyond the last known": (lambda m: row(2_000_000_000, 15), "meter_id: unknown meter 2000000000"),
 }
 
 
@@ -195,3 +199,17 @@ def test_keys_outside_the_raw_layout_are_reported_as_unrecognised_and_not_read(h
     reasons = query(f"SELECT scope, reason, rows FROM read_parquet({report})")
     assert ("file", "unrecognised key: not raw/YYYY/MM/DD/HH/<file>, so the hour of its readings is unknown; "
                     "not read", len(STRAYS)) in reasons
+
+
+@pytest.mark.parametrize("bitmap_bits", [1 << 27, 1], ids=["bitmap", "join"])
+def test_known_meters_are_told_apart_from_unknown_ones_by_bitmap_and_by_join(monkeypatch, bitmap_bits):
+    monkeypatch.setattr(readings, "KNOWN_METER_BITMAP_BITS", bitmap_bits)
+    con = duckdb.connect()
+    known = [5, 7, 7, 1000, 2_147_483_647 if bitmap_bits == 1 else 1001]
+    meters = "(SELECT * FROM (VALUES " + ", ".join(f"({m})" for m in known) + ") AS t(meter_id))"
+    test = readings._known_meter_test(con, meters)
+    candidates = [-1, 0, 4, 5, 6, 7, 8, 999, 1000, 1001, 1002, 2_147_483_647, None]
+    found = con.execute(f"SELECT list(meter_id ORDER BY meter_id) FROM unnest(?) AS t(meter_id) WHERE {test}",
+                        [candidates]).fetchone()[0]
+    assert found == sorted(set(known))
+    assert readings._known_meter_test(con, "(SELECT 1 AS meter_id WHERE FALSE)") == "FALSE"
