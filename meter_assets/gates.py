@@ -47,7 +47,7 @@ class Gate:
 
 def audit_and_publish(context: dg.AssetExecutionContext, lake: Lake, builds: Sequence[Build],
                       checks: Sequence[dg.AssetCheckResult], publish: Callable[[], None] | None = None) -> Gate:
-    """Publish `builds` (in order) if no blocking check failed; else discard them.
+    """Publish `builds` (in order, together) if no blocking check failed; else discard them.
 
     `publish` is called after the tables are committed, for what is not a table (a page,
     a ledger): it runs only when the gate opens.
@@ -67,7 +67,10 @@ def audit_and_publish(context: dg.AssetExecutionContext, lake: Lake, builds: Seq
         context.log.error(f"blocking checks failed: {', '.join(failed)}; nothing was published and the "
                           "previous version stays in place")
         return gate
-    gate.publications = [lake.publish(build) for build in builds]
+    for finished in lake.finish_publishing():
+        context.log.warning(f"{finished.table.path} {finished.partition or ''}: build {finished.build} of a step "
+                            f"that died mid-publication committed now, as version {finished.version}")
+    gate.publications = lake.publish_together(list(builds))
     if publish is not None:
         publish()
     return gate

@@ -15,7 +15,9 @@ from meter_assets.storage import Lake
 
 
 def vacuum_lake(lake: Lake, retention_hours: int) -> dict[str, int]:
-    """Files deleted per table: replaced longer ago than the retention, or never published."""
+    """Files deleted per table: replaced longer ago than the retention, or never published
+    (after finishing any publication a dead step left half done)."""
+    lake.finish_publishing()
     return {table.path: len(lake.vacuum(table, retention_hours)) for table in tables.ALL}
 
 

@@ -32,7 +32,7 @@ from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
-from meter_assets.tables import LakeTable
+from meter_assets.tables import ALL, LakeTable
 
 # a commit that lost a race to another writer reloads the table and tries again
 COMMIT_ATTEMPTS = 20
@@ -41,6 +41,12 @@ COMMIT_ATTEMPTS = 20
 TABLE_CONFIGURATION = {"delta.checkpointInterval": "10"}
 # a build's files are named after it: its start (UTC, to the microsecond) and a random tag
 BUILD_FILE = re.compile(r"^(\d{8}T\d{12}-[0-9a-f]{8})-")
+# Builds published together (a day's readings and their quarantine) are committed one table
+# after the other; a record of them lies here until the last commit has landed, so that one
+# killed in between is finished by whoever finds the record first.
+PUBLISHING = "_publishing"
+# A record this old belongs to a step that died: a live one commits its tables in seconds.
+PUBLISHING_GRACE_S = 300
 
 
 @dataclass(frozen=True)
@@ -480,6 +486,42 @@ class Lake:
                 # another writer created the table first: look again
             time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
         raise RuntimeError(f"{table.folder(partition)}: build {build.id} not committed in {COMMIT_ATTEMPTS} attempts")
+
+    def publish_together(self, builds: list[Build]) -> list[Publication]:
+        """Publish builds of several tables (in order) as one: if the process dies between two
+        commits, `finish_publishing` commits the rest later (they are never rolled back, so a
+        reader never finds one table's new version without the others' for longer than that)."""
+        if len(builds) < 2:
+            return [self.publish(build) for build in builds]
+        record = f"{PUBLISHING}/{builds[0].id}-{uuid.uuid4().hex[:8]}.json"
+        self.write_bytes(record, json.dumps(
+            [{"table": b.table.path, "partition": b.partition, "build": b.id} for b in builds]).encode())
+        publications = [self.publish(build) for build in builds]
+        self.delete(record)
+        return publications
+
+    def finish_publishing(self, older_than_s: float | None = None) -> list[Publication]:
+        """Commit what a dead step left half published: each build of a record older than
+        `older_than_s` that is not yet in its table (a build since superseded by a newer one
+        stays unpublished, as it would have); the record is then deleted."""
+        finished = []
+        older_than_s = PUBLISHING_GRACE_S if older_than_s is None else older_than_s
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        by_path = {table.path: table for table in ALL}
+        for found in self.list(PUBLISHING):
+            if (now - found.modified_at).total_seconds() < older_than_s:
+                continue
+            for entry in json.loads(self.read_bytes(found.key)):
+                build = Build(self, by_path[entry["table"]], entry["partition"], entry["build"])
+                current = self.delta(build.table)
+                published = _builds(current, build.table, build.partition) if current is not None else set()
+                # already in, or replaced since by a newer build (whose step finished the job)
+                if any(b >= build.id for b in published):
+                    continue
+                if build.objects():
+                    finished.append(self.publish(build, {"finished_after": "a step that died mid-publication"}))
+            self.delete(found.key)
+        return finished
 
     def _adds(self, table: LakeTable, files: dict[str | None, list[LakeObject]]) -> tuple[pa.Schema, list, int]:
         """The table's schema (from the first file's footer), one add action per file, and the rows."""
