@@ -13,7 +13,7 @@ YESTERDAY   := $(shell date -u -d "1 day ago" +%Y-%m-%d)
 export METER_DATA_DIR ?= $(DATA)
 export METER_LAKE ?= $(DATA)/lake
 
-.PHONY: install test demo bench bench-tools lock clean
+.PHONY: install test lint demo bench bench-tools lock clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ $(STAMP): requirements.lock pyproject.toml
 
 test: install
 	$(BIN)/pytest
+
+# Lint and format check (ruff, configured in pyproject.toml); `ruff format .` fixes the format.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # A fresh simulated retailer, every partition materialized, then the UI on 127.0.0.1:3000
 # and the usage API and page on 127.0.0.1:8000.

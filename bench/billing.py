@@ -33,7 +33,6 @@ def correct_one_day(lake_root: str, month: str) -> int:
 
     from meter_assets.resources import resources
     from meter_assets.rollups.assets import reads_daily, reads_hourly
-
     from meter_assets.sql import parquet
     from meter_assets.storage import Lake
     from meter_assets.tables import READS_15MIN
@@ -48,7 +47,7 @@ def correct_one_day(lake_root: str, month: str) -> int:
                        CASE WHEN meter_id % 100 = 0 THEN CAST(kwh * 1.1 AS DECIMAL(12, 3)) ELSE kwh END AS kwh,
                        quality_flag
                 FROM {parquet(lake.required_files(READS_15MIN, day))}
-            ) TO '{build.uri('part-0000.parquet')}' (FORMAT parquet)
+            ) TO '{build.uri("part-0000.parquet")}' (FORMAT parquet)
         """)
     lake.publish(build)
     dg.materialize([reads_hourly, reads_daily], partition_key=day, resources=resources(lake_root))
@@ -71,8 +70,12 @@ def step(name: str, lake: str, meters: int, month: str) -> dict:
         if name == "adjust":
             correct_one_day(lake, month)
         selection = [bills, issued_bills] if name == "issue" else [bills]
-        result = dg.materialize(selection, partition_key=month, resources=resources(lake), selection=[
-            "issued_bills", "bill_lines", "bill_adjustments"] if name == "issue" else ["bills"])
+        result = dg.materialize(
+            selection,
+            partition_key=month,
+            resources=resources(lake),
+            selection=["issued_bills", "bill_lines", "bill_adjustments"] if name == "issue" else ["bills"],
+        )
         event = result.asset_materializations_for_node("issued_bills" if name == "issue" else "bills")[0]
         metadata = {k: v.value for k, v in event.metadata.items() if isinstance(v.value, (int, float, str))}
         rows = int(metadata.get("customers", metadata.get("bills", 0)))
@@ -101,21 +104,35 @@ def main() -> int:
     env = prepare_workdir(workdir, args.reuse, month_days(args.month)[0])
     results = []
     for name in steps:
-        results.append(run_step(__file__, name, ["--meters", str(args.meters), "--month", args.month,
-                                                 "--workdir", workdir], env))
+        results.append(
+            run_step(__file__, name, ["--meters", str(args.meters), "--month", args.month, "--workdir", workdir], env)
+        )
         r = results[-1]
         facts = ", ".join(f"{k} {v}" for k, v in r["metadata"].items() if k in SHOWN)
         print(f"{r['step']:>12}: {r['seconds']:7.2f} s  peak {r['peak_memory_mb']:>6,} MB  {facts}", flush=True)
     by = {r["step"]: r for r in results}
-    print(f"month's bills for {args.meters:,} customers: {by['bills']['seconds']:.1f} s, peak "
-          f"{by['bills']['peak_memory_mb']:,} MB (target: under 120 s and 6,144 MB)")
+    print(
+        f"month's bills for {args.meters:,} customers: {by['bills']['seconds']:.1f} s, peak "
+        f"{by['bills']['peak_memory_mb']:,} MB (target: under 120 s and 6,144 MB)"
+    )
     with open(os.path.join(workdir, "billing.json"), "w") as f:
         json.dump({"meters": args.meters, "month": args.month, "steps": results}, f, indent=1)
     return 0
 
 
-SHOWN = ("customers", "compute_seconds", "ledger_seconds", "drafts_new", "drafts_unchanged", "adjustments_written",
-         "bills_issued", "issue_seconds", "export_seconds", "exported_bills", "exported_bill_lines")
+SHOWN = (
+    "customers",
+    "compute_seconds",
+    "ledger_seconds",
+    "drafts_new",
+    "drafts_unchanged",
+    "adjustments_written",
+    "bills_issued",
+    "issue_seconds",
+    "export_seconds",
+    "exported_bills",
+    "exported_bill_lines",
+)
 
 if __name__ == "__main__":
     sys.exit(main())

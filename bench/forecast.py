@@ -20,6 +20,7 @@ import time
 
 from fullscale import bench_parser, prepare_workdir, run_steps, step_result
 
+
 def step(name: str, lake: str, meters: int, sample: int, start: dt.date, days: int) -> dict:
     import dagster as dg
 
@@ -32,14 +33,22 @@ def step(name: str, lake: str, meters: int, sample: int, start: dt.date, days: i
     began = time.perf_counter()
     facts: dict = {}
     if name == "history":
-        write_portfolio_history(Lake(lake), sample, start, days, seed=7, scale=meters // sample,
-                                log=lambda line: print(line, file=sys.stderr, flush=True))
+        write_portfolio_history(
+            Lake(lake),
+            sample,
+            start,
+            days,
+            seed=7,
+            scale=meters // sample,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
         dg.materialize([*reference_assets, weather], resources=resources(lake))
         facts["days"] = days
     elif name == "forecast":
         day = start + dt.timedelta(days=days)
-        result = dg.materialize([load_forecast], partition_key=day.isoformat(), resources=resources(lake),
-                                raise_on_error=False)
+        result = dg.materialize(
+            [load_forecast], partition_key=day.isoformat(), resources=resources(lake), raise_on_error=False
+        )
         metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
         (check,) = result.get_asset_check_evaluations()
         facts = {
@@ -69,18 +78,44 @@ def main() -> int:
         return 0
 
     env = prepare_workdir(workdir, args.reuse, args.start)
-    results = {r["step"]: r for r in run_steps(__file__, ["forecast"] if args.reuse else ["history", "forecast"], [
-        "--meters", str(args.meters), "--sample", str(args.sample), "--days", str(args.days),
-        "--start", args.start.isoformat(), "--workdir", workdir], env)}
+    results = {
+        r["step"]: r
+        for r in run_steps(
+            __file__,
+            ["forecast"] if args.reuse else ["history", "forecast"],
+            [
+                "--meters",
+                str(args.meters),
+                "--sample",
+                str(args.sample),
+                "--days",
+                str(args.days),
+                "--start",
+                args.start.isoformat(),
+                "--workdir",
+                workdir,
+            ],
+            env,
+        )
+    }
     f = results["forecast"]
-    print(f"load_forecast with {args.days} days of history: train and forecast {f['train_and_forecast_seconds']} s, "
-          f"with the backtest {f['asset_seconds']} s, {f['seconds']} s through Dagster (target: under 60 s)")
-    print(f"backtest over {f.get('days')} days: P50 MAPE {f.get('mape_p50', float('nan')):.2%}, seasonal naive "
-          f"{f.get('mape_seasonal_naive', float('nan')):.2%}, previous day {f.get('mape_previous_day', float('nan')):.2%}, "
-          f"P10-P90 coverage {f.get('coverage_p10_p90', float('nan')):.1%}, check passed: {f['check_passed']}")
+    print(
+        f"load_forecast with {args.days} days of history: train and forecast {f['train_and_forecast_seconds']} s, "
+        f"with the backtest {f['asset_seconds']} s, {f['seconds']} s through Dagster (target: under 60 s)"
+    )
+    print(
+        f"backtest over {f.get('days')} days: P50 MAPE {f.get('mape_p50', float('nan')):.2%}, seasonal naive "
+        f"{f.get('mape_seasonal_naive', float('nan')):.2%}, "
+        f"previous day {f.get('mape_previous_day', float('nan')):.2%}, "
+        f"P10-P90 coverage {f.get('coverage_p10_p90', float('nan')):.1%}, check passed: {f['check_passed']}"
+    )
     with open(os.path.join(workdir, "forecast.json"), "w") as out:
-        json.dump({"meters": args.meters, "sample": args.sample, "days": args.days, "steps": results}, out, indent=1,
-                  default=str)
+        json.dump(
+            {"meters": args.meters, "sample": args.sample, "days": args.days, "steps": results},
+            out,
+            indent=1,
+            default=str,
+        )
     return 0
 
 

@@ -42,8 +42,9 @@ def step(name: str, lake: str, meters: int, day: str) -> dict:
         con, setup = reader(name.endswith("delta_scan"))
     began = time.perf_counter()
     if name == "simulator":
-        summary = generate(Lake(lake), meters, dt.date.fromisoformat(day), 1, seed=7, rates=FaultRates(),
-                           log=lambda *_: None)
+        summary = generate(
+            Lake(lake), meters, dt.date.fromisoformat(day), 1, seed=7, rates=FaultRates(), log=lambda *_: None
+        )
         rows = summary["rows"]
     elif name == "reference":
         dg.materialize(reference_assets, resources=resources)
@@ -52,8 +53,9 @@ def step(name: str, lake: str, meters: int, day: str) -> dict:
         # the quarantine is an asset of the same step (in the code before Delta, part of reads_15min)
         selection = [name, "reads_15min_quarantine"] if name == "reads_15min" and delta_lake() else [name]
         result = dg.materialize(daily_assets, partition_key=day, resources=resources, selection=selection)
-        (event,) = [e.materialization for e in result.get_asset_materialization_events()
-                    if e.asset_key == dg.AssetKey(name)]
+        (event,) = [
+            e.materialization for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(name)
+        ]
         rows = event.metadata["rows"].value
     elif name == "rollups":
         dg.materialize(daily_assets, partition_key=day, resources=resources, selection=["reads_hourly", "reads_daily"])
@@ -66,8 +68,14 @@ def step(name: str, lake: str, meters: int, day: str) -> dict:
         raise ValueError(name)
     seconds = time.perf_counter() - began
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"step": name, "seconds": round(seconds, 2), "rows": rows, "rows_per_second": round(rows / seconds),
-            "peak_memory_mb": round(peak), "setup_seconds": round(setup, 2)}
+    return {
+        "step": name,
+        "seconds": round(seconds, 2),
+        "rows": rows,
+        "rows_per_second": round(rows / seconds),
+        "peak_memory_mb": round(peak),
+        "setup_seconds": round(setup, 2),
+    }
 
 
 def reader(delta_scan: bool):
@@ -88,8 +96,8 @@ def reader(delta_scan: bool):
 def read_back(con, lake: str, day: str, delta_scan: bool) -> int:
     """The curated day read back whole (every column, aggregated): through the lake's list of
     published files, or through DuckDB's own Delta reader."""
-    from meter_assets.storage import Lake
     from meter_assets.sql import parquet
+    from meter_assets.storage import Lake
 
     if delta_lake():
         from meter_assets.tables import READS_15MIN
@@ -100,8 +108,9 @@ def read_back(con, lake: str, day: str, delta_scan: bool) -> int:
         source = f"(SELECT * FROM delta_scan('{store.table_uri(READS_15MIN)}') WHERE date = DATE '{day}')"
     else:
         source = parquet(store.files(READS_15MIN, day))
-    rows, _, _, _ = con.execute(f"SELECT count(*), sum(kwh), count(DISTINCT meter_id), max(ingested_at) FROM {source}"
-                                ).fetchone()
+    rows, _, _, _ = con.execute(
+        f"SELECT count(*), sum(kwh), count(DISTINCT meter_id), max(ingested_at) FROM {source}"
+    ).fetchone()
     return rows
 
 
@@ -125,10 +134,16 @@ def floor(lake: str, day: str) -> int:
     s = settings()
     con = duckdb.connect(config={"threads": s.duckdb_threads, "memory_limit": s.duckdb_memory_limit})
     # ignore_errors: the bare reader stops at the first damaged row the simulator injected
-    con.execute(f"COPY (SELECT * FROM read_csv({sql_list(csv)}, ignore_errors = true)) TO '{out}/csv.parquet' (FORMAT parquet)")
-    con.execute(f"COPY (SELECT * FROM read_json({sql_list(jsonl)}, format = 'newline_delimited', union_by_name = true, "
-                f"ignore_errors = true)) TO '{out}/jsonl.parquet' (FORMAT parquet)")
-    return con.execute(f"SELECT (SELECT count(*) FROM '{out}/csv.parquet') + (SELECT count(*) FROM '{out}/jsonl.parquet')").fetchone()[0]
+    con.execute(
+        f"COPY (SELECT * FROM read_csv({sql_list(csv)}, ignore_errors = true)) TO '{out}/csv.parquet' (FORMAT parquet)"
+    )
+    con.execute(
+        f"COPY (SELECT * FROM read_json({sql_list(jsonl)}, format = 'newline_delimited', union_by_name = true, "
+        f"ignore_errors = true)) TO '{out}/jsonl.parquet' (FORMAT parquet)"
+    )
+    return con.execute(
+        f"SELECT (SELECT count(*) FROM '{out}/csv.parquet') + (SELECT count(*) FROM '{out}/jsonl.parquet')"
+    ).fetchone()[0]
 
 
 def delta_lake() -> bool:
@@ -157,21 +172,43 @@ def main() -> int:
     results = []
     steps = ["simulator", "reference", "raw_meter_files", "reads_15min", "rollups", "read_back", "duckdb_floor"]
     for name in steps + (["read_back_delta_scan"] if delta_lake() else []):
-        out = subprocess.run([sys.executable, __file__, "--step", name, "--meters", str(args.meters), "--day", args.day,
-                              "--workdir", args.workdir], env=env, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--step",
+                name,
+                "--meters",
+                str(args.meters),
+                "--day",
+                args.day,
+                "--workdir",
+                args.workdir,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         r = results[-1]
-        print(f"{r['step']:>16}: {r['seconds']:7.2f} s  {r['rows']:>12,} rows  {r['rows_per_second']:>12,} rows/s"
-              f"  peak {r['peak_memory_mb']:>6,} MB"
-              + (f"  (+{r['setup_seconds']:.2f} s once per process to load the reader)" if r.get("setup_seconds") else ""),
-              flush=True)
+        print(
+            f"{r['step']:>16}: {r['seconds']:7.2f} s  {r['rows']:>12,} rows  {r['rows_per_second']:>12,} rows/s"
+            f"  peak {r['peak_memory_mb']:>6,} MB"
+            + (
+                f"  (+{r['setup_seconds']:.2f} s once per process to load the reader)" if r.get("setup_seconds") else ""
+            ),
+            flush=True,
+        )
     by = {r["step"]: r for r in results}
     ratio = by["reads_15min"]["seconds"] / by["duckdb_floor"]["seconds"]
     print(f"reads_15min / bare DuckDB floor: {ratio:.2f}x (target: within 3x)")
     print(f"rollups (hourly + daily): {by['rollups']['seconds']:.2f} s (target: under 5 s)")
     print(f"largest peak memory: {max(r['peak_memory_mb'] for r in results):,} MB (target: under 4,096 MB)")
     with open(os.path.join(args.workdir, "foundation.json"), "w") as f:
-        json.dump({"meters": args.meters, "day": args.day, "steps": results, "floor_ratio": round(ratio, 2)}, f, indent=1)
+        json.dump(
+            {"meters": args.meters, "day": args.day, "steps": results, "floor_ratio": round(ratio, 2)}, f, indent=1
+        )
     return 0
 
 

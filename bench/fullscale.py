@@ -55,12 +55,14 @@ def write_readings(lake_root: str, meters: int, days: list[dt.date]) -> int:
         wh = np.rint(load * 1000).astype(np.int64).reshape(-1)
         kwh = kwh_decimal(wh).cast(pa.decimal128(12, 3))
         kwh = pa.compute.if_else(pa.array(quality == 2), pa.scalar(None, pa.decimal128(12, 3)), kwh)
-        table = pa.table({
-            "meter_id": pa.array(np.repeat(pop.meter_id, load.shape[1]), pa.int32()),
-            "read_at": pa.array(np.tile(starts, load.shape[0]).astype("datetime64[us]")),
-            "kwh": kwh,
-            "quality_flag": pa.array(np.array(["actual", "estimated", "missing"])[quality]),
-        })
+        table = pa.table(
+            {
+                "meter_id": pa.array(np.repeat(pop.meter_id, load.shape[1]), pa.int32()),
+                "read_at": pa.array(np.tile(starts, load.shape[0]).astype("datetime64[us]")),
+                "kwh": kwh,
+                "quality_flag": pa.array(np.array(["actual", "estimated", "missing"])[quality]),
+            }
+        )
         build = lake.build(READS_15MIN, day.isoformat())
         build.write_parquet("part-0000.parquet", table)
         lake.publish(build)
@@ -88,8 +90,12 @@ def prepare_workdir(workdir: str, reuse: bool, first_day: dt.date) -> dict:
     else:
         shutil.rmtree(workdir, ignore_errors=True)
         os.makedirs(workdir)
-    env = {**os.environ, "METER_DATA_DIR": workdir, "METER_LAKE": os.path.join(workdir, "lake"),
-           "METER_START_DATE": first_day.isoformat()}
+    env = {
+        **os.environ,
+        "METER_DATA_DIR": workdir,
+        "METER_LAKE": os.path.join(workdir, "lake"),
+        "METER_START_DATE": first_day.isoformat(),
+    }
     for role in ("OWNER", "PIPELINE", "API"):
         env.pop(f"METER_PG_{role}_DSN", None)
     return env
@@ -115,9 +121,11 @@ def run_steps(script: str, names: list[str], arguments: list[str], env: dict) ->
     results = []
     for name in names:
         results.append(r := run_step(script, name, arguments, env))
-        print(f"{name:>12}: {r['seconds']:7.2f} s  peak {r['peak_memory_mb']:>6,} MB  "
-              + ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("step", "seconds", "peak_memory_mb")),
-              flush=True)
+        print(
+            f"{name:>12}: {r['seconds']:7.2f} s  peak {r['peak_memory_mb']:>6,} MB  "
+            + ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("step", "seconds", "peak_memory_mb")),
+            flush=True,
+        )
     return results
 
 
@@ -125,8 +133,10 @@ def bench_parser(doc: str, workdir_name: str) -> argparse.ArgumentParser:
     """The options every benchmark takes: --meters, --workdir, --reuse (and the internal --step)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meters", type=int, default=200_000)
-    parser.add_argument("--workdir", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                          "data", workdir_name))
+    parser.add_argument(
+        "--workdir",
+        default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", workdir_name),
+    )
     parser.add_argument("--reuse", action="store_true", help="keep the data of an earlier run")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     return parser

@@ -42,13 +42,19 @@ def curate(workdir: str, day: str) -> dict:
 
     dg.materialize(reference_assets, resources=resources(os.path.join(workdir, "lake")))
     began = time.perf_counter()
-    result = dg.materialize([raw_meter_files, curated_readings], partition_key=day,
-                            resources=resources(os.path.join(workdir, "lake")))
-    (quarantined,) = [e.materialization.metadata for e in result.get_asset_materialization_events()
-                      if e.asset_key == dg.AssetKey("reads_15min_quarantine")]
-    return {"seconds": round(time.perf_counter() - began, 2),
-            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "quarantined_files": quarantined["quarantined_files"].value}
+    result = dg.materialize(
+        [raw_meter_files, curated_readings], partition_key=day, resources=resources(os.path.join(workdir, "lake"))
+    )
+    (quarantined,) = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("reads_15min_quarantine")
+    ]
+    return {
+        "seconds": round(time.perf_counter() - began, 2),
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "quarantined_files": quarantined["quarantined_files"].value,
+    }
 
 
 def main() -> int:
@@ -65,29 +71,57 @@ def main() -> int:
 
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
-    env = {**os.environ, "METER_DATA_DIR": workdir, "METER_LAKE": os.path.join(workdir, "lake"),
-           "METER_START_DATE": args.day}
+    env = {
+        **os.environ,
+        "METER_DATA_DIR": workdir,
+        "METER_LAKE": os.path.join(workdir, "lake"),
+        "METER_START_DATE": args.day,
+    }
     bin_dir = os.path.dirname(sys.executable)
-    subprocess.run([os.path.join(bin_dir, "meter-sim"), "generate", "--meters", str(args.meters), "--start",
-                    args.day, "--days", "1", "--lake", env["METER_LAKE"]], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            os.path.join(bin_dir, "meter-sim"),
+            "generate",
+            "--meters",
+            str(args.meters),
+            "--start",
+            args.day,
+            "--days",
+            "1",
+            "--lake",
+            env["METER_LAKE"],
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
     def run(label: str) -> dict:
-        out = subprocess.run([sys.executable, __file__, "--step", "curate", "--day", args.day, "--workdir", workdir],
-                             env=env, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--step", "curate", "--day", args.day, "--workdir", workdir],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if out.returncode:
             sys.stderr.write(out.stderr[-5000:])
             raise SystemExit(f"{label} failed")
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{label}: {result['seconds']} s, peak {result['peak_memory_mb']:,} MB, "
-              f"{result['quarantined_files']} file(s) quarantined")
+        print(
+            f"{label}: {result['seconds']} s, peak {result['peak_memory_mb']:,} MB, "
+            f"{result['quarantined_files']} file(s) quarantined"
+        )
         return result
 
     clean = run("as delivered")
     hour = dt.datetime.fromisoformat(args.day) + dt.timedelta(hours=10)
     folder = os.path.join(env["METER_LAKE"], hour.strftime("raw/%Y/%m/%d/%H"))
     name = f"alpha-h{{}}-{hour:%Y%m%d%H}-b1.csv.gz"
-    files = {"900": packed(HEADER, 0, 1 << 30), "901": packed(HEADER, ord("9"), 1 << 30),
-             "902": packed(HEADER, ord("9"), 250 << 20)}
+    files = {
+        "900": packed(HEADER, 0, 1 << 30),
+        "901": packed(HEADER, ord("9"), 1 << 30),
+        "902": packed(HEADER, ord("9"), 250 << 20),
+    }
     for number, data in files.items():
         with open(os.path.join(folder, name.format(number)), "wb") as f:
             f.write(data)

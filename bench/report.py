@@ -18,6 +18,7 @@ import time
 
 from fullscale import bench_parser, prepare_workdir, run_steps, step_result
 
+
 def step(name: str, lake: str, meters: int, day: dt.date) -> dict:
     import dagster as dg
 
@@ -36,16 +37,22 @@ def step(name: str, lake: str, meters: int, day: dt.date) -> dict:
         facts["released_late_files"] = len(release_late(Lake(lake), dt.date(2099, 1, 1)))
         dg.materialize(reference_assets, resources=resources(lake))
         for d in days:
-            dg.materialize(daily_assets, partition_key=d.isoformat(), resources=resources(lake),
-                           selection=["raw_meter_files", "reads_15min", "reads_15min_quarantine", "reads_hourly",
-                                      "reads_daily"])
+            dg.materialize(
+                daily_assets,
+                partition_key=d.isoformat(),
+                resources=resources(lake),
+                selection=["raw_meter_files", "reads_15min", "reads_15min_quarantine", "reads_hourly", "reads_daily"],
+            )
         facts["rows"] = summary["rows"]
     elif name == "report":
-        result = dg.materialize(daily_assets, partition_key=day.isoformat(), resources=resources(lake),
-                                selection=["ops_daily_report"])
+        result = dg.materialize(
+            daily_assets, partition_key=day.isoformat(), resources=resources(lake), selection=["ops_daily_report"]
+        )
         metadata = result.asset_materializations_for_node("ops_daily_report")[0].metadata
-        facts = {key: metadata[key].value for key in ("silent_meters", "late_files", "quarantined_rows",
-                                                      "delay_p50_minutes", "delay_p95_minutes")}
+        facts = {
+            key: metadata[key].value
+            for key in ("silent_meters", "late_files", "quarantined_rows", "delay_p50_minutes", "delay_p95_minutes")
+        }
         facts["asset_seconds"] = metadata["seconds"].value
     else:
         raise ValueError(name)
@@ -64,11 +71,14 @@ def main() -> int:
 
     env = prepare_workdir(workdir, args.reuse, args.day - dt.timedelta(days=1))
     steps = ["report", "report"] if args.reuse else ["readings", "report", "report"]
-    results = run_steps(__file__, steps, ["--meters", str(args.meters), "--day", args.day.isoformat(),
-                                          "--workdir", workdir], env)
+    results = run_steps(
+        __file__, steps, ["--meters", str(args.meters), "--day", args.day.isoformat(), "--workdir", workdir], env
+    )
     reports = [r for r in results if r["step"] == "report"]
-    print(f"ops_daily_report for one day at {args.meters:,} meters: {max(r['seconds'] for r in reports):.1f} s "
-          f"through Dagster, {max(r['asset_seconds'] for r in reports)} s in the asset (target: under 10 s)")
+    print(
+        f"ops_daily_report for one day at {args.meters:,} meters: {max(r['seconds'] for r in reports):.1f} s "
+        f"through Dagster, {max(r['asset_seconds'] for r in reports)} s in the asset (target: under 10 s)"
+    )
     with open(os.path.join(workdir, "report.json"), "w") as f:
         json.dump({"meters": args.meters, "day": args.day.isoformat(), "steps": results}, f, indent=1)
     return 0

@@ -34,8 +34,15 @@ def measure(lake, today: dt.date, repeat: int, list_calls=lambda: 0) -> dict:
     def tick(cursor, at):
         calls = list_calls()
         began = time.perf_counter()
-        _, cursor = find_arrivals(lake, cursor, now=at, today=today, window_days=35,
-                                  sweep_every=dt.timedelta(hours=24), first_partition=dt.date(2020, 1, 1))
+        _, cursor = find_arrivals(
+            lake,
+            cursor,
+            now=at,
+            today=today,
+            window_days=35,
+            sweep_every=dt.timedelta(hours=24),
+            first_partition=dt.date(2020, 1, 1),
+        )
         return time.perf_counter() - began, cursor, list_calls() - calls
 
     _, cursor, _ = tick(Cursor(), now)
@@ -46,8 +53,12 @@ def measure(lake, today: dt.date, repeat: int, list_calls=lambda: 0) -> dict:
     for i in range(repeat):
         seconds, cursor, sweep_calls = tick(cursor, now + dt.timedelta(days=i + 1))
         sweeps.append(seconds)
-    return {"recent_s": statistics.median(recent), "sweep_s": statistics.median(sweeps),
-            "recent_list_calls": recent_calls, "sweep_list_calls": sweep_calls}
+    return {
+        "recent_s": statistics.median(recent),
+        "sweep_s": statistics.median(sweeps),
+        "recent_list_calls": recent_calls,
+        "sweep_list_calls": sweep_calls,
+    }
 
 
 def main() -> int:
@@ -58,8 +69,12 @@ def main() -> int:
     args = parser.parse_args()
 
     port = free_port()
-    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
-                      AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1")
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_REGION="us-east-1",
+    )
     import boto3
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
@@ -101,10 +116,14 @@ def main() -> int:
             open(path, "wb").close()
         local = measure(Lake(root), today, args.repeat)
 
-    print(f"S3 (moto on loopback): recent-window tick {s3['recent_s']:.2f} s with {s3['recent_list_calls']} LIST "
-          f"requests; tick with the full sweep {s3['sweep_s']:.2f} s with {s3['sweep_list_calls']} LIST requests")
-    print(f"local folder:          recent-window tick {local['recent_s']:.2f} s; "
-          f"tick with the full sweep {local['sweep_s']:.2f} s")
+    print(
+        f"S3 (moto on loopback): recent-window tick {s3['recent_s']:.2f} s with {s3['recent_list_calls']} LIST "
+        f"requests; tick with the full sweep {s3['sweep_s']:.2f} s with {s3['sweep_list_calls']} LIST requests"
+    )
+    print(
+        f"local folder:          recent-window tick {local['recent_s']:.2f} s; "
+        f"tick with the full sweep {local['sweep_s']:.2f} s"
+    )
     return 0
 
 

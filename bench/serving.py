@@ -32,7 +32,6 @@ import time
 import urllib.request
 
 import psycopg
-
 from fullscale import bench_parser, prepare_workdir, run_steps, step_result, write_readings, write_rollups
 
 DAYS = 90
@@ -103,7 +102,9 @@ def free_port() -> int:
 
 
 def start_api(port: int) -> subprocess.Popen:
-    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "meter-api"), "serve", "--port", str(port)])
+    server = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "meter-api"), "serve", "--port", str(port)]
+    )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -139,13 +140,17 @@ def api_load(workdir: str) -> dict:
         f.write(WRK_SCRIPT)
     server = start_api(port)
     try:
-        out = subprocess.run([wrk, "-t1", "-c50", "-d30s", "--latency", "-s", script, f"http://127.0.0.1:{port}"],
-                             env={**os.environ, "METER_BENCH_TOKENS": tokens}, capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [wrk, "-t1", "-c50", "-d30s", "--latency", "-s", script, f"http://127.0.0.1:{port}"],
+            env={**os.environ, "METER_BENCH_TOKENS": tokens},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
-    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
     result["requests_per_second"] = round(result["requests"] / result["seconds"])
     return result
 
@@ -163,12 +168,19 @@ def page_load(workdir: str) -> dict:
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     profile = tempfile.mkdtemp(dir=workdir)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
-                              options=options)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
     loads = []
     try:
         for customer in customers_with_days(10):
@@ -199,8 +211,11 @@ def step(name: str, lake: str, workdir: str, meters: int, end: dt.date) -> dict:
         for _ in range(3):
             began_run = time.perf_counter()
             runs.append({**materialize_serving(lake, days[-1:]), "seconds": round(time.perf_counter() - began_run, 2)})
-        facts = {**runs[0], "runs_seconds": [r["seconds"] for r in runs],
-                 "runs_load_seconds": [r["load_seconds"] for r in runs]}
+        facts = {
+            **runs[0],
+            "runs_seconds": [r["seconds"] for r in runs],
+            "runs_load_seconds": [r["load_seconds"] for r in runs],
+        }
     elif name == "api":
         facts = api_load(workdir)
     elif name == "page":
@@ -222,15 +237,25 @@ def main() -> int:
 
     steps = ["backfill", "refresh", "api", "page"] if args.reuse else ["readings", "backfill", "refresh", "api", "page"]
     env = prepare_workdir(workdir, args.reuse, days_ending(args.end)[0])
-    results = {r["step"]: r for r in run_steps(__file__, steps, ["--meters", str(args.meters), "--end",
-                                                                 args.end.isoformat(), "--workdir", workdir], env)}
+    results = {
+        r["step"]: r
+        for r in run_steps(
+            __file__, steps, ["--meters", str(args.meters), "--end", args.end.isoformat(), "--workdir", workdir], env
+        )
+    }
     backfill, refresh, api, page = (results[k] for k in ("backfill", "refresh", "api", "page"))
-    print(f"from-scratch load of {DAYS} days ({backfill['rows']:,} rows): {backfill['seconds']:.1f} s, of which "
-          f"{backfill['load_seconds']:.1f} s in PostgreSQL")
-    print(f"one day's refresh: {refresh['runs_seconds'][0]:.1f} s, then {refresh['runs_seconds'][1]:.1f} s and "
-          f"{refresh['runs_seconds'][2]:.1f} s (target: under 10 s)")
-    print(f"API at 50 connections: p50 {api['p50_ms']:.1f} ms, p95 {api['p95_ms']:.1f} ms, p99 {api['p99_ms']:.1f} ms "
-          f"(target: p99 under 50 ms), {api['requests_per_second']:,} requests/s")
+    print(
+        f"from-scratch load of {DAYS} days ({backfill['rows']:,} rows): {backfill['seconds']:.1f} s, of which "
+        f"{backfill['load_seconds']:.1f} s in PostgreSQL"
+    )
+    print(
+        f"one day's refresh: {refresh['runs_seconds'][0]:.1f} s, then {refresh['runs_seconds'][1]:.1f} s and "
+        f"{refresh['runs_seconds'][2]:.1f} s (target: under 10 s)"
+    )
+    print(
+        f"API at 50 connections: p50 {api['p50_ms']:.1f} ms, p95 {api['p95_ms']:.1f} ms, p99 {api['p99_ms']:.1f} ms "
+        f"(target: p99 under 50 ms), {api['requests_per_second']:,} requests/s"
+    )
     print(f"page load to chart drawn: median {page['median_ms']} ms, max {page['max_ms']} ms (target: under 2,000 ms)")
     with open(os.path.join(workdir, "serving.json"), "w") as f:
         json.dump({"meters": args.meters, "end": args.end.isoformat(), "steps": results}, f, indent=1)

@@ -22,21 +22,30 @@ from meter_assets.jobs import daily_assets
 from meter_assets.reference.assets import reference_assets
 from meter_assets.resources import resources
 
-
 # one line a partition on the terminal; every event is still in the instance for the UI
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def materialize_days(instance: dg.DagsterInstance, start: dt.date, days: int, log=print) -> list[dg.ExecuteInProcessResult]:
+def materialize_days(
+    instance: dg.DagsterInstance, start: dt.date, days: int, log=print
+) -> list[dg.ExecuteInProcessResult]:
     results = [dg.materialize([*reference_assets, weather], instance=instance, resources=resources(), run_config=QUIET)]
     for d in range(days):
         partition = (start + dt.timedelta(days=d)).isoformat()
         began = time.perf_counter()
-        result = dg.materialize(daily_assets, partition_key=partition, instance=instance, resources=resources(),
-                                run_config=QUIET, raise_on_error=True)
+        result = dg.materialize(
+            daily_assets,
+            partition_key=partition,
+            instance=instance,
+            resources=resources(),
+            run_config=QUIET,
+            raise_on_error=True,
+        )
         failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
-        log(f"{partition}: materialized in {time.perf_counter() - began:.1f} s"
-            + (f", checks not passing: {sorted(c.check_name for c in failed)}" if failed else ""))
+        log(
+            f"{partition}: materialized in {time.perf_counter() - began:.1f} s"
+            + (f", checks not passing: {sorted(c.check_name for c in failed)}" if failed else "")
+        )
         results.append(result)
     return results
 
@@ -54,8 +63,15 @@ def bill_months(instance: dg.DagsterInstance, start: dt.date, days: int, log=pri
         issue = today >= month_end + dt.timedelta(days=s.billing_grace_days)
         selection = ["bills", "issued_bills", "bill_lines", "bill_adjustments"] if issue else ["bills"]
         began = time.perf_counter()
-        dg.materialize(billing_assets, partition_key=month, instance=instance, resources=resources(),
-                       run_config=QUIET, selection=selection, raise_on_error=True)
+        dg.materialize(
+            billing_assets,
+            partition_key=month,
+            instance=instance,
+            resources=resources(),
+            run_config=QUIET,
+            selection=selection,
+            raise_on_error=True,
+        )
         log(f"bills {month}: {'issued' if issue else 'drafts'} in {time.perf_counter() - began:.1f} s")
 
 
@@ -63,8 +79,14 @@ def forecast_today(instance: dg.DagsterInstance, log=print) -> None:
     """Today's forecast and bid for tomorrow, as the morning schedule makes them."""
     today = dt.datetime.now(settings().tz).date().isoformat()
     began = time.perf_counter()
-    result = dg.materialize([load_forecast], partition_key=today, instance=instance, resources=resources(),
-                            run_config=QUIET, raise_on_error=False)
+    result = dg.materialize(
+        [load_forecast],
+        partition_key=today,
+        instance=instance,
+        resources=resources(),
+        run_config=QUIET,
+        raise_on_error=False,
+    )
     if not result.success and not result.get_asset_check_evaluations():
         log(f"load forecast {today}: failed (see the run in the UI)")
         return
@@ -73,8 +95,10 @@ def forecast_today(instance: dg.DagsterInstance, log=print) -> None:
         log(f"load forecast {today}: withheld, no bid published; backtest: {check.metadata['verdict'].value}")
         return
     metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
-    log(f"load forecast {today} for {metadata['delivery_date'].value}: P50 {metadata['p50_mwh'].value} MWh "
-        f"in {time.perf_counter() - began:.1f} s; backtest: {check.metadata['verdict'].value}")
+    log(
+        f"load forecast {today} for {metadata['delivery_date'].value}: P50 {metadata['p50_mwh'].value} MWh "
+        f"in {time.perf_counter() - began:.1f} s; backtest: {check.metadata['verdict'].value}"
+    )
 
 
 def page_url(base_url: str = "http://127.0.0.1:8000") -> str | None:
@@ -83,8 +107,10 @@ def page_url(base_url: str = "http://127.0.0.1:8000") -> str | None:
     from meter_assets.serving.auth import mint
 
     with postgres.connect() as conn:
-        row = conn.execute("SELECT customer_id FROM serving.daily_usage GROUP BY customer_id "
-                           "ORDER BY count(*) DESC, customer_id LIMIT 1").fetchone()
+        row = conn.execute(
+            "SELECT customer_id FROM serving.daily_usage GROUP BY customer_id "
+            "ORDER BY count(*) DESC, customer_id LIMIT 1"
+        ).fetchone()
     return f"{base_url}/#token={mint(row[0])}" if row else None
 
 

@@ -3,16 +3,23 @@
 import dagster as dg
 
 from meter_assets.curated.assets import curated_readings
-from meter_assets.ingest.assets import raw_meter_files
 from meter_assets.forecast.assets import portfolio_load, weather
+from meter_assets.ingest.assets import raw_meter_files
 from meter_assets.reference.assets import reference_assets
 from meter_assets.reports.assets import ops_daily_report
 from meter_assets.rollups.assets import reads_daily, reads_hourly
 from meter_assets.serving.assets import usage_serving
 
 # Everything daily that a date's raw files feed; a late file rebuilds this chain for its date.
-daily_assets = [raw_meter_files, curated_readings, reads_hourly, reads_daily, usage_serving, ops_daily_report,
-                portfolio_load]
+daily_assets = [
+    raw_meter_files,
+    curated_readings,
+    reads_hourly,
+    reads_daily,
+    usage_serving,
+    ops_daily_report,
+    portfolio_load,
+]
 
 daily_readings_job = dg.define_asset_job(
     "daily_readings_job",

@@ -40,8 +40,11 @@ def migrate_manifests(lake: Lake, log=print) -> dict[str, int]:
     for table in tables.ALL:
         if table in tables.REPORT_TABLES.values() or lake.delta(table) is not None:
             continue
-        mine = [m for m in manifests if posixpath.dirname(m) == table.path
-                or posixpath.dirname(posixpath.dirname(m)) == table.path]
+        mine = [
+            m
+            for m in manifests
+            if posixpath.dirname(m) == table.path or posixpath.dirname(posixpath.dirname(m)) == table.path
+        ]
         files = {}
         for key in mine:
             manifest = json.loads(lake.read_bytes(key))
@@ -63,11 +66,15 @@ def migrate_manifests(lake: Lake, log=print) -> dict[str, int]:
                     target = f"{table.folder(manifest['partition'])}/migrated-{uuid.uuid4().hex[:8]}-part-0000.parquet"
                     lake.write_bytes(target, lake.read_bytes(source[0]))
             if manifest.get("page"):
-                lake.write_bytes(f"reports/ops_pages/date={manifest['partition']}/report.html",
-                                 lake.read_bytes(manifest["page"]))
-        for name, table in tables.REPORT_TABLES.items():
-            found = {posixpath.basename(posixpath.dirname(o.key)).split("=", 1)[1]: [o.key]
-                     for o in lake.list(table.path) if o.key.endswith(".parquet")}
+                lake.write_bytes(
+                    f"reports/ops_pages/date={manifest['partition']}/report.html", lake.read_bytes(manifest["page"])
+                )
+        for table in tables.REPORT_TABLES.values():
+            found = {
+                posixpath.basename(posixpath.dirname(o.key)).split("=", 1)[1]: [o.key]
+                for o in lake.list(table.path)
+                if o.key.endswith(".parquet")
+            }
             if found:
                 adopted[table.path] = lake.adopt(table, found, {"migrated_from": "manifest"})
         _forget(lake, OLD_REPORT, reports, keep=[t.path for t in tables.REPORT_TABLES.values()])
@@ -79,8 +86,10 @@ def _copy_models(lake: Lake, manifest: dict) -> None:
     folder = posixpath.dirname(manifest["files"][0])
     for o in lake.list(folder):
         if not o.key.endswith(".parquet"):
-            lake.write_bytes(f"forecasts/load_models/date={manifest['partition']}/{posixpath.basename(o.key)}",
-                             lake.read_bytes(o.key))
+            lake.write_bytes(
+                f"forecasts/load_models/date={manifest['partition']}/{posixpath.basename(o.key)}",
+                lake.read_bytes(o.key),
+            )
 
 
 def _forget(lake: Lake, path: str, manifests: list[str], keep: list[str] = ()) -> None:
@@ -113,7 +122,10 @@ def lake_vacuum_job():
 
 
 lake_vacuum_schedule = dg.ScheduleDefinition(
-    name="lake_vacuum_schedule", job=lake_vacuum_job, cron_schedule="30 3 * * *", execution_timezone=settings().market_tz,
+    name="lake_vacuum_schedule",
+    job=lake_vacuum_job,
+    cron_schedule="30 3 * * *",
+    execution_timezone=settings().market_tz,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
@@ -122,8 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="meter-lake", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     vacuum = commands.add_parser("vacuum", help="vacuum every Delta table of METER_LAKE")
-    vacuum.add_argument("--retention-hours", type=int, default=None,
-                        help="keep replaced files this long (default METER_LAKE_RETENTION_HOURS)")
+    vacuum.add_argument(
+        "--retention-hours",
+        type=int,
+        default=None,
+        help="keep replaced files this long (default METER_LAKE_RETENTION_HOURS)",
+    )
     commands.add_parser("migrate", help="turn a lake written with _manifest.json files into Delta tables, in place")
     args = parser.parse_args(argv)
     from meter_assets.resources import resources

@@ -16,7 +16,6 @@ daily_partitions = dg.DailyPartitionsDefinition(
 )
 
 
-
 def _first_full_month(start: dt.date) -> str:
     first = start if start.day == 1 else (start.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
     return first.strftime("%Y-%m")

@@ -24,7 +24,7 @@ import re
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources as package_files
 
 import psycopg
@@ -74,20 +74,19 @@ def dsns() -> Dsns:
     return _checked(given)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _checked(given: Dsns) -> Dsns:
     for role in ROLES:
         dsn = getattr(given, role.removeprefix("meter_"))
         user = conninfo_to_dict(dsn).get("user") if dsn else role
         if user != role:
-            raise ValueError(f"METER_PG_{role.removeprefix('meter_').upper()}_DSN must connect as {role}, "
-                             f"not {user!r}")
+            raise ValueError(f"METER_PG_{role.removeprefix('meter_').upper()}_DSN must connect as {role}, not {user!r}")
     if given.owner:
         migrate(given.owner)
     return given
 
 
-@lru_cache(maxsize=None)
+@cache
 def embedded(folder: str) -> Dsns:
     """Start (or join) the embedded server in `folder`, its roles set up and its schema
     migrated; the three roles' DSNs."""
@@ -144,8 +143,11 @@ def setup_roles(admin: psycopg.Connection, found: Dsns) -> None:
             raise ValueError(f"the DSN for {role} needs a password")
         exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
         verb = "ALTER" if exists else "CREATE"
-        admin.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-                              "NOBYPASSRLS PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        admin.execute(
+            sql.SQL(
+                verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}"
+            ).format(sql.Identifier(role), sql.Literal(password))
+        )
     db = sql.Identifier(database)
     # the database is the platform's: nobody else connects or makes temporary tables in it
     admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
@@ -168,7 +170,8 @@ BEGIN
                               CASE relkind WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
                               n.nspname, c.relname)
                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE (n.nspname IN ('billing', 'serving') OR (n.nspname = 'public' AND c.relname = 'schema_migrations'))
+                WHERE (n.nspname IN ('billing', 'serving')
+                       OR (n.nspname = 'public' AND c.relname = 'schema_migrations'))
                   AND c.relkind IN ('r', 'v', 'p') AND c.relowner <> 'meter_owner'::regrole
     UNION ALL   SELECT format('ALTER FUNCTION %s OWNER TO meter_owner', p.oid::regprocedure)
                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -226,7 +229,9 @@ def migrate(conninfo: str, until: int | None = None) -> list[int]:
                     continue
                 with conn.transaction():
                     conn.execute(script)
-                    conn.execute("INSERT INTO public.schema_migrations (version, name) VALUES (%s, %s)", [version, name])
+                    conn.execute(
+                        "INSERT INTO public.schema_migrations (version, name) VALUES (%s, %s)", [version, name]
+                    )
                 applied.append(version)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])

@@ -39,8 +39,10 @@ class LocalRunLauncher(DefaultRunLauncher):
         pid, reported_at = started
         if process_alive(pid, reported_at):
             return CheckRunHealthResult(WorkerStatus.RUNNING)
-        return CheckRunHealthResult(WorkerStatus.FAILED, f"the run's process {pid} is gone (killed, or the "
-                                                         "machine restarted) without ending the run")
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED,
+            f"the run's process {pid} is gone (killed, or the machine restarted) without ending the run",
+        )
 
 
 def run_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:

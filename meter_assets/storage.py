@@ -289,8 +289,9 @@ class _RangedObject(io.RawIOBase):
         end = min(self.size, self.position + len(buffer))
         if end <= self.position:
             return 0
-        data = self.backend.client.get_object(Bucket=self.backend.bucket, Key=self.backend._key(self.key),
-                                              Range=f"bytes={self.position}-{end - 1}")["Body"].read()
+        data = self.backend.client.get_object(
+            Bucket=self.backend.bucket, Key=self.backend._key(self.key), Range=f"bytes={self.position}-{end - 1}"
+        )["Body"].read()
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)
@@ -300,8 +301,9 @@ def load_extension(con, package, name: str) -> None:
     """LOAD a DuckDB extension shipped in a PyPI package (nothing is downloaded at run time)."""
     import duckdb
 
-    path = os.path.join(os.path.dirname(package.__file__), "extensions", f"v{duckdb.__version__}",
-                        f"{name}.duckdb_extension")
+    path = os.path.join(
+        os.path.dirname(package.__file__), "extensions", f"v{duckdb.__version__}", f"{name}.duckdb_extension"
+    )
     con.execute(f"LOAD '{path}'")
 
 
@@ -449,10 +451,15 @@ class Lake:
         # partition). So no retries there, and a transaction id per partition that makes any two
         # concurrent commits to it conflict; the loop below reloads and decides again.
         properties = CommitProperties(
-            custom_metadata={"build": build.id, "partition": partition or "", "rows": str(rows),
-                             **{k: str(v) for k, v in (metadata or {}).items()}},
+            custom_metadata={
+                "build": build.id,
+                "partition": partition or "",
+                "rows": str(rows),
+                **{k: str(v) for k, v in (metadata or {}).items()},
+            },
             max_commit_retries=0,
-            app_transactions=[Transaction(app_id=table.folder(partition), version=build.started_us)])
+            app_transactions=[Transaction(app_id=table.folder(partition), version=build.started_us)],
+        )
         where = [(table.partition, "=", partition)] if table.partition else None
         for attempt in range(COMMIT_ATTEMPTS):
             current = self.delta(table)
@@ -464,19 +471,30 @@ class Lake:
             try:
                 if current is None:
                     create_table_with_add_actions(
-                        self.table_uri(table), Schema.from_arrow(schema), adds, mode="error",
-                        partition_by=[table.partition] if table.partition else None, name=table.path.replace("/", "_"),
-            configuration=TABLE_CONFIGURATION,
-                        storage_options=self.storage_options(), commit_properties=properties)
+                        self.table_uri(table),
+                        Schema.from_arrow(schema),
+                        adds,
+                        mode="error",
+                        partition_by=[table.partition] if table.partition else None,
+                        name=table.path.replace("/", "_"),
+                        configuration=TABLE_CONFIGURATION,
+                        storage_options=self.storage_options(),
+                        commit_properties=properties,
+                    )
                 else:
                     try:
                         evolved = _evolved(current, table, schema)
                     except TypeError:
                         self.discard(build)
                         raise
-                    current.create_write_transaction(adds, "overwrite", evolved,
-                                                     partition_by=[table.partition] if table.partition else None,
-                                                     partition_filters=where, commit_properties=properties)
+                    current.create_write_transaction(
+                        adds,
+                        "overwrite",
+                        evolved,
+                        partition_by=[table.partition] if table.partition else None,
+                        partition_filters=where,
+                        commit_properties=properties,
+                    )
                 return Publication(table, partition, self._version_of(table, build.id), build.id, rows)
             except CommitFailedError:
                 pass  # another writer committed first: look again
@@ -494,8 +512,10 @@ class Lake:
         if len(builds) < 2:
             return [self.publish(build) for build in builds]
         record = f"{PUBLISHING}/{builds[0].id}-{uuid.uuid4().hex[:8]}.json"
-        self.write_bytes(record, json.dumps(
-            [{"table": b.table.path, "partition": b.partition, "build": b.id} for b in builds]).encode())
+        self.write_bytes(
+            record,
+            json.dumps([{"table": b.table.path, "partition": b.partition, "build": b.id} for b in builds]).encode(),
+        )
         publications = [self.publish(build) for build in builds]
         self.delete(record)
         return publications
@@ -531,14 +551,15 @@ class Lake:
             schema = schema.append(pa.field(table.partition, pa.date32() if table.partition == "date" else pa.string()))
         adds = [
             AddAction(
-                path=o.key[len(table.path) + 1:],
+                path=o.key[len(table.path) + 1 :],
                 size=o.size,
                 partition_values={table.partition: partition} if table.partition else {},
                 modification_time=int(o.modified_at.replace(tzinfo=dt.UTC).timestamp() * 1000),
                 data_change=True,
                 stats=json.dumps({"numRecords": footers[o.key].num_rows}),
             )
-            for partition, found in files.items() for o in found
+            for partition, found in files.items()
+            for o in found
         ]
         return schema, adds, sum(f.num_rows for f in footers.values())
 
@@ -551,11 +572,16 @@ class Lake:
             raise FileNotFoundError(f"{table.path}: {len(missing)} files to adopt are missing, e.g. {missing[0]}")
         schema, adds, rows = self._adds(table, {p: [listed[k] for k in keys] for p, keys in files.items()})
         create_table_with_add_actions(
-            self.table_uri(table), Schema.from_arrow(schema), adds, mode="error",
-            partition_by=[table.partition] if table.partition else None, name=table.path.replace("/", "_"),
+            self.table_uri(table),
+            Schema.from_arrow(schema),
+            adds,
+            mode="error",
+            partition_by=[table.partition] if table.partition else None,
+            name=table.path.replace("/", "_"),
             configuration=TABLE_CONFIGURATION,
             storage_options=self.storage_options(),
-            commit_properties=CommitProperties(custom_metadata={k: str(v) for k, v in (metadata or {}).items()}))
+            commit_properties=CommitProperties(custom_metadata={k: str(v) for k, v in (metadata or {}).items()}),
+        )
         return rows
 
     def discard(self, build: Build) -> None:
@@ -590,11 +616,16 @@ def _evolved(current: DeltaTable, table: LakeTable, schema: pa.Schema) -> Schema
     partitions read it as NULL) or lack one (its rows read NULL), never change a column's type,
     which would make the older partitions unreadable (delta-rs would replace the schema)."""
     fields = {f.name: f for f in current.schema().fields}
-    changed = [f"{f.name}: {fields[f.name].type} -> {f.type}" for f in Schema.from_arrow(schema).fields
-               if f.name in fields and str(fields[f.name].type) != str(f.type)]
+    changed = [
+        f"{f.name}: {fields[f.name].type} -> {f.type}"
+        for f in Schema.from_arrow(schema).fields
+        if f.name in fields and str(fields[f.name].type) != str(f.type)
+    ]
     if changed:
-        raise TypeError(f"{table.path}: a build changes column types ({'; '.join(changed)}); the published "
-                        "partitions would not read with the new schema: rebuild the whole table under a new path")
+        raise TypeError(
+            f"{table.path}: a build changes column types ({'; '.join(changed)}); the published "
+            "partitions would not read with the new schema: rebuild the whole table under a new path"
+        )
     added = [f for f in Schema.from_arrow(schema).fields if f.name not in fields]
     return Schema([*current.schema().fields, *added])
 
@@ -653,8 +684,9 @@ class Build:
 
     def objects(self) -> list[LakeObject]:
         folder = self.table.folder(self.partition)
-        return [o for o in self.lake.list(folder)
-                if o.key.startswith(f"{folder}/{self.id}-") and o.key.endswith(".parquet")]
+        return [
+            o for o in self.lake.list(folder) if o.key.startswith(f"{folder}/{self.id}-") and o.key.endswith(".parquet")
+        ]
 
 
 @dataclass(frozen=True)
@@ -677,7 +709,7 @@ class Snapshot:
 
     def keys(self, partition: str | None = None) -> list[str]:
         base = self.lake.uri("")
-        return [uri[len(base):] if uri.startswith(base) else uri for uri in self.files(partition)]
+        return [uri[len(base) :] if uri.startswith(base) else uri for uri in self.files(partition)]
 
     def required_files(self, partition: str | None = None) -> list[str]:
         return self.files(partition) or self.missing(self.table, partition)

@@ -55,8 +55,10 @@ METER_ASSIGNMENTS = _dimension("meter_assignments")
 TARIFFS = _dimension("tariffs")
 TEMPERATURE = _dimension("temperature")
 TEMPERATURE_FORECAST = _dimension("temperature_forecast")
-DIMENSIONS = {t.path.rsplit("/", 1)[1]: t for t in (CUSTOMERS, METERS, METER_ASSIGNMENTS, TARIFFS, TEMPERATURE,
-                                                     TEMPERATURE_FORECAST)}
+DIMENSIONS = {
+    t.path.rsplit("/", 1)[1]: t
+    for t in (CUSTOMERS, METERS, METER_ASSIGNMENTS, TARIFFS, TEMPERATURE, TEMPERATURE_FORECAST)
+}
 
 BILLS_EXPORT = _monthly("billing/bills", "issued_bills")
 BILL_LINES_EXPORT = _monthly("billing/bill_lines", "bill_lines")
@@ -68,5 +70,18 @@ REPORT_TABLES = {
     for name in ("summary", "region_energy", "top_customers", "silent_meters", "late_files", "quarantine_reasons")
 }
 
-ALL = [RAW_METER_FILES, READS_15MIN, QUARANTINE, READS_HOURLY, READS_DAILY, PORTFOLIO_LOAD, FORECAST, BIDS,
-       *DIMENSIONS.values(), BILLS_EXPORT, BILL_LINES_EXPORT, ADJUSTMENTS_EXPORT, *REPORT_TABLES.values()]
+ALL = [
+    RAW_METER_FILES,
+    READS_15MIN,
+    QUARANTINE,
+    READS_HOURLY,
+    READS_DAILY,
+    PORTFOLIO_LOAD,
+    FORECAST,
+    BIDS,
+    *DIMENSIONS.values(),
+    BILLS_EXPORT,
+    BILL_LINES_EXPORT,
+    ADJUSTMENTS_EXPORT,
+    *REPORT_TABLES.values(),
+]

@@ -54,8 +54,9 @@ def running_api(dsn: str):
     from meter_assets.serving.server import limits
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(dsn), host="127.0.0.1", port=port, log_level="warning",
-                                           **limits()))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(dsn), host="127.0.0.1", port=port, log_level="warning", **limits())
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -96,8 +96,15 @@ def _month_days(month: str) -> list[dt.date]:
     return days
 
 
-def reference_bills(month: str, tz: str, tax_rate: Decimal, readings: Iterable[dict], assignments: list[dict],
-                    customers: list[dict], tariffs: list[dict]) -> ReferenceMonth:
+def reference_bills(
+    month: str,
+    tz: str,
+    tax_rate: Decimal,
+    readings: Iterable[dict],
+    assignments: list[dict],
+    customers: list[dict],
+    tariffs: list[dict],
+) -> ReferenceMonth:
     """Every supplied customer's bill for the month, one reading at a time.
 
     `readings`: dicts with `meter_id`, `read_at` (naive UTC), `kwh` (Decimal or None) and
@@ -142,8 +149,11 @@ def reference_bills(month: str, tz: str, tax_rate: Decimal, readings: Iterable[d
         clock = f"{local.hour:02d}:{local.minute:02d}"
         key = (plan_of[customer], day, clock)
         if key not in price_cache:
-            prices = {(t["band"], t["unit_rate"]) for t in _in_force(tariffs, day)
-                      if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]}
+            prices = {
+                (t["band"], t["unit_rate"])
+                for t in _in_force(tariffs, day)
+                if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]
+            }
             assert len(prices) == 1, f"{key}: prices {prices}"
             (price_cache[key],) = prices
         line = bill(customer).energy.setdefault(price_cache[key], [Decimal("0"), Decimal("0")])
@@ -164,10 +174,13 @@ def assert_exported_lines_match(lines: list[tuple], bills: dict[int, ReferenceBi
     for customer, bill in bills.items():
         mine = [line for line in lines if line[0] == customer]
         assert [line[1] for line in mine] == list(range(1, len(mine) + 1))
-        assert sorted((band, rate, m, e, amount) for _, _, kind, band, rate, m, e, _, amount in mine
-                      if kind == "energy") == sorted(bill.energy_lines())
-        assert sorted((rate, days, amount) for _, _, kind, _, rate, _, _, days, amount in mine
-                      if kind == "standing") == sorted(bill.standing_lines())
+        assert sorted(
+            (band, rate, m, e, amount) for _, _, kind, band, rate, m, e, _, amount in mine if kind == "energy"
+        ) == sorted(bill.energy_lines())
+        assert sorted(
+            (rate, days, amount) for _, _, kind, _, rate, _, _, days, amount in mine if kind == "standing"
+        ) == sorted(bill.standing_lines())
         assert [(rate, amount) for _, _, kind, _, rate, *_, amount in mine if kind == "tax"] == [
-            (bill.tax_rate, bill.tax)]
+            (bill.tax_rate, bill.tax)
+        ]
         assert sum(line[-1] for line in mine) == bill.charges

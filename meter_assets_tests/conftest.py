@@ -69,7 +69,9 @@ def materialize_days(root: str, days: list[dt.date], instance: dg.DagsterInstanc
     results = [dg.materialize(reference_assets, resources=resources_for(root), instance=instance)]
     for day in days:
         results.append(
-            dg.materialize(daily_assets, partition_key=day.isoformat(), resources=resources_for(root), instance=instance)
+            dg.materialize(
+                daily_assets, partition_key=day.isoformat(), resources=resources_for(root), instance=instance
+            )
         )
     return results
 
@@ -82,8 +84,16 @@ def spring_days() -> list[dt.date]:
 def generated(tmp_path_factory) -> str:
     """A faulty simulated retailer over the spring DST change, as the head-end left it."""
     root = str(tmp_path_factory.mktemp("generated") / "lake")
-    generate(Lake(root), meters=300, start=SPRING_START, days=SPRING_DAYS, seed=11, rates=FAULTY, truth=True,
-             log=lambda *_: None)
+    generate(
+        Lake(root),
+        meters=300,
+        start=SPRING_START,
+        days=SPRING_DAYS,
+        seed=11,
+        rates=FAULTY,
+        truth=True,
+        log=lambda *_: None,
+    )
     return root
 
 
@@ -137,8 +147,11 @@ def s3_endpoint():
     """A real S3 API (moto in server mode) on 127.0.0.1, in a process of its own: a client
     that blocks while holding this interpreter's lock (deltalake's Rust core may) must not
     stop the server from answering."""
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -189,4 +202,4 @@ def faults(root: str, kind: str) -> list[dict]:
     rows = duckdb.sql(
         f"SELECT * FROM read_parquet('{root}/simulator/faults/*/faults.parquet') WHERE kind = '{kind}' ORDER BY ALL"
     )
-    return [dict(zip(rows.columns, r)) for r in rows.fetchall()]
+    return [dict(zip(rows.columns, r, strict=True)) for r in rows.fetchall()]

@@ -37,7 +37,10 @@ def dagster_home(tmp_path):
 def start_daemon(workspace, env, log) -> subprocess.Popen:
     return subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "dagster-daemon"), "run", "-w", str(workspace)],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 

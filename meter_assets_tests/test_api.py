@@ -23,10 +23,13 @@ def test_usage_is_the_customers_own_last_days(api, pg_dsn):
     with postgres.connect(pg_dsn) as conn:
         expected = conn.execute(
             "SELECT local_date, kwh, estimated_kwh, cost FROM serving.daily_usage "
-            "WHERE customer_id = 2 AND local_date > %s ORDER BY local_date", [last - dt.timedelta(days=7)]).fetchall()
+            "WHERE customer_id = 2 AND local_date > %s ORDER BY local_date",
+            [last - dt.timedelta(days=7)],
+        ).fetchall()
     days = body["days"]
     assert list(zip(days["date"], days["kwh"], days["estimated_kwh"], days["cost"], strict=True)) == [
-        (day.isoformat(), kwh, est, cost) for day, kwh, est, cost in expected]
+        (day.isoformat(), kwh, est, cost) for day, kwh, est, cost in expected
+    ]
     assert any(est > 0 for est in days["estimated_kwh"]) and any(est == 0 for est in days["estimated_kwh"])
     assert days["missing_intervals"] == [d % 3 for d in range(DAYS - 7, DAYS)]
     assert body["total_kwh"] == sum(kwh for _, kwh, _, _ in expected)
@@ -44,9 +47,14 @@ def test_concurrent_requests_each_get_their_own_customer_and_days(api, pg_dsn):
     last = FIRST_DAY + dt.timedelta(days=DAYS - 1)
     with postgres.connect(pg_dsn) as conn:
         for (customer, days), (status, body) in zip(asked, answers, strict=True):
-            expected = [d.isoformat() for (d,) in conn.execute(
-                "SELECT local_date FROM serving.daily_usage WHERE customer_id = %s AND local_date > %s "
-                "ORDER BY local_date", [customer, last - dt.timedelta(days=days)])]
+            expected = [
+                d.isoformat()
+                for (d,) in conn.execute(
+                    "SELECT local_date FROM serving.daily_usage WHERE customer_id = %s AND local_date > %s "
+                    "ORDER BY local_date",
+                    [customer, last - dt.timedelta(days=days)],
+                )
+            ]
             assert (status, body["customer_id"], body["days"]["date"]) == (200, customer, expected)
 
 
@@ -55,8 +63,10 @@ def test_the_coalescer_batches_concurrent_reads_and_fails_only_the_batch_at_faul
 
     from meter_assets.serving.coalesce import Coalescer
 
-    echo = ("SELECT n, customer, customer || ':' || tag FROM unnest(%(customers)s::integer[], %(tags)s::text[]) "
-            "WITH ORDINALITY AS asked(customer, tag, n) ORDER BY n")
+    echo = (
+        "SELECT n, customer, customer || ':' || tag FROM unnest(%(customers)s::integer[], %(tags)s::text[]) "
+        "WITH ORDINALITY AS asked(customer, tag, n) ORDER BY n"
+    )
 
     def params(keys):
         return {"customers": [c for c, _ in keys], "tags": [t for _, t in keys]}

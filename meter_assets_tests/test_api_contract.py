@@ -5,8 +5,8 @@ every answer as the contract says."""
 import json
 import urllib.request
 
-from hypothesis import HealthCheck, settings
 import schemathesis
+from hypothesis import HealthCheck, settings
 
 from meter_assets.config import settings as meter_settings
 from meter_assets.serving.auth import mint

@@ -13,7 +13,6 @@ import urllib.parse
 
 import jwt
 import psycopg
-import pytest
 
 from meter_assets.serving.auth import keys, mint
 
@@ -38,8 +37,11 @@ def test_hostile_authorization_headers_get_401_with_a_reason(api):
         (b"Bearer " + forged_claims(sub=str(2**31)).encode(), "sub must be a customer id"),
         (b"Bearer " + forged_claims(sub="1", exp=float("inf")).encode(), "whole seconds"),
     ):
-        status, headers, body = raw_request(api, b"GET /api/v1/me/usage?days=7 HTTP/1.1\r\nHost: x\r\n"
-                                                  b"Connection: close\r\nAuthorization: " + value + b"\r\n\r\n")
+        status, headers, body = raw_request(
+            api,
+            b"GET /api/v1/me/usage?days=7 HTTP/1.1\r\nHost: x\r\n"
+            b"Connection: close\r\nAuthorization: " + value + b"\r\n\r\n",
+        )
         assert status == 401 and reason in body.decode(), (value[:40], status, body)
         assert headers["www-authenticate"].startswith("Bearer")
 
@@ -80,8 +82,10 @@ def test_a_statement_that_fails_for_one_request_fails_only_that_request(pg_dsn):
     from meter_assets.serving.coalesce import Coalescer
 
     # fails for customer 13 only (division by zero), like a value only one request carries
-    sql = ("SELECT n, customer, (100 / (customer - 13))::text FROM unnest(%(customers)s::integer[]) "
-           "WITH ORDINALITY AS asked(customer, n) ORDER BY n")
+    sql = (
+        "SELECT n, customer, (100 / (customer - 13))::text FROM unnest(%(customers)s::integer[]) "
+        "WITH ORDINALITY AS asked(customer, n) ORDER BY n"
+    )
 
     async def scenario():
         async with AsyncConnectionPool(pg_dsn, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
@@ -98,9 +102,11 @@ def test_a_statement_that_fails_for_one_request_fails_only_that_request(pg_dsn):
 
 
 def test_oversized_heads_are_refused_and_the_server_carries_on(api):
-    for head in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
-                 b"GET /healthz?" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-                 b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Many: a\r\n" * 2000 + b"\r\n"):
+    for head in (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+        b"GET /healthz?" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Many: a\r\n" * 2000 + b"\r\n",
+    ):
         status, _, body = raw_request(api, head)
         assert status == 431 and b"16 KiB" in body
     # the second request on a kept-alive connection is held to the same limit
@@ -165,11 +171,22 @@ def test_connections_beyond_the_bound_get_503_at_once(pg, tmp_path):
 
 def test_every_response_carries_the_security_headers_and_redirects_never_echo_the_host(api):
     token = mint(1).encode()
-    for target, auth in ((b"/", b""), (b"/healthz", b""), (b"/api/v1/me/usage?days=3", token),
-                         (b"/api/v1/me/usage", b"nonsense"), (b"/api/v1/me/usage/", token), (b"/nowhere", b""),
-                         (b"/openapi.json", b"")):
-        head = (b"GET " + target + b" HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n"
-                + (b"Authorization: Bearer " + auth + b"\r\n" if auth else b"") + b"\r\n")
+    for target, auth in (
+        (b"/", b""),
+        (b"/healthz", b""),
+        (b"/api/v1/me/usage?days=3", token),
+        (b"/api/v1/me/usage", b"nonsense"),
+        (b"/api/v1/me/usage/", token),
+        (b"/nowhere", b""),
+        (b"/openapi.json", b""),
+    ):
+        head = (
+            b"GET "
+            + target
+            + b" HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n"
+            + (b"Authorization: Bearer " + auth + b"\r\n" if auth else b"")
+            + b"\r\n"
+        )
         status, headers, _ = raw_request(api, head)
         assert headers["x-content-type-options"] == "nosniff", target
         assert headers["referrer-policy"] == "no-referrer"
@@ -183,12 +200,13 @@ def test_every_response_carries_the_security_headers_and_redirects_never_echo_th
     policy = headers["content-security-policy"]
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy and "unsafe-inline" not in policy
     assert len(re.findall(r"'sha256-[A-Za-z0-9+/=]{44}'", policy)) == 2, "the page's one script and one style"
-    assert b"style=\"" not in page, "no inline style attributes: the policy would block them"
+    assert b'style="' not in page, "no inline style attributes: the policy would block them"
 
 
 def test_the_api_refuses_to_start_with_a_weak_secret(pg):
     meter_api = os.path.join(os.path.dirname(sys.executable), "meter-api")
     env = {**os.environ, "METER_API_SECRET": "short", "METER_PG_API_DSN": pg.api}
-    run = subprocess.run([meter_api, "serve", "--port", "0", "--workers", "1"], env=env, capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [meter_api, "serve", "--port", "0", "--workers", "1"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode != 0 and "at least 32 bytes" in run.stderr, run.stderr[-2000:]

@@ -13,8 +13,15 @@ DAY = dt.timedelta(days=1)
 
 
 def look(lake: Lake, cursor: Cursor, now: dt.datetime, sweep_every=dt.timedelta(hours=24)):
-    arrivals, new_cursor = find_arrivals(lake, cursor, now=now, today=TODAY, window_days=WINDOW,
-                                         sweep_every=sweep_every, first_partition=dt.date(2024, 1, 1))
+    arrivals, new_cursor = find_arrivals(
+        lake,
+        cursor,
+        now=now,
+        today=TODAY,
+        window_days=WINDOW,
+        sweep_every=sweep_every,
+        first_partition=dt.date(2024, 1, 1),
+    )
     # the cursor is stored as a string between ticks and across daemon restarts
     return arrivals, Cursor.parse(new_cursor.dump())
 
@@ -80,7 +87,8 @@ def test_files_for_old_dates_are_found_by_the_sweep_once(lake_root):
 
     swept, cursor = look(lake, cursor, now + dt.timedelta(hours=25))
     assert [(a.partition, a.path, sorted(o.key for o in a.files)) for a in swept] == [
-        (dt.date(2025, 3, 10), "sweep", sorted([old, stray]))]
+        (dt.date(2025, 3, 10), "sweep", sorted([old, stray]))
+    ]
     next_day, cursor = look(lake, cursor, now + dt.timedelta(hours=50))
     # within the sweep's overlap the file may be listed again, under the same run key
     assert all(a.run_key == swept[0].run_key for a in next_day)

@@ -14,8 +14,15 @@ from meter_assets.billing.pricing import UnpricedUsage
 from meter_assets.resources import PostgresResource
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
-from meter_assets.tables import (ADJUSTMENTS_EXPORT, BILL_LINES_EXPORT, BILLS_EXPORT, DIMENSIONS, READS_15MIN,
-                                 READS_DAILY, LakeTable)
+from meter_assets.tables import (
+    ADJUSTMENTS_EXPORT,
+    BILL_LINES_EXPORT,
+    BILLS_EXPORT,
+    DIMENSIONS,
+    READS_15MIN,
+    READS_DAILY,
+    LakeTable,
+)
 
 from .billing_reference import EXPORTED_LINE_COLUMNS, assert_exported_lines_match, reference_bills
 from .conftest import query, resources_for
@@ -51,11 +58,25 @@ def _assignments(first: int) -> list[dict]:
 
 def _readings() -> pa.Table:
     return pa.Table.from_pylist(
-        [dict(meter_id=m, read_at=at, kwh=Decimal(100 + (i * 37 + m * 11) % 900) / 1000,
-              quality_flag="estimated" if (i + m) % 97 == 0 else "actual")
-         for m in (1, 2, 3) for i, at in enumerate(_utc_intervals(MONTH))],
-        schema=pa.schema([("meter_id", pa.int32()), ("read_at", pa.timestamp("us")), ("kwh", pa.decimal128(12, 3)),
-                          ("quality_flag", pa.string())]))
+        [
+            dict(
+                meter_id=m,
+                read_at=at,
+                kwh=Decimal(100 + (i * 37 + m * 11) % 900) / 1000,
+                quality_flag="estimated" if (i + m) % 97 == 0 else "actual",
+            )
+            for m in (1, 2, 3)
+            for i, at in enumerate(_utc_intervals(MONTH))
+        ],
+        schema=pa.schema(
+            [
+                ("meter_id", pa.int32()),
+                ("read_at", pa.timestamp("us")),
+                ("kwh", pa.decimal128(12, 3)),
+                ("quality_flag", pa.string()),
+            ]
+        ),
+    )
 
 
 def month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake:
@@ -86,7 +107,9 @@ def _bills(dsn: str, customers: range) -> list[tuple]:
     with postgres.connect(dsn) as conn:
         return conn.execute(
             "SELECT bill_id, customer_id, supply_days, total_due, status FROM billing.bills "
-            "WHERE customer_id = ANY(%s) ORDER BY bill_id", [list(customers)]).fetchall()
+            "WHERE customer_id = ANY(%s) ORDER BY bill_id",
+            [list(customers)],
+        ).fetchall()
 
 
 def test_month_is_billed_issued_and_exported(lake_root, dsn):
@@ -99,19 +122,30 @@ def test_month_is_billed_issued_and_exported(lake_root, dsn):
     bills = _bills(dsn, range(offset, offset + 4))
     # 28 days: 9 for the outgoing tenant, a void day on the 10th, 18 for the incoming one
     assert [(b[1], b[2], b[4]) for b in bills] == [
-        (offset, 9, "issued"), (offset + 1, 18, "issued"), (offset + 2, 28, "issued"), (offset + 3, 28, "issued")]
+        (offset, 9, "issued"),
+        (offset + 1, 18, "issued"),
+        (offset + 2, 28, "issued"),
+        (offset + 3, 28, "issued"),
+    ]
 
-    exported = query(f"SELECT bill_id, customer_id, supply_days, total_due FROM {parquet(lake.files(BILLS_EXPORT, MONTH))} "
-                     "ORDER BY bill_id", lake=lake)
+    exported = query(
+        f"SELECT bill_id, customer_id, supply_days, total_due FROM {parquet(lake.files(BILLS_EXPORT, MONTH))} "
+        "ORDER BY bill_id",
+        lake=lake,
+    )
     assert exported == [b[:4] for b in bills]
     assert lake.keys(ADJUSTMENTS_EXPORT, MONTH), "the (empty) adjustments table is published too"
     assert "month=2025-02" in lake.keys(BILLS_EXPORT, MONTH)[0]
 
     # every exported line, against the slow reference computed from the same rows
-    lines = query(f"SELECT {EXPORTED_LINE_COLUMNS} FROM {parquet(lake.files(BILL_LINES_EXPORT, MONTH))} "
-                  "ORDER BY customer_id, line_no", lake=lake)
-    expected = reference_bills(MONTH, TZ, TAX, _readings().to_pylist(), _assignments(offset), _customers(offset),
-                               tariffs).bills
+    lines = query(
+        f"SELECT {EXPORTED_LINE_COLUMNS} FROM {parquet(lake.files(BILL_LINES_EXPORT, MONTH))} "
+        "ORDER BY customer_id, line_no",
+        lake=lake,
+    )
+    expected = reference_bills(
+        MONTH, TZ, TAX, _readings().to_pylist(), _assignments(offset), _customers(offset), tariffs
+    ).bills
     assert_exported_lines_match(lines, expected)
     assert {b[1]: b[3] for b in bills} == {c: bill.charges for c, bill in expected.items()}
 
@@ -141,8 +175,11 @@ def test_usage_no_tariff_prices_is_a_clear_error(tmp_path, dsn):
     # the time-of-use plan loses its peak band from the 15th
     tariffs = [t for t in tariffs if not (t["plan_id"] == "TOU" and t["band"] == "peak" and t["valid_to"] is None)]
     month_in_lake(root, 9_000_000, tariffs)
-    with pytest.raises(UnpricedUsage, match=r"2025-02: 1 supplied customer\(s\) have readings that no tariff row "
-                                            r"prices.*customer 9000002 from 2025-02-15"):
+    with pytest.raises(
+        UnpricedUsage,
+        match=r"2025-02: 1 supplied customer\(s\) have readings that no tariff row "
+        r"prices.*customer 9000002 from 2025-02-15",
+    ):
         dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"])
     assert _bills(dsn, range(9_000_000, 9_000_004)) == []
 
@@ -155,15 +192,18 @@ def test_a_bill_cites_the_readings_version_it_was_computed_from(tmp_path, dsn):
 
     def billed() -> tuple[int, Decimal]:
         with postgres.connect(dsn) as conn:
-            return conn.execute("SELECT reads_version, measured_kwh + estimated_kwh FROM billing.bills "
-                                "WHERE customer_id = %s", [customer]).fetchone()
+            return conn.execute(
+                "SELECT reads_version, measured_kwh + estimated_kwh FROM billing.bills WHERE customer_id = %s",
+                [customer],
+            ).fetchone()
 
     def meter_kwh(version: int) -> Decimal:
         # read back with deltalake itself, as of the version the bill names
         from deltalake import DeltaTable
 
         table = DeltaTable(lake.table_uri(READS_15MIN), version=version).to_pyarrow_table(
-            filters=[("meter_id", "=", 2)])
+            filters=[("meter_id", "=", 2)]
+        )
         return sum((v for v in table.column("kwh").to_pylist() if v is not None), Decimal("0.000"))
 
     dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"])

@@ -24,7 +24,7 @@ from meter_assets.storage import Lake
 from meter_assets.tables import BILLS_EXPORT, READS_15MIN
 
 from .conftest import materialize_days, resources_for
-from .daemon_support import INTERVAL_S, start_daemon, stop, wait_for, dagster_home
+from .daemon_support import INTERVAL_S, dagster_home, start_daemon, stop, wait_for
 
 
 def _last_month() -> str:
@@ -46,8 +46,13 @@ def _final_bills(lake: Lake, month: str) -> dict:
     s = settings()
     with duckdb.connect() as con:
         pricing_views(con, lake)
-        usage = compute_bills(con, month, s.market_tz, s.tax_rate,
-                              readings_of=lambda day: parquet(lake.files(READS_15MIN, day.isoformat())))
+        usage = compute_bills(
+            con,
+            month,
+            s.market_tz,
+            s.tax_rate,
+            readings_of=lambda day: parquet(lake.files(READS_15MIN, day.isoformat())),
+        )
     return usage.bills
 
 
@@ -69,21 +74,34 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
     generate(lake, meters=40, start=days[0], days=len(days), seed=5, rates=rates, log=lambda *_: None)
 
     resources = {**resources_for(root), "postgres": PostgresResource(dsn=dsn)}
-    env = {**os.environ, "DAGSTER_HOME": str(home), "METER_LAKE": root, "METER_PG_PIPELINE_DSN": dsn,
-           "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "METER_LAKE": root,
+        "METER_PG_PIPELINE_DSN": dsn,
+        "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
+        "PYTHONUNBUFFERED": "1",
+    }
     daemon_log = open(tmp_path / "daemon.log", "w")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialize_days(root, days, instance=instance)
-        first = dg.materialize(billing_assets, partition_key=month, resources=resources, instance=instance,
-                               selection=["bills"])
+        first = dg.materialize(
+            billing_assets, partition_key=month, resources=resources, instance=instance, selection=["bills"]
+        )
         assert first.get_asset_check_evaluations()[0].passed
         drafts_before = dict(_ledger(dsn, "SELECT bill_id, inputs_fingerprint FROM billing.bills"))
         assert len(drafts_before) >= 40
 
         daemon = start_daemon(workspace, env, daemon_log)
         try:
-            wait_for(lambda: any(s.name == "raw_arrivals_sensor" and getattr(s.instigator_data, "cursor", None)
-                                  for s in instance.all_instigator_state()), 120, "the raw sensor's first tick")
+            wait_for(
+                lambda: any(
+                    s.name == "raw_arrivals_sensor" and getattr(s.instigator_data, "cursor", None)
+                    for s in instance.all_instigator_state()
+                ),
+                120,
+                "the raw sensor's first tick",
+            )
 
             # before issuing: a late file for the month only changes its drafts
             release_late(lake, dt.date(2099, 1, 1), dates={draft_date})
@@ -93,16 +111,24 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
             (recomputed,) = _runs(instance, "bills_job")
             assert recomputed.status == dg.DagsterRunStatus.SUCCESS
             assert (recomputed.tags["dagster/partition"], recomputed.tags["meter/rebuilt_day"]) == (
-                month, draft_date.isoformat())
-            drafts_after = dict(_ledger(dsn, "SELECT bill_id, inputs_fingerprint FROM billing.bills "
-                                             "WHERE status = 'draft'"))
+                month,
+                draft_date.isoformat(),
+            )
+            drafts_after = dict(
+                _ledger(dsn, "SELECT bill_id, inputs_fingerprint FROM billing.bills WHERE status = 'draft'")
+            )
             assert drafts_after == {b.bill_id: b.fingerprint for b in _final_bills(lake, month).values()}
             assert sum(drafts_after[b] != drafts_before[b] for b in drafts_before) > 0
             assert _ledger(dsn, "SELECT count(*) FROM billing.bill_adjustments") == [(0,)]
 
             # the operator issues the month
-            dg.materialize(billing_assets, partition_key=month, resources=resources, instance=instance,
-                           selection=["issued_bills", "bill_lines", "bill_adjustments"])
+            dg.materialize(
+                billing_assets,
+                partition_key=month,
+                resources=resources,
+                instance=instance,
+                selection=["issued_bills", "bill_lines", "bill_adjustments"],
+            )
             issued = _ledger(dsn, "SELECT * FROM billing.bills ORDER BY bill_id")
             assert {row[-1] for row in _ledger(dsn, "SELECT status FROM billing.bills")} == {"issued"}
 
@@ -113,23 +139,39 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
             assert _ledger(dsn, "SELECT * FROM billing.bills ORDER BY bill_id") == issued, "issued bills untouched"
 
             # a second tick of either sensor adds nothing
-            sensors = [s for s in instance.all_instigator_state()
-                       if s.name in ("raw_arrivals_sensor", "rebuilt_day_bills_sensor")]
+            sensors = [
+                s
+                for s in instance.all_instigator_state()
+                if s.name in ("raw_arrivals_sensor", "rebuilt_day_bills_sensor")
+            ]
             assert len(sensors) == 2
             ticks = {s.name: len(instance.get_ticks(s.instigator_origin_id, s.selector_id)) for s in sensors}
-            wait_for(lambda: all(len(instance.get_ticks(s.instigator_origin_id, s.selector_id)) >= ticks[s.name] + 2
-                                  for s in sensors), 120, "two more ticks of each sensor")
+            wait_for(
+                lambda: all(
+                    len(instance.get_ticks(s.instigator_origin_id, s.selector_id)) >= ticks[s.name] + 2 for s in sensors
+                ),
+                120,
+                "two more ticks of each sensor",
+            )
             assert len(_runs(instance, "bills_job")) == 2 and len(_runs(instance, "daily_readings_job")) == 2
         finally:
             stop(daemon)
             daemon_log.close()
 
-        adjustments = _ledger(dsn, "SELECT customer_id, sequence, delta_kwh, delta_amount, charged_amount, reason, "
-                                   "changed_partitions FROM billing.bill_adjustments ORDER BY customer_id")
+        adjustments = _ledger(
+            dsn,
+            "SELECT customer_id, sequence, delta_kwh, delta_amount, charged_amount, reason, "
+            "changed_partitions FROM billing.bill_adjustments ORDER BY customer_id",
+        )
         final = _final_bills(lake, month)
-        billed = {c: (charges, kwh) for c, charges, kwh in _ledger(
-            dsn, "SELECT customer_id, energy_charge + standing_charge + tax, measured_kwh + estimated_kwh "
-                 "FROM billing.bills")}
+        billed = {
+            c: (charges, kwh)
+            for c, charges, kwh in _ledger(
+                dsn,
+                "SELECT customer_id, energy_charge + standing_charge + tax, measured_kwh + estimated_kwh "
+                "FROM billing.bills",
+            )
+        }
         affected = sorted(c for c, b in final.items() if (b.charges, b.kwh) != billed[c])
         assert affected, "the late file changed some customer's bill"
         assert [a[0] for a in adjustments] == affected, "exactly one adjustment per affected customer"
@@ -140,8 +182,9 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
             assert reason == "late or corrected readings"
 
         # and the same month once more, by hand, writes nothing
-        again = dg.materialize(billing_assets, partition_key=month, resources=resources, instance=instance,
-                               selection=["bills"])
+        again = dg.materialize(
+            billing_assets, partition_key=month, resources=resources, instance=instance, selection=["bills"]
+        )
         metadata = again.asset_materializations_for_node("bills")[0].metadata
         assert (metadata["adjustments_written"].value, metadata["drafts_new"].value) == (0, 0)
 

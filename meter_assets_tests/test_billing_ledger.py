@@ -35,8 +35,14 @@ def bill(customer_id: int, month: str, daily_kwh: list[str], estimated: str = "0
     return Bill(
         customer_id=customer_id,
         month=month,
-        energy=[EnergyLine(band="all_day", unit_rate=rate, measured_kwh=total - Decimal(estimated),
-                           estimated_kwh=Decimal(estimated))],
+        energy=[
+            EnergyLine(
+                band="all_day",
+                unit_rate=rate,
+                measured_kwh=total - Decimal(estimated),
+                estimated_kwh=Decimal(estimated),
+            )
+        ],
         standing=[StandingLine(daily_rate=Decimal("0.6050"), days=(end - start).days)],
         tax_rate=Decimal("0.05"),
         daily_wh=[int(kwh * 1000) for kwh in days],
@@ -64,10 +70,16 @@ def test_drafts_are_written_replaced_and_left_alone_when_unchanged(conn):
     changed = record(conn, "2024-06", [bill(1, "2024-06", ["10.000", "13.500"])])
     assert (changed.drafts_replaced, changed.drafts_removed) == (1, 1)
     ((bill_id, kwh, energy, total, status),) = rows(
-        conn, "SELECT bill_id, measured_kwh, energy_charge, total_due, status FROM billing.bills")
+        conn, "SELECT bill_id, measured_kwh, energy_charge, total_due, status FROM billing.bills"
+    )
     # 23.5 kWh x 0.2450 = 5.7575 -> 5.76; 30 days x 0.6050 = 18.15; 5 % tax of 23.91 = 1.1955 -> 1.20
-    assert (bill_id, kwh, energy, total, status) == ("B-1-2024-06", Decimal("23.500"), Decimal("5.76"),
-                                                     Decimal("25.11"), "draft")
+    assert (bill_id, kwh, energy, total, status) == (
+        "B-1-2024-06",
+        Decimal("23.500"),
+        Decimal("5.76"),
+        Decimal("25.11"),
+        "draft",
+    )
 
 
 def test_issued_month_gets_one_adjustment_per_changed_bill_and_nothing_else(conn):
@@ -82,19 +94,39 @@ def test_issued_month_gets_one_adjustment_per_changed_bill_and_nothing_else(conn
     first = record(conn, "2024-06", corrected, found_at=NOW + dt.timedelta(days=3))
     assert (first.adjustments_written, first.drafts_new, first.drafts_replaced) == (2, 0, 0)
     assert rows(conn, "SELECT * FROM billing.bills ORDER BY bill_id") == sealed, "issued bills are untouched"
-    adjustments = rows(conn, "SELECT bill_id, sequence, delta_kwh, delta_amount, charged_amount, reason, "
-                             "changed_partitions FROM billing.bill_adjustments ORDER BY bill_id")
+    adjustments = rows(
+        conn,
+        "SELECT bill_id, sequence, delta_kwh, delta_amount, charged_amount, reason, "
+        "changed_partitions FROM billing.bill_adjustments ORDER BY bill_id",
+    )
     assert adjustments == [
         # 4 kWh x 0.2450 = 0.98 more energy, tax 5 % of it on the line-rounded totals: 1.03
-        ("B-1-2024-06", 1, Decimal("4.000"), Decimal("1.03"), Decimal("1.03"), "late or corrected readings",
-         ["2024-06-02"]),
-        ("B-2-2024-06", 1, Decimal("-1.000"), Decimal("-0.26"), Decimal("-0.26"), "late or corrected readings",
-         ["2024-06-01"]),
+        (
+            "B-1-2024-06",
+            1,
+            Decimal("4.000"),
+            Decimal("1.03"),
+            Decimal("1.03"),
+            "late or corrected readings",
+            ["2024-06-02"],
+        ),
+        (
+            "B-2-2024-06",
+            1,
+            Decimal("-1.000"),
+            Decimal("-0.26"),
+            Decimal("-0.26"),
+            "late or corrected readings",
+            ["2024-06-01"],
+        ),
     ]
     for customer, final in ((1, corrected[0]), (2, corrected[1])):
         (issued_charges, deltas) = rows(
-            conn, "SELECT b.energy_charge + b.standing_charge + b.tax, sum(a.delta_amount) FROM billing.bills b "
-                  "JOIN billing.bill_adjustments a USING (bill_id) WHERE b.customer_id = %s GROUP BY 1", [customer])[0]
+            conn,
+            "SELECT b.energy_charge + b.standing_charge + b.tax, sum(a.delta_amount) FROM billing.bills b "
+            "JOIN billing.bill_adjustments a USING (bill_id) WHERE b.customer_id = %s GROUP BY 1",
+            [customer],
+        )[0]
         assert issued_charges + deltas == final.charges
 
     assert record(conn, "2024-06", corrected).adjustments_written == 0, "the same data twice adds nothing"
@@ -102,18 +134,24 @@ def test_issued_month_gets_one_adjustment_per_changed_bill_and_nothing_else(conn
     # the data goes back to what was billed: a second adjustment reverses the first
     back = record(conn, "2024-06", june)
     assert back.adjustments_written == 2
-    assert rows(conn, "SELECT sum(delta_amount), sum(delta_kwh), max(sequence) FROM billing.bill_adjustments "
-                      "WHERE bill_id = 'B-1-2024-06'") == [(Decimal("0.00"), Decimal("0.000"), 2)]
+    assert rows(
+        conn,
+        "SELECT sum(delta_amount), sum(delta_kwh), max(sequence) FROM billing.bill_adjustments "
+        "WHERE bill_id = 'B-1-2024-06'",
+    ) == [(Decimal("0.00"), Decimal("0.000"), 2)]
 
 
 def test_undercharges_past_the_backbilling_limit_are_recorded_not_charged(conn):
     record(conn, "2024-06", [bill(1, "2024-06", ["10.000"]), bill(2, "2024-06", ["10.000"])])
     issue_month(conn, "2024-06", NOW)
     thirteen_months_later = dt.datetime(2025, 8, 2, tzinfo=dt.UTC)
-    record(conn, "2024-06", [bill(1, "2024-06", ["20.000"]), bill(2, "2024-06", ["5.000"])],
-           found_at=thirteen_months_later)
-    adjustments = rows(conn, "SELECT customer_id, delta_amount, charged_amount, reason FROM billing.bill_adjustments "
-                             "ORDER BY customer_id")
+    record(
+        conn, "2024-06", [bill(1, "2024-06", ["20.000"]), bill(2, "2024-06", ["5.000"])], found_at=thirteen_months_later
+    )
+    adjustments = rows(
+        conn,
+        "SELECT customer_id, delta_amount, charged_amount, reason FROM billing.bill_adjustments ORDER BY customer_id",
+    )
     under, over = adjustments
     assert under[1] > 0 and under[2] == 0 and "back-billing limit" in under[3]
     assert over[1] < 0 and over[2] == over[1], "an overcharge is always credited"
@@ -129,10 +167,15 @@ def test_issuing_carries_open_adjustments_on_the_next_bill(conn):
     record(conn, "2024-07", july)
     issued = issue_month(conn, "2024-07", NOW + dt.timedelta(days=31))
     assert (issued.bills_issued, issued.adjustments_carried) == (2, 1)
-    carried = rows(conn, "SELECT customer_id, adjustments_carried, total_due, status FROM billing.bills "
-                         "WHERE period_start = '2024-07-01' ORDER BY customer_id")
-    assert carried == [(1, june_delta, july[0].charges + june_delta, "issued"),
-                       (2, Decimal("0.00"), july[1].charges, "issued")]
+    carried = rows(
+        conn,
+        "SELECT customer_id, adjustments_carried, total_due, status FROM billing.bills "
+        "WHERE period_start = '2024-07-01' ORDER BY customer_id",
+    )
+    assert carried == [
+        (1, june_delta, july[0].charges + june_delta, "issued"),
+        (2, Decimal("0.00"), july[1].charges, "issued"),
+    ]
     assert rows(conn, "SELECT carried_on_bill_id FROM billing.bill_adjustments") == [("B-1-2024-07",)]
     # the exported lines carry it too, and add up to what is due
     with conn.cursor().copy(EXPORT_BILL_LINES_SQL, [dt.date(2024, 7, 1)]) as copy:
@@ -154,9 +197,9 @@ def test_customer_no_longer_supplied_in_an_issued_month_is_credited_in_full(conn
     issue_month(conn, "2024-06", NOW)
     record(conn, "2024-06", [bill(1, "2024-06", ["10.000"])])
     ((customer, delta_kwh, delta, reason),) = rows(
-        conn, "SELECT customer_id, delta_kwh, delta_amount, reason FROM billing.bill_adjustments")
-    (charged,) = rows(conn, "SELECT energy_charge + standing_charge + tax FROM billing.bills "
-                            "WHERE customer_id = 2")[0]
+        conn, "SELECT customer_id, delta_kwh, delta_amount, reason FROM billing.bill_adjustments"
+    )
+    (charged,) = rows(conn, "SELECT energy_charge + standing_charge + tax FROM billing.bills WHERE customer_id = 2")[0]
     assert (customer, delta_kwh, delta, reason) == (2, Decimal("-10.000"), -charged, "no longer supplied in the period")
 
 
@@ -178,28 +221,56 @@ def test_bills_issued_under_the_old_rules_are_corrected_by_adjustments_that_say_
                 VALUES (%(bill_id)s, %(customer)s, %(period_start)s, %(period_end)s, 164.373, 0, '{}', %(energy)s, 30,
                         17.40, %(tax)s, %(total)s, false, 'rules-1', %(daily_wh)s, 'issued', %(issued_at)s)
                 """,
-                {**june, "bill_id": f"B-{customer}-2024-06", "customer": customer, "energy": energy, "tax": tax,
-                 "total": total, "issued_at": NOW})
+                {
+                    **june,
+                    "bill_id": f"B-{customer}-2024-06",
+                    "customer": customer,
+                    "energy": energy,
+                    "tax": tax,
+                    "total": total,
+                    "issued_at": NOW,
+                },
+            )
     with postgres.connect(postgres.embedded(folder).pipeline) as conn:
         conn.autocommit = True
         sealed = rows(conn, "SELECT bill_id, energy_charge, total_due, status FROM billing.bills ORDER BY bill_id")
         recomputed = [
-            Bill(customer_id=customer, month="2024-06", tax_rate=Decimal("0.05"), daily_wh=june["daily_wh"],
-                 energy=[EnergyLine(band="standard", unit_rate=Decimal("0.2750"), measured_kwh=Decimal("164.373"),
-                                    estimated_kwh=Decimal("0.000"))],
-                 standing=[StandingLine(daily_rate=Decimal("0.5800"), days=30)])
+            Bill(
+                customer_id=customer,
+                month="2024-06",
+                tax_rate=Decimal("0.05"),
+                daily_wh=june["daily_wh"],
+                energy=[
+                    EnergyLine(
+                        band="standard",
+                        unit_rate=Decimal("0.2750"),
+                        measured_kwh=Decimal("164.373"),
+                        estimated_kwh=Decimal("0.000"),
+                    )
+                ],
+                standing=[StandingLine(daily_rate=Decimal("0.5800"), days=30)],
+            )
             for customer in (1, 2)
         ]
         assert recomputed[0].charges == Decimal("65.73")
         written = record(conn, "2024-06", recomputed, found_at=NOW + dt.timedelta(days=40))
         assert written.adjustments_written == 1
-        assert rows(conn, "SELECT bill_id, energy_charge, total_due, status FROM billing.bills "
-                          "ORDER BY bill_id") == sealed, "the issued bills stay as issued"
+        assert (
+            rows(conn, "SELECT bill_id, energy_charge, total_due, status FROM billing.bills ORDER BY bill_id") == sealed
+        ), "the issued bills stay as issued"
         ((bill_id, delta_kwh, delta, charged, reason, changed, rules),) = rows(
-            conn, "SELECT bill_id, delta_kwh, delta_amount, charged_amount, reason, changed_partitions, "
-                  "pricing_rules FROM billing.bill_adjustments")
+            conn,
+            "SELECT bill_id, delta_kwh, delta_amount, charged_amount, reason, changed_partitions, "
+            "pricing_rules FROM billing.bill_adjustments",
+        )
         assert (bill_id, delta_kwh, delta, charged, changed, rules) == (
-            "B-1-2024-06", Decimal("0.000"), Decimal("-0.01"), Decimal("-0.01"), [], 2)
+            "B-1-2024-06",
+            Decimal("0.000"),
+            Decimal("-0.01"),
+            Decimal("-0.01"),
+            [],
+            2,
+        )
         assert reason.startswith("billing rules revised: one energy line per band and unit rate, each rounded once")
         # the correction is accounted: the same computation again writes nothing
         assert record(conn, "2024-06", recomputed, found_at=NOW + dt.timedelta(days=41)).adjustments_written == 0

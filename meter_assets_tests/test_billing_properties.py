@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meter_assets import postgres
 from meter_assets.billing.ledger import issue_month, record_month
@@ -43,19 +44,28 @@ def _month(seed: int, example: int, files: int):
         dict(meter_id=1, customer_id=first, valid_from=dt.date(2020, 1, 1), valid_to=move),
         dict(meter_id=1, customer_id=second, valid_from=move, valid_to=None),
         dict(meter_id=2, customer_id=third, valid_from=dt.date(2020, 1, 1), valid_to=None),
-        dict(meter_id=3, customer_id=third, valid_from=start + dt.timedelta(days=int(rng.integers(0, 27))),
-             valid_to=None),
+        dict(
+            meter_id=3, customer_id=third, valid_from=start + dt.timedelta(days=int(rng.integers(0, 27))), valid_to=None
+        ),
     ]
-    customers = [dict(customer_id=first, plan_id="TOU"), dict(customer_id=second, plan_id="FLEX"),
-                 dict(customer_id=third, plan_id="TOU")]
-    tariffs = _tariffs(start + dt.timedelta(days=int(rng.integers(2, 26))), (28, 76),
-                       [RATES[i] for i in rng.integers(0, len(RATES), 8)])
+    customers = [
+        dict(customer_id=first, plan_id="TOU"),
+        dict(customer_id=second, plan_id="FLEX"),
+        dict(customer_id=third, plan_id="TOU"),
+    ]
+    tariffs = _tariffs(
+        start + dt.timedelta(days=int(rng.integers(2, 26))),
+        (28, 76),
+        [RATES[i] for i in rng.integers(0, len(RATES), 8)],
+    )
 
     final = {}
     for meter in (1, 2, 3):
         for at in _utc_intervals(MONTH):
-            final[(meter, at)] = (Decimal(int(rng.integers(0, 2200))) / 1000,
-                                  "estimated" if rng.random() < 0.03 else "actual")
+            final[(meter, at)] = (
+                Decimal(int(rng.integers(0, 2200))) / 1000,
+                "estimated" if rng.random() < 0.03 else "actual",
+            )
     # a late file delivers readings the head-end held back; a corrected file replaces values
     meter_days = rng.choice(3 * 28, size=files, replace=False)
     base = dict(final)
@@ -84,7 +94,9 @@ def _bills(readings: dict, assignments, customers, tariffs):
     return list(compute_bills(_connection(reads, assignments, customers, tariffs), MONTH, TZ, TAX).bills.values())
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(seed=st.integers(0, 2**32 - 1), files=st.integers(1, 4), data=st.data())
 def test_issued_bill_plus_adjustments_equals_the_bill_from_final_data(conn, seed, files, data):
     example = next(EXAMPLES)
@@ -96,7 +108,12 @@ def test_issued_bill_plus_adjustments_equals_the_bill_from_final_data(conn, seed
         bills = _bills(readings, assignments, customers, tariffs)
         written = record_month(conn, MONTH, bills, "GBP", 12, found_at=FOUND_AT)
         again = record_month(conn, MONTH, bills, "GBP", 12, found_at=FOUND_AT)
-        assert (again.drafts_new, again.drafts_replaced, again.drafts_removed, again.adjustments_written) == (0, 0, 0, 0)
+        assert (again.drafts_new, again.drafts_replaced, again.drafts_removed, again.adjustments_written) == (
+            0,
+            0,
+            0,
+            0,
+        )
         return written
 
     # every customer of the example, whichever side of the issuing they were billed on

@@ -45,25 +45,49 @@ TAX = Decimal("0.05")
 # the days whose late and corrected files arrive after the month is issued: the price
 # change, the 25-hour day, and the last day
 LATE_DAYS = {dt.date(2024, 10, 15), dt.date(2024, 10, 27), dt.date(2024, 10, 31)}
-FAULTS = FaultRates(late_file=0.05, correction=0.05, corrected_meters=0.3, estimated=0.01, offline=0.01,
-                    malformed=0.0001, truncated_files=1)
+FAULTS = FaultRates(
+    late_file=0.05,
+    correction=0.05,
+    corrected_meters=0.3,
+    estimated=0.01,
+    offline=0.01,
+    malformed=0.0001,
+    truncated_files=1,
+)
 
 
 def _exports(lake: Lake) -> tuple[list[dict], list[dict], list[dict]]:
     """Assignments, customers and tariffs straight from the retailer's CSV exports."""
+
     def rows(name: str) -> list[dict]:
         return list(csv.DictReader(io.StringIO(lake.read_bytes(f"reference/{name}.csv").decode())))
 
     def date(value: str) -> dt.date | None:
         return dt.date.fromisoformat(value) if value else None
 
-    assignments = [dict(meter_id=int(r["meter_id"]), customer_id=int(r["customer_id"]),
-                        valid_from=date(r["valid_from"]), valid_to=date(r["valid_to"]))
-                   for r in rows("meter_assignments")]
+    assignments = [
+        dict(
+            meter_id=int(r["meter_id"]),
+            customer_id=int(r["customer_id"]),
+            valid_from=date(r["valid_from"]),
+            valid_to=date(r["valid_to"]),
+        )
+        for r in rows("meter_assignments")
+    ]
     customers = [dict(customer_id=int(r["customer_id"]), plan_id=r["plan_id"]) for r in rows("customers")]
-    tariffs = [dict(plan_id=r["plan_id"], band=r["band"], band_start=r["band_start"], band_end=r["band_end"],
-                    unit_rate=Decimal(r["unit_rate"]), standing_charge=Decimal(r["standing_charge"]),
-                    valid_from=date(r["valid_from"]), valid_to=date(r["valid_to"])) for r in rows("tariffs")]
+    tariffs = [
+        dict(
+            plan_id=r["plan_id"],
+            band=r["band"],
+            band_start=r["band_start"],
+            band_end=r["band_end"],
+            unit_rate=Decimal(r["unit_rate"]),
+            standing_charge=Decimal(r["standing_charge"]),
+            valid_from=date(r["valid_from"]),
+            valid_to=date(r["valid_to"]),
+        )
+        for r in rows("tariffs")
+    ]
     return assignments, customers, tariffs
 
 
@@ -84,8 +108,11 @@ def _recompute(lake: Lake) -> ReferenceMonth:
 
 def _curate(root: str, days: list[dt.date]) -> None:
     for day in days:
-        result = dg.materialize([raw_meter_files, curated_readings, reads_hourly, reads_daily],
-                                partition_key=day.isoformat(), resources=resources_for(root))
+        result = dg.materialize(
+            [raw_meter_files, curated_readings, reads_hourly, reads_daily],
+            partition_key=day.isoformat(),
+            resources=resources_for(root),
+        )
         assert result.success
 
 
@@ -96,28 +123,64 @@ def _ledger_bills(dsn: str) -> dict[int, dict]:
             SELECT customer_id, measured_kwh, estimated_kwh, energy_lines::text, energy_charge, supply_days,
                    standing_lines::text, standing_charge, tax_rate, tax, total_due, is_estimated, status
             FROM billing.bills WHERE period_start = '2024-10-01'
-            """).fetchall()
+            """
+        ).fetchall()
     bills = {}
-    for (customer, measured, estimated, energy, energy_charge, days, standing, standing_charge, tax_rate, tax,
-         total, is_estimated, status) in rows:
+    for (
+        customer,
+        measured,
+        estimated,
+        energy,
+        energy_charge,
+        days,
+        standing,
+        standing_charge,
+        tax_rate,
+        tax,
+        total,
+        is_estimated,
+        status,
+    ) in rows:
         energy = json.loads(energy, parse_float=Decimal)
         standing = json.loads(standing, parse_float=Decimal)
         bills[customer] = dict(
-            energy=sorted((line["band"], line["unit_rate"], line["measured_kwh"], line["estimated_kwh"],
-                           line["amount"]) for line in energy),
+            energy=sorted(
+                (line["band"], line["unit_rate"], line["measured_kwh"], line["estimated_kwh"], line["amount"])
+                for line in energy
+            ),
             standing=sorted((line["daily_rate"], line["days"], line["amount"]) for line in standing),
-            measured=measured, estimated=estimated, energy_charge=energy_charge, supply_days=days,
-            standing_charge=standing_charge, tax_rate=tax_rate, tax=tax, total=total, is_estimated=is_estimated,
-            status=status)
+            measured=measured,
+            estimated=estimated,
+            energy_charge=energy_charge,
+            supply_days=days,
+            standing_charge=standing_charge,
+            tax_rate=tax_rate,
+            tax=tax,
+            total=total,
+            is_estimated=is_estimated,
+            status=status,
+        )
     return bills
 
 
 def _expected(month: ReferenceMonth, status: str) -> dict[int, dict]:
-    return {c: dict(energy=sorted(b.energy_lines()), standing=sorted(b.standing_lines()), measured=b.measured_kwh,
-                    estimated=b.estimated_kwh, energy_charge=b.energy_charge, supply_days=b.supply_days,
-                    standing_charge=b.standing_charge, tax_rate=TAX, tax=b.tax, total=b.charges,
-                    is_estimated=b.estimated_kwh > 0, status=status)
-            for c, b in month.bills.items()}
+    return {
+        c: dict(
+            energy=sorted(b.energy_lines()),
+            standing=sorted(b.standing_lines()),
+            measured=b.measured_kwh,
+            estimated=b.estimated_kwh,
+            energy_charge=b.energy_charge,
+            supply_days=b.supply_days,
+            standing_charge=b.standing_charge,
+            tax_rate=TAX,
+            tax=b.tax,
+            total=b.charges,
+            is_estimated=b.estimated_kwh > 0,
+            status=status,
+        )
+        for c, b in month.bills.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -139,12 +202,17 @@ def october(tmp_path_factory):
     state["drafts"] = _ledger_bills(dsn)
     state["before"] = _recompute(lake)
 
-    dg.materialize(billing_assets, partition_key=MONTH, resources=resources,
-                   selection=["issued_bills", "bill_lines", "bill_adjustments"])
+    dg.materialize(
+        billing_assets,
+        partition_key=MONTH,
+        resources=resources,
+        selection=["issued_bills", "bill_lines", "bill_adjustments"],
+    )
     state["issued"] = _ledger_bills(dsn)
     state["exported_lines"] = query(
         f"SELECT {EXPORTED_LINE_COLUMNS} FROM {parquet(lake.files(BILL_LINES_EXPORT, MONTH))} "
-        "ORDER BY customer_id, line_no")
+        "ORDER BY customer_id, line_no"
+    )
 
     released = release_late(lake, dt.date(2099, 1, 1), dates=LATE_DAYS)
     state["released_days"] = {local_day_of(dt.datetime.strptime(k[4:17], "%Y/%m/%d/%H")) for k in released}
@@ -156,7 +224,8 @@ def october(tmp_path_factory):
     with psycopg.connect(dsn) as conn:
         state["adjustments"] = conn.execute(
             "SELECT customer_id, delta_kwh, delta_amount, charged_amount, reason, changed_partitions, found_at "
-            "FROM billing.bill_adjustments ORDER BY customer_id").fetchall()
+            "FROM billing.bill_adjustments ORDER BY customer_id"
+        ).fetchall()
     again = dg.materialize(billing_assets, partition_key=MONTH, resources=resources, selection=["bills"])
     state["rerun"] = again.asset_materializations_for_node("bills")[0].metadata
     return state
@@ -175,8 +244,11 @@ def test_the_month_holds_the_cases_an_auditor_checks(october):
     plans = {c["customer_id"]: c["plan_id"] for c in customers}
     assert any(plans[c] == "EV-TOU" for c in october["after"].bills)
     # moves: a meter held by two customers in the month; a customer holding two meters on one day
-    in_month = [a for a in assignments if a["valid_from"] <= dt.date(2024, 10, 31)
-                and (a["valid_to"] is None or a["valid_to"] > dt.date(2024, 10, 1))]
+    in_month = [
+        a
+        for a in assignments
+        if a["valid_from"] <= dt.date(2024, 10, 31) and (a["valid_to"] is None or a["valid_to"] > dt.date(2024, 10, 1))
+    ]
     by_meter, by_customer_day = {}, {}
     for a in in_month:
         by_meter.setdefault(a["meter_id"], set()).add(a["customer_id"])
@@ -209,11 +281,14 @@ def test_adjustments_equal_the_change_in_the_recomputation(october):
         old, new = before.bills.get(customer), after.bills.get(customer)
         delta_amount = (new.charges if new else 0) - (old.charges if old else 0)
         delta_kwh = ((new.measured_kwh + new.estimated_kwh) if new else 0) - (
-            (old.measured_kwh + old.estimated_kwh) if old else 0)
+            (old.measured_kwh + old.estimated_kwh) if old else 0
+        )
         if delta_amount or delta_kwh:
-            moved = sorted(day.isoformat() for day in {d for c, d in before.daily_kwh.keys() | after.daily_kwh.keys()
-                                                       if c == customer}
-                           if before.daily_kwh.get((customer, day), 0) != after.daily_kwh.get((customer, day), 0))
+            moved = sorted(
+                day.isoformat()
+                for day in {d for c, d in before.daily_kwh.keys() | after.daily_kwh.keys() if c == customer}
+                if before.daily_kwh.get((customer, day), 0) != after.daily_kwh.get((customer, day), 0)
+            )
             expected[customer] = (delta_kwh, delta_amount, moved)
     adjustments = october["adjustments"]
     assert len(expected) > 5, "the late and corrected files moved several bills"

@@ -15,16 +15,27 @@ from .conftest import faults, query, spring_days, table_files
 
 
 def curated(root: str) -> str:
-    return "(" + " UNION ALL ".join(f"SELECT * FROM read_parquet({table_files(root, READS_15MIN, d)})" for d in spring_days()) + ")"
+    return (
+        "("
+        + " UNION ALL ".join(f"SELECT * FROM read_parquet({table_files(root, READS_15MIN, d)})" for d in spring_days())
+        + ")"
+    )
 
 
 def quarantined(root: str) -> str:
-    return "(" + " UNION ALL ".join(f"SELECT * FROM read_parquet({table_files(root, QUARANTINE, d)})" for d in spring_days()) + ")"
+    return (
+        "("
+        + " UNION ALL ".join(f"SELECT * FROM read_parquet({table_files(root, QUARANTINE, d)})" for d in spring_days())
+        + ")"
+    )
 
 
 def reading(root: str, meter_id: int, read_at: dt.datetime):
-    rows = query(f"SELECT kwh, quality_flag, version, copies, clock_offset_s, source_file FROM {curated(root)} "
-                 "WHERE meter_id = ? AND read_at = ?", [meter_id, read_at])
+    rows = query(
+        f"SELECT kwh, quality_flag, version, copies, clock_offset_s, source_file FROM {curated(root)} "
+        "WHERE meter_id = ? AND read_at = ?",
+        [meter_id, read_at],
+    )
     assert len(rows) == 1, (meter_id, read_at, rows)
     return rows[0]
 
@@ -55,7 +66,8 @@ def test_resent_files_collapse_to_one_row(after_release):
         )[0]
         assert rows > 0 and copies >= 2, "every reading of a resent file was seen twice and kept once"
         (duplicates,) = query(
-            f"SELECT count(*) FROM (SELECT meter_id, read_at FROM {curated(after_release)} GROUP BY ALL HAVING count(*) > 1)"
+            f"SELECT count(*) FROM (SELECT meter_id, read_at FROM {curated(after_release)} "
+            "GROUP BY ALL HAVING count(*) > 1)"
         )[0]
         assert duplicates == 0
 
@@ -88,7 +100,8 @@ def test_offline_intervals_are_missing_rows(after_release):
     assert {json.loads(s["detail"])["reason"] for s in spans} == {"offline", "dead"}
     for span in spans:
         rows = query(
-            f"SELECT count(*), count(*) FILTER (WHERE quality_flag = 'missing' AND kwh IS NULL) FROM {curated(after_release)} "
+            "SELECT count(*), count(*) FILTER (WHERE quality_flag = 'missing' AND kwh IS NULL) "
+            f"FROM {curated(after_release)} "
             "WHERE meter_id = ? AND read_at >= ? AND read_at < ?",
             [span["meter_id"], span["read_at"], span["read_until"]],
         )[0]
@@ -119,18 +132,26 @@ def test_clock_drift_is_corrected_from_receive_time(after_release, generated):
 def test_malformed_rows_are_quarantined_with_a_reason_and_neighbours_kept(after_release):
     malformed = faults(after_release, "malformed_row")
     assert len(malformed) >= 5
-    reasons = {r[0]: r[1] for r in query(f"SELECT source_file, list(reason) FROM {quarantined(after_release)} GROUP BY ALL")}
+    reasons = {
+        r[0]: r[1] for r in query(f"SELECT source_file, list(reason) FROM {quarantined(after_release)} GROUP BY ALL")
+    }
     for bad in malformed:
         assert bad["file_key"] in reasons, bad
         assert all(reason for reason in reasons[bad["file_key"]])
         kwh, flag, *_ = reading(after_release, bad["meter_id"], bad["read_at"])
-        corrected = any(f["meter_id"] == bad["meter_id"] and f["read_at"] == bad["read_at"]
-                        for f in faults(after_release, "correction"))
+        corrected = any(
+            f["meter_id"] == bad["meter_id"] and f["read_at"] == bad["read_at"]
+            for f in faults(after_release, "correction")
+        )
         assert flag == "missing" or corrected
-        copies = [bad["file_key"]] + [r["file_key"] for r in faults(after_release, "resend")
-                                      if json.loads(r["detail"])["original_key"] == bad["file_key"]]
-        (neighbours,) = query(f"SELECT count(*) FROM {curated(after_release)} WHERE list_contains(?, source_file)",
-                              [copies])[0]
+        copies = [bad["file_key"]] + [
+            r["file_key"]
+            for r in faults(after_release, "resend")
+            if json.loads(r["detail"])["original_key"] == bad["file_key"]
+        ]
+        (neighbours,) = query(
+            f"SELECT count(*) FROM {curated(after_release)} WHERE list_contains(?, source_file)", [copies]
+        )[0]
         assert neighbours > 0, "one bad row never drops the rest of its file"
     variants = {json.loads(b["detail"])["variant"] for b in malformed}
     quarantine_reasons = " | ".join(r for rs in reasons.values() for r in rs)
@@ -144,11 +165,19 @@ def test_truncated_file_is_quarantined_whole_and_the_day_goes_on(after_release):
     (truncated,) = faults(after_release, "truncated_file")
     key = truncated["file_key"]
     day = local_day_of(dt.datetime.strptime(key.split("/")[-1].split("-")[2], "%Y%m%d%H"))
-    rows = query(f"SELECT scope, reason FROM read_parquet({table_files(after_release, QUARANTINE, day)}) WHERE source_file = ?", [key])
+    rows = query(
+        f"SELECT scope, reason FROM read_parquet({table_files(after_release, QUARANTINE, day)}) WHERE source_file = ?",
+        [key],
+    )
     assert rows == [("file", rows[0][1])] and "truncated" in rows[0][1]
-    (status,) = query(f"SELECT status FROM read_parquet({table_files(after_release, RAW_METER_FILES, day)}) WHERE file_key = ?", [key])[0]
+    (status,) = query(
+        f"SELECT status FROM read_parquet({table_files(after_release, RAW_METER_FILES, day)}) WHERE file_key = ?", [key]
+    )[0]
     assert status == "unreadable"
-    (actual,) = query(f"SELECT count(*) FROM read_parquet({table_files(after_release, READS_15MIN, day)}) WHERE quality_flag = 'actual'")[0]
+    (actual,) = query(
+        f"SELECT count(*) FROM read_parquet({table_files(after_release, READS_15MIN, day)}) "
+        "WHERE quality_flag = 'actual'"
+    )[0]
     assert actual > 0.9 * 300 * 96
 
 
@@ -157,7 +186,8 @@ def test_vendor_v2_files_are_converted_from_wh(after_release, generated):
     (rows, exact, from_v1) = query(
         f"""
         SELECT count(*) FILTER (WHERE c.source_file LIKE '%beta%' AND c.read_at >= TIMESTAMP '2024-03-31 00:00'),
-               count(*) FILTER (WHERE c.source_file LIKE '%beta%' AND c.read_at >= TIMESTAMP '2024-03-31 00:00' AND c.kwh = t.kwh),
+               count(*) FILTER (WHERE c.source_file LIKE '%beta%' AND c.read_at >= TIMESTAMP '2024-03-31 00:00'
+                                  AND c.kwh = t.kwh),
                count(*) FILTER (WHERE c.source_file LIKE '%beta%' AND c.read_at < TIMESTAMP '2024-03-30 23:00')
         FROM {curated(after_release)} AS c JOIN {truth} AS t USING (meter_id, read_at)
         """
@@ -193,7 +223,11 @@ def test_unknown_contract_file_is_quarantined_whole(tmp_path, generated):
     checks = {c.check_name: c for c in results[-1].get_asset_check_evaluations()}
     assert not checks["every_file_matches_a_contract"].passed
     assert checks["quarantine_rate_below_threshold"].passed
-    rows = query(f"SELECT scope, reason FROM read_parquet({table_files(root, QUARANTINE, dt.date(2024, 4, 1))}) WHERE source_file = ?", [key])
+    rows = query(
+        f"SELECT scope, reason FROM read_parquet({table_files(root, QUARANTINE, dt.date(2024, 4, 1))}) "
+        "WHERE source_file = ?",
+        [key],
+    )
     assert rows and rows[0][0] == "file" and "matches no known csv contract" in rows[0][1]
 
 
@@ -222,12 +256,18 @@ def test_a_file_the_reader_fails_on_is_set_aside_and_the_rest_kept(tmp_path, gen
     monkeypatch.setattr(readings, "_stage", reader_fails_on_one_file)
     results = materialize_days(root, [day])
     assert results[-1].success
-    rows = query(f"SELECT scope, reason FROM read_parquet({table_files(root, QUARANTINE, day)}) WHERE source_file = ?",
-                 [poisoned])
+    rows = query(
+        f"SELECT scope, reason FROM read_parquet({table_files(root, QUARANTINE, day)}) WHERE source_file = ?",
+        [poisoned],
+    )
     assert rows == [("file", "the alpha-csv-v1 reader failed on this file: simulated reader failure")]
-    others = query(f"SELECT count(DISTINCT source_file) FROM read_parquet({table_files(root, READS_15MIN, day)}) "
-                   "WHERE source_file LIKE '%alpha%'")[0][0]
+    others = query(
+        f"SELECT count(DISTINCT source_file) FROM read_parquet({table_files(root, READS_15MIN, day)}) "
+        "WHERE source_file LIKE '%alpha%'"
+    )[0][0]
     assert others >= 60
-    (dupes,) = query(f"SELECT count(*) - count(DISTINCT (source_file, line, reason, record)) "
-                     f"FROM read_parquet({table_files(root, QUARANTINE, day)})")[0]
+    (dupes,) = query(
+        f"SELECT count(*) - count(DISTINCT (source_file, line, reason, record)) "
+        f"FROM read_parquet({table_files(root, QUARANTINE, day)})"
+    )[0]
     assert dupes == 0

@@ -18,8 +18,9 @@ from meter_assets import postgres
 from .api_support import load_days
 
 
-def refused(dsn: str, statement: str, error=psycopg.errors.InsufficientPrivilege,
-            match: str = "permission denied|must be owner"):
+def refused(
+    dsn: str, statement: str, error=psycopg.errors.InsufficientPrivilege, match: str = "permission denied|must be owner"
+):
     """`statement` fails with `error` as the role of `dsn`, and changes nothing."""
     with psycopg.connect(dsn, autocommit=True) as conn, pytest.raises(error, match=match):
         conn.execute(statement)
@@ -66,9 +67,22 @@ def test_the_pipeline_role_cannot_unseal_an_issued_bill(pg):
             VALUES ('B-1-2024-05', 1, '2024-05-01', '2024-06-01', 250.125, 0, 61.28, 31, 18.76, 4.00, 84.04, false,
                     'fp', 2, 0.05, %s, %s)
             """,
-            [json.dumps([{"band": "all_day", "unit_rate": 0.2450, "measured_kwh": 250.125, "estimated_kwh": 0,
-                          "kwh": 250.125, "amount": 61.28}]),
-             json.dumps([{"daily_rate": 0.6050, "days": 31, "amount": 18.76}])])
+            [
+                json.dumps(
+                    [
+                        {
+                            "band": "all_day",
+                            "unit_rate": 0.2450,
+                            "measured_kwh": 250.125,
+                            "estimated_kwh": 0,
+                            "kwh": 250.125,
+                            "amount": 61.28,
+                        }
+                    ]
+                ),
+                json.dumps([{"daily_rate": 0.6050, "days": 31, "amount": 18.76}]),
+            ],
+        )
         conn.execute("UPDATE billing.bills SET status = 'issued', issued_at = now() WHERE bill_id = 'B-1-2024-05'")
     sealed = psycopg.errors.IntegrityConstraintViolation
     refused(pg.pipeline, "UPDATE billing.bills SET total_due = 0 WHERE bill_id = 'B-1-2024-05'", sealed, "sealed")
@@ -102,17 +116,22 @@ def test_every_login_proves_a_password_and_none_is_a_superuser(pg, tmp_path):
                 psycopg.connect(make_conninfo(base, user=user, password=password or "")).close()
     superuser = make_conninfo(base, user="postgres", password=passwords["postgres"])
     with psycopg.connect(superuser) as conn:
-        roles = dict(conn.execute(
-            "SELECT rolname, (rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls) "
-            "FROM pg_roles WHERE rolname LIKE 'meter%'").fetchall())
+        roles = dict(
+            conn.execute(
+                "SELECT rolname, (rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls) "
+                "FROM pg_roles WHERE rolname LIKE 'meter%'"
+            ).fetchall()
+        )
         hashes = conn.execute("SELECT rolname FROM pg_authid WHERE rolpassword LIKE 'SCRAM-SHA-256$%'").fetchall()
-        owners = set(conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname IN ('billing', 'serving')"
-                                  ).fetchall())
+        owners = set(
+            conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname IN ('billing', 'serving')").fetchall()
+        )
     assert roles == {"meter_owner": False, "meter_pipeline": False, "meter_api": False}
     assert {name for (name,) in hashes} == {"postgres", *postgres.ROLES}
     assert owners == {("meter_owner",)}
     assert {conninfo_to_dict(getattr(pg, r.removeprefix("meter_")))["user"] for r in postgres.ROLES} == set(
-        postgres.ROLES)
+        postgres.ROLES
+    )
 
 
 def test_against_another_server_setup_makes_the_roles_the_dsns_name(tmp_path):
@@ -121,10 +140,16 @@ def test_against_another_server_setup_makes_the_roles_the_dsns_name(tmp_path):
     from .db_support import older_installation
 
     admin = older_installation(str(tmp_path / "pg"), until=0)
-    chosen = postgres.Dsns(*(make_conninfo(admin, user=role, password=f"{role}-secret-{dt.date.today()}")
-                             for role in postgres.ROLES))
-    env = {**os.environ, "METER_PG_ADMIN_DSN": admin, "METER_PG_OWNER_DSN": chosen.owner,
-           "METER_PG_PIPELINE_DSN": chosen.pipeline, "METER_PG_API_DSN": chosen.api}
+    chosen = postgres.Dsns(
+        *(make_conninfo(admin, user=role, password=f"{role}-secret-{dt.date.today()}") for role in postgres.ROLES)
+    )
+    env = {
+        **os.environ,
+        "METER_PG_ADMIN_DSN": admin,
+        "METER_PG_OWNER_DSN": chosen.owner,
+        "METER_PG_PIPELINE_DSN": chosen.pipeline,
+        "METER_PG_API_DSN": chosen.api,
+    }
     meter_db = os.path.join(os.path.dirname(sys.executable), "meter-db")
     run = subprocess.run([meter_db, "setup"], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -9,15 +9,39 @@ def test_definitions_hold_every_asset_check_and_job():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
-        "raw_meter_files", "reads_15min", "reads_15min_quarantine", "reads_hourly", "reads_daily",
-        "customers", "meters", "meter_assignments", "tariffs",
-        "bills", "issued_bills", "bill_lines", "bill_adjustments", "usage_serving", "ops_daily_report",
-        "temperature", "temperature_forecast", "portfolio_load", "load_forecast", "load_bids",
+        "raw_meter_files",
+        "reads_15min",
+        "reads_15min_quarantine",
+        "reads_hourly",
+        "reads_daily",
+        "customers",
+        "meters",
+        "meter_assignments",
+        "tariffs",
+        "bills",
+        "issued_bills",
+        "bill_lines",
+        "bill_adjustments",
+        "usage_serving",
+        "ops_daily_report",
+        "temperature",
+        "temperature_forecast",
+        "portfolio_load",
+        "load_forecast",
+        "load_bids",
     }
     # every table in the lake is written by an asset in the graph (the lineage is whole)
     assert {table.asset for table in tables.ALL} <= keys
-    for daily in ("raw_meter_files", "reads_15min", "reads_15min_quarantine", "reads_hourly", "reads_daily",
-                  "usage_serving", "ops_daily_report", "portfolio_load"):
+    for daily in (
+        "raw_meter_files",
+        "reads_15min",
+        "reads_15min_quarantine",
+        "reads_hourly",
+        "reads_daily",
+        "usage_serving",
+        "ops_daily_report",
+        "portfolio_load",
+    ):
         assert graph.get(dg.AssetKey(daily)).partitions_def == daily_partitions
     quarantine, curated = (graph.get(dg.AssetKey(k)) for k in ("reads_15min_quarantine", "reads_15min"))
     assert quarantine.parent_keys == curated.parent_keys
@@ -42,8 +66,14 @@ def test_definitions_hold_every_asset_check_and_job():
     # a late file's run rebuilds the day's report with its readings
     job = defs.get_job_def("daily_readings_job")
     assert dg.AssetKey("ops_daily_report") in job.asset_layer.executable_asset_keys
-    assert {j.name for j in defs.jobs} == {"daily_readings_job", "reference_job", "bills_job", "issue_bills_job",
-                                           "load_forecast_job", "lake_vacuum_job"}
+    assert {j.name for j in defs.jobs} == {
+        "daily_readings_job",
+        "reference_job",
+        "bills_job",
+        "issue_bills_job",
+        "load_forecast_job",
+        "lake_vacuum_job",
+    }
     # the forecast for day D is made on D, before gate closure: its partition exists from D's start
     forecast = graph.get(dg.AssetKey("load_forecast")).partitions_def
     assert forecast.end_offset == 1 and forecast.timezone == "Europe/London"
@@ -69,5 +99,6 @@ def test_definitions_hold_every_asset_check_and_job():
     assert monthly_partitions.get_first_partition_key() == "2024-01"
     assert monthly_partitions.timezone == "Europe/London"
     assert graph.get(dg.AssetKey("bills")).parent_keys == {
-        dg.AssetKey(k) for k in ("reads_15min", "reads_daily", "meter_assignments", "customers", "tariffs")}
+        dg.AssetKey(k) for k in ("reads_15min", "reads_daily", "meter_assignments", "customers", "tariffs")
+    }
     assert graph.get(dg.AssetKey("reads_15min")).parent_keys == {dg.AssetKey("raw_meter_files"), dg.AssetKey("meters")}

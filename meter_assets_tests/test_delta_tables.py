@@ -23,8 +23,10 @@ ROWS = 500
 
 def _build(lake: Lake, day: str, value: int) -> Build:
     build = lake.build(READS_DAILY, day)
-    build.write_parquet("part-0000.parquet", pa.table({"meter_id": pa.array(range(ROWS), pa.int32()),
-                                                       "kwh": pa.array([value] * ROWS, pa.int64())}))
+    build.write_parquet(
+        "part-0000.parquet",
+        pa.table({"meter_id": pa.array(range(ROWS), pa.int32()), "kwh": pa.array([value] * ROWS, pa.int64())}),
+    )
     return build
 
 
@@ -75,8 +77,9 @@ def test_a_new_column_is_added_and_a_changed_type_refused(lake_root):
     lake = Lake(lake_root)
     _race(lake, [_build(lake, "2024-06-01", 7)])
     wider = lake.build(READS_DAILY, "2024-06-02")
-    wider.write_parquet("part-0000.parquet", pa.table({"meter_id": pa.array([1], pa.int32()), "kwh": [8],
-                                                      "estimated_kwh": [0.5]}))
+    wider.write_parquet(
+        "part-0000.parquet", pa.table({"meter_id": pa.array([1], pa.int32()), "kwh": [8], "estimated_kwh": [0.5]})
+    )
     lake.publish(wider)
     table = DeltaTable(lake.table_uri(READS_DAILY), storage_options=lake.storage_options()).to_pyarrow_table()
     by_day = {str(r["date"]): r["estimated_kwh"] for r in table.to_pylist()}
@@ -140,8 +143,10 @@ def _pair(lake: Lake, day: str, value: int) -> list:
     quarantine = lake.build(QUARANTINE, day)
     readings = lake.build(READS_DAILY, day, same_as=quarantine)
     for build in (quarantine, readings):
-        build.write_parquet("part-0000.parquet", pa.table({"meter_id": pa.array(range(ROWS), pa.int32()),
-                                                           "kwh": pa.array([value] * ROWS, pa.int64())}))
+        build.write_parquet(
+            "part-0000.parquet",
+            pa.table({"meter_id": pa.array(range(ROWS), pa.int32()), "kwh": pa.array([value] * ROWS, pa.int64())}),
+        )
     return lake.publish_together([quarantine, readings])
 
 

@@ -28,16 +28,28 @@ def test_local_day_bounds_follow_the_clock_change(day, intervals, hours, utc_sta
 @pytest.fixture(scope="module")
 def fall_back(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("fall") / "lake")
-    clean = FaultRates(late_file=0, resend=0, correction=0, estimated=0.01, offline=0, dead=0, drift=0,
-                       malformed=0, truncated_files=0)
-    generate(Lake(root), meters=150, start=dt.date(2024, 10, 27), days=1, seed=2, rates=clean, truth=True,
-             log=lambda *_: None)
+    clean = FaultRates(
+        late_file=0, resend=0, correction=0, estimated=0.01, offline=0, dead=0, drift=0, malformed=0, truncated_files=0
+    )
+    generate(
+        Lake(root),
+        meters=150,
+        start=dt.date(2024, 10, 27),
+        days=1,
+        seed=2,
+        rates=clean,
+        truth=True,
+        log=lambda *_: None,
+    )
     materialize_days(root, [dt.date(2024, 10, 27)])
     return root
 
 
 def _per_meter_intervals(root: str, day: dt.date) -> set[int]:
-    return {r[0] for r in query(f"SELECT count(*) FROM read_parquet({table_files(root, READS_15MIN, day)}) GROUP BY meter_id")}
+    return {
+        r[0]
+        for r in query(f"SELECT count(*) FROM read_parquet({table_files(root, READS_15MIN, day)}) GROUP BY meter_id")
+    }
 
 
 def test_spring_forward_day_has_92_intervals_per_meter(after_release):

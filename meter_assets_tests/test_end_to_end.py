@@ -8,8 +8,8 @@ import dagster as dg
 
 from meter_assets.simulator.cli import generate
 from meter_assets.simulator.headend import FaultRates
-from meter_assets.storage import Lake
 from meter_assets.sql import sql_list
+from meter_assets.storage import Lake
 from meter_assets.tables import READS_15MIN
 
 from .conftest import materialize_days, query
@@ -34,8 +34,14 @@ def test_several_days_materialize_with_every_check_passing(tmp_path, lake_root):
             evaluations = result.get_asset_check_evaluations()
             assert len(evaluations) == 10
             assert [e.check_name for e in evaluations if not e.passed] == []
-        for asset in ("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily", "usage_serving",
-                      "ops_daily_report"):
+        for asset in (
+            "raw_meter_files",
+            "reads_15min",
+            "reads_hourly",
+            "reads_daily",
+            "usage_serving",
+            "ops_daily_report",
+        ):
             materialized = instance.get_materialized_partitions(dg.AssetKey(asset))
             assert materialized == {d.isoformat() for d in days}, asset
         event = instance.get_latest_materialization_event(dg.AssetKey("reads_15min"))
@@ -46,5 +52,7 @@ def test_several_days_materialize_with_every_check_passing(tmp_path, lake_root):
     lake = Lake(root)
     (rows, days_seen) = query(
         f"SELECT count(*), count(DISTINCT CAST(read_at AS DATE)) FROM "
-        f"read_parquet({sql_list(lake.files(READS_15MIN, days[0].isoformat()))})", lake=lake)[0]
+        f"read_parquet({sql_list(lake.files(READS_15MIN, days[0].isoformat()))})",
+        lake=lake,
+    )[0]
     assert rows == 200 * 96 and days_seen >= 1

@@ -51,7 +51,8 @@ def _series(root: str, scale_from: dt.date | None = None, factor: float = 1.0) -
                    CAST(NULL AS DOUBLE) AS temp
             FROM {parquet(files)}
             GROUP BY 1""",
-        {"from": scale_from or dt.date(2999, 1, 1), "factor": factor})
+        {"from": scale_from or dt.date(2999, 1, 1), "factor": factor},
+    )
     model.prepare(con, model.Spec(tz="Europe/London"))
     return con
 
@@ -60,14 +61,16 @@ def test_features_of_a_day_never_see_that_day_or_the_day_before(history):
     target = START + dt.timedelta(days=100)
     honest = model.matrix(_series(history), "local_date = $d", {"d": target})
     # triple the load of the target day and the day before it: no feature of the target day moves
-    shifted = model.matrix(_series(history, scale_from=target - dt.timedelta(days=1), factor=3.0),
-                           "local_date = $d", {"d": target})
+    shifted = model.matrix(
+        _series(history, scale_from=target - dt.timedelta(days=1), factor=3.0), "local_date = $d", {"d": target}
+    )
     assert len(honest.y) == 48 and np.allclose(shifted.y, 3 * honest.y)
     # (equal up to the order DuckDB happened to sum in: 1e-16 apart, where a leak would be 3x)
     np.testing.assert_allclose(shifted.x, honest.x, rtol=1e-12)
     # ... while tripling two days back does move the lags: the test can tell
-    moved = model.matrix(_series(history, scale_from=target - dt.timedelta(days=2), factor=3.0),
-                         "local_date = $d", {"d": target})
+    moved = model.matrix(
+        _series(history, scale_from=target - dt.timedelta(days=2), factor=3.0), "local_date = $d", {"d": target}
+    )
     assert not np.allclose(moved.x, honest.x, rtol=1e-3, equal_nan=True)
 
 
@@ -129,9 +132,10 @@ def test_portfolio_load_is_the_days_readings(after_release):
         portfolio = parquet(lake.files(PORTFOLIO_LOAD, day.isoformat()))
         daily = parquet(lake.files(READS_DAILY, day.isoformat()))
         con = duckdb.connect()
-        (kwh, intervals, meters, missing), = con.execute(
-            f"SELECT sum(kwh), count(*), min(meters), sum(missing) FROM {portfolio}").fetchall()
-        (daily_kwh, daily_missing), = con.execute(f"SELECT sum(kwh), sum(missing_intervals) FROM {daily}").fetchall()
+        ((kwh, intervals, meters, missing),) = con.execute(
+            f"SELECT sum(kwh), count(*), min(meters), sum(missing) FROM {portfolio}"
+        ).fetchall()
+        ((daily_kwh, daily_missing),) = con.execute(f"SELECT sum(kwh), sum(missing_intervals) FROM {daily}").fetchall()
         assert (kwh, missing, meters) == (daily_kwh, daily_missing, 300)
         assert intervals == {dt.date(2024, 3, 31): 92}.get(day, 96)
 
@@ -154,9 +158,29 @@ def test_the_cli_recovers_a_weekly_pattern(tmp_path):
     path = str(tmp_path / "demand.csv")
     _weekly_series(path)
     cli = os.path.join(os.path.dirname(sys.executable), "meter-forecast")
-    out = subprocess.run([cli, "backtest", "--csv", path, "--time-col", "timestamp", "--value-col", "demand_mw",
-                          "--freq", "30min", "--test-days", "28", "--country", "GB", "--tz", "UTC"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            cli,
+            "backtest",
+            "--csv",
+            path,
+            "--time-col",
+            "timestamp",
+            "--value-col",
+            "demand_mw",
+            "--freq",
+            "30min",
+            "--test-days",
+            "28",
+            "--country",
+            "GB",
+            "--tz",
+            "UTC",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     metrics = json.loads(out.stdout)
     assert metrics["history_periods"] == 100 * 48 and (metrics["days"], metrics["periods"]) == (28, 28 * 48)
     # the noise alone costs about 2.4 % MAPE; a forecast that missed the weekly shape would
@@ -165,8 +189,11 @@ def test_the_cli_recovers_a_weekly_pattern(tmp_path):
     assert metrics["mape_previous_day"] > 3 * metrics["mape_p50"]
     assert metrics["beats_best_baseline_by_10_percent"] and metrics["coverage_within_70_90"]
 
-    bad = subprocess.run([cli, "backtest", "--csv", path, "--time-col", "when", "--value-col", "demand_mw"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [cli, "backtest", "--csv", path, "--time-col", "when", "--value-col", "demand_mw"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "'when' is not a column" in bad.stderr
 
 

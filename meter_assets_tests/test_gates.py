@@ -28,8 +28,10 @@ def lake(after_release, tmp_path) -> Lake:
 
 
 def _published(lake: Lake, tables) -> dict:
-    return {t.path: (lake.keys(t, DAY.isoformat()), [lake.read_bytes(k) for k in lake.keys(t, DAY.isoformat())])
-            for t in tables}
+    return {
+        t.path: (lake.keys(t, DAY.isoformat()), [lake.read_bytes(k) for k in lake.keys(t, DAY.isoformat())])
+        for t in tables
+    }
 
 
 def _materialized(result) -> set[str]:
@@ -46,8 +48,9 @@ def test_reads_15min_over_its_quarantine_threshold_keeps_the_old_day(lake, monke
     monkeypatch.setenv("METER_QUARANTINE_MAX_RATE", "0")
     settings.cache_clear()
     try:
-        result = dg.materialize(daily_assets, partition_key=DAY.isoformat(), resources=resources_for(lake.root),
-                                raise_on_error=False)
+        result = dg.materialize(
+            daily_assets, partition_key=DAY.isoformat(), resources=resources_for(lake.root), raise_on_error=False
+        )
     finally:
         monkeypatch.undo()
         settings.cache_clear()
@@ -62,10 +65,18 @@ def test_reads_daily_that_does_not_add_up_keeps_the_old_day(lake, monkeypatch):
 
     before = _published(lake, [READS_DAILY])
     # a defect that loses every seventh meter from the daily rollup
-    monkeypatch.setattr(rollups, "DAILY_SQL", rollups.DAILY_SQL.replace(
-        "GROUP BY meter_id", "GROUP BY meter_id HAVING meter_id % 7 <> 0"))
-    result = dg.materialize(daily_assets, partition_key=DAY.isoformat(), resources=resources_for(lake.root),
-                            selection=["reads_daily", "ops_daily_report"], raise_on_error=False)
+    monkeypatch.setattr(
+        rollups,
+        "DAILY_SQL",
+        rollups.DAILY_SQL.replace("GROUP BY meter_id", "GROUP BY meter_id HAVING meter_id % 7 <> 0"),
+    )
+    result = dg.materialize(
+        daily_assets,
+        partition_key=DAY.isoformat(),
+        resources=resources_for(lake.root),
+        selection=["reads_daily", "ops_daily_report"],
+        raise_on_error=False,
+    )
     assert not result.success
     assert _failed_checks(result) == {"daily_equals_hourly_equals_15min"}
     assert _materialized(result) == set(), "ops_daily_report did not run on the withheld rollup"
@@ -79,10 +90,20 @@ def test_a_report_that_does_not_reconcile_keeps_the_old_report_and_page(lake, mo
     before = _published(lake, tables)
     page = lake.read_bytes(page_key(DAY.isoformat()))
     # a defect that drops the meters with no known region from the region table
-    monkeypatch.setattr(ops, "REGION_ENERGY_SQL", ops.REGION_ENERGY_SQL.replace(
-        "    GROUP BY 1\n),\nweek_before", "    WHERE meter_id % 5 <> 0\n    GROUP BY 1\n),\nweek_before"))
-    result = dg.materialize(daily_assets, partition_key=DAY.isoformat(), resources=resources_for(lake.root),
-                            selection=["ops_daily_report"], raise_on_error=False)
+    monkeypatch.setattr(
+        ops,
+        "REGION_ENERGY_SQL",
+        ops.REGION_ENERGY_SQL.replace(
+            "    GROUP BY 1\n),\nweek_before", "    WHERE meter_id % 5 <> 0\n    GROUP BY 1\n),\nweek_before"
+        ),
+    )
+    result = dg.materialize(
+        daily_assets,
+        partition_key=DAY.isoformat(),
+        resources=resources_for(lake.root),
+        selection=["ops_daily_report"],
+        raise_on_error=False,
+    )
     assert not result.success
     assert _failed_checks(result) == {"region_totals_reconcile_with_reads_daily"}
     assert _materialized(result) == set()

@@ -29,8 +29,14 @@ RECEIVED = "2024-04-01T12:00:00Z"
 FIRST_METER = 1000001
 
 
-def row(meter: int | str, minute: int, kwh: str = "0.500", version: str = "1", meter_clock: str = RECEIVED,
-        received: str = RECEIVED) -> str:
+def row(
+    meter: int | str,
+    minute: int,
+    kwh: str = "0.500",
+    version: str = "1",
+    meter_clock: str = RECEIVED,
+    received: str = RECEIVED,
+) -> str:
     return f"{meter},2024-04-01T10:{minute:02d}:00Z,{kwh},A,{version},{meter_clock},{received}\n"
 
 
@@ -45,19 +51,28 @@ HOSTILE_ROWS = {
     "fractional meter id": (lambda m: row("1000090.5", 15), "meter_id: not an integer: 1000090.5"),
     "hexadecimal meter id": (lambda m: row("0x0F42A5", 15), "meter_id: not an integer: 0x0F42A5"),
     "meter id with a sign": (lambda m: row(f"+{m}", 15), "meter_id: not an integer: +10000"),
-    "meter id in Arabic digits": (lambda m: row("\u0661\u0660\u0660\u0660\u0660\u0669\u0660", 15),
-                                  "meter_id: not an integer"),
+    "meter id in Arabic digits": (
+        lambda m: row("\u0661\u0660\u0660\u0660\u0660\u0669\u0660", 15),
+        "meter_id: not an integer",
+    ),
     "energy with an exponent": (lambda m: row(m, 15, kwh="1e-1"), "energy: not a number: 1e-1"),
-    "received in 1960": (lambda m: row(m, 15, meter_clock="1960-01-01T00:00:00Z", received="1960-01-01T00:00:00Z"),
-                         "received_at: 1960-01-01 00:00:00 is before the interval"),
-    "meter clock in 1960": (lambda m: row(m, 15, meter_clock="1960-01-01T00:00:00Z"),
-                            "meter_clock: 1960-01-01 00:00:00 is more than 86400 s from the receive time"),
+    "received in 1960": (
+        lambda m: row(m, 15, meter_clock="1960-01-01T00:00:00Z", received="1960-01-01T00:00:00Z"),
+        "received_at: 1960-01-01 00:00:00 is before the interval",
+    ),
+    "meter clock in 1960": (
+        lambda m: row(m, 15, meter_clock="1960-01-01T00:00:00Z"),
+        "meter_clock: 1960-01-01 00:00:00 is more than 86400 s from the receive time",
+    ),
     "meter clock in 9999": (lambda m: row(m, 15, meter_clock="9999-12-31T23:59:59Z"), "is more than 86400 s"),
-    "received in 9999": (lambda m: row(m, 15, version="1", meter_clock="9999-12-31T23:59:59Z",
-                                       received="9999-12-31T23:59:59Z"), "is after the file landed"),
-    "received before the interval ended": (lambda m: row(m, 15, meter_clock="2024-04-01T10:20:00Z",
-                                                         received="2024-04-01T10:20:00Z"),
-                                           "received_at: 2024-04-01 10:20:00 is before the interval"),
+    "received in 9999": (
+        lambda m: row(m, 15, version="1", meter_clock="9999-12-31T23:59:59Z", received="9999-12-31T23:59:59Z"),
+        "is after the file landed",
+    ),
+    "received before the interval ended": (
+        lambda m: row(m, 15, meter_clock="2024-04-01T10:20:00Z", received="2024-04-01T10:20:00Z"),
+        "received_at: 2024-04-01 10:20:00 is before the interval",
+    ),
     "meter below the first known": (lambda m: row(FIRST_METER - 1, 15), f"meter_id: unknown meter {FIRST_METER - 1}"),
     "meter beyond the last known": (lambda m: row(2_000_000_000, 15), "meter_id: unknown meter 2000000000"),
 }
@@ -86,15 +101,30 @@ def hostile(generated, tmp_path_factory) -> str:
         text = HEADER + make(meter + 1) + row(meter, 0, kwh=kwh, version="3")
         lake.write_bytes(hostile_key(n), gzip.compress(text.encode()))
     # one reading forty thousand times (the copies counter is a SMALLINT)
-    lake.write_bytes("raw/2024/04/01/10/alpha-h900-2024040110-b1.csv.gz",
-                     gzip.compress((HEADER + row(COPIED_METER, 30, kwh="4.321", version="3") * COPIES).encode()))
+    lake.write_bytes(
+        "raw/2024/04/01/10/alpha-h900-2024040110-b1.csv.gz",
+        gzip.compress((HEADER + row(COPIED_METER, 30, kwh="4.321", version="3") * COPIES).encode()),
+    )
     # an over-long line in the middle, and a 50 MB last line without a newline, each between
     # readings that must be kept
-    lake.write_bytes(LONG_MIDDLE, gzip.compress((HEADER + row(FIRST_METER + 3, 45, kwh="3.301", version="3")
-                                                 + "x" * (3 << 20) + "\n"
-                                                 + row(FIRST_METER + 4, 45, kwh="3.401", version="3")).encode()))
-    lake.write_bytes(LONG_LAST, gzip.compress((HEADER + row(FIRST_METER + 5, 45, kwh="3.501", version="3")
-                                               + "9" * (50 << 20)).encode(), compresslevel=1))
+    lake.write_bytes(
+        LONG_MIDDLE,
+        gzip.compress(
+            (
+                HEADER
+                + row(FIRST_METER + 3, 45, kwh="3.301", version="3")
+                + "x" * (3 << 20)
+                + "\n"
+                + row(FIRST_METER + 4, 45, kwh="3.401", version="3")
+            ).encode()
+        ),
+    )
+    lake.write_bytes(
+        LONG_LAST,
+        gzip.compress(
+            (HEADER + row(FIRST_METER + 5, 45, kwh="3.501", version="3") + "9" * (50 << 20)).encode(), compresslevel=1
+        ),
+    )
     lake.write_bytes(BOMB, gzip_bomb(1 << 30))
     for key in STRAYS:
         lake.write_bytes(key, gzip.compress((HEADER + row(FIRST_METER + 6, 45, kwh="3.601", version="3")).encode()))
@@ -107,8 +137,12 @@ LONG_MIDDLE = "raw/2024/04/01/10/alpha-h901-2024040110-b1.csv.gz"
 LONG_LAST = "raw/2024/04/01/10/alpha-h902-2024040110-b1.csv.gz"
 BOMB = "raw/2024/04/01/10/alpha-h903-2024040110-b1.csv.gz"
 # keys outside raw/YYYY/MM/DD/HH/<file>: the hour of their readings is unknown
-STRAYS = ("raw/2024/04/01/alpha-h904-2024040110-b1.csv.gz", "raw/2024/4/1/10/alpha-h905-2024040110-b1.csv.gz",
-          "raw/2024/04/01/10/resent/alpha-h906-2024040110-b1.csv.gz", "raw/2024/04/01/24/alpha-h907-2024040110-b1.csv.gz")
+STRAYS = (
+    "raw/2024/04/01/alpha-h904-2024040110-b1.csv.gz",
+    "raw/2024/4/1/10/alpha-h905-2024040110-b1.csv.gz",
+    "raw/2024/04/01/10/resent/alpha-h906-2024040110-b1.csv.gz",
+    "raw/2024/04/01/24/alpha-h907-2024040110-b1.csv.gz",
+)
 
 
 def gzip_bomb(size: int) -> bytes:
@@ -121,14 +155,20 @@ def gzip_bomb(size: int) -> bytes:
 
 
 def curated_reading(root: str, meter: int, read_at: dt.datetime) -> tuple:
-    (found,) = query(f"SELECT kwh, version, source_file, copies FROM read_parquet({table_files(root, READS_15MIN, DAY)}) "
-                     "WHERE meter_id = ? AND read_at = ?", [meter, read_at])
+    (found,) = query(
+        f"SELECT kwh, version, source_file, copies FROM read_parquet({table_files(root, READS_15MIN, DAY)}) "
+        "WHERE meter_id = ? AND read_at = ?",
+        [meter, read_at],
+    )
     return found
 
 
 def truth(generated: str, meter: int, read_at: dt.datetime):
-    (found,) = query(f"SELECT kwh FROM read_parquet('{generated}/simulator/truth/*/reads.parquet') "
-                     "WHERE meter_id = ? AND read_at = ?", [meter, read_at])
+    (found,) = query(
+        f"SELECT kwh FROM read_parquet('{generated}/simulator/truth/*/reads.parquet') "
+        "WHERE meter_id = ? AND read_at = ?",
+        [meter, read_at],
+    )
     return found[0]
 
 
@@ -136,8 +176,11 @@ def truth(generated: str, meter: int, read_at: dt.datetime):
 def test_a_hostile_row_is_quarantined_with_its_reason_and_its_neighbour_kept(hostile, generated, case):
     n = list(HOSTILE_ROWS).index(case)
     reason = HOSTILE_ROWS[case][1]
-    quarantined = query(f"SELECT scope, reason, record FROM read_parquet({table_files(hostile, QUARANTINE, DAY)}) "
-                        "WHERE source_file = ?", [hostile_key(n)])
+    quarantined = query(
+        f"SELECT scope, reason, record FROM read_parquet({table_files(hostile, QUARANTINE, DAY)}) "
+        "WHERE source_file = ?",
+        [hostile_key(n)],
+    )
     assert len(quarantined) == 1 and quarantined[0][0] == "row" and reason in quarantined[0][1], quarantined
     meter, kwh = neighbour(n)
     kwh_curated, version, source, _ = curated_reading(hostile, meter, HOUR)
@@ -156,8 +199,11 @@ def test_forty_thousand_copies_of_a_reading_are_one_reading(hostile):
 
 
 def quarantine_of(root: str, key: str) -> list[tuple]:
-    return query(f"SELECT scope, reason FROM read_parquet({table_files(root, QUARANTINE, DAY)}) "
-                 "WHERE source_file = ? ORDER BY ALL", [key])
+    return query(
+        f"SELECT scope, reason FROM read_parquet({table_files(root, QUARANTINE, DAY)}) "
+        "WHERE source_file = ? ORDER BY ALL",
+        [key],
+    )
 
 
 def test_over_long_lines_are_quarantined_and_their_neighbours_kept(hostile):
@@ -166,39 +212,57 @@ def test_over_long_lines_are_quarantined_and_their_neighbours_kept(hostile):
     assert middle and {scope for scope, _ in middle} == {"row"}
     assert any("Maximum line size of 2000000 bytes exceeded" in reason for _, reason in middle)
     assert [curated_reading(hostile, FIRST_METER + m, at)[:3] for m in (3, 4)] == [
-        (Decimal("3.301"), 3, LONG_MIDDLE), (Decimal("3.401"), 3, LONG_MIDDLE)]
+        (Decimal("3.301"), 3, LONG_MIDDLE),
+        (Decimal("3.401"), 3, LONG_MIDDLE),
+    ]
 
-    assert quarantine_of(hostile, LONG_LAST) == [("row", "1 line(s) neither read nor rejected by the reader: the "
-                                                  "longest line has 52428800 bytes, more than the 2000000 a line "
-                                                  "may have")]
+    assert quarantine_of(hostile, LONG_LAST) == [
+        (
+            "row",
+            "1 line(s) neither read nor rejected by the reader: the "
+            "longest line has 52428800 bytes, more than the 2000000 a line "
+            "may have",
+        )
+    ]
     assert curated_reading(hostile, FIRST_METER + 5, at)[:3] == (Decimal("3.501"), 3, LONG_LAST)
 
 
 def test_a_gzip_bomb_is_refused_whole_without_being_inflated(hostile):
     assert len(gzip_bomb(1 << 30)) < 2 << 20, "about 1 MB that inflates to 1 GiB"
-    assert quarantine_of(hostile, BOMB) == [("file", f"decompresses to more than 256 MiB (METER_MAX_RAW_FILE_MB) "
-                                                     f"from {len(gzip_bomb(1 << 30))} bytes: not read")]
-    (status,) = query(f"SELECT status FROM read_parquet({table_files(hostile, RAW_METER_FILES, DAY)}) "
-                      "WHERE file_key = ?", [BOMB])[0]
+    assert quarantine_of(hostile, BOMB) == [
+        (
+            "file",
+            f"decompresses to more than 256 MiB (METER_MAX_RAW_FILE_MB) from {len(gzip_bomb(1 << 30))} bytes: not read",
+        )
+    ]
+    (status,) = query(
+        f"SELECT status FROM read_parquet({table_files(hostile, RAW_METER_FILES, DAY)}) WHERE file_key = ?", [BOMB]
+    )[0]
     assert status == "unreadable"
 
 
 def test_keys_outside_the_raw_layout_are_reported_as_unrecognised_and_not_read(hostile):
     from meter_assets.ingest.arrivals import partition_of
 
-    inventory = query(f"SELECT file_key, status, hour FROM read_parquet({table_files(hostile, RAW_METER_FILES, DAY)}) "
-                      "WHERE status = 'unrecognised_key' ORDER BY 1")
+    inventory = query(
+        f"SELECT file_key, status, hour FROM read_parquet({table_files(hostile, RAW_METER_FILES, DAY)}) "
+        "WHERE status = 'unrecognised_key' ORDER BY 1"
+    )
     assert inventory == [(key, "unrecognised_key", None) for key in sorted(STRAYS)]
     for key in STRAYS:
-        assert quarantine_of(hostile, key) == [("file", "unrecognised key: not raw/YYYY/MM/DD/HH/<file>, so the hour "
-                                                        "of its readings is unknown; not read")]
+        assert quarantine_of(hostile, key) == [
+            ("file", "unrecognised key: not raw/YYYY/MM/DD/HH/<file>, so the hour of its readings is unknown; not read")
+        ]
         stray = next(o for o in Lake(hostile).list(key.rsplit("/", 1)[0]) if o.key == key)
         assert partition_of(stray) == DAY, "a stray key's arrival rebuilds the day that reports it"
     assert curated_reading(hostile, FIRST_METER + 6, HOUR + dt.timedelta(minutes=45))[2] not in STRAYS
     report = Lake(hostile).files(REPORT_TABLES["quarantine_reasons"], DAY.isoformat())
     reasons = query(f"SELECT scope, reason, rows FROM read_parquet({report})")
-    assert ("file", "unrecognised key: not raw/YYYY/MM/DD/HH/<file>, so the hour of its readings is unknown; "
-                    "not read", len(STRAYS)) in reasons
+    assert (
+        "file",
+        "unrecognised key: not raw/YYYY/MM/DD/HH/<file>, so the hour of its readings is unknown; not read",
+        len(STRAYS),
+    ) in reasons
 
 
 @pytest.mark.parametrize("bitmap_bits", [1 << 27, 1], ids=["bitmap", "join"])
@@ -209,7 +273,8 @@ def test_known_meters_are_told_apart_from_unknown_ones_by_bitmap_and_by_join(mon
     meters = "(SELECT * FROM (VALUES " + ", ".join(f"({m})" for m in known) + ") AS t(meter_id))"
     test = readings._known_meter_test(con, meters)
     candidates = [-1, 0, 4, 5, 6, 7, 8, 999, 1000, 1001, 1002, 2_147_483_647, None]
-    found = con.execute(f"SELECT list(meter_id ORDER BY meter_id) FROM unnest(?) AS t(meter_id) WHERE {test}",
-                        [candidates]).fetchone()[0]
+    found = con.execute(
+        f"SELECT list(meter_id ORDER BY meter_id) FROM unnest(?) AS t(meter_id) WHERE {test}", [candidates]
+    ).fetchone()[0]
     assert found == sorted(set(known))
     assert readings._known_meter_test(con, "(SELECT 1 AS meter_id WHERE FALSE)") == "FALSE"

@@ -50,18 +50,35 @@ def test_a_killed_run_is_failed_and_frees_its_pool_slot(tmp_path):
     days = [today - dt.timedelta(days=d) for d in (4, 3)]
     lake = Lake(lake_root)
     # enough meters that curating a day takes seconds, and every file of both days late
-    generate(lake, meters=6000, start=days[0], days=2, seed=31,
-             rates=FaultRates(late_file=1.0, late_max_days=1, truncated_files=0, malformed=0.0),
-             log=lambda *_: None)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "METER_LAKE": lake_root,
-           "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S), "PYTHONUNBUFFERED": "1"}
+    generate(
+        lake,
+        meters=6000,
+        start=days[0],
+        days=2,
+        seed=31,
+        rates=FaultRates(late_file=1.0, late_max_days=1, truncated_files=0, malformed=0.0),
+        log=lambda *_: None,
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "METER_LAKE": lake_root,
+        "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
+        "PYTHONUNBUFFERED": "1",
+    }
     daemon_log = open(tmp_path / "daemon.log", "w")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialize_days(lake_root, [], instance=instance)
         daemon = start_daemon(workspace, env, daemon_log)
         try:
-            wait_for(lambda: any(s.name == "raw_arrivals_sensor" and getattr(s.instigator_data, "cursor", None)
-                                 for s in instance.all_instigator_state()), 120, "the sensor's first tick")
+            wait_for(
+                lambda: any(
+                    s.name == "raw_arrivals_sensor" and getattr(s.instigator_data, "cursor", None)
+                    for s in instance.all_instigator_state()
+                ),
+                120,
+                "the sensor's first tick",
+            )
             release_late(lake, today, dates={days[0]})
             (run,) = wait_for(lambda: _runs(instance), 120, "the sensor's run")
             deadline = time.monotonic() + 180
@@ -74,12 +91,17 @@ def test_a_killed_run_is_failed_and_frees_its_pool_slot(tmp_path):
             os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()
 
-            failed = wait_for(lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r, 120,
-                              "run monitoring to fail the killed run")
+            failed = wait_for(
+                lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r,
+                120,
+                "run monitoring to fail the killed run",
+            )
             seconds_to_failed = time.monotonic() - killed_at
             assert failed.status == dg.DagsterRunStatus.FAILURE
-            messages = [f"{e.user_message} {e.dagster_event.message if e.dagster_event else ''}"
-                        for e in (r.event_log_entry for r in instance.get_records_for_run(run.run_id).records)]
+            messages = [
+                f"{e.user_message} {e.dagster_event.message if e.dagster_event else ''}"
+                for e in (r.event_log_entry for r in instance.get_records_for_run(run.run_id).records)
+            ]
             # the code server that started it, or else run monitoring, says why
             assert any("terminated by signal 9" in m or f"the run's process {pid} is gone" in m for m in messages)
             wait_for(lambda: not _claimed(instance), 120, "the killed run's pool slot to be freed")
@@ -89,8 +111,9 @@ def test_a_killed_run_is_failed_and_frees_its_pool_slot(tmp_path):
             # the next day's late files are built without anyone stepping in
             release_late(lake, today, dates={days[1]})
             nxt = wait_for(lambda: [r for r in _runs(instance) if r.run_id != run.run_id], 120, "the next run")[0]
-            done = wait_for(lambda: (r := instance.get_run_by_id(nxt.run_id)).is_finished and r, 300,
-                            "the next run to finish")
+            done = wait_for(
+                lambda: (r := instance.get_run_by_id(nxt.run_id)).is_finished and r, 300, "the next run to finish"
+            )
             assert done.status == dg.DagsterRunStatus.SUCCESS
         finally:
             stop(daemon)
@@ -112,8 +135,9 @@ def test_the_health_check_tells_a_live_run_process_from_a_dead_or_reused_one(tmp
         def run_reporting(pid: int | None) -> dg.DagsterRun:
             run = instance.create_run_for_job(dg.GraphDefinition(name="nothing").to_job())
             if pid is not None:
-                instance.report_engine_event(f"Started process for run (pid: {pid}).", run,
-                                             EngineEventData.in_process(pid))
+                instance.report_engine_event(
+                    f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid)
+                )
             return run
 
         alive = subprocess.Popen(["sleep", "60"])
@@ -121,8 +145,10 @@ def test_the_health_check_tells_a_live_run_process_from_a_dead_or_reused_one(tmp
         dead.wait()
         zombie = subprocess.Popen(["sleep", "60"])
         try:
-            statuses = {name: launcher.check_run_worker_health(run_reporting(pid)).status
-                        for name, pid in (("alive", alive.pid), ("dead", dead.pid), ("not yet reported", None))}
+            statuses = {
+                name: launcher.check_run_worker_health(run_reporting(pid)).status
+                for name, pid in (("alive", alive.pid), ("dead", dead.pid), ("not yet reported", None))
+            }
             zombie_run = run_reporting(zombie.pid)
             os.kill(zombie.pid, signal.SIGKILL)
             time.sleep(0.5)  # killed, not yet reaped by its parent (this test)
@@ -131,7 +157,11 @@ def test_the_health_check_tells_a_live_run_process_from_a_dead_or_reused_one(tmp
             alive.kill()
             alive.wait()
             zombie.wait()
-    assert statuses == {"alive": WorkerStatus.RUNNING, "dead": WorkerStatus.FAILED,
-                        "not yet reported": WorkerStatus.RUNNING, "zombie": WorkerStatus.FAILED}
+    assert statuses == {
+        "alive": WorkerStatus.RUNNING,
+        "dead": WorkerStatus.FAILED,
+        "not yet reported": WorkerStatus.RUNNING,
+        "zombie": WorkerStatus.FAILED,
+    }
     # a number now held by a process that started after the run's was reported is not the run's
     assert process_alive(os.getpid(), time.time()) and not process_alive(os.getpid(), time.time() - 3600)

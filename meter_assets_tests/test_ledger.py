@@ -27,10 +27,26 @@ def conninfo(db) -> str:
 # A May bill as pricing rules 2 writes it: one line of 250.125 kWh at 0.2450 = 61.280625 -> 61.28,
 # 31 days at 0.6050 = 18.755 -> 18.76, 5 % tax of 80.04 = 4.002 -> 4.00, total 84.04.
 VALID_BILL = dict(
-    measured_kwh="250.125", estimated_kwh="0", energy_charge="61.28", supply_days=31, standing_charge="18.76",
-    tax_rate="0.05", tax="4.00", total_due="84.04", is_estimated=False, pricing_rules=2,
-    energy_lines=[{"band": "all_day", "unit_rate": 0.2450, "measured_kwh": 250.125, "estimated_kwh": 0,
-                   "kwh": 250.125, "amount": 61.28}],
+    measured_kwh="250.125",
+    estimated_kwh="0",
+    energy_charge="61.28",
+    supply_days=31,
+    standing_charge="18.76",
+    tax_rate="0.05",
+    tax="4.00",
+    total_due="84.04",
+    is_estimated=False,
+    pricing_rules=2,
+    energy_lines=[
+        {
+            "band": "all_day",
+            "unit_rate": 0.2450,
+            "measured_kwh": 250.125,
+            "estimated_kwh": 0,
+            "kwh": 250.125,
+            "amount": 61.28,
+        }
+    ],
     standing_lines=[{"daily_rate": 0.6050, "days": 31, "amount": 18.76}],
 )
 
@@ -65,7 +81,9 @@ def test_issued_bill_cannot_be_updated_or_deleted(conninfo):
     with psycopg.connect(conninfo, autocommit=True) as conn:
         _draft(conn, "B-5000001-2024-05", 5000001)
         conn.execute("UPDATE billing.bills SET inputs_fingerprint = 'fp-2' WHERE bill_id = 'B-5000001-2024-05'")
-        conn.execute("UPDATE billing.bills SET status = 'issued', issued_at = now() WHERE bill_id = 'B-5000001-2024-05'")
+        conn.execute(
+            "UPDATE billing.bills SET status = 'issued', issued_at = now() WHERE bill_id = 'B-5000001-2024-05'"
+        )
         for statement in (
             "UPDATE billing.bills SET total_due = 1.00 WHERE bill_id = 'B-5000001-2024-05'",
             "UPDATE billing.bills SET status = 'draft', issued_at = NULL WHERE bill_id = 'B-5000001-2024-05'",
@@ -83,7 +101,9 @@ def test_issued_bill_cannot_be_updated_or_deleted(conninfo):
 def test_adjustment_is_sealed_once_a_bill_carries_it(conninfo):
     with psycopg.connect(conninfo, autocommit=True) as conn:
         _draft(conn, "B-5000002-2024-05", 5000002)
-        conn.execute("UPDATE billing.bills SET status = 'issued', issued_at = now() WHERE bill_id = 'B-5000002-2024-05'")
+        conn.execute(
+            "UPDATE billing.bills SET status = 'issued', issued_at = now() WHERE bill_id = 'B-5000002-2024-05'"
+        )
         _draft(conn, "B-5000002-2024-06", 5000002, month=6)
         (adjustment,) = conn.execute(
             """
@@ -94,10 +114,14 @@ def test_adjustment_is_sealed_once_a_bill_carries_it(conninfo):
             RETURNING adjustment_id
             """
         ).fetchone()
-        conn.execute("UPDATE billing.bill_adjustments SET carried_on_bill_id = 'B-5000002-2024-06' "
-                     "WHERE adjustment_id = %s", [adjustment])
+        conn.execute(
+            "UPDATE billing.bill_adjustments SET carried_on_bill_id = 'B-5000002-2024-06' WHERE adjustment_id = %s",
+            [adjustment],
+        )
         with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="sealed"):
-            conn.execute("UPDATE billing.bill_adjustments SET charged_amount = 0 WHERE adjustment_id = %s", [adjustment])
+            conn.execute(
+                "UPDATE billing.bill_adjustments SET charged_amount = 0 WHERE adjustment_id = %s", [adjustment]
+            )
         with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="sealed"):
             conn.execute("DELETE FROM billing.bill_adjustments WHERE adjustment_id = %s", [adjustment])
         # a second correction computed from the same state (a racing run) collides on the sequence
@@ -107,8 +131,8 @@ def test_adjustment_is_sealed_once_a_bill_carries_it(conninfo):
                 INSERT INTO billing.bill_adjustments (bill_id, customer_id, sequence, delta_kwh, delta_amount,
                                                       charged_amount, reason, changed_partitions, inputs_fingerprint,
                                                       pricing_rules)
-                VALUES ('B-5000002-2024-05', 5000002, 1, 2.000, 0.52, 0.52, 'late readings', ARRAY['2024-05-11'], 'fp-3',
-                        2)
+                VALUES ('B-5000002-2024-05', 5000002, 1, 2.000, 0.52, 0.52, 'late readings', ARRAY['2024-05-11'],
+                        'fp-3', 2)
                 """
             )
 
@@ -117,32 +141,49 @@ def _line(**changes) -> list[dict]:
     return [{**VALID_BILL["energy_lines"][0], **changes}]
 
 
-@pytest.mark.parametrize("columns, refusal", [
-    # the breakdown loses a line: the lines no longer add up to the energy charge
-    (dict(energy_lines=_line(kwh=150.125, measured_kwh=150.125, amount=36.78)),
-     "the energy lines add up to 36.78, not to the energy charge 61.28"),
-    # a line rounded another way than once, half up
-    (dict(energy_lines=_line(amount=61.29), energy_charge="61.29", tax="4.00", total_due="84.05"),
-     r"an energy line's amount is not round\(kWh x unit rate, 2\)"),
-    # one band and rate split over two lines (the rounding per tariff row)
-    (dict(energy_lines=_line(kwh=100, measured_kwh=100, amount=24.50)
-      + _line(kwh=150.125, measured_kwh=150.125, amount=36.78)),
-     "two energy lines have the same band and unit rate"),
-    # measured and estimated kWh that do not make the line's kWh
-    (dict(energy_lines=_line(kwh=251.125)), "an energy line's kWh is not its measured plus its estimated kWh"),
-    (dict(measured_kwh="250.000", estimated_kwh="0.125", is_estimated=True),
-     "the energy lines hold 250.125 measured and 0 estimated kWh, not 250.000 and 0.125"),
-    # days of supply counted twice for a second meter
-    (dict(supply_days=62, standing_lines=[{"daily_rate": 0.6050, "days": 62, "amount": 37.51}]),
-     "the standing lines add up to 37.51 for 62 days, not to the standing charge 18.76 for 62 days"),
-    (dict(standing_lines=[{"daily_rate": 0.6050, "days": 31, "amount": 18.75}]),
-     r"a standing line's amount is not round\(daily rate x days, 2\)"),
-    (dict(tax="4.01", total_due="84.05"), "tax_is_one_rounding"),
-    (dict(total_due="84.14"), "total_adds_up"),
-    (dict(is_estimated=True), "estimated_when_any_kwh_is"),
-    (dict(pricing_rules=1), "bills_use_current_pricing_rules"),
-    (dict(energy_lines=None), "bills_use_current_pricing_rules"),
-])
+@pytest.mark.parametrize(
+    "columns, refusal",
+    [
+        # the breakdown loses a line: the lines no longer add up to the energy charge
+        (
+            dict(energy_lines=_line(kwh=150.125, measured_kwh=150.125, amount=36.78)),
+            "the energy lines add up to 36.78, not to the energy charge 61.28",
+        ),
+        # a line rounded another way than once, half up
+        (
+            dict(energy_lines=_line(amount=61.29), energy_charge="61.29", tax="4.00", total_due="84.05"),
+            r"an energy line's amount is not round\(kWh x unit rate, 2\)",
+        ),
+        # one band and rate split over two lines (the rounding per tariff row)
+        (
+            dict(
+                energy_lines=_line(kwh=100, measured_kwh=100, amount=24.50)
+                + _line(kwh=150.125, measured_kwh=150.125, amount=36.78)
+            ),
+            "two energy lines have the same band and unit rate",
+        ),
+        # measured and estimated kWh that do not make the line's kWh
+        (dict(energy_lines=_line(kwh=251.125)), "an energy line's kWh is not its measured plus its estimated kWh"),
+        (
+            dict(measured_kwh="250.000", estimated_kwh="0.125", is_estimated=True),
+            "the energy lines hold 250.125 measured and 0 estimated kWh, not 250.000 and 0.125",
+        ),
+        # days of supply counted twice for a second meter
+        (
+            dict(supply_days=62, standing_lines=[{"daily_rate": 0.6050, "days": 62, "amount": 37.51}]),
+            "the standing lines add up to 37.51 for 62 days, not to the standing charge 18.76 for 62 days",
+        ),
+        (
+            dict(standing_lines=[{"daily_rate": 0.6050, "days": 31, "amount": 18.75}]),
+            r"a standing line's amount is not round\(daily rate x days, 2\)",
+        ),
+        (dict(tax="4.01", total_due="84.05"), "tax_is_one_rounding"),
+        (dict(total_due="84.14"), "total_adds_up"),
+        (dict(is_estimated=True), "estimated_when_any_kwh_is"),
+        (dict(pricing_rules=1), "bills_use_current_pricing_rules"),
+        (dict(energy_lines=None), "bills_use_current_pricing_rules"),
+    ],
+)
 def test_database_refuses_a_bill_whose_lines_do_not_add_up(conninfo, columns, refusal):
     with psycopg.connect(conninfo, autocommit=True) as conn:
         _insert(conn, "B-5000009-2024-05", 5000009)  # the valid bill is accepted
@@ -152,18 +193,25 @@ def test_database_refuses_a_bill_whose_lines_do_not_add_up(conninfo, columns, re
         conn.execute("DELETE FROM billing.bills WHERE bill_id = 'B-5000009-2024-05'")
 
 
-@pytest.mark.parametrize("change", [
-    "energy_lines = '[]'", "standing_lines = '[]'", "energy_charge = 0, tax = 0.94, total_due = 18.76 + 0.94",
-    "measured_kwh = 0", "supply_days = 30",
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "energy_lines = '[]'",
+        "standing_lines = '[]'",
+        "energy_charge = 0, tax = 0.94, total_due = 18.76 + 0.94",
+        "measured_kwh = 0",
+        "supply_days = 30",
+    ],
+)
 def test_a_bills_lines_and_charges_are_never_changed_in_place(conninfo, change):
     with psycopg.connect(conninfo, autocommit=True) as conn:
         _insert(conn, "B-5000011-2024-05", 5000011)
         with pytest.raises(psycopg.errors.CheckViolation, match="written once; replace the draft"):
             conn.execute(f"UPDATE billing.bills SET {change} WHERE bill_id = 'B-5000011-2024-05'")
         # what issuing and carrying change is allowed
-        conn.execute("UPDATE billing.bills SET adjustments_carried = 1.00, total_due = 85.04 "
-                     "WHERE bill_id = 'B-5000011-2024-05'")
+        conn.execute(
+            "UPDATE billing.bills SET adjustments_carried = 1.00, total_due = 85.04 WHERE bill_id = 'B-5000011-2024-05'"
+        )
         conn.execute("DELETE FROM billing.bills WHERE bill_id = 'B-5000011-2024-05'")
 
 
@@ -191,10 +239,13 @@ def test_migration_keeps_bills_issued_under_the_old_rules_as_issued(tmp_path_fac
         after = conn.execute("SELECT * FROM billing.bills").fetchall()
         (rules,) = conn.execute("SELECT pricing_rules FROM billing.bills").fetchone()
         assert [v for (v,) in conn.execute("SELECT version FROM public.schema_migrations ORDER BY 1")] == [
-            v for v, _, _ in postgres.migrations()]
+            v for v, _, _ in postgres.migrations()
+        ]
     with psycopg.connect(db.owner) as conn:
-        owners = conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname IN ('billing', 'serving') "
-                              "OR tablename = 'schema_migrations'").fetchall()
+        owners = conn.execute(
+            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname IN ('billing', 'serving') "
+            "OR tablename = 'schema_migrations'"
+        ).fetchall()
     assert owners == [("meter_owner",)]
     width = len(before[0])
     assert [row[:width] for row in after] == before and rules == 1, "the issued bill stays as issued"

@@ -23,8 +23,9 @@ from .conftest import materialize_days, new_bucket
 DAYS = [dt.date(2024, 5, 14), dt.date(2024, 5, 15)]  # 96 quarter hours each
 N_METERS = 40
 # no fault that changes what a meter measured, and a few damaged rows for the quarantine
-RATES = FaultRates(late_file=0, resend=0, correction=0, estimated=0, offline=0, dead=0, drift=0, malformed=0.002,
-                   truncated_files=0)
+RATES = FaultRates(
+    late_file=0, resend=0, correction=0, estimated=0, offline=0, dead=0, drift=0, malformed=0.002, truncated_files=0
+)
 
 
 @pytest.fixture(scope="module", params=["local", "s3"])
@@ -36,8 +37,7 @@ def built(request, tmp_path_factory) -> Lake:
     else:
         lake_root = str(tmp_path_factory.mktemp("open") / "lake")
     lake = Lake(lake_root)
-    generate(lake, meters=N_METERS, start=DAYS[0], days=len(DAYS), seed=5, rates=RATES, truth=True,
-             log=lambda *_: None)
+    generate(lake, meters=N_METERS, start=DAYS[0], days=len(DAYS), seed=5, rates=RATES, truth=True, log=lambda *_: None)
     materialize_days(lake_root, DAYS)
     materialize_days(lake_root, DAYS[:1])  # the first day rebuilt: two builds in its folder
     return lake
@@ -72,9 +72,12 @@ def test_duckdb_delta_scan_reads_exactly_the_published_rows(built):
     damaged = sum(d for _, _, d in truth.values())
     assert damaged > 0, "the simulator damaged some rows"
 
-    curated = dict((day, rest) for day, *rest in con.execute(f"""
+    curated = dict(
+        (day, rest)
+        for day, *rest in con.execute(f"""
         SELECT date, count(*), count(DISTINCT (meter_id, read_at)), sum(kwh), count(*) FILTER (WHERE kwh IS NULL)
-        FROM delta_scan('{lake.table_uri(READS_15MIN)}') GROUP BY date""").fetchall())
+        FROM delta_scan('{lake.table_uri(READS_15MIN)}') GROUP BY date""").fetchall()
+    )
     for day in DAYS:
         rows, distinct, kwh, missing = curated[day]
         assert rows == distinct == N_METERS * 96, f"{day}: one row per meter and quarter hour"
@@ -85,22 +88,32 @@ def test_duckdb_delta_scan_reads_exactly_the_published_rows(built):
     (globbed,) = con.execute(f"SELECT count(*) FROM read_parquet('{folder}/*.parquet')").fetchone()
     assert globbed == 2 * N_METERS * 96
 
-    daily = dict((day, rest) for day, *rest in con.execute(
-        f"SELECT date, count(*), sum(kwh) FROM delta_scan('{lake.table_uri(READS_DAILY)}') GROUP BY date").fetchall())
+    daily = dict(
+        (day, rest)
+        for day, *rest in con.execute(
+            f"SELECT date, count(*), sum(kwh) FROM delta_scan('{lake.table_uri(READS_DAILY)}') GROUP BY date"
+        ).fetchall()
+    )
     assert daily == {day: [N_METERS, truth[day][0]] for day in DAYS}
 
     (quarantined,) = con.execute(
-        f"SELECT count(*) FROM delta_scan('{lake.table_uri(QUARANTINE)}') WHERE scope = 'row'").fetchone()
+        f"SELECT count(*) FROM delta_scan('{lake.table_uri(QUARANTINE)}') WHERE scope = 'row'"
+    ).fetchone()
     assert quarantined == damaged
 
-    regions = dict(con.execute(f"""
-        SELECT date, sum(kwh) FROM delta_scan('{lake.table_uri(REPORT_TABLES['region_energy'])}')
-        GROUP BY date""").fetchall())
+    regions = dict(
+        con.execute(f"""
+        SELECT date, sum(kwh) FROM delta_scan('{lake.table_uri(REPORT_TABLES["region_energy"])}')
+        GROUP BY date""").fetchall()
+    )
     assert regions == {day: truth[day][0] for day in DAYS}
-    (region_names,) = con.execute(f"SELECT count(DISTINCT region) FROM delta_scan('{lake.table_uri(METERS)}')"
-                                  ).fetchone()
-    (report_rows,) = con.execute(f"SELECT count(*) FROM delta_scan('{lake.table_uri(REPORT_TABLES['region_energy'])}') "
-                                 f"WHERE date = DATE '{DAYS[0]}'").fetchone()
+    (region_names,) = con.execute(
+        f"SELECT count(DISTINCT region) FROM delta_scan('{lake.table_uri(METERS)}')"
+    ).fetchone()
+    (report_rows,) = con.execute(
+        f"SELECT count(*) FROM delta_scan('{lake.table_uri(REPORT_TABLES['region_energy'])}') "
+        f"WHERE date = DATE '{DAYS[0]}'"
+    ).fetchone()
     assert report_rows == region_names
 
 
@@ -119,10 +132,16 @@ def test_deltalake_reads_exactly_the_published_rows_and_each_version(built):
     versions = [entry["version"] for entry in curated.history()]
     assert len(versions) == 3  # two days, then the first day again
     for version in versions:
-        counts = DeltaTable(lake.table_uri(READS_15MIN), version=version, storage_options=options) \
-            .to_pyarrow_table(columns=["date"]).group_by("date").aggregate([("date", "count")]).to_pylist()
+        counts = (
+            DeltaTable(lake.table_uri(READS_15MIN), version=version, storage_options=options)
+            .to_pyarrow_table(columns=["date"])
+            .group_by("date")
+            .aggregate([("date", "count")])
+            .to_pylist()
+        )
         assert all(c["date_count"] == N_METERS * 96 for c in counts)
 
     quarantine = DeltaTable(lake.table_uri(QUARANTINE), storage_options=options).to_pyarrow_table()
-    assert quarantine.filter(quarantine.column("scope").to_numpy(zero_copy_only=False) == "row").num_rows \
-        == sum(d for _, _, d in truth.values())
+    assert quarantine.filter(quarantine.column("scope").to_numpy(zero_copy_only=False) == "row").num_rows == sum(
+        d for _, _, d in truth.values()
+    )

@@ -17,16 +17,27 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 @pytest.fixture
 def browser(tmp_path):
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.skip(f"NO BROWSER TEST: Debian's chromium and chromium-driver are not installed ({CHROMIUM}, "
-                    f"{CHROMEDRIVER}); `apt-get install chromium chromium-driver` (CI does)")
+        pytest.skip(
+            f"NO BROWSER TEST: Debian's chromium and chromium-driver are not installed ({CHROMIUM}, "
+            f"{CHROMEDRIVER}); `apt-get install chromium chromium-driver` (CI does)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1200,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        "--window-size=1200,900",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
@@ -45,7 +56,8 @@ def test_page_draws_the_customers_days_with_estimated_days_marked(api, browser, 
     with postgres.connect(pg_dsn) as conn:
         rows = conn.execute(
             "SELECT local_date, kwh, estimated_kwh FROM serving.daily_usage WHERE customer_id = 2 "
-            "ORDER BY local_date DESC LIMIT 30").fetchall()
+            "ORDER BY local_date DESC LIMIT 30"
+        ).fetchall()
     chart = browser.find_element(By.ID, "chart")
     bars = chart.find_elements(By.CSS_SELECTOR, "rect.bar")
     assert chart.get_attribute("data-days") == "30" and len(bars) == 30

@@ -8,7 +8,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meter_assets.billing.pricing import AmbiguousTariff, compute_bills, month_bounds
 
@@ -20,17 +21,57 @@ TAX = Decimal("0.05")
 
 def _connection(reads, assignments, customers, tariffs) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    con.register("reads", pa.Table.from_pylist(reads, schema=pa.schema(
-        [("meter_id", pa.int32()), ("read_at", pa.timestamp("us")), ("kwh", pa.decimal128(12, 3)),
-         ("quality_flag", pa.string())])))
-    con.register("assignments", pa.Table.from_pylist(assignments, schema=pa.schema(
-        [("meter_id", pa.int32()), ("customer_id", pa.int32()), ("valid_from", pa.date32()), ("valid_to", pa.date32())])))
-    con.register("customers", pa.Table.from_pylist(customers, schema=pa.schema(
-        [("customer_id", pa.int32()), ("plan_id", pa.string())])))
-    con.register("tariffs", pa.Table.from_pylist(tariffs, schema=pa.schema(
-        [("tariff_id", pa.int32()), ("plan_id", pa.string()), ("band", pa.string()), ("band_start", pa.string()),
-         ("band_end", pa.string()), ("unit_rate", pa.decimal128(10, 4)), ("standing_charge", pa.decimal128(10, 4)),
-         ("valid_from", pa.date32()), ("valid_to", pa.date32())])))
+    con.register(
+        "reads",
+        pa.Table.from_pylist(
+            reads,
+            schema=pa.schema(
+                [
+                    ("meter_id", pa.int32()),
+                    ("read_at", pa.timestamp("us")),
+                    ("kwh", pa.decimal128(12, 3)),
+                    ("quality_flag", pa.string()),
+                ]
+            ),
+        ),
+    )
+    con.register(
+        "assignments",
+        pa.Table.from_pylist(
+            assignments,
+            schema=pa.schema(
+                [
+                    ("meter_id", pa.int32()),
+                    ("customer_id", pa.int32()),
+                    ("valid_from", pa.date32()),
+                    ("valid_to", pa.date32()),
+                ]
+            ),
+        ),
+    )
+    con.register(
+        "customers",
+        pa.Table.from_pylist(customers, schema=pa.schema([("customer_id", pa.int32()), ("plan_id", pa.string())])),
+    )
+    con.register(
+        "tariffs",
+        pa.Table.from_pylist(
+            tariffs,
+            schema=pa.schema(
+                [
+                    ("tariff_id", pa.int32()),
+                    ("plan_id", pa.string()),
+                    ("band", pa.string()),
+                    ("band_start", pa.string()),
+                    ("band_end", pa.string()),
+                    ("unit_rate", pa.decimal128(10, 4)),
+                    ("standing_charge", pa.decimal128(10, 4)),
+                    ("valid_from", pa.date32()),
+                    ("valid_to", pa.date32()),
+                ]
+            ),
+        ),
+    )
     return con
 
 
@@ -51,38 +92,71 @@ def _tariffs(change_day: dt.date, cuts: tuple[int, int], rates: list[Decimal]) -
     (off-peak, standard, a three-hour peak, standard again), with a price change on `change_day`."""
     early, late = sorted(cuts)
     peak_end = min(late + 12, 96)
-    bands = [("FLEX", "all_day", 0, 96, 3),
-             ("TOU", "off_peak", 0, early, 0), ("TOU", "standard", early, late, 1),
-             ("TOU", "peak", late, peak_end, 2), ("TOU", "standard", peak_end, 96, 1)]
+    bands = [
+        ("FLEX", "all_day", 0, 96, 3),
+        ("TOU", "off_peak", 0, early, 0),
+        ("TOU", "standard", early, late, 1),
+        ("TOU", "peak", late, peak_end, 2),
+        ("TOU", "standard", peak_end, 96, 1),
+    ]
     rows, tariff_id = [], 1
     for version, (valid_from, valid_to) in enumerate(((dt.date(2023, 1, 1), change_day), (change_day, None))):
         for plan, band, start, end, rate in bands:
             if start == end:
                 continue
-            rows.append(dict(tariff_id=tariff_id, plan_id=plan, band=band, band_start=_clock(start),
-                             band_end="24:00" if end == 96 else _clock(end),
-                             unit_rate=rates[(version * 4 + rate) % len(rates)],
-                             standing_charge=Decimal("0.6050") + version, valid_from=valid_from, valid_to=valid_to))
+            rows.append(
+                dict(
+                    tariff_id=tariff_id,
+                    plan_id=plan,
+                    band=band,
+                    band_start=_clock(start),
+                    band_end="24:00" if end == 96 else _clock(end),
+                    unit_rate=rates[(version * 4 + rate) % len(rates)],
+                    standing_charge=Decimal("0.6050") + version,
+                    valid_from=valid_from,
+                    valid_to=valid_to,
+                )
+            )
             tariff_id += 1
     return rows
 
 
 def _dicts(bills) -> dict:
     """Everything a customer reads on a bill, from the platform's bills."""
-    return {c: dict(energy=sorted((line.band, line.unit_rate, line.measured_kwh, line.estimated_kwh, line.amount)
-                                  for line in b.energy),
-                    standing=sorted((line.daily_rate, line.days, line.amount) for line in b.standing),
-                    supply_days=b.supply_days, energy_charge=b.energy_charge, standing_charge=b.standing_charge,
-                    tax=b.tax, charges=b.charges, measured=b.measured_kwh, estimated=b.estimated_kwh)
-            for c, b in bills.items()}
+    return {
+        c: dict(
+            energy=sorted(
+                (line.band, line.unit_rate, line.measured_kwh, line.estimated_kwh, line.amount) for line in b.energy
+            ),
+            standing=sorted((line.daily_rate, line.days, line.amount) for line in b.standing),
+            supply_days=b.supply_days,
+            energy_charge=b.energy_charge,
+            standing_charge=b.standing_charge,
+            tax=b.tax,
+            charges=b.charges,
+            measured=b.measured_kwh,
+            estimated=b.estimated_kwh,
+        )
+        for c, b in bills.items()
+    }
 
 
 def _reference_dicts(bills) -> dict:
     """The same, from the slow reference."""
-    return {c: dict(energy=sorted(b.energy_lines()), standing=sorted(b.standing_lines()),
-                    supply_days=b.supply_days, energy_charge=b.energy_charge, standing_charge=b.standing_charge,
-                    tax=b.tax, charges=b.charges, measured=b.measured_kwh, estimated=b.estimated_kwh)
-            for c, b in bills.items()}
+    return {
+        c: dict(
+            energy=sorted(b.energy_lines()),
+            standing=sorted(b.standing_lines()),
+            supply_days=b.supply_days,
+            energy_charge=b.energy_charge,
+            standing_charge=b.standing_charge,
+            tax=b.tax,
+            charges=b.charges,
+            measured=b.measured_kwh,
+            estimated=b.estimated_kwh,
+        )
+        for c, b in bills.items()
+    }
 
 
 # Few rates, so that bands repeat a rate, rates survive a price change and two bands share one.
@@ -98,16 +172,26 @@ def tariff_histories(draw, month: str) -> list[dict]:
     rates and the standing charge, and sometimes a row the export repeats word for word."""
     start, end = month_bounds(month)
     cuts = sorted(draw(st.sets(st.integers(1, 95), min_size=1, max_size=4), label="cuts"))
-    bounds = list(zip([0, *cuts], [*cuts, 96]))
+    bounds = list(zip([0, *cuts], [*cuts, 96], strict=True))
     change = start + dt.timedelta(days=draw(st.integers(-1, (end - start).days), label="change day"))
     rows = []
     standing = [draw(st.sampled_from([Decimal("0.5500"), Decimal("0.6050")]), label=f"standing v{v}") for v in (0, 1)]
     for version, (valid_from, valid_to) in enumerate(((dt.date(2023, 1, 1), change), (change, None))):
         segments = [("FLEX", "all_day", 0, 96)] + [("TOU", draw(st.sampled_from(BANDS)), a, b) for a, b in bounds]
         for plan, band, a, b in segments:
-            rows.append(dict(tariff_id=len(rows) + 1, plan_id=plan, band=band, band_start=_clock(a),
-                             band_end="24:00" if b == 96 else _clock(b), unit_rate=draw(st.sampled_from(RATES)),
-                             standing_charge=standing[version], valid_from=valid_from, valid_to=valid_to))
+            rows.append(
+                dict(
+                    tariff_id=len(rows) + 1,
+                    plan_id=plan,
+                    band=band,
+                    band_start=_clock(a),
+                    band_end="24:00" if b == 96 else _clock(b),
+                    unit_rate=draw(st.sampled_from(RATES)),
+                    standing_charge=standing[version],
+                    valid_from=valid_from,
+                    valid_to=valid_to,
+                )
+            )
     if draw(st.booleans(), label="a row repeated"):
         repeated = draw(st.sampled_from(rows))
         rows.append({**repeated, "tariff_id": len(rows) + 1})
@@ -134,12 +218,16 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(month, seed
                 reads.append(dict(meter_id=meter, read_at=at, kwh=None, quality_flag="missing"))
                 continue
             kwh = Decimal(int(rng.integers(0, 2500))) / 1000
-            reads.append(dict(meter_id=meter, read_at=at, kwh=kwh,
-                              quality_flag="estimated" if rng.random() < 0.05 else "actual"))
+            reads.append(
+                dict(meter_id=meter, read_at=at, kwh=kwh, quality_flag="estimated" if rng.random() < 0.05 else "actual")
+            )
     moved_out = min(start + dt.timedelta(days=move), end - dt.timedelta(days=1))
     second_from = start + dt.timedelta(days=second_meter[0])
-    second_to = None if second_meter[1] is None else max(second_from + dt.timedelta(days=1),
-                                                         start + dt.timedelta(days=second_meter[1]))
+    second_to = (
+        None
+        if second_meter[1] is None
+        else max(second_from + dt.timedelta(days=1), start + dt.timedelta(days=second_meter[1]))
+    )
     assignments = [
         # a move-out (possibly on a clock-change day), a void, a move-in
         dict(meter_id=1, customer_id=10, valid_from=dt.date(2020, 1, 1), valid_to=moved_out),
@@ -148,8 +236,11 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(month, seed
         dict(meter_id=2, customer_id=10, valid_from=second_from, valid_to=second_to),
         dict(meter_id=3, customer_id=20, valid_from=dt.date(2020, 1, 1), valid_to=None),
     ]
-    customers = [dict(customer_id=10, plan_id="TOU"), dict(customer_id=11, plan_id="FLEX"),
-                 dict(customer_id=20, plan_id="TOU")]
+    customers = [
+        dict(customer_id=10, plan_id="TOU"),
+        dict(customer_id=11, plan_id="FLEX"),
+        dict(customer_id=20, plan_id="TOU"),
+    ]
 
     usage = compute_bills(_connection(reads, assignments, customers, tariffs), month, TZ, TAX)
     expected = reference_bills(month, TZ, TAX, reads, assignments, customers, tariffs)
@@ -157,13 +248,28 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(month, seed
     assert usage.vacant_kwh == expected.vacant_kwh
 
 
-def _flat_month(month: str, tariffs: list[dict] | None = None, meters: tuple[int, ...] = (1,)) -> duckdb.DuckDBPyConnection:
+def _flat_month(
+    month: str, tariffs: list[dict] | None = None, meters: tuple[int, ...] = (1,)
+) -> duckdb.DuckDBPyConnection:
     """0.250 kWh every quarter hour (24 kWh a day of 24 hours) on each meter, all on customer 7."""
-    reads = [dict(meter_id=m, read_at=at, kwh=Decimal("0.250"), quality_flag="actual")
-             for m in meters for at in _utc_intervals(month)]
-    tariffs = tariffs or [dict(tariff_id=1, plan_id="FLEX", band="all_day", band_start="00:00", band_end="24:00",
-                               unit_rate=Decimal("0.2450"), standing_charge=Decimal("0.6050"),
-                               valid_from=dt.date(2023, 1, 1), valid_to=None)]
+    reads = [
+        dict(meter_id=m, read_at=at, kwh=Decimal("0.250"), quality_flag="actual")
+        for m in meters
+        for at in _utc_intervals(month)
+    ]
+    tariffs = tariffs or [
+        dict(
+            tariff_id=1,
+            plan_id="FLEX",
+            band="all_day",
+            band_start="00:00",
+            band_end="24:00",
+            unit_rate=Decimal("0.2450"),
+            standing_charge=Decimal("0.6050"),
+            valid_from=dt.date(2023, 1, 1),
+            valid_to=None,
+        )
+    ]
     assignments = [dict(meter_id=m, customer_id=7, valid_from=dt.date(2020, 1, 1), valid_to=None) for m in meters]
     return _connection(reads, assignments, [dict(customer_id=7, plan_id="FLEX")], tariffs)
 
@@ -191,11 +297,26 @@ def test_fall_back_month_is_right_to_the_penny():
 
 def _ev_plan(unit_rate: str) -> list[dict]:
     """The EV plan's shape: off-peak, standard, peak, and standard again at the same rate."""
-    rows = [("off_peak", "00:00", "05:00", "0.0750"), ("standard", "05:00", "16:00", unit_rate),
-            ("peak", "16:00", "19:00", "0.3850"), ("standard", "19:00", "24:00", unit_rate)]
-    return [dict(tariff_id=n + 1, plan_id="FLEX", band=band, band_start=a, band_end=b, unit_rate=Decimal(rate),
-                 standing_charge=Decimal("0.5800"), valid_from=dt.date(2023, 1, 1), valid_to=None)
-            for n, (band, a, b, rate) in enumerate(rows)]
+    rows = [
+        ("off_peak", "00:00", "05:00", "0.0750"),
+        ("standard", "05:00", "16:00", unit_rate),
+        ("peak", "16:00", "19:00", "0.3850"),
+        ("standard", "19:00", "24:00", unit_rate),
+    ]
+    return [
+        dict(
+            tariff_id=n + 1,
+            plan_id="FLEX",
+            band=band,
+            band_start=a,
+            band_end=b,
+            unit_rate=Decimal(rate),
+            standing_charge=Decimal("0.5800"),
+            valid_from=dt.date(2023, 1, 1),
+            valid_to=None,
+        )
+        for n, (band, a, b, rate) in enumerate(rows)
+    ]
 
 
 def test_two_rows_of_one_band_and_rate_are_one_line_rounded_once():
@@ -215,15 +336,24 @@ def test_two_rows_of_one_band_and_rate_are_one_line_rounded_once():
             continue
         reads.append(dict(meter_id=1, read_at=at, kwh=kwh.quantize(Decimal("0.001")), quality_flag="actual"))
     # make each band's month total exact after the per-reading rounding to watt-hours
-    for band_total, band_reads in ((Decimal("72.710"), [r for r in reads if r["read_at"].hour < 15]),
-                                   (Decimal("91.663"), [r for r in reads if r["read_at"].hour >= 18])):
+    for band_total, band_reads in (
+        (Decimal("72.710"), [r for r in reads if r["read_at"].hour < 15]),
+        (Decimal("91.663"), [r for r in reads if r["read_at"].hour >= 18]),
+    ):
         band_reads[0]["kwh"] += band_total - sum(r["kwh"] for r in band_reads)
-    con = _connection(reads, [dict(meter_id=1, customer_id=7, valid_from=dt.date(2020, 1, 1), valid_to=None)],
-                      [dict(customer_id=7, plan_id="FLEX")], _ev_plan("0.2750"))
+    con = _connection(
+        reads,
+        [dict(meter_id=1, customer_id=7, valid_from=dt.date(2020, 1, 1), valid_to=None)],
+        [dict(customer_id=7, plan_id="FLEX")],
+        _ev_plan("0.2750"),
+    )
     bill = compute_bills(con, "2024-06", TZ, TAX).bills[7]
     (standard,) = [line for line in bill.energy if line.band == "standard"]
-    assert (standard.kwh, standard.unit_rate, standard.amount) == (Decimal("164.373"), Decimal("0.2750"),
-                                                                    Decimal("45.20"))
+    assert (standard.kwh, standard.unit_rate, standard.amount) == (
+        Decimal("164.373"),
+        Decimal("0.2750"),
+        Decimal("45.20"),
+    )
     assert [line.band for line in bill.energy] == ["standard"], "no reading fell in the other bands"
     assert bill.energy_charge == Decimal("45.20")
     assert bill.standing_charge == Decimal("17.40")  # 30 x 0.5800
@@ -236,11 +366,13 @@ def test_a_mid_month_price_change_gives_the_band_two_lines_and_a_kept_rate_one()
     # per rate, off-peak keeps one line over both tariff versions.
     change = dt.date(2024, 6, 16)
     tariffs = []
-    for version, (valid_from, valid_to, rate) in enumerate(((dt.date(2023, 1, 1), change, "0.2650"),
-                                                            (change, None, "0.2750"))):
+    for version, (valid_from, valid_to, rate) in enumerate(
+        ((dt.date(2023, 1, 1), change, "0.2650"), (change, None, "0.2750"))
+    ):
         for row in _ev_plan(rate):
-            tariffs.append({**row, "tariff_id": version * 10 + row["tariff_id"], "valid_from": valid_from,
-                            "valid_to": valid_to})
+            tariffs.append(
+                {**row, "tariff_id": version * 10 + row["tariff_id"], "valid_from": valid_from, "valid_to": valid_to}
+            )
     bill = compute_bills(_flat_month("2024-06", tariffs), "2024-06", TZ, TAX).bills[7]
     lines = [(line.band, line.unit_rate, line.kwh, line.amount) for line in bill.energy]
     # per day 0.25 kWh x 20 off-peak, 64 standard and 12 peak quarter hours
@@ -252,26 +384,45 @@ def test_a_mid_month_price_change_gives_the_band_two_lines_and_a_kept_rate_one()
     ]
 
 
-@pytest.mark.parametrize("month, change, before_kwh, after_kwh", [
-    # the price changes at local midnight starting the 23-hour day: 30 days x 24 kWh before,
-    # 23 kWh on the 31st
-    ("2024-03", dt.date(2024, 3, 31), Decimal("720.000"), Decimal("23.000")),
-    # starting the 25-hour day: 26 days x 24 kWh before, 25 + 4 x 24 from the 27th
-    ("2024-10", dt.date(2024, 10, 27), Decimal("624.000"), Decimal("121.000")),
-    # the day after it: the 25-hour day is still at the old price
-    ("2024-10", dt.date(2024, 10, 28), Decimal("649.000"), Decimal("96.000")),
-])
+@pytest.mark.parametrize(
+    "month, change, before_kwh, after_kwh",
+    [
+        # the price changes at local midnight starting the 23-hour day: 30 days x 24 kWh before,
+        # 23 kWh on the 31st
+        ("2024-03", dt.date(2024, 3, 31), Decimal("720.000"), Decimal("23.000")),
+        # starting the 25-hour day: 26 days x 24 kWh before, 25 + 4 x 24 from the 27th
+        ("2024-10", dt.date(2024, 10, 27), Decimal("624.000"), Decimal("121.000")),
+        # the day after it: the 25-hour day is still at the old price
+        ("2024-10", dt.date(2024, 10, 28), Decimal("649.000"), Decimal("96.000")),
+    ],
+)
 def test_a_price_change_at_local_midnight_of_a_clock_change_month(month, change, before_kwh, after_kwh):
-    tariffs = [dict(tariff_id=n + 1, plan_id="FLEX", band="all_day", band_start="00:00", band_end="24:00",
-                    unit_rate=Decimal(rate), standing_charge=Decimal(standing), valid_from=a, valid_to=b)
-               for n, (rate, standing, a, b) in enumerate((("0.2450", "0.6050", dt.date(2023, 1, 1), change),
-                                                           ("0.3000", "0.5000", change, None)))]
+    tariffs = [
+        dict(
+            tariff_id=n + 1,
+            plan_id="FLEX",
+            band="all_day",
+            band_start="00:00",
+            band_end="24:00",
+            unit_rate=Decimal(rate),
+            standing_charge=Decimal(standing),
+            valid_from=a,
+            valid_to=b,
+        )
+        for n, (rate, standing, a, b) in enumerate(
+            (("0.2450", "0.6050", dt.date(2023, 1, 1), change), ("0.3000", "0.5000", change, None))
+        )
+    ]
     bill = compute_bills(_flat_month(month, tariffs), month, TZ, TAX).bills[7]
-    assert [(line.unit_rate, line.kwh) for line in bill.energy] == [(Decimal("0.2450"), before_kwh),
-                                                                   (Decimal("0.3000"), after_kwh)]
+    assert [(line.unit_rate, line.kwh) for line in bill.energy] == [
+        (Decimal("0.2450"), before_kwh),
+        (Decimal("0.3000"), after_kwh),
+    ]
     days_before = (change - month_bounds(month)[0]).days
-    assert [(line.daily_rate, line.days) for line in bill.standing] == [(Decimal("0.6050"), days_before),
-                                                                       (Decimal("0.5000"), 31 - days_before)]
+    assert [(line.daily_rate, line.days) for line in bill.standing] == [
+        (Decimal("0.6050"), days_before),
+        (Decimal("0.5000"), 31 - days_before),
+    ]
 
 
 def test_a_customer_with_two_meters_pays_one_standing_charge_a_day():
@@ -288,13 +439,18 @@ def test_a_customer_with_two_meters_pays_one_standing_charge_a_day():
 def test_overlapping_tariff_rows_are_a_clear_error():
     tariffs = _ev_plan("0.2750")
     tariffs.append({**tariffs[2], "tariff_id": 9, "band": "evening", "band_start": "18:00", "band_end": "20:00"})
-    with pytest.raises(AmbiguousTariff, match=r"2024-06-01: .*plan FLEX at 18:00: peak at 0.3850 and evening at 0.3850"):
+    with pytest.raises(
+        AmbiguousTariff, match=r"2024-06-01: .*plan FLEX at 18:00: peak at 0.3850 and evening at 0.3850"
+    ):
         compute_bills(_flat_month("2024-06", tariffs), "2024-06", TZ, TAX)
 
 
 def test_a_day_with_two_standing_charges_is_a_clear_error():
     tariffs = _ev_plan("0.2750")
     tariffs[1]["standing_charge"] = Decimal("0.6000")
-    with pytest.raises(AmbiguousTariff, match=r"2024-06: .*plan FLEX on 2024-06-01 \(1 customer\(s\)\): "
-                                              r"0.5800 and 0.6000"):
+    with pytest.raises(
+        AmbiguousTariff,
+        match=r"2024-06: .*plan FLEX on 2024-06-01 \(1 customer\(s\)\): "
+        r"0.5800 and 0.6000",
+    ):
         compute_bills(_flat_month("2024-06", tariffs), "2024-06", TZ, TAX)

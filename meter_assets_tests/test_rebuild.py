@@ -15,7 +15,10 @@ DAY = dt.date(2024, 3, 31)
 
 
 def _contents(root: str) -> list[tuple]:
-    return query(f"SELECT * FROM read_parquet({table_files(root, READS_15MIN, DAY)}, hive_partitioning = false) ORDER BY meter_id, read_at")
+    return query(
+        f"SELECT * FROM read_parquet({table_files(root, READS_15MIN, DAY)}, hive_partitioning = false) "
+        "ORDER BY meter_id, read_at"
+    )
 
 
 def test_rebuilding_a_partition_gives_identical_data(after_release, tmp_path):
@@ -56,8 +59,12 @@ def test_interrupted_rebuild_leaves_the_previous_partition_whole(after_release, 
 
     monkeypatch.setattr(Lake, "publish", crash_before_commit)
     with pytest.raises(KeyboardInterrupt):
-        dg.materialize(daily_assets, partition_key=DAY.isoformat(), resources=resources_for(root),
-                       selection=["reads_15min", "reads_15min_quarantine"])
+        dg.materialize(
+            daily_assets,
+            partition_key=DAY.isoformat(),
+            resources=resources_for(root),
+            selection=["reads_15min", "reads_15min_quarantine"],
+        )
     monkeypatch.undo()
 
     assert lake.delta(READS_15MIN).version() == version_before

@@ -6,6 +6,7 @@ never read back from the report's own intermediate tables.
 """
 
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -61,8 +62,11 @@ def test_silent_meters_are_the_ones_the_simulator_took_offline_for_the_whole_day
     counts = {}
     for day in spring_days():
         start, end = utc_day_bounds(day, tz)
-        dead_all_day = {f["meter_id"] for f in faults(after_release, "missing")
-                        if json.loads(f["detail"])["reason"] == "dead" and f["read_at"] == start and f["read_until"] == end}
+        dead_all_day = {
+            f["meter_id"]
+            for f in faults(after_release, "missing")
+            if json.loads(f["detail"])["reason"] == "dead" and f["read_at"] == start and f["read_until"] == end
+        }
         silent = report(after_release, day)["silent_meters"]
         assert {m["meter_id"] for m in silent} == dead_all_day
         counts[day] = len(silent)
@@ -80,16 +84,20 @@ def test_silent_meters_are_the_ones_the_simulator_took_offline_for_the_whole_day
                 assert abs(float(meter["silent_hours"]) - (end - ended).total_seconds() / 3600) <= 0.05
             else:
                 assert meter["last_reading_at"] is None and meter["silent_hours"] is None
-        holders = {int(a["meter_id"]): int(a["customer_id"]) for a in reference(after_release, "meter_assignments")
-                   if dt.date.fromisoformat(a["valid_from"]) <= day
-                   and (not a["valid_to"] or day < dt.date.fromisoformat(a["valid_to"]))}
+        holders = {
+            int(a["meter_id"]): int(a["customer_id"])
+            for a in reference(after_release, "meter_assignments")
+            if dt.date.fromisoformat(a["valid_from"]) <= day
+            and (not a["valid_to"] or day < dt.date.fromisoformat(a["valid_to"]))
+        }
         regions = {int(m["meter_id"]): m["region"] for m in reference(after_release, "meters")}
         assert [(m["customer_id"], m["region"]) for m in silent] == [
-            (holders.get(m["meter_id"]), regions[m["meter_id"]]) for m in silent]
+            (holders.get(m["meter_id"]), regions[m["meter_id"]]) for m in silent
+        ]
     assert sum(counts.values()) > 0, "the simulated retailer has meters gone silent"
 
     days = spring_days()
-    for before, day in zip(days, days[1:]):
+    for before, day in itertools.pairwise(days):
         assert report(after_release, day)["summary"][0]["silent_meters_day_before"] == counts[before]
     assert report(after_release, days[0])["summary"][0]["silent_meters_day_before"] is None
 
@@ -106,8 +114,11 @@ def test_late_files_and_quarantine_are_the_simulators_faults(after_release):
         assert all(f["hours_late"] > 24 for f in tables["late_files"])
 
         # every damaged row once per copy of its file; the truncated file whole
-        expected_rows = sum(1 + resends[f["file_key"]] for f in faults(after_release, "malformed_row")
-                            if day_of_key(f["file_key"]) == day)
+        expected_rows = sum(
+            1 + resends[f["file_key"]]
+            for f in faults(after_release, "malformed_row")
+            if day_of_key(f["file_key"]) == day
+        )
         expected_files = sum(1 for f in faults(after_release, "truncated_file") if day_of_key(f["file_key"]) == day)
         summary = tables["summary"][0]
         assert (summary["quarantined_rows"], summary["quarantined_files"]) == (expected_rows, expected_files)
@@ -124,7 +135,10 @@ def test_interval_shares_and_arrival_delay(after_release, generated):
         summary = report(after_release, day)["summary"][0]
         flags = Counter(row["quality_flag"] for row in truth(generated, day))
         assert (summary["actual_intervals"], summary["estimated_intervals"], summary["missing_intervals"]) == (
-            flags["actual"], flags["estimated"], flags["missing"])
+            flags["actual"],
+            flags["estimated"],
+            flags["missing"],
+        )
         assert summary["intervals"] == sum(flags.values())
         assert summary["missing_share"] == pytest.approx(flags["missing"] / sum(flags.values()))
 
@@ -141,9 +155,12 @@ def test_region_totals_and_top_customers_from_the_readings(after_release):
     regions = {int(m["meter_id"]): m["region"] for m in reference(after_release, "meters")}
     customers = {int(c["customer_id"]): c for c in reference(after_release, "customers")}
     for day in spring_days():
-        holders = {int(a["meter_id"]): int(a["customer_id"]) for a in reference(after_release, "meter_assignments")
-                   if dt.date.fromisoformat(a["valid_from"]) <= day
-                   and (not a["valid_to"] or day < dt.date.fromisoformat(a["valid_to"]))}
+        holders = {
+            int(a["meter_id"]): int(a["customer_id"])
+            for a in reference(after_release, "meter_assignments")
+            if dt.date.fromisoformat(a["valid_from"]) <= day
+            and (not a["valid_to"] or day < dt.date.fromisoformat(a["valid_to"]))
+        }
         r = readings(after_release, day)
         by_meter = defaultdict(Decimal)
         for meter, kwh in zip(r["meter_id"], r["kwh"], strict=True):
@@ -161,7 +178,8 @@ def test_region_totals_and_top_customers_from_the_readings(after_release):
         assert sum(row["kwh"] for row in tables["region_energy"]) == tables["summary"][0]["kwh"]
         ranked = sorted(by_customer.items(), key=lambda item: (-item[1], item[0]))[:100]
         assert [(c["rank"], c["customer_id"], c["kwh"]) for c in tables["top_customers"]] == [
-            (i + 1, customer, kwh) for i, (customer, kwh) in enumerate(ranked)]
+            (i + 1, customer, kwh) for i, (customer, kwh) in enumerate(ranked)
+        ]
         assert all(c["region"] == customers[c["customer_id"]]["region"] for c in tables["top_customers"])
 
 
@@ -174,8 +192,9 @@ def test_change_on_a_week_earlier_and_the_silent_meter_warning(after_release, tm
     # the same weekday a week earlier: this day's rollup with every meter's use halved
     daily = pq.read_table(lake.files(READS_DAILY, day.isoformat())[0])
     halved = [None if v is None else (v / 2).quantize(Decimal("0.001")) for v in daily.column("kwh").to_pylist()]
-    earlier = daily.set_column(daily.schema.get_field_index("kwh"), "kwh",
-                               pa.array(halved, daily.schema.field("kwh").type))
+    earlier = daily.set_column(
+        daily.schema.get_field_index("kwh"), "kwh", pa.array(halved, daily.schema.field("kwh").type)
+    )
     build = lake.build(READS_DAILY, week_before)
     build.write_parquet("part-0000.parquet", earlier)
     lake.publish(build)
@@ -219,7 +238,9 @@ image.onload = () => {
   context.drawImage(image, 0, 0);
   const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
   let inked = 0;
-  for (let i = 0; i < pixels.length; i += 4) { if (pixels[i] < 200 || pixels[i + 1] < 200 || pixels[i + 2] < 200) inked++; }
+  for (let i = 0; i < pixels.length; i += 4) {
+    if (pixels[i] < 200 || pixels[i + 1] < 200 || pixels[i + 2] < 200) inked++;
+  }
   done([inked, canvas.width * canvas.height]);
 };
 image.onerror = () => done([-1, 0]);

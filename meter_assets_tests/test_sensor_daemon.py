@@ -8,7 +8,6 @@ import dagster as dg
 
 from meter_assets.config import settings
 from meter_assets.partitions import local_day_of
-
 from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.sql import parquet
@@ -16,7 +15,7 @@ from meter_assets.storage import Lake
 from meter_assets.tables import RAW_METER_FILES, READS_15MIN, READS_DAILY, READS_HOURLY, REPORT_TABLES
 
 from .conftest import materialize_days, query
-from .daemon_support import INTERVAL_S, start_daemon, stop, wait_for, dagster_home
+from .daemon_support import INTERVAL_S, dagster_home, start_daemon, stop, wait_for
 
 TABLES = (RAW_METER_FILES, READS_15MIN, READS_HOURLY, READS_DAILY)
 
@@ -24,7 +23,8 @@ TABLES = (RAW_METER_FILES, READS_15MIN, READS_HOURLY, READS_DAILY)
 def _snapshot(lake: Lake, days: list[dt.date]) -> dict:
     return {
         (table, day): (keys := lake.keys(table, day.isoformat()), [lake.read_bytes(k) for k in keys])
-        for table in TABLES for day in days
+        for table in TABLES
+        for day in days
     }
 
 
@@ -56,8 +56,13 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
     lake = Lake(lake_root)
     generate(lake, meters=120, start=start, days=len(days), seed=21, rates=rates, truth=True, log=lambda *_: None)
 
-    env = {**os.environ, "DAGSTER_HOME": str(home), "METER_LAKE": lake_root,
-           "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "METER_LAKE": lake_root,
+        "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
+        "PYTHONUNBUFFERED": "1",
+    }
     daemon_log = open(tmp_path / "daemon.log", "w")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialize_days(lake_root, days, instance=instance)
@@ -66,8 +71,15 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
 
         daemon = start_daemon(workspace, env, daemon_log)
         try:
-            wait_for(lambda: (s := _sensor_state(instance)) is not None and s.instigator_data
-                      and getattr(s.instigator_data, "cursor", None), 120, "the sensor's first tick")
+            wait_for(
+                lambda: (
+                    (s := _sensor_state(instance)) is not None
+                    and s.instigator_data
+                    and getattr(s.instigator_data, "cursor", None)
+                ),
+                120,
+                "the sensor's first tick",
+            )
             assert _sensor_runs(instance) == [], "the first tick records the lake without requesting runs"
 
             released = release_late(lake, today, dates=late_dates)

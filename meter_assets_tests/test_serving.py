@@ -34,31 +34,49 @@ def test_each_customer_sees_the_days_the_meter_was_theirs_at_their_tariff(tmp_pa
     for day in month_days(MONTH):
         dg.materialize([usage_serving], partition_key=day, resources=resources)
 
-    days = {c: [d.day for (d,) in _rows(pg_dsn, "SELECT local_date FROM serving.daily_usage WHERE customer_id = %s "
-                                                 "ORDER BY local_date", [c])]
-            for c in range(OFFSET, OFFSET + 4)}
+    days = {
+        c: [
+            d.day
+            for (d,) in _rows(
+                pg_dsn, "SELECT local_date FROM serving.daily_usage WHERE customer_id = %s ORDER BY local_date", [c]
+            )
+        ]
+        for c in range(OFFSET, OFFSET + 4)
+    }
     # meter 1 changes hands: the outgoing tenant until the 9th, nobody on the 10th, the incoming one from the 11th
-    assert days == {OFFSET: list(range(1, 10)), OFFSET + 1: list(range(11, 29)),
-                    OFFSET + 2: list(range(1, 29)), OFFSET + 3: list(range(1, 29))}
+    assert days == {
+        OFFSET: list(range(1, 10)),
+        OFFSET + 1: list(range(11, 29)),
+        OFFSET + 2: list(range(1, 29)),
+        OFFSET + 3: list(range(1, 29)),
+    }
 
     # the incoming tenant's use is exactly meter 1's readings from the 11th
     readings = parquet([f for day in month_days(MONTH)[10:] for f in lake.files(READS_15MIN, day)])
     ((meter_kwh,),) = query(f"SELECT sum(kwh) FROM {readings} WHERE meter_id = 1")
     assert _rows(pg_dsn, "SELECT sum(kwh) FROM serving.daily_usage WHERE customer_id = %s", [OFFSET + 1]) == [
-        (meter_kwh,)]
+        (meter_kwh,)
+    ]
 
     # a flat-rate customer's 2 February by hand: 0.2450 a kWh, 0.6050 a day, 5 % tax, rounded once
     day_files = parquet(lake.files(READS_15MIN, "2025-02-02"))
     ((kwh,),) = query(f"SELECT sum(kwh) FROM {day_files} WHERE meter_id = 3")
     expected = ((kwh * RATE + Decimal("0.6050")) * Decimal("1.05")).quantize(Decimal("0.01"), ROUND_HALF_UP)
-    assert _rows(pg_dsn, "SELECT kwh, cost FROM serving.daily_usage WHERE customer_id = %s AND local_date = %s",
-                 [OFFSET + 3, dt.date(2025, 2, 2)]) == [(kwh, expected)]
+    assert _rows(
+        pg_dsn,
+        "SELECT kwh, cost FROM serving.daily_usage WHERE customer_id = %s AND local_date = %s",
+        [OFFSET + 3, dt.date(2025, 2, 2)],
+    ) == [(kwh, expected)]
 
     # the month-to-date estimate is the month's days so far
-    estimate = _rows(pg_dsn, "SELECT period_start, through_date, days, kwh, cost FROM serving.bill_estimates "
-                             "WHERE customer_id = %s", [OFFSET + 2])
-    totals = _rows(pg_dsn, "SELECT count(*), sum(kwh), sum(cost) FROM serving.daily_usage WHERE customer_id = %s",
-                   [OFFSET + 2])
+    estimate = _rows(
+        pg_dsn,
+        "SELECT period_start, through_date, days, kwh, cost FROM serving.bill_estimates WHERE customer_id = %s",
+        [OFFSET + 2],
+    )
+    totals = _rows(
+        pg_dsn, "SELECT count(*), sum(kwh), sum(cost) FROM serving.daily_usage WHERE customer_id = %s", [OFFSET + 2]
+    )
     assert estimate == [(dt.date(2025, 2, 1), dt.date(2025, 2, 28), *totals[0])]
     assert _rows(pg_dsn, "SELECT count(*) FROM serving.refreshes") == [(28,)]
 
@@ -77,7 +95,8 @@ def test_a_refresh_replaces_its_day_in_one_transaction_and_prunes_the_window(tmp
             day = start + dt.timedelta(days=d)
             refresh_day(conn, day, _csv(tmp_path / f"{d}.csv", day, "1.000"), 3, now)
         assert _rows(pg_dsn, "SELECT min(local_date), max(local_date), count(*) FROM serving.daily_usage") == [
-            (dt.date(2025, 3, 1), dt.date(2025, 3, 4), 12)], "the window (2-4 March) and the month so far are kept"
+            (dt.date(2025, 3, 1), dt.date(2025, 3, 4), 12)
+        ], "the window (2-4 March) and the month so far are kept"
         assert _rows(pg_dsn, "SELECT min(local_date), count(*) FROM serving.refreshes") == [(dt.date(2025, 3, 1), 4)]
 
         # a day older than the window and the month is not loaded back; a day of the month is
@@ -92,19 +111,24 @@ def test_a_refresh_replaces_its_day_in_one_transaction_and_prunes_the_window(tmp
         seen = []
         with conn.transaction():
             refresh_day(conn, third, _csv(tmp_path / "new.csv", third, "2.500", customers=(1, 2)), 3, now)
-            reader = threading.Thread(target=lambda: seen.append(_rows(
-                pg_dsn, "SELECT count(*), sum(kwh) FROM serving.daily_usage WHERE local_date = %s", [third])))
+            reader = threading.Thread(
+                target=lambda: seen.append(
+                    _rows(pg_dsn, "SELECT count(*), sum(kwh) FROM serving.daily_usage WHERE local_date = %s", [third])
+                )
+            )
             reader.start()
             reader.join()
         assert seen == [[(3, Decimal("3.000"))]]
         assert _rows(pg_dsn, "SELECT count(*), sum(kwh) FROM serving.daily_usage WHERE local_date = %s", [third]) == [
-            (2, Decimal("5.000"))]
+            (2, Decimal("5.000"))
+        ]
 
     # the month-to-date estimates count every day of the month loaded (1 March too, though it
     # is outside the 3-day window), with the 3rd as reloaded: customer 3 is no longer in it that day
     march_4 = dt.date(2025, 3, 4)
-    assert _rows(pg_dsn, "SELECT customer_id, through_date, days, kwh, cost FROM serving.bill_estimates "
-                         "ORDER BY customer_id") == [
+    assert _rows(
+        pg_dsn, "SELECT customer_id, through_date, days, kwh, cost FROM serving.bill_estimates ORDER BY customer_id"
+    ) == [
         (1, march_4, 4, Decimal("5.500"), Decimal("4.00")),
         (2, march_4, 4, Decimal("5.500"), Decimal("4.00")),
         (3, march_4, 3, Decimal("3.000"), Decimal("3.00")),

@@ -6,10 +6,10 @@ import zlib
 import numpy as np
 import pytest
 
+from meter_assets.config import settings
 from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.retailer import hourly_temperature, interval_load_kwh, population
 from meter_assets.storage import Lake
-from meter_assets.config import settings
 
 from .conftest import FAULTY, faults
 
@@ -22,8 +22,16 @@ def _snapshot(root: str) -> dict[str, bytes]:
 def test_simulator_is_deterministic(tmp_path):
     first, second = str(tmp_path / "a"), str(tmp_path / "b")
     for root in (first, second):
-        generate(Lake(root), meters=120, start=dt.date(2024, 6, 1), days=2, seed=3, rates=FAULTY, truth=True,
-                 log=lambda *_: None)
+        generate(
+            Lake(root),
+            meters=120,
+            start=dt.date(2024, 6, 1),
+            days=2,
+            seed=3,
+            rates=FAULTY,
+            truth=True,
+            log=lambda *_: None,
+        )
     a, b = _snapshot(first), _snapshot(second)
     assert a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
@@ -36,8 +44,17 @@ def test_simulator_is_deterministic(tmp_path):
 
 def test_manifest_records_every_fault_kind(generated):
     lake = Lake(generated)
-    kinds = {"late_file", "resend", "correction", "estimated", "missing", "clock_drift", "malformed_row",
-             "truncated_file", "format_change"}
+    kinds = {
+        "late_file",
+        "resend",
+        "correction",
+        "estimated",
+        "missing",
+        "clock_drift",
+        "malformed_row",
+        "truncated_file",
+        "format_change",
+    }
     found = {kind: faults(generated, kind) for kind in kinds}
     assert {k for k, rows in found.items() if not rows} == set()
 
@@ -63,8 +80,11 @@ def test_malformed_rows_are_where_the_manifest_says(generated):
     lake = Lake(generated)
     for fault in faults(generated, "malformed_row"):
         key = fault["file_key"]
-        source = lake.read_bytes(key) if lake.exists(key) else lake.read_bytes(
-            next(o.key for o in lake.list("simulator/held/") if o.key.endswith(key)))
+        source = (
+            lake.read_bytes(key)
+            if lake.exists(key)
+            else lake.read_bytes(next(o.key for o in lake.list("simulator/held/") if o.key.endswith(key)))
+        )
         line = gzip.decompress(source).decode().split("\n")[fault["line"] - 1]
         assert str(fault["meter_id"]) in line or json.loads(fault["detail"])["variant"] == "cut_short"
 
@@ -94,7 +114,7 @@ def test_load_shapes_are_residential():
     assert 7 < np.median(daily[~pop.heating & ~pop.ev]) < 15
     assert np.median(daily[pop.heating]) > 2 * np.median(daily[~pop.heating & ~pop.ev])
     portfolio = load.sum(axis=0)
-    hours = (starts.astype("datetime64[h]").astype(int) % 24)  # UTC == local in January
+    hours = starts.astype("datetime64[h]").astype(int) % 24  # UTC == local in January
     evening = portfolio[(hours >= 17) & (hours < 20)].mean()
     night = portfolio[(hours >= 2) & (hours < 5)].mean()
     assert evening > 1.8 * night

@@ -35,6 +35,7 @@ def signed(claims: dict, secret: bytes = NEW, header: dict | None = None, algori
 
 def hand_made(header: dict, payload: dict, secret: bytes = NEW) -> str:
     """A token assembled by hand (JSON, base64url, HMAC-SHA256), whatever PyJWT would refuse to encode."""
+
     def part(value: dict) -> str:
         return jwt.utils.base64url_encode(json.dumps(value).encode()).decode()
 
@@ -52,8 +53,9 @@ def claims(**changes) -> dict:
 def test_a_token_names_its_customer_until_it_expires():
     token = mint(5000002, ttl_seconds=60, now=NOW, ring=RING)
     assert jwt.get_unverified_header(token)["kid"] == key_id(NEW)
-    assert jwt.decode(token, NEW, algorithms=["HS256"], audience="usage-api", options={"verify_exp": False, "verify_iat": False}) == {
-        "iss": "meter-assets", "aud": "usage-api", "sub": "5000002", "iat": NOW, "exp": NOW + 60}
+    assert jwt.decode(
+        token, NEW, algorithms=["HS256"], audience="usage-api", options={"verify_exp": False, "verify_iat": False}
+    ) == {"iss": "meter-assets", "aud": "usage-api", "sub": "5000002", "iat": NOW, "exp": NOW + 60}
     assert verify(token, now=NOW + 59, ring=RING) == 5000002
     with pytest.raises(InvalidToken, match="expired"):
         verify(token, now=NOW + 60, ring=RING)
@@ -104,8 +106,10 @@ HOSTILE = {
     "header a list": (hand_made([key_id(NEW)], claims()), "malformed token"),
     "claims a list": (hand_made({"alg": "HS256", "kid": key_id(NEW)}, [claims()]), "invalid claims"),
     "unknown key": (signed(claims(), secret=b"k" * 32), "unknown signing key"),
-    "forged with a known key id": (jwt.encode(claims(), b"f" * 32, algorithm="HS256",
-                                              headers={"kid": key_id(NEW)}), "bad signature"),
+    "forged with a known key id": (
+        jwt.encode(claims(), b"f" * 32, algorithm="HS256", headers={"kid": key_id(NEW)}),
+        "bad signature",
+    ),
     "alg none": (jwt.encode(claims(), None, algorithm="none", headers={"kid": key_id(NEW)}), "invalid claims"),
     "another algorithm": (signed(claims(), algorithm="HS512"), "invalid claims"),
     "sub 1e30": (signed(claims(sub=1e30)), "invalid claims"),
@@ -142,12 +146,27 @@ def test_every_hostile_token_is_refused_with_its_reason(case):
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(text=st.text(max_size=400), header=st.dictionaries(st.text(max_size=5), st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
-    max_leaves=6), max_size=4), payload=st.dictionaries(
-    st.sampled_from(["iss", "aud", "sub", "iat", "exp", "nbf", "x"]),
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12) | st.lists(st.integers(), max_size=2)))
+@given(
+    text=st.text(max_size=400),
+    header=st.dictionaries(
+        st.text(max_size=5),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+            max_leaves=6,
+        ),
+        max_size=4,
+    ),
+    payload=st.dictionaries(
+        st.sampled_from(["iss", "aud", "sub", "iat", "exp", "nbf", "x"]),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=12)
+        | st.lists(st.integers(), max_size=2),
+    ),
+)
 def test_no_token_raises_anything_but_invalid_token(text, header, payload):
     """Arbitrary text, and arbitrary claims and headers signed with the real key."""
     for token in (text, _signed_anything(payload, header)):

@@ -19,8 +19,16 @@ from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, 
 from meter_assets.rollups.assets import reads_daily
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake, Publication
-from meter_assets.tables import (ADJUSTMENTS_EXPORT, BILL_LINES_EXPORT, BILLS_EXPORT, CUSTOMERS, METER_ASSIGNMENTS,
-                                 READS_15MIN, READS_DAILY, TARIFFS)
+from meter_assets.tables import (
+    ADJUSTMENTS_EXPORT,
+    BILL_LINES_EXPORT,
+    BILLS_EXPORT,
+    CUSTOMERS,
+    METER_ASSIGNMENTS,
+    READS_15MIN,
+    READS_DAILY,
+    TARIFFS,
+)
 
 # the reference tables the pricing SQL reads, by the view name it uses
 PRICING_DIMENSIONS = {"assignments": METER_ASSIGNMENTS, "customers": CUSTOMERS, "tariffs": TARIFFS}
@@ -56,12 +64,11 @@ def month_is_complete(lake: Lake, month: str) -> bool:
             asset="bills",
             blocking=True,
             description="Billed kWh plus vacant premises' kWh equals the month's total in reads_daily, exactly; "
-                        "when it does not, nothing is written to the ledger.",
+            "when it does not, nothing is written to the ledger.",
         )
     ],
 )
-def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource,
-          postgres: PostgresResource):
+def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, postgres: PostgresResource):
     """Each customer's bill for the month, priced per quarter hour: drafts until issued, adjustments after."""
     s = settings()
     month = context.partition_key
@@ -77,8 +84,9 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
     began = time.perf_counter()
     with lake_duckdb(duckdb, store) as con:
         pricing_views(con, store)
-        usage = compute_bills(con, month, s.market_tz, s.tax_rate,
-                              readings_of=lambda day: parquet(readings[day.isoformat()]))
+        usage = compute_bills(
+            con, month, s.market_tz, s.tax_rate, readings_of=lambda day: parquet(readings[day.isoformat()])
+        )
         (rollup_kwh,) = con.execute(f"SELECT coalesce(sum(kwh), 0) FROM {parquet(rollups)}").fetchone()
     compute_seconds = time.perf_counter() - began
 
@@ -96,28 +104,47 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
         "pricing_rules": PRICING_RULES,
         "compute_seconds": round(compute_seconds, 2),
     }
-    check_metadata = {"billed_kwh": str(billed_kwh), "vacant_kwh": str(usage.vacant_kwh),
-                      "reads_daily_kwh": str(rollup_kwh)}
+    check_metadata = {
+        "billed_kwh": str(billed_kwh),
+        "vacant_kwh": str(usage.vacant_kwh),
+        "reads_daily_kwh": str(rollup_kwh),
+    }
     if not reconciled:
-        context.log.error(f"{month}: billed {billed_kwh} kWh + vacant {usage.vacant_kwh} kWh differs from "
-                          f"{rollup_kwh} kWh in reads_daily; the ledger was not written")
-    check = dg.AssetCheckResult(check_name="billed_kwh_reconciles_with_reads_daily", passed=bool(reconciled),
-                                metadata=check_metadata)
+        context.log.error(
+            f"{month}: billed {billed_kwh} kWh + vacant {usage.vacant_kwh} kWh differs from "
+            f"{rollup_kwh} kWh in reads_daily; the ledger was not written"
+        )
+    check = dg.AssetCheckResult(
+        check_name="billed_kwh_reconciles_with_reads_daily", passed=bool(reconciled), metadata=check_metadata
+    )
     written = {}
 
     def write_ledger():
         began = time.perf_counter()
         with postgres.connect() as conn:
-            written["outcome"] = record_month(conn, month, month_bills, s.currency, s.backbilling_months,
-                                              found_at=dt.datetime.now(dt.UTC), reads_version=curated.version)
+            written["outcome"] = record_month(
+                conn,
+                month,
+                month_bills,
+                s.currency,
+                s.backbilling_months,
+                found_at=dt.datetime.now(dt.UTC),
+                reads_version=curated.version,
+            )
         written["seconds"] = round(time.perf_counter() - began, 2)
         context.log.info(f"{month}: {written['outcome']}")
 
     gate = audit_and_publish(context, store, [], [check], publish=write_ledger)
-    yield from gate.results({"bills": {
-        **metadata, "reads_15min_version": curated.version, "reads_daily_version": daily.version,
-        **({"ledger_seconds": written["seconds"], **vars(written["outcome"])} if written else {}),
-    }})
+    yield from gate.results(
+        {
+            "bills": {
+                **metadata,
+                "reads_15min_version": curated.version,
+                "reads_daily_version": daily.version,
+                **({"ledger_seconds": written["seconds"], **vars(written["outcome"])} if written else {}),
+            }
+        }
+    )
 
 
 EXPORT_BILLS_SQL = """
@@ -197,22 +224,51 @@ COPY (
 
 EXPORT_TYPES = {
     BILLS_EXPORT: {
-        "bill_id": "VARCHAR", "customer_id": "INTEGER", "period_start": "DATE", "period_end": "DATE",
-        "measured_kwh": "DECIMAL(14, 3)", "estimated_kwh": "DECIMAL(14, 3)", "energy_charge": "DECIMAL(12, 2)",
-        "supply_days": "INTEGER", "standing_charge": "DECIMAL(12, 2)", "adjustments_carried": "DECIMAL(12, 2)",
-        "tax_rate": "DECIMAL(6, 4)", "tax": "DECIMAL(12, 2)", "total_due": "DECIMAL(12, 2)",
-        "is_estimated": "BOOLEAN", "currency": "VARCHAR", "issued_at": "TIMESTAMPTZ", "pricing_rules": "SMALLINT",
-        "energy_lines": "VARCHAR", "standing_lines": "VARCHAR", "inputs_fingerprint": "VARCHAR",
+        "bill_id": "VARCHAR",
+        "customer_id": "INTEGER",
+        "period_start": "DATE",
+        "period_end": "DATE",
+        "measured_kwh": "DECIMAL(14, 3)",
+        "estimated_kwh": "DECIMAL(14, 3)",
+        "energy_charge": "DECIMAL(12, 2)",
+        "supply_days": "INTEGER",
+        "standing_charge": "DECIMAL(12, 2)",
+        "adjustments_carried": "DECIMAL(12, 2)",
+        "tax_rate": "DECIMAL(6, 4)",
+        "tax": "DECIMAL(12, 2)",
+        "total_due": "DECIMAL(12, 2)",
+        "is_estimated": "BOOLEAN",
+        "currency": "VARCHAR",
+        "issued_at": "TIMESTAMPTZ",
+        "pricing_rules": "SMALLINT",
+        "energy_lines": "VARCHAR",
+        "standing_lines": "VARCHAR",
+        "inputs_fingerprint": "VARCHAR",
     },
     BILL_LINES_EXPORT: {
-        "bill_id": "VARCHAR", "customer_id": "INTEGER", "line_no": "INTEGER", "kind": "VARCHAR", "band": "VARCHAR",
-        "rate": "DECIMAL(10, 4)", "measured_kwh": "DECIMAL(14, 3)", "estimated_kwh": "DECIMAL(14, 3)",
-        "kwh": "DECIMAL(14, 3)", "days": "INTEGER", "amount": "DECIMAL(12, 2)",
+        "bill_id": "VARCHAR",
+        "customer_id": "INTEGER",
+        "line_no": "INTEGER",
+        "kind": "VARCHAR",
+        "band": "VARCHAR",
+        "rate": "DECIMAL(10, 4)",
+        "measured_kwh": "DECIMAL(14, 3)",
+        "estimated_kwh": "DECIMAL(14, 3)",
+        "kwh": "DECIMAL(14, 3)",
+        "days": "INTEGER",
+        "amount": "DECIMAL(12, 2)",
     },
     ADJUSTMENTS_EXPORT: {
-        "adjustment_id": "BIGINT", "bill_id": "VARCHAR", "customer_id": "INTEGER", "sequence": "INTEGER",
-        "delta_kwh": "DECIMAL(14, 3)", "delta_amount": "DECIMAL(12, 2)", "charged_amount": "DECIMAL(12, 2)",
-        "reason": "VARCHAR", "changed_partitions": "VARCHAR", "found_at": "TIMESTAMPTZ",
+        "adjustment_id": "BIGINT",
+        "bill_id": "VARCHAR",
+        "customer_id": "INTEGER",
+        "sequence": "INTEGER",
+        "delta_kwh": "DECIMAL(14, 3)",
+        "delta_amount": "DECIMAL(12, 2)",
+        "charged_amount": "DECIMAL(12, 2)",
+        "reason": "VARCHAR",
+        "changed_partitions": "VARCHAR",
+        "found_at": "TIMESTAMPTZ",
         "carried_on_bill_id": "VARCHAR",
     },
 }
@@ -222,40 +278,60 @@ def export_month(conn, con, store: Lake, month: str, scratch: str) -> list[Publi
     """The month's issued bills, their lines and the adjustments they carry, as Delta tables for invoicing."""
     start, _ = month_bounds(month)
     builds = []
-    exports = ((BILLS_EXPORT, EXPORT_BILLS_SQL), (BILL_LINES_EXPORT, EXPORT_BILL_LINES_SQL),
-               (ADJUSTMENTS_EXPORT, EXPORT_ADJUSTMENTS_SQL))
+    exports = (
+        (BILLS_EXPORT, EXPORT_BILLS_SQL),
+        (BILL_LINES_EXPORT, EXPORT_BILL_LINES_SQL),
+        (ADJUSTMENTS_EXPORT, EXPORT_ADJUSTMENTS_SQL),
+    )
     for table, sql in exports:
         csv_path = os.path.join(scratch, f"{os.path.basename(table.path)}.csv")
         with open(csv_path, "wb") as out, conn.cursor().copy(sql, [start]) as copy:
             for chunk in copy:
                 out.write(chunk)
         columns = EXPORT_TYPES[table]
-        source = (f"read_csv('{csv_path}', header = true, auto_detect = false, "
-                  f"columns = {{{', '.join(f'{c!r}: {t!r}' for c, t in columns.items())}}})")
+        source = (
+            f"read_csv('{csv_path}', header = true, auto_detect = false, "
+            f"columns = {{{', '.join(f'{c!r}: {t!r}' for c, t in columns.items())}}})"
+        )
         builds.append(store.build(table, month, same_as=builds[0] if builds else None))
-        con.execute(f"COPY (SELECT * FROM {source}) TO '{builds[-1].uri('part-0000.parquet')}' "
-                    "(FORMAT parquet, COMPRESSION zstd)")
+        con.execute(
+            f"COPY (SELECT * FROM {source}) TO '{builds[-1].uri('part-0000.parquet')}' "
+            "(FORMAT parquet, COMPRESSION zstd)"
+        )
     # the ledger is sealed already: its export has nothing left to check
     return [store.publish(build) for build in builds]
 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(BILLS_EXPORT.asset, deps=[bills], kinds={"postgres", "delta"},
-                     description="The month's bills sealed for sending, carrying open adjustments, exported for "
-                                 "the invoicing system."),
-        dg.AssetSpec(BILL_LINES_EXPORT.asset, deps=[BILLS_EXPORT.asset], kinds={"delta"},
-                     description="Every line of the month's issued bills: energy per band and rate, standing "
-                                 "charge per daily rate."),
-        dg.AssetSpec(ADJUSTMENTS_EXPORT.asset, deps=[BILLS_EXPORT.asset], kinds={"delta"},
-                     description="Adjustments to issued bills (late or corrected readings, changed supply), "
-                                 "with the bill that carries each."),
+        dg.AssetSpec(
+            BILLS_EXPORT.asset,
+            deps=[bills],
+            kinds={"postgres", "delta"},
+            description="The month's bills sealed for sending, carrying open adjustments, exported for "
+            "the invoicing system.",
+        ),
+        dg.AssetSpec(
+            BILL_LINES_EXPORT.asset,
+            deps=[BILLS_EXPORT.asset],
+            kinds={"delta"},
+            description="Every line of the month's issued bills: energy per band and rate, standing "
+            "charge per daily rate.",
+        ),
+        dg.AssetSpec(
+            ADJUSTMENTS_EXPORT.asset,
+            deps=[BILLS_EXPORT.asset],
+            kinds={"delta"},
+            description="Adjustments to issued bills (late or corrected readings, changed supply), "
+            "with the bill that carries each.",
+        ),
     ],
     partitions_def=monthly_partitions,
     group_name="billing",
 )
-def issued_bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource,
-                 postgres: PostgresResource):
+def issued_bills(
+    context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, postgres: PostgresResource
+):
     """Seal the month's bills and export them, their lines and adjustments."""
     month = context.partition_key
     store = lake.lake()
@@ -269,18 +345,26 @@ def issued_bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: 
             exported = export_month(conn, con, store, month, scratch)
     context.log.info(f"{month}: {issued}")
     bills_export, lines_export, adjustments_export = exported
-    yield dg.MaterializeResult(asset_key=BILLS_EXPORT.asset, metadata={
-        **vars(issued),
-        "issue_seconds": round(issue_seconds, 2),
-        "export_seconds": round(time.perf_counter() - began - issue_seconds, 2),
-        "rows": bills_export.rows,
-        "path": dg.MetadataValue.path(store.uri(BILLS_EXPORT.folder(month))),
-        **bills_export.metadata(),
-    })
+    yield dg.MaterializeResult(
+        asset_key=BILLS_EXPORT.asset,
+        metadata={
+            **vars(issued),
+            "issue_seconds": round(issue_seconds, 2),
+            "export_seconds": round(time.perf_counter() - began - issue_seconds, 2),
+            "rows": bills_export.rows,
+            "path": dg.MetadataValue.path(store.uri(BILLS_EXPORT.folder(month))),
+            **bills_export.metadata(),
+        },
+    )
     for published in (lines_export, adjustments_export):
-        yield dg.MaterializeResult(asset_key=published.table.asset, metadata={
-            "rows": published.rows, "path": dg.MetadataValue.path(store.uri(published.table.folder(month))),
-            **published.metadata()})
+        yield dg.MaterializeResult(
+            asset_key=published.table.asset,
+            metadata={
+                "rows": published.rows,
+                "path": dg.MetadataValue.path(store.uri(published.table.folder(month))),
+                **published.metadata(),
+            },
+        )
 
 
 billing_assets = [bills, issued_bills]

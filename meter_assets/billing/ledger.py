@@ -20,9 +20,26 @@ from meter_assets.billing.pricing import PRICING_RULES, PRICING_RULES_CHANGES, B
 MONTH_LOCK_BASE = 7_300_000_000
 
 COLUMNS = (
-    "bill_id", "customer_id", "period_start", "period_end", "measured_kwh", "estimated_kwh", "energy_lines",
-    "energy_charge", "supply_days", "standing_lines", "standing_charge", "tax_rate", "tax", "total_due",
-    "is_estimated", "currency", "inputs_fingerprint", "daily_wh", "pricing_rules", "reads_version",
+    "bill_id",
+    "customer_id",
+    "period_start",
+    "period_end",
+    "measured_kwh",
+    "estimated_kwh",
+    "energy_lines",
+    "energy_charge",
+    "supply_days",
+    "standing_lines",
+    "standing_charge",
+    "tax_rate",
+    "tax",
+    "total_due",
+    "is_estimated",
+    "currency",
+    "inputs_fingerprint",
+    "daily_wh",
+    "pricing_rules",
+    "reads_version",
 )
 
 INCOMING_SQL = """
@@ -134,7 +151,8 @@ SELECT
         END,
         CASE WHEN rules_revised THEN %(rules_change)s END,
         CASE WHEN NOT recoverable
-             THEN format('undercharge older than the %%s-month back-billing limit: not recovered', %(backbilling_months)s)
+             THEN format('undercharge older than the %%s-month back-billing limit: not recovered',
+                         %(backbilling_months)s)
         END),
     changed_partitions,
     new_fingerprint,
@@ -223,11 +241,25 @@ def copy_line(bill: Bill, start: dt.date, end: dt.date, currency: str, reads_ver
     energy, standing = bill.energy_charge, bill.standing_charge
     tax = bill.tax_on(energy + standing)
     fields = (
-        bill.bill_id, str(bill.customer_id), start.isoformat(), end.isoformat(), str(bill.measured_kwh),
-        str(bill.estimated_kwh), _copy_text(bill.energy_lines_json()), str(energy), str(bill.supply_days),
-        _copy_text(bill.standing_lines_json()), str(standing), str(bill.tax_rate), str(tax),
-        str(energy + standing + tax), "t" if bill.is_estimated else "f", _copy_text(currency), bill.fingerprint,
-        "{" + ",".join(map(str, bill.daily_wh)) + "}", str(bill.pricing_rules),
+        bill.bill_id,
+        str(bill.customer_id),
+        start.isoformat(),
+        end.isoformat(),
+        str(bill.measured_kwh),
+        str(bill.estimated_kwh),
+        _copy_text(bill.energy_lines_json()),
+        str(energy),
+        str(bill.supply_days),
+        _copy_text(bill.standing_lines_json()),
+        str(standing),
+        str(bill.tax_rate),
+        str(tax),
+        str(energy + standing + tax),
+        "t" if bill.is_estimated else "f",
+        _copy_text(currency),
+        bill.fingerprint,
+        "{" + ",".join(map(str, bill.daily_wh)) + "}",
+        str(bill.pricing_rules),
         "\\N" if reads_version is None else str(reads_version),
     )
     return "\t".join(fields) + "\n"
@@ -247,8 +279,15 @@ def is_issued(conn: psycopg.Connection, month: str) -> bool:
     return issued
 
 
-def record_month(conn: psycopg.Connection, month: str, bills: list[Bill], currency: str, backbilling_months: int,
-                 found_at: dt.datetime, reads_version: int | None = None) -> MonthWrite:
+def record_month(
+    conn: psycopg.Connection,
+    month: str,
+    bills: list[Bill],
+    currency: str,
+    backbilling_months: int,
+    found_at: dt.datetime,
+    reads_version: int | None = None,
+) -> MonthWrite:
     """Merge a month's freshly computed bills into the ledger.
 
     Drafts are written or replaced where their inputs changed; issued bills stay sealed and
@@ -268,15 +307,18 @@ def record_month(conn: psycopg.Connection, month: str, bills: list[Bill], curren
         replaced = conn.execute(REPLACE_CHANGED_DRAFTS_SQL).rowcount
         written = conn.execute(INSERT_DRAFTS_SQL).rowcount
         removed = conn.execute(REMOVE_STALE_DRAFTS_SQL, {"period_start": start}).rowcount
-        adjustments = conn.execute(ADJUSTMENTS_SQL, {
-            "period_start": start,
-            "found_on": found_at.date(),
-            "found_at": found_at,
-            "backbilling_months": backbilling_months,
-            "pricing_rules": PRICING_RULES,
-            "rules_change": PRICING_RULES_CHANGES[PRICING_RULES],
-            "reads_version": reads_version,
-        }).fetchall()
+        adjustments = conn.execute(
+            ADJUSTMENTS_SQL,
+            {
+                "period_start": start,
+                "found_on": found_at.date(),
+                "found_at": found_at,
+                "backbilling_months": backbilling_months,
+                "pricing_rules": PRICING_RULES,
+                "rules_change": PRICING_RULES_CHANGES[PRICING_RULES],
+                "reads_version": reads_version,
+            },
+        ).fetchall()
         issued = is_issued(conn, month)
     return MonthWrite(
         drafts_new=written - replaced,

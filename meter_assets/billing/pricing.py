@@ -29,7 +29,7 @@ PENNY = Decimal("0.01")
 PRICING_RULES = 2
 PRICING_RULES_CHANGES = {
     2: "billing rules revised: one energy line per band and unit rate, each rounded once "
-       "(was one line per tariff row); standing charge once a day per account",
+    "(was one line per tariff row); standing charge once a day per account",
 }
 
 # Plans by a small integer, so the per-reading joins compare integers, not strings.
@@ -187,7 +187,8 @@ VACANT_KWH_SQL = "SELECT coalesce(sum(measured_kwh + estimated_kwh), 0) FROM usa
 SUPPLY_DAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE supply_days AS
 WITH local_days AS (
-    SELECT CAST(unnest(generate_series($month_start, $month_end - INTERVAL 1 DAY, INTERVAL 1 DAY)) AS DATE) AS local_date
+    SELECT CAST(unnest(generate_series($month_start, $month_end - INTERVAL 1 DAY, INTERVAL 1 DAY)) AS DATE)
+           AS local_date
 ),
 supplied AS (
     SELECT DISTINCT assignments.customer_id, customers.plan_id, local_days.local_date
@@ -258,9 +259,11 @@ class EnergyLine:
 
     def as_json(self) -> str:
         # numbers, not strings: PostgreSQL's jsonb keeps them as exact numerics
-        return (f'{{"band": {json.dumps(self.band)}, "unit_rate": {self.unit_rate}, '
-                f'"measured_kwh": {self.measured_kwh}, "estimated_kwh": {self.estimated_kwh}, '
-                f'"kwh": {self.kwh}, "amount": {self.amount}}}')
+        return (
+            f'{{"band": {json.dumps(self.band)}, "unit_rate": {self.unit_rate}, '
+            f'"measured_kwh": {self.measured_kwh}, "estimated_kwh": {self.estimated_kwh}, '
+            f'"kwh": {self.kwh}, "amount": {self.amount}}}'
+        )
 
 
 @dataclass
@@ -398,8 +401,10 @@ def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: s
     ambiguous = con.execute(AMBIGUOUS_PRICES_SQL).fetchall()
     if ambiguous:
         examples = "; ".join(f"plan {plan} at {clock}: {prices}" for plan, clock, prices in ambiguous)
-        raise AmbiguousTariff(f"{day}: tariff rows in force give one quarter hour two prices "
-                              f"(overlapping bands in the tariffs export): {examples}")
+        raise AmbiguousTariff(
+            f"{day}: tariff rows in force give one quarter hour two prices "
+            f"(overlapping bands in the tariffs export): {examples}"
+        )
     con.execute(DAY_USAGE_SQL.format(readings=readings), params)
 
 
@@ -419,10 +424,12 @@ def supply_days(con: duckdb.DuckDBPyConnection, first_day: dt.date, end_day: dt.
     con.execute(SUPPLY_DAYS_SQL, {"month_start": first_day, "month_end": end_day})
     unclear = con.execute(UNCLEAR_STANDING_SQL).fetchall()
     if unclear:
-        examples = "; ".join(f"plan {plan} on {day} ({customers} customer(s)): {charges}"
-                             for plan, day, customers, charges in unclear)
-        raise AmbiguousTariff(f"{what}: supplied days need exactly one standing charge in the tariffs "
-                              f"export: {examples}")
+        examples = "; ".join(
+            f"plan {plan} on {day} ({customers} customer(s)): {charges}" for plan, day, customers, charges in unclear
+        )
+        raise AmbiguousTariff(
+            f"{what}: supplied days need exactly one standing charge in the tariffs export: {examples}"
+        )
 
 
 def standing_lines(con: duckdb.DuckDBPyConnection, month: str) -> list[tuple[int, str, int]]:
@@ -470,12 +477,14 @@ def compute_bills(
         bill_for(customer_id).standing.append(StandingLine(daily_rate=Decimal(rate), days=days))
     for customer_id, band, rate, measured, estimated in con.execute(ENERGY_LINES_SQL).fetchall():
         bill_for(customer_id).energy.append(
-            EnergyLine(band=band, unit_rate=Decimal(rate), measured_kwh=Decimal(measured),
-                       estimated_kwh=Decimal(estimated))
+            EnergyLine(
+                band=band, unit_rate=Decimal(rate), measured_kwh=Decimal(measured), estimated_kwh=Decimal(estimated)
+            )
         )
     days_in_month = (end - start).days
     daily_sql = DAILY_WH_SQL.format(
-        days=", ".join(f"coalesce(sum(wh) FILTER (WHERE day_of_month = {d}), 0)" for d in range(days_in_month)))
+        days=", ".join(f"coalesce(sum(wh) FILTER (WHERE day_of_month = {d}), 0)" for d in range(days_in_month))
+    )
     for customer_id, daily in con.execute(daily_sql, {"month_start": start}).fetchall():
         bill_for(customer_id).daily_wh = json.loads(daily)
     for bill in bills.values():

@@ -10,7 +10,7 @@ issue_bills_schedule = dg.build_schedule_from_partitioned_job(
     issue_bills_job,
     name="issue_bills_schedule",
     description=f"Issues last month's bills {settings().billing_grace_days} days after it closes "
-                "(METER_BILLING_GRACE_DAYS), so late files for the month land in the bills, not in adjustments.",
+    "(METER_BILLING_GRACE_DAYS), so late files for the month land in the bills, not in adjustments.",
     day_of_month=1 + settings().billing_grace_days,
     hour_of_day=6,
     default_status=dg.DefaultScheduleStatus.RUNNING,

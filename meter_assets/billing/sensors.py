@@ -22,7 +22,7 @@ WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
     minimum_interval_seconds=settings().sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="After a day's readings are (re)built, recomputes its month's bills once the month has ended: "
-                "the drafts change, or an issued month gets adjustment rows.",
+    "the drafts change, or an issued month gets adjustment rows.",
 )
 def rebuilt_day_bills_sensor(context: dg.RunStatusSensorContext, lake: LakeResource):
     day = context.dagster_run.tags.get("dagster/partition")
@@ -42,6 +42,5 @@ def rebuilt_day_bills_sensor(context: dg.RunStatusSensorContext, lake: LakeResou
     return dg.RunRequest(
         run_key=f"{month}:{context.dagster_run.run_id}",
         partition_key=month,
-        tags={"meter/trigger": "rebuilt_day", "meter/rebuilt_day": day,
-              "meter/after_run": context.dagster_run.run_id},
+        tags={"meter/trigger": "rebuilt_day", "meter/rebuilt_day": day, "meter/after_run": context.dagster_run.run_id},
     )

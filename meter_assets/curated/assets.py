@@ -1,7 +1,6 @@
 """`reads_15min`: the curated quarter-hour readings every later product is built on, and
 `reads_15min_quarantine`: every row and file set aside on the way, with its reason."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -19,12 +18,22 @@ READS_15MIN_KEY = dg.AssetKey(READS_15MIN.asset)
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(READS_15MIN.asset, deps=[raw_meter_files, meters], kinds={"duckdb", "delta"}, skippable=True,
-                     description="One trusted reading per meter and quarter hour, in UTC kWh, late fixes applied "
-                                 "and gaps flagged."),
-        dg.AssetSpec(QUARANTINE.asset, deps=[raw_meter_files, meters], kinds={"duckdb", "delta"}, skippable=True,
-                     description="Every raw row and file kept out of reads_15min, with the reason, for the "
-                                 "head-end team to fix at the source."),
+        dg.AssetSpec(
+            READS_15MIN.asset,
+            deps=[raw_meter_files, meters],
+            kinds={"duckdb", "delta"},
+            skippable=True,
+            description="One trusted reading per meter and quarter hour, in UTC kWh, late fixes applied "
+            "and gaps flagged.",
+        ),
+        dg.AssetSpec(
+            QUARANTINE.asset,
+            deps=[raw_meter_files, meters],
+            kinds={"duckdb", "delta"},
+            skippable=True,
+            description="Every raw row and file kept out of reads_15min, with the reason, for the "
+            "head-end team to fix at the source.",
+        ),
     ],
     partitions_def=daily_partitions,
     group_name="curated",
@@ -42,28 +51,38 @@ def curated_readings(context: dg.AssetExecutionContext, lake: LakeResource, duck
     curated = store.build(READS_15MIN, partition)
     quarantine = store.build(QUARANTINE, partition, same_as=curated)
     with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
-        result = curate_day(con, day, inventory, store.uri, meter_files, curated_uri=curated.uri,
-                            quarantine_uri=quarantine.uri("part-0000.parquet"), scratch=scratch)
+        result = curate_day(
+            con,
+            day,
+            inventory,
+            store.uri,
+            meter_files,
+            curated_uri=curated.uri,
+            quarantine_uri=quarantine.uri("part-0000.parquet"),
+            scratch=scratch,
+        )
         day_start, day_end = local_day_bounds(day)
         checks = curated_checks(con, result.files, result, intervals_in_day(day), day_start, day_end)
     # the quarantine first: whoever reads a day's readings finds its quarantine already there
     gate = audit_and_publish(context, store, [quarantine, curated], checks)
-    yield from gate.results({
-        READS_15MIN.asset: {
-            "rows": result.rows,
-            "intervals_in_day": intervals_in_day(day),
-            "actual": result.by_flag.get("actual", 0),
-            "estimated": result.by_flag.get("estimated", 0),
-            "missing": result.by_flag.get("missing", 0),
-            "rows_read": result.staged_rows,
-            "duplicates_collapsed": result.duplicate_rows,
-            "corrections_applied": result.corrected_rows,
-            "clock_corrected_rows": result.clock_corrected_rows,
-            "path": dg.MetadataValue.path(store.uri(READS_15MIN.folder(partition))),
-        },
-        QUARANTINE.asset: {
-            "quarantined_rows": result.quarantined_rows,
-            "quarantined_files": result.quarantined_files,
-            "path": dg.MetadataValue.path(store.uri(QUARANTINE.folder(partition))),
-        },
-    })
+    yield from gate.results(
+        {
+            READS_15MIN.asset: {
+                "rows": result.rows,
+                "intervals_in_day": intervals_in_day(day),
+                "actual": result.by_flag.get("actual", 0),
+                "estimated": result.by_flag.get("estimated", 0),
+                "missing": result.by_flag.get("missing", 0),
+                "rows_read": result.staged_rows,
+                "duplicates_collapsed": result.duplicate_rows,
+                "corrections_applied": result.corrected_rows,
+                "clock_corrected_rows": result.clock_corrected_rows,
+                "path": dg.MetadataValue.path(store.uri(READS_15MIN.folder(partition))),
+            },
+            QUARANTINE.asset: {
+                "quarantined_rows": result.quarantined_rows,
+                "quarantined_files": result.quarantined_files,
+                "path": dg.MetadataValue.path(store.uri(QUARANTINE.folder(partition))),
+            },
+        }
+    )

@@ -21,7 +21,9 @@ CHECK_SPECS = [dg.AssetCheckSpec(name, asset="reads_15min", blocking=True) for n
 ]
 
 
-def curated_checks(con, files: list[str], result: CurationResult, intervals: int, day_start, day_end) -> list[dg.AssetCheckResult]:
+def curated_checks(
+    con, files: list[str], result: CurationResult, intervals: int, day_start, day_end
+) -> list[dg.AssetCheckResult]:
     s = settings()
     source = parquet(files)
     totals = con.execute(
@@ -73,7 +75,10 @@ def curated_checks(con, files: list[str], result: CurationResult, intervals: int
             asset_key="reads_15min",
             check_name="one_row_per_meter_interval",
             passed=duplicate_rows == 0,
-            metadata={"duplicate_rows": int(duplicate_rows), "first_meters": dg.MetadataValue.json(duplicated_meters or [])},
+            metadata={
+                "duplicate_rows": int(duplicate_rows),
+                "first_meters": dg.MetadataValue.json(duplicated_meters or []),
+            },
         ),
         dg.AssetCheckResult(
             asset_key="reads_15min",

@@ -107,17 +107,24 @@ FROM (
         *,
         CASE
             WHEN fields IS NULL                THEN 'not valid JSON'
-            WHEN meter_id IS NULL              THEN 'meter_id: ' || coalesce('not an integer: ' || fields.meter_id, 'missing')
+            WHEN meter_id IS NULL              THEN 'meter_id: '
+                || coalesce('not an integer: ' || fields.meter_id, 'missing')
             WHEN NOT ({known_meter})           THEN 'meter_id: unknown meter ' || meter_id
-            WHEN device_read_at IS NULL        THEN 'interval_start: ' || coalesce('not an ISO 8601 UTC time: ' || fields.interval_start, 'missing')
+            WHEN device_read_at IS NULL        THEN 'interval_start: '
+                || coalesce('not an ISO 8601 UTC time: ' || fields.interval_start, 'missing')
             WHEN energy IS NULL                THEN 'energy: ' || coalesce('not a number: ' || fields.energy, 'missing')
             WHEN {whole_check}                 THEN 'energy: not a whole number of Wh: ' || fields.energy
             WHEN kwh < 0                       THEN 'energy: negative reading ' || kwh || ' kWh'
-            WHEN kwh > $max_kwh                THEN 'energy: ' || kwh || ' kWh in 15 minutes is more than a residential supply can draw'
-            WHEN quality_flag IS NULL          THEN 'quality: ' || coalesce('unknown code ' || fields.quality, 'missing')
-            WHEN version IS NULL               THEN 'version: ' || coalesce('not a whole number from 0 to 32767: ' || fields.version, 'missing')
-            WHEN meter_clock IS NULL           THEN 'meter_clock: ' || coalesce('not an ISO 8601 UTC time: ' || fields.meter_clock, 'missing')
-            WHEN received_at IS NULL           THEN 'received_at: ' || coalesce('not an ISO 8601 UTC time: ' || fields.received_at, 'missing')
+            WHEN kwh > $max_kwh                THEN 'energy: ' || kwh
+                                                    || ' kWh in 15 minutes is more than a residential supply can draw'
+            WHEN quality_flag IS NULL          THEN 'quality: '
+                || coalesce('unknown code ' || fields.quality, 'missing')
+            WHEN version IS NULL               THEN 'version: '
+                || coalesce('not a whole number from 0 to 32767: ' || fields.version, 'missing')
+            WHEN meter_clock IS NULL           THEN 'meter_clock: '
+                || coalesce('not an ISO 8601 UTC time: ' || fields.meter_clock, 'missing')
+            WHEN received_at IS NULL           THEN 'received_at: '
+                || coalesce('not an ISO 8601 UTC time: ' || fields.received_at, 'missing')
             WHEN received_at > source_arrived_at + to_seconds($receive_tolerance)
                                                THEN 'received_at: ' || received_at || ' is after the file landed ('
                                                     || source_arrived_at || ')'
@@ -324,17 +331,31 @@ def _source(contract: Contract, uris: list[str]) -> str:
     if contract.format == "csv":
         columns = "{" + ", ".join(f"'{f}': 'VARCHAR'" for f in contract.fields) + "}"
         return CSV_SOURCE.format(
-            uris=sql_list(uris), columns=columns, meter_id=contract.meter_id,
-            interval_start=contract.interval_start, energy=contract.energy, quality=contract.quality,
-            version=contract.version, meter_clock=contract.meter_clock, received_at=contract.received_at,
+            uris=sql_list(uris),
+            columns=columns,
+            meter_id=contract.meter_id,
+            interval_start=contract.interval_start,
+            energy=contract.energy,
+            quality=contract.quality,
+            version=contract.version,
+            meter_clock=contract.meter_clock,
+            received_at=contract.received_at,
             max_line_bytes=MAX_LINE_BYTES,
         )
     paths = sql_list([f"$.{f}" for f in contract.fields])
     return JSONL_SOURCE.format(uris=sql_list(uris), paths=paths, max_line_bytes=MAX_LINE_BYTES)
 
 
-def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table, lake_uri, meters_uris: list[str],
-               curated_uri: Callable[[str], str], quarantine_uri: str, scratch: str) -> CurationResult:
+def curate_day(
+    con: duckdb.DuckDBPyConnection,
+    day: dt.date,
+    inventory: pa.Table,
+    lake_uri,
+    meters_uris: list[str],
+    curated_uri: Callable[[str], str],
+    quarantine_uri: str,
+    scratch: str,
+) -> CurationResult:
     """Stage, quarantine and curate one local day: curated Parquet files where `curated_uri`
     puts a file name, quarantined rows in the file `quarantine_uri`.
 
@@ -348,7 +369,9 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
     if "longest_line_bytes" not in inventory.column_names:  # an inventory written before it was kept
         inventory = inventory.append_column("longest_line_bytes", pa.nulls(inventory.num_rows, pa.int64()))
     files = inventory.append_column("file_id", pa.array(range(inventory.num_rows), pa.int32()))
-    files = files.append_column("uri", pa.array([lake_uri(k) for k in files.column("file_key").to_pylist()], pa.string()))
+    files = files.append_column(
+        "uri", pa.array([lake_uri(k) for k in files.column("file_key").to_pylist()], pa.string())
+    )
     con.register("files", files)
     meters = parquet(meters_uris)
     con.execute(
@@ -370,7 +393,9 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
     unreadable: dict[str, str] = {}
     for name in sorted(set(ok.column("contract").to_pylist())):
         contract = BY_NAME[name]
-        uris = [u for u, c in zip(ok.column("uri").to_pylist(), ok.column("contract").to_pylist()) if c == name]
+        uris = [
+            u for u, c in zip(ok.column("uri").to_pylist(), ok.column("contract").to_pylist(), strict=True) if c == name
+        ]
         params = {
             "actual": contract.actual_code,
             "estimated": contract.estimated_code,
@@ -412,8 +437,10 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
     # The dedupe is a hash aggregate over every meter and interval; in meter ranges it stays
     # small, and ranges written in order keep the day sorted by meter across files. Only ranges
     # that hold a meter: ids may be sparse, and a quarantined row's id is not a meter's.
-    ranges = [low for (low,) in con.execute(
-        """
+    ranges = [
+        low
+        for (low,) in con.execute(
+            """
         WITH ids AS (
             SELECT meter_id FROM staged WHERE reason IS NULL UNION ALL SELECT meter_id FROM expected_meters
         )
@@ -421,15 +448,22 @@ def curate_day(con: duckdb.DuckDBPyConnection, day: dt.date, inventory: pa.Table
         FROM ids, (SELECT min(meter_id) AS first FROM ids)
         ORDER BY low
         """,
-        {"chunk": CHUNK_METERS},
-    ).fetchall()]
+            {"chunk": CHUNK_METERS},
+        ).fetchall()
+    ]
     curated_parts = []
     for part, low in enumerate(ranges or [0]):
         curated_parts.append(curated_uri(f"part-{part:04d}.parquet"))
         con.execute(
             CURATE_SQL.format(target=curated_parts[-1]),
-            {"day_start": day_start, "day_end": day_end, "intervals": intervals, "max_copies": MAX_COPIES,
-             "first_meter": low, "last_meter": low + CHUNK_METERS - 1},
+            {
+                "day_start": day_start,
+                "day_end": day_end,
+                "intervals": intervals,
+                "max_copies": MAX_COPIES,
+                "first_meter": low,
+                "last_meter": low + CHUNK_METERS - 1,
+            },
         )
 
     staged = con.execute(
@@ -476,12 +510,15 @@ def _known_meter_test(con: duckdb.DuckDBPyConnection, meters: str) -> str:
         return "meter_id IN (SELECT meter_id FROM known_meters)"
     con.execute(f"SET VARIABLE known_meter_bits = (SELECT bitstring_agg(meter_id, {low}, {high}) FROM known_meters)")
     # CASE, not AND: only CASE keeps an id outside the range away from get_bit
-    return (f"CASE WHEN meter_id BETWEEN {low} AND {high} "
-            f"THEN get_bit(getvariable('known_meter_bits'), meter_id - {low}) = 1 ELSE FALSE END")
+    return (
+        f"CASE WHEN meter_id BETWEEN {low} AND {high} "
+        f"THEN get_bit(getvariable('known_meter_bits'), meter_id - {low}) = 1 ELSE FALSE END"
+    )
 
 
-def _stage(con: duckdb.DuckDBPyConnection, contract: Contract, uris: list[str], target: str, params: dict,
-           known_meter: str) -> None:
+def _stage(
+    con: duckdb.DuckDBPyConnection, contract: Contract, uris: list[str], target: str, params: dict, known_meter: str
+) -> None:
     wh = contract.energy_unit == "Wh"
     if os.path.exists(target):
         os.remove(target)
@@ -512,8 +549,10 @@ def _forget_rejects_after(con: duckdb.DuckDBPyConnection, scan_id: int) -> None:
 
 def _mark_unreadable(files: pa.Table, reasons: dict[str, str]) -> pa.Table:
     uris = files.column("uri").to_pylist()
-    status = [("unreadable" if u in reasons else st) for u, st in zip(uris, files.column("status").to_pylist())]
-    reason = [reasons.get(u, r) for u, r in zip(uris, files.column("reason").to_pylist())]
+    status = [
+        ("unreadable" if u in reasons else st) for u, st in zip(uris, files.column("status").to_pylist(), strict=True)
+    ]
+    reason = [reasons.get(u, r) for u, r in zip(uris, files.column("reason").to_pylist(), strict=True)]
     files = files.set_column(files.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
     return files.set_column(files.schema.get_field_index("reason"), "reason", pa.array(reason, pa.string()))
 

@@ -16,8 +16,7 @@ from meter_assets.partitions import daily_partitions, local_day_bounds
 from meter_assets.reference.assets import load_reference, meters
 from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.sql import parquet
-from meter_assets.tables import (BIDS, FORECAST, METERS, PORTFOLIO_LOAD, READS_15MIN, TEMPERATURE,
-                                 TEMPERATURE_FORECAST)
+from meter_assets.tables import BIDS, FORECAST, METERS, PORTFOLIO_LOAD, READS_15MIN, TEMPERATURE, TEMPERATURE_FORECAST
 
 # the model and its backtest beside the forecast table (plain objects, one set per day)
 MODELS = "forecasts/load_models"
@@ -91,10 +90,18 @@ ORDER BY periods.period_start
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(TEMPERATURE.asset, kinds={"duckdb", "delta"},
-                        description="Observed hourly temperature per region: what the model learns from."),
-           dg.AssetSpec(TEMPERATURE_FORECAST.asset, kinds={"duckdb", "delta"},
-                        description="Hourly temperature per region as forecast at each issue: what a bid knew.")],
+    specs=[
+        dg.AssetSpec(
+            TEMPERATURE.asset,
+            kinds={"duckdb", "delta"},
+            description="Observed hourly temperature per region: what the model learns from.",
+        ),
+        dg.AssetSpec(
+            TEMPERATURE_FORECAST.asset,
+            kinds={"duckdb", "delta"},
+            description="Hourly temperature per region as forecast at each issue: what a bid knew.",
+        ),
+    ],
     group_name="forecast",
 )
 def weather(lake: LakeResource, duckdb: DuckDBResource):
@@ -105,15 +112,29 @@ def weather(lake: LakeResource, duckdb: DuckDBResource):
         forecast = load_reference(store, con, "temperature_forecast")
         first, last, issues = con.execute(
             "SELECT min(valid_at), max(valid_at), count(DISTINCT issued_at) "
-            f"FROM {parquet(store.required_files(TEMPERATURE_FORECAST))}").fetchone()
+            f"FROM {parquet(store.required_files(TEMPERATURE_FORECAST))}"
+        ).fetchone()
     yield dg.MaterializeResult(asset_key=TEMPERATURE.asset, metadata={"rows": observed.rows, **observed.metadata()})
-    yield dg.MaterializeResult(asset_key=TEMPERATURE_FORECAST.asset, metadata={
-        "rows": forecast.rows, "forecast_issues": issues, "forecast_from": str(first), "forecast_to": str(last),
-        **forecast.metadata()})
+    yield dg.MaterializeResult(
+        asset_key=TEMPERATURE_FORECAST.asset,
+        metadata={
+            "rows": forecast.rows,
+            "forecast_issues": issues,
+            "forecast_from": str(first),
+            "forecast_to": str(last),
+            **forecast.metadata(),
+        },
+    )
 
 
-@dg.asset(partitions_def=daily_partitions, deps=[READS_15MIN_KEY], group_name="forecast", kinds={"duckdb", "delta"},
-          pool="lake_compute", output_required=False)
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=[READS_15MIN_KEY],
+    group_name="forecast",
+    kinds={"duckdb", "delta"},
+    pool="lake_compute",
+    output_required=False,
+)
 def portfolio_load(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """The whole portfolio's kWh per quarter hour of the day, with how many meters reported: the forecast's history."""
     store = lake.lake()
@@ -124,39 +145,61 @@ def portfolio_load(context: dg.AssetExecutionContext, lake: LakeResource, duckdb
         con.execute(PORTFOLIO_SQL.format(readings=parquet(readings), target=target))
         rows, kwh, missing = con.execute(f"SELECT count(*), sum(kwh), sum(missing) FROM {parquet(target)}").fetchone()
     gate = audit_and_publish(context, store, [build], [])
-    yield from gate.results({"portfolio_load": {"intervals": rows, "kwh": float(kwh or 0),
-                                                "missing_readings": int(missing or 0)}})
+    yield from gate.results(
+        {"portfolio_load": {"intervals": rows, "kwh": float(kwh or 0), "missing_readings": int(missing or 0)}}
+    )
 
 
 def _passes(metrics: model.Metrics) -> tuple[bool, str]:
     if metrics.improvement_on_best_baseline < 0.10:
-        return False, (f"P50 MAPE {metrics.mape_p50:.2%} does not beat the best baseline by 10 % "
-                       f"(improvement {metrics.improvement_on_best_baseline:.1%})")
+        return False, (
+            f"P50 MAPE {metrics.mape_p50:.2%} does not beat the best baseline by 10 % "
+            f"(improvement {metrics.improvement_on_best_baseline:.1%})"
+        )
     if not 0.70 <= metrics.coverage_p10_p90 <= 0.90:
         return False, f"P10-P90 holds {metrics.coverage_p10_p90:.1%} of actuals, outside 70-90 %"
     return True, "beats the best baseline by 10 % or more, P10-P90 coverage within 70-90 %"
 
 
 # the history a forecast made on D reads: the portfolio's load up to D-1
-_history = dg.AssetDep(portfolio_load, partition_mapping=dg.TimeWindowPartitionMapping(
-    start_offset=-settings().forecast_history_days, end_offset=-1, allow_nonexistent_upstream_partitions=True))
+_history = dg.AssetDep(
+    portfolio_load,
+    partition_mapping=dg.TimeWindowPartitionMapping(
+        start_offset=-settings().forecast_history_days, end_offset=-1, allow_nonexistent_upstream_partitions=True
+    ),
+)
 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(FORECAST.asset, deps=[_history, TEMPERATURE_FORECAST.asset, meters], skippable=True,
-                     kinds={"lightgbm", "delta"},
-                     description="Tomorrow's portfolio load per settlement period as P10/P50/P90."),
-        dg.AssetSpec(BIDS.asset, deps=[FORECAST.asset], skippable=True, kinds={"delta"},
-                     description="The day-ahead bid: MWh to buy per settlement period, from the P50."),
+        dg.AssetSpec(
+            FORECAST.asset,
+            deps=[_history, TEMPERATURE_FORECAST.asset, meters],
+            skippable=True,
+            kinds={"lightgbm", "delta"},
+            description="Tomorrow's portfolio load per settlement period as P10/P50/P90.",
+        ),
+        dg.AssetSpec(
+            BIDS.asset,
+            deps=[FORECAST.asset],
+            skippable=True,
+            kinds={"delta"},
+            description="The day-ahead bid: MWh to buy per settlement period, from the P50.",
+        ),
     ],
     partitions_def=forecast_partitions,
     group_name="forecast",
     pool="lake_compute",
-    check_specs=[dg.AssetCheckSpec("backtest_beats_baselines", asset=FORECAST.asset, blocking=True,
-                                   description="Rolling-origin backtest over the last days: P50 beats the best "
-                                               "baseline by 10 % and P10-P90 holds 70-90 % of actuals; "
-                                               "otherwise neither forecast nor bid is published.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "backtest_beats_baselines",
+            asset=FORECAST.asset,
+            blocking=True,
+            description="Rolling-origin backtest over the last days: P50 beats the best "
+            "baseline by 10 % and P10-P90 holds 70-90 % of actuals; "
+            "otherwise neither forecast nor bid is published.",
+        )
+    ],
 )
 def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """Tomorrow's portfolio load per settlement period as P10/P50/P90, and the bid to buy it (MWh per period)."""
@@ -170,16 +213,23 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
     files = [f for day in reversed(history) for f in published.files(day.isoformat())] if published else []
     if not files:
         raise FileNotFoundError(f"no portfolio_load before {today}: materialize portfolio_load first")
-    spec = model.Spec(tz=s.market_tz, minutes=s.settlement_minutes, country=s.market_country,
-                      threads=s.duckdb_threads)
+    spec = model.Spec(tz=s.market_tz, minutes=s.settlement_minutes, country=s.market_country, threads=s.duckdb_threads)
     target_start, target_end = local_day_bounds(delivery)
     began = time.perf_counter()
     with lake_duckdb(duckdb, store) as con:
         con.execute(f"CREATE TEMP VIEW portfolio AS SELECT * FROM {parquet(files)}")
         for name, table in (("meters", METERS), ("temperature_forecast", TEMPERATURE_FORECAST)):
             con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {parquet(store.required_files(table))}")
-        con.execute(SERIES_SQL, {"minutes": s.settlement_minutes, "target_start": target_start,
-                                 "target_end": target_end, "tz": s.market_tz, "gate": s.gate_closure.isoformat()})
+        con.execute(
+            SERIES_SQL,
+            {
+                "minutes": s.settlement_minutes,
+                "target_start": target_start,
+                "target_end": target_end,
+                "tz": s.market_tz,
+                "gate": s.gate_closure.isoformat(),
+            },
+        )
         model.prepare(con, spec)
         where, params = model.trainable(newest)
         train = model.matrix(con, where, params)
@@ -196,24 +246,36 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
         except ValueError as error:
             metrics, passed, verdict = None, False, str(error)
     tz = s.tz
-    forecast = pa.table({
-        "settlement_period": pa.array(range(1, len(starts) + 1), pa.int16()),
-        "period_start": pa.array(starts, pa.timestamp("us")),
-        "period_start_local": pa.array([p.astype(dt.datetime).replace(tzinfo=dt.UTC).astimezone(tz).replace(tzinfo=None)
-                                        for p in starts], pa.timestamp("us")),
-        "p10_kwh": quantiles[0.1], "p50_kwh": quantiles[0.5], "p90_kwh": quantiles[0.9],
-    })
-    bids = pa.table({
-        "delivery_date": pa.array([delivery] * len(starts), pa.date32()),
-        "settlement_period": forecast.column("settlement_period"),
-        "period_start": forecast.column("period_start"),
-        "period_start_local": forecast.column("period_start_local"),
-        "mwh": pa.array([round(v / 1000, 3) for v in quantiles[0.5]], pa.float64()),
-    })
+    forecast = pa.table(
+        {
+            "settlement_period": pa.array(range(1, len(starts) + 1), pa.int16()),
+            "period_start": pa.array(starts, pa.timestamp("us")),
+            "period_start_local": pa.array(
+                [p.astype(dt.datetime).replace(tzinfo=dt.UTC).astimezone(tz).replace(tzinfo=None) for p in starts],
+                pa.timestamp("us"),
+            ),
+            "p10_kwh": quantiles[0.1],
+            "p50_kwh": quantiles[0.5],
+            "p90_kwh": quantiles[0.9],
+        }
+    )
+    bids = pa.table(
+        {
+            "delivery_date": pa.array([delivery] * len(starts), pa.date32()),
+            "settlement_period": forecast.column("settlement_period"),
+            "period_start": forecast.column("period_start"),
+            "period_start_local": forecast.column("period_start_local"),
+            "mwh": pa.array([round(v / 1000, 3) for v in quantiles[0.5]], pa.float64()),
+        }
+    )
     ranked = model.importances(fitted)
-    summary = {"delivery_date": delivery.isoformat(), "periods": len(starts), "trained_on_periods": len(train.y),
-               "band_widened_kwh": round(fitted.widen, 3),
-               "backtest": metrics.as_dict() if metrics else None}
+    summary = {
+        "delivery_date": delivery.isoformat(),
+        "periods": len(starts),
+        "trained_on_periods": len(train.y),
+        "band_widened_kwh": round(fitted.widen, 3),
+        "backtest": metrics.as_dict() if metrics else None,
+    }
     forecast_build = store.build(FORECAST, context.partition_key)
     forecast_build.write_parquet("forecast.parquet", forecast)
     bid_build = store.build(BIDS, context.partition_key, same_as=forecast_build)
@@ -230,29 +292,33 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
     check_metadata = {"verdict": verdict}
     if metrics:
         check_metadata.update({k: v for k, v in metrics.as_dict().items() if k != "pinball_by_quantile"})
-    check = dg.AssetCheckResult(asset_key=FORECAST.asset, check_name="backtest_beats_baselines", passed=passed,
-                                metadata=check_metadata)
+    check = dg.AssetCheckResult(
+        asset_key=FORECAST.asset, check_name="backtest_beats_baselines", passed=passed, metadata=check_metadata
+    )
     gate = audit_and_publish(context, store, [forecast_build, bid_build], [check], publish=keep_model)
-    yield from gate.results({
-        FORECAST.asset: {
-            "delivery_date": delivery.isoformat(),
-            "periods": len(starts),
-            "p50_mwh": round(float(sum(quantiles[0.5])) / 1000, 3),
-            "p10_mwh": round(float(sum(quantiles[0.1])) / 1000, 3),
-            "p90_mwh": round(float(sum(quantiles[0.9])) / 1000, 3),
-            "trained_on_periods": len(train.y),
-            "train_and_forecast_seconds": round(trained_seconds, 2),
-            "seconds": round(time.perf_counter() - began, 2),
-            "feature_importance": dg.MetadataValue.table(
-                records=[dg.TableRecord(r) for r in ranked],
-                schema=dg.TableSchema(columns=[dg.TableColumn("feature"), dg.TableColumn("gain_share", "float")])),
-            "model": dg.MetadataValue.path(store.uri(f"{models}/model_p50.txt")),
-        },
-        BIDS.asset: {
-            "delivery_date": delivery.isoformat(),
-            "mwh": round(float(sum(bids.column("mwh").to_pylist())), 3),
-        },
-    })
+    yield from gate.results(
+        {
+            FORECAST.asset: {
+                "delivery_date": delivery.isoformat(),
+                "periods": len(starts),
+                "p50_mwh": round(float(sum(quantiles[0.5])) / 1000, 3),
+                "p10_mwh": round(float(sum(quantiles[0.1])) / 1000, 3),
+                "p90_mwh": round(float(sum(quantiles[0.9])) / 1000, 3),
+                "trained_on_periods": len(train.y),
+                "train_and_forecast_seconds": round(trained_seconds, 2),
+                "seconds": round(time.perf_counter() - began, 2),
+                "feature_importance": dg.MetadataValue.table(
+                    records=[dg.TableRecord(r) for r in ranked],
+                    schema=dg.TableSchema(columns=[dg.TableColumn("feature"), dg.TableColumn("gain_share", "float")]),
+                ),
+                "model": dg.MetadataValue.path(store.uri(f"{models}/model_p50.txt")),
+            },
+            BIDS.asset: {
+                "delivery_date": delivery.isoformat(),
+                "mwh": round(float(sum(bids.column("mwh").to_pylist())), 3),
+            },
+        }
+    )
 
 
 load_forecast_job = dg.define_asset_job(
@@ -268,8 +334,12 @@ def _schedule_hour() -> int:
     return (settings().gate_closure.hour - 2) % 24
 
 
-@dg.schedule(job=load_forecast_job, cron_schedule=f"0 {_schedule_hour()} * * *",
-             execution_timezone=settings().market_tz, default_status=dg.DefaultScheduleStatus.RUNNING)
+@dg.schedule(
+    job=load_forecast_job,
+    cron_schedule=f"0 {_schedule_hour()} * * *",
+    execution_timezone=settings().market_tz,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
 def load_forecast_schedule(context: dg.ScheduleEvaluationContext):
     """Every morning before gate closure: today's forecast (for delivery tomorrow) and its bid."""
     today = context.scheduled_execution_time.astimezone(settings().tz).date().isoformat()

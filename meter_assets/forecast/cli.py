@@ -71,9 +71,12 @@ def backtest_command(args: argparse.Namespace) -> dict:
     else:
         time_utc = f"CAST({quoted(args.time_col)} AS TIMESTAMP)"
     temp = f"CAST({quoted(args.temp_col)} AS DOUBLE)" if args.temp_col else "CAST(NULL AS DOUBLE)"
-    con.execute(SERIES_SQL.format(time_utc=time_utc, value=quoted(args.value_col), temp=temp,
-                                  agg="sum" if args.agg == "sum" else "avg"),
-                {"path": args.csv, "minutes": args.freq})
+    con.execute(
+        SERIES_SQL.format(
+            time_utc=time_utc, value=quoted(args.value_col), temp=temp, agg="sum" if args.agg == "sum" else "avg"
+        ),
+        {"path": args.csv, "minutes": args.freq},
+    )
     periods, first, last = con.execute("SELECT count(*), min(period_start), max(period_start) FROM series").fetchone()
     if not periods:
         raise SystemExit(f"{args.csv}: no rows with a value in {args.value_col!r}")
@@ -82,7 +85,8 @@ def backtest_command(args: argparse.Namespace) -> dict:
     # the newest day with every period present is the backtest's last day
     (last_day,) = con.execute(
         f"SELECT max(local_date) FROM (SELECT local_date FROM features GROUP BY 1 "
-        f"HAVING count(load) >= {24 * 60 // args.freq} - 2)").fetchone()
+        f"HAVING count(load) >= {24 * 60 // args.freq} - 2)"
+    ).fetchone()
     if last_day is None:
         raise SystemExit(f"{args.csv}: no whole day of data at {args.freq}-minute periods")
     metrics = model.backtest(con, spec, last_day, args.test_days)
@@ -107,8 +111,9 @@ def backtest_command(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from meter_assets.config import settings
 
-    parser = argparse.ArgumentParser(prog="meter-forecast", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="meter-forecast", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("backtest", help="backtest the day-ahead model on a CSV load history")
     run.add_argument("--csv", required=True)
@@ -119,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--test-days", type=int, default=28)
     run.add_argument("--country", default="GB", help="public holidays of this country (default GB)")
     run.add_argument("--tz", default=settings().market_tz, help="local time zone of the days (default METER_MARKET_TZ)")
-    run.add_argument("--agg", choices=("mean", "sum"), default="mean",
-                     help="how readings within a period combine: mean for power (MW), sum for energy per reading")
+    run.add_argument(
+        "--agg",
+        choices=("mean", "sum"),
+        default="mean",
+        help="how readings within a period combine: mean for power (MW), sum for energy per reading",
+    )
     args = parser.parse_args(argv)
     print(json.dumps(backtest_command(args), indent=1, default=str))
     return 0

@@ -24,9 +24,21 @@ import numpy as np
 QUANTILES = (0.1, 0.5, 0.9)
 LAG_DAYS = 2
 FEATURES = (
-    "period", "dow", "is_weekend", "is_holiday", "doy_sin", "doy_cos", "temp", "heating_degrees",
-    "lag_recent", "lag_week", "recent_day_mean", "week_day_mean", "recent_day_peak",
-    "period_mean_last_week", "period_mean_same_weekday",
+    "period",
+    "dow",
+    "is_weekend",
+    "is_holiday",
+    "doy_sin",
+    "doy_cos",
+    "temp",
+    "heating_degrees",
+    "lag_recent",
+    "lag_week",
+    "recent_day_mean",
+    "week_day_mean",
+    "recent_day_peak",
+    "period_mean_last_week",
+    "period_mean_same_weekday",
 )
 # small data (tens of thousands of rows): a few hundred shallow trees, deterministic
 PARAMS = {
@@ -59,7 +71,8 @@ WITH local AS (
                         RANGE BETWEEN to_days(CAST($lag_days AS INTEGER) + 6) PRECEDING
                               AND to_days(CAST($lag_days AS INTEGER)) PRECEDING) AS period_mean_last_week,
         avg(load) OVER (PARTITION BY strftime(period_start, '%H:%M'), isodow(period_start) ORDER BY period_start
-                        RANGE BETWEEN INTERVAL 28 DAY PRECEDING AND INTERVAL 7 DAY PRECEDING) AS period_mean_same_weekday
+                        RANGE BETWEEN INTERVAL 28 DAY PRECEDING AND INTERVAL 7 DAY PRECEDING)
+            AS period_mean_same_weekday
     FROM series
 ),
 days AS (
@@ -128,7 +141,8 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: Spec) -> None:
 
     first, last = con.execute(
         f"SELECT min(timezone('{spec.tz}', period_start AT TIME ZONE 'UTC')), "
-        f"max(timezone('{spec.tz}', period_start AT TIME ZONE 'UTC')) FROM series").fetchone()
+        f"max(timezone('{spec.tz}', period_start AT TIME ZONE 'UTC')) FROM series"
+    ).fetchone()
     days = sorted(holidays.country_holidays(spec.country, years=range(first.year, last.year + 1)))
     con.execute("CREATE OR REPLACE TEMP TABLE holidays (day DATE)")
     if days:
@@ -148,14 +162,21 @@ def matrix(con: duckdb.DuckDBPyConnection, where: str, params: dict | None = Non
     """Features, target, period starts and local dates of the feature rows matching `where`."""
     rows = con.execute(
         f"SELECT period_start, local_date, load, {', '.join(FEATURES)} FROM features WHERE {where} "
-        "ORDER BY period_start", params or {}).fetchnumpy()
+        "ORDER BY period_start",
+        params or {},
+    ).fetchnumpy()
+
     def column(name: str) -> np.ndarray:
         # NULLs arrive masked: LightGBM reads NaN as missing
         return np.ma.filled(np.ma.asarray(rows[name]).astype(float), np.nan)
 
     x = np.column_stack([column(f) for f in FEATURES]) if len(rows["period_start"]) else np.empty((0, len(FEATURES)))
-    return Rows(x=x, y=column("load"), starts=list(rows["period_start"]),
-                dates=np.asarray(rows["local_date"]).astype("datetime64[D]"))
+    return Rows(
+        x=x,
+        y=column("load"),
+        starts=list(rows["period_start"]),
+        dates=np.asarray(rows["local_date"]).astype("datetime64[D]"),
+    )
 
 
 @dataclass
@@ -168,8 +189,9 @@ def _train(x: np.ndarray, y: np.ndarray, q: float, spec: Spec):
     import lightgbm as lgb
 
     data = lgb.Dataset(x, y, feature_name=list(FEATURES), free_raw_data=False)
-    return lgb.train({**PARAMS, "objective": "quantile", "alpha": q, "num_threads": spec.threads}, data,
-                     num_boost_round=ROUNDS)
+    return lgb.train(
+        {**PARAMS, "objective": "quantile", "alpha": q, "num_threads": spec.threads}, data, num_boost_round=ROUNDS
+    )
 
 
 def baseline(x: np.ndarray) -> np.ndarray:
@@ -213,27 +235,37 @@ def fit(rows: Rows, spec: Spec) -> Fitted:
 
 def predict(fitted: Fitted, x: np.ndarray) -> dict[float, np.ndarray]:
     """Quantile forecasts, made monotone (P10 <= P50 <= P90) where the models cross."""
-    raw = np.vstack([fitted.models[0.1].predict(x) - fitted.widen, fitted.models[0.5].predict(x),
-                     fitted.models[0.9].predict(x) + fitted.widen])
+    raw = np.vstack(
+        [
+            fitted.models[0.1].predict(x) - fitted.widen,
+            fitted.models[0.5].predict(x),
+            fitted.models[0.9].predict(x) + fitted.widen,
+        ]
+    )
     ordered = np.sort(raw, axis=0) * baseline(x)
     return {q: ordered[i] for i, q in enumerate(QUANTILES)}
 
 
 def trainable(day_before: dt.date) -> tuple[str, dict]:
     """The rows a model for a later day may learn from: complete, with every lag present."""
-    return ("local_date <= $last AND load IS NOT NULL AND lag_recent IS NOT NULL AND lag_week IS NOT NULL",
-            {"last": day_before})
+    return (
+        "local_date <= $last AND load IS NOT NULL AND lag_recent IS NOT NULL AND lag_week IS NOT NULL",
+        {"last": day_before},
+    )
 
 
 def importances(fitted: Fitted) -> list[dict]:
     gains = fitted.models[0.5].feature_importance(importance_type="gain")
     total = float(gains.sum()) or 1.0
-    return sorted(({"feature": f, "gain_share": round(float(g) / total, 4)} for f, g in zip(FEATURES, gains)),
-                  key=lambda r: -r["gain_share"])
+    return sorted(
+        ({"feature": f, "gain_share": round(float(g) / total, 4)} for f, g in zip(FEATURES, gains, strict=True)),
+        key=lambda r: -r["gain_share"],
+    )
 
 
-def backtest(con: duckdb.DuckDBPyConnection, spec: Spec, last_day: dt.date, test_days: int = 28,
-             refit_every: int = 7) -> Metrics:
+def backtest(
+    con: duckdb.DuckDBPyConnection, spec: Spec, last_day: dt.date, test_days: int = 28, refit_every: int = 7
+) -> Metrics:
     """Rolling-origin evaluation over the `test_days` days ending `last_day`.
 
     Each block of `refit_every` days is forecast by models trained only on what a bid for
@@ -253,8 +285,11 @@ def backtest(con: duckdb.DuckDBPyConnection, spec: Spec, last_day: dt.date, test
         if len(train.y) < 7 * 24 * 60 // spec.minutes:
             raise ValueError(f"too little history before {origin} to train on ({len(train.y)} periods)")
         fitted = fit(train, spec)
-        test = matrix(con, "local_date BETWEEN $a AND $b AND load IS NOT NULL AND lag_recent IS NOT NULL "
-                           "AND lag_week IS NOT NULL", {"a": origin, "b": block_end})
+        test = matrix(
+            con,
+            "local_date BETWEEN $a AND $b AND load IS NOT NULL AND lag_recent IS NOT NULL AND lag_week IS NOT NULL",
+            {"a": origin, "b": block_end},
+        )
         x, y = test.x, test.y
         quantiles = predict(fitted, x)
         actual.append(y)
@@ -270,7 +305,7 @@ def backtest(con: duckdb.DuckDBPyConnection, spec: Spec, last_day: dt.date, test
     if len(a) == 0:
         raise ValueError(f"no complete days to backtest between {first} and {last_day}")
     mape = {name: _mape(a, f) for name, f in (("p50", mid), ("seasonal", naive), ("previous", prev))}
-    pinball = {str(q): _pinball(a, f, q) for q, f in zip(QUANTILES, (lo, mid, hi))}
+    pinball = {str(q): _pinball(a, f, q) for q, f in zip(QUANTILES, (lo, mid, hi), strict=True)}
     best_baseline = min(mape["seasonal"], mape["previous"])
     return Metrics(
         days=(last_day - first).days + 1,

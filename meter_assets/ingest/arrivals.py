@@ -46,8 +46,14 @@ class Arrival:
     def hours_late(self) -> float:
         """How long after its readings' hour ended the latest of these files arrived (keys
         outside the hour layout have no hour and do not count)."""
-        return max(((o.modified_at - (hour + dt.timedelta(hours=1))).total_seconds() / 3600
-                    for o in self.files if (hour := hour_of(o)) is not None), default=0.0)
+        return max(
+            (
+                (o.modified_at - (hour + dt.timedelta(hours=1))).total_seconds() / 3600
+                for o in self.files
+                if (hour := hour_of(o)) is not None
+            ),
+            default=0.0,
+        )
 
     def tags(self) -> dict[str, str]:
         keys = sorted(o.key for o in self.files)
@@ -69,7 +75,7 @@ class Cursor:
     initialised: bool = False
 
     @classmethod
-    def parse(cls, text: str | None) -> "Cursor":
+    def parse(cls, text: str | None) -> Cursor:
         return cls(**json.loads(text)) if text else cls()
 
     def dump(self) -> str:
@@ -129,8 +135,15 @@ def scan_recent(lake: Lake, dates: list[dt.date]) -> dict[dt.date, list[LakeObje
     return found
 
 
-def find_arrivals(lake: Lake, cursor: Cursor, now: dt.datetime, today: dt.date, window_days: int,
-                  sweep_every: dt.timedelta, first_partition: dt.date) -> tuple[list[Arrival], Cursor]:
+def find_arrivals(
+    lake: Lake,
+    cursor: Cursor,
+    now: dt.datetime,
+    today: dt.date,
+    window_days: int,
+    sweep_every: dt.timedelta,
+    first_partition: dt.date,
+) -> tuple[list[Arrival], Cursor]:
     """Arrivals since `cursor`, and the cursor to store once their runs are requested."""
     dates = [d for d in recent_dates(today, window_days) if d >= first_partition]
     listing = scan_recent(lake, dates)
@@ -149,8 +162,12 @@ def find_arrivals(lake: Lake, cursor: Cursor, now: dt.datetime, today: dt.date, 
     swept_until, last_sweep = cursor.swept_until, cursor.last_sweep
     if last_sweep is None or now - dt.datetime.fromisoformat(last_sweep) >= sweep_every:
         if cursor.swept_until is not None:
-            arrivals += sweep(lake, dt.datetime.fromisoformat(cursor.swept_until), before=dates[0] if dates else today,
-                              first_partition=first_partition)
+            arrivals += sweep(
+                lake,
+                dt.datetime.fromisoformat(cursor.swept_until),
+                before=dates[0] if dates else today,
+                first_partition=first_partition,
+            )
         swept_until, last_sweep = now.isoformat(), now.isoformat()
 
     return arrivals, Cursor(recent=recent, swept_until=swept_until, last_sweep=last_sweep, initialised=True)
@@ -166,4 +183,3 @@ def sweep(lake: Lake, modified_after: dt.datetime, before: dt.date, first_partit
         if day is not None and first_partition <= day < before:
             by_date.setdefault(day, []).append(obj)
     return [Arrival(day, objects, "sweep") for day, objects in sorted(by_date.items())]
-

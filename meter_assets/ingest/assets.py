@@ -1,6 +1,5 @@
 """Raw head-end files: the day's inventory, and the contract check that guards it."""
 
-
 import collections
 import io
 
@@ -39,7 +38,10 @@ def raw_meter_files(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     listing = io.StringIO()
     listing.write("| file | format | contract | bytes | rows | status |\n|---|---|---|---|---|---|\n")
     for f in files[:50]:
-        listing.write(f"| {f.file_key} | {f.format} | {f.contract or '-'} | {f.size_bytes} | {f.rows if f.rows is not None else '-'} | {f.status} |\n")
+        listing.write(
+            f"| {f.file_key} | {f.format} | {f.contract or '-'} | {f.size_bytes} "
+            f"| {f.rows if f.rows is not None else '-'} | {f.status} |\n"
+        )
     if len(files) > 50:
         listing.write(f"\n... and {len(files) - 50} more files\n")
     context.log.info(f"{len(files)} raw files for {context.partition_key}: {dict(by_status)}")

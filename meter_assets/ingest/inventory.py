@@ -88,10 +88,17 @@ def stray_day(key: str) -> dt.date | None:
 
 
 def unrecognised(obj: LakeObject) -> RawFile:
-    return RawFile(file_key=obj.key, hour=None, size_bytes=obj.size, arrived_at=obj.modified_at,
-                   format=file_format(obj.key), contract=None, status="unrecognised_key", rows=None,
-                   reason="unrecognised key: not raw/YYYY/MM/DD/HH/<file>, so the hour of its readings is "
-                          "unknown; not read")
+    return RawFile(
+        file_key=obj.key,
+        hour=None,
+        size_bytes=obj.size,
+        arrived_at=obj.modified_at,
+        format=file_format(obj.key),
+        contract=None,
+        status="unrecognised_key",
+        rows=None,
+        reason="unrecognised key: not raw/YYYY/MM/DD/HH/<file>, so the hour of its readings is unknown; not read",
+    )
 
 
 def inspect(lake: Lake, hour: dt.datetime, obj: LakeObject) -> RawFile:
@@ -99,27 +106,52 @@ def inspect(lake: Lake, hour: dt.datetime, obj: LakeObject) -> RawFile:
     fmt = file_format(obj.key)
     base = dict(file_key=obj.key, hour=hour, size_bytes=obj.size, arrived_at=obj.modified_at, format=fmt)
     if fmt is None:
-        return RawFile(**base, contract=None, status="unknown_contract", rows=None,
-                       reason="file name ends in neither .csv.gz nor .jsonl.gz")
+        return RawFile(
+            **base,
+            contract=None,
+            status="unknown_contract",
+            rows=None,
+            reason="file name ends in neither .csv.gz nor .jsonl.gz",
+        )
     data = lake.read_bytes(obj.key)
     limit = settings().max_raw_file_mb << 20
     try:
         lines, first, longest = _scan(data, limit)
     except zlib.error as exc:
-        return RawFile(**base, contract=None, status="unreadable", rows=None,
-                       reason=f"gzip stream is corrupt after {len(data)} bytes: {exc}")
+        return RawFile(
+            **base,
+            contract=None,
+            status="unreadable",
+            rows=None,
+            reason=f"gzip stream is corrupt after {len(data)} bytes: {exc}",
+        )
     except InflatedTooLarge:
-        return RawFile(**base, contract=None, status="unreadable", rows=None,
-                       reason=f"decompresses to more than {limit >> 20} MiB "
-                              f"(METER_MAX_RAW_FILE_MB) from {len(data)} bytes: not read")
+        return RawFile(
+            **base,
+            contract=None,
+            status="unreadable",
+            rows=None,
+            reason=f"decompresses to more than {limit >> 20} MiB "
+            f"(METER_MAX_RAW_FILE_MB) from {len(data)} bytes: not read",
+        )
     except TruncatedStream:
-        return RawFile(**base, contract=None, status="unreadable", rows=None,
-                       reason=f"gzip stream ends early: truncated at {len(data)} bytes")
+        return RawFile(
+            **base,
+            contract=None,
+            status="unreadable",
+            rows=None,
+            reason=f"gzip stream ends early: truncated at {len(data)} bytes",
+        )
     head_line = first.decode("utf-8", errors="replace").strip()
     contract = match_contract(obj.key, head_line)
     if contract is None:
-        return RawFile(**base, contract=None, status="unknown_contract", rows=None,
-                       reason=f"first line matches no known {fmt} contract: {head_line[:200]!r}")
+        return RawFile(
+            **base,
+            contract=None,
+            status="unknown_contract",
+            rows=None,
+            reason=f"first line matches no known {fmt} contract: {head_line[:200]!r}",
+        )
     rows = lines - (1 if contract.format == "csv" else 0)
     return RawFile(**base, contract=contract.name, status="ok", reason=None, rows=rows, longest_line_bytes=longest)
 

@@ -36,8 +36,7 @@ def raw_arrivals_sensor(context: dg.SensorEvaluationContext, lake: LakeResource)
         if daily_partitions.has_partition_key(a.partition.isoformat())
     ]
     for a in arrivals:
-        context.log.info(f"{a.partition}: {len(a.files)} new or replaced files ({a.path}), "
-                         f"{a.hours_late():.1f} h late")
+        context.log.info(f"{a.partition}: {len(a.files)} new or replaced files ({a.path}), {a.hours_late():.1f} h late")
     if not requests:
         return dg.SensorResult(skip_reason="no new raw files", cursor=cursor.dump())
     return dg.SensorResult(run_requests=requests, cursor=cursor.dump())

@@ -1,6 +1,5 @@
 """Reference dimensions from the retailer's exports under `reference/`."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -100,17 +99,22 @@ def _reference_asset(name: str, description: str):
         store = lake.lake()
         with lake_duckdb(duckdb, store) as con:
             published = load_reference(store, con, name)
-        return dg.MaterializeResult(metadata={"rows": published.rows, "source": f"reference/{name}.csv",
-                                              **published.metadata()})
+        return dg.MaterializeResult(
+            metadata={"rows": published.rows, "source": f"reference/{name}.csv", **published.metadata()}
+        )
 
     return _asset
 
 
-customers = _reference_asset("customers", "Customer accounts with region and tariff plan, for bills and the usage page.")
+customers = _reference_asset(
+    "customers", "Customer accounts with region and tariff plan, for bills and the usage page."
+)
 meters = _reference_asset("meters", "Every installed meter with its region and head-end, so a silent meter is noticed.")
 meter_assignments = _reference_asset(
     "meter_assignments", "Which customer each meter belonged to on which days, so usage goes to the right bill."
 )
-tariffs = _reference_asset("tariffs", "Tariff history (type 2) with time-of-use bands, so each interval is priced right.")
+tariffs = _reference_asset(
+    "tariffs", "Tariff history (type 2) with time-of-use bands, so each interval is priced right."
+)
 
 reference_assets = [customers, meters, meter_assignments, tariffs]

@@ -50,18 +50,21 @@ def _markdown(summary: dict, regions: list[dict], page: str) -> str:
     lines = [
         f"**{summary['local_date']}**: {float(summary['kwh']):,.0f} kWh from {summary['meters']:,} meters.",
         "",
-        f"- silent meters: **{summary['silent_meters']}**"
-        + ("" if before is None else f" (day before: {before})"),
+        f"- silent meters: **{summary['silent_meters']}**" + ("" if before is None else f" (day before: {before})"),
         f"- intervals: actual {summary['actual_share']:.3%}, estimated {summary['estimated_share']:.3%}, "
         f"missing {summary['missing_share']:.3%}",
-        f"- arrival delay: p50 {summary['delay_p50_minutes'] or 0:.1f} min, p95 {summary['delay_p95_minutes'] or 0:.1f} min",
+        f"- arrival delay: p50 {summary['delay_p50_minutes'] or 0:.1f} min, "
+        f"p95 {summary['delay_p95_minutes'] or 0:.1f} min",
         f"- late files: {summary['late_files']}; quarantined: {summary['quarantined_rows']} rows, "
         f"{summary['quarantined_files']} files",
         "",
         "| region | kWh | change vs a week earlier |",
         "| --- | ---: | ---: |",
-        *[f"| {r['region']} | {float(r['kwh']):,.1f} | "
-          f"{'–' if r['change_pct'] is None else format(float(r['change_pct']), '+.1f') + ' %'} |" for r in regions],
+        *[
+            f"| {r['region']} | {float(r['kwh']):,.1f} | "
+            f"{'–' if r['change_pct'] is None else format(float(r['change_pct']), '+.1f') + ' %'} |"
+            for r in regions
+        ],
         "",
         f"Page: `{page}`",
     ]
@@ -87,8 +90,9 @@ def ops_daily_report(context: dg.AssetExecutionContext, lake: LakeResource, duck
     key = context.partition_key
     began = time.perf_counter()
     with lake_duckdb(duckdb, store) as con:
-        report = build_report(con, store, dt.date.fromisoformat(key), s.market_tz, s.late_file_minutes,
-                              s.silent_lookback_days)
+        report = build_report(
+            con, store, dt.date.fromisoformat(key), s.market_tz, s.late_file_minutes, s.silent_lookback_days
+        )
         regions_total, daily_total = reconcile_regions(con)
     summary = report.summary
     reconciled = regions_total == daily_total
@@ -96,9 +100,12 @@ def ops_daily_report(context: dg.AssetExecutionContext, lake: LakeResource, duck
         check_name="silent_meters_below_alert_threshold",
         passed=summary["silent_meters"] <= s.silent_meters_warn,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"silent_meters": summary["silent_meters"], "threshold": s.silent_meters_warn,
-                  "silent_meters_day_before": summary["silent_meters_day_before"],
-                  "first_meters": [m["meter_id"] for m in report.tables["silent_meters"].to_pylist()[:20]]},
+        metadata={
+            "silent_meters": summary["silent_meters"],
+            "threshold": s.silent_meters_warn,
+            "silent_meters_day_before": summary["silent_meters_day_before"],
+            "first_meters": [m["meter_id"] for m in report.tables["silent_meters"].to_pylist()[:20]],
+        },
     )
     reconcile_check = dg.AssetCheckResult(
         check_name="region_totals_reconcile_with_reads_daily",
@@ -117,22 +124,24 @@ def ops_daily_report(context: dg.AssetExecutionContext, lake: LakeResource, duck
     # a report whose totals do not add up is not published: the previous version stays
     gate = audit_and_publish(context, store, builds, [reconcile_check, silent_check], publish=write_page)
     tables = {name: table.to_pylist() for name, table in report.tables.items()}
-    yield from gate.results({
-        "ops_daily_report": {
-            "summary": dg.MetadataValue.md(_markdown(summary, tables["region_energy"], store.uri(page))),
-            "page": dg.MetadataValue.path(store.uri(page)),
-            "kwh": float(summary["kwh"]),
-            "silent_meters": summary["silent_meters"],
-            "late_files": summary["late_files"],
-            "quarantined_rows": summary["quarantined_rows"],
-            "missing_share": summary["missing_share"],
-            "delay_p50_minutes": summary["delay_p50_minutes"],
-            "delay_p95_minutes": summary["delay_p95_minutes"],
-            "region_energy": _metadata_table(tables["region_energy"]),
-            "top_customers": _metadata_table(tables["top_customers"], limit=20),
-            "silent_meters_list": _metadata_table(tables["silent_meters"], limit=50),
-            "late_files_list": _metadata_table(tables["late_files"], limit=50),
-            "quarantine_reasons": _metadata_table(tables["quarantine_reasons"]),
-            "seconds": round(time.perf_counter() - began, 2),
-        },
-    })
+    yield from gate.results(
+        {
+            "ops_daily_report": {
+                "summary": dg.MetadataValue.md(_markdown(summary, tables["region_energy"], store.uri(page))),
+                "page": dg.MetadataValue.path(store.uri(page)),
+                "kwh": float(summary["kwh"]),
+                "silent_meters": summary["silent_meters"],
+                "late_files": summary["late_files"],
+                "quarantined_rows": summary["quarantined_rows"],
+                "missing_share": summary["missing_share"],
+                "delay_p50_minutes": summary["delay_p50_minutes"],
+                "delay_p95_minutes": summary["delay_p95_minutes"],
+                "region_energy": _metadata_table(tables["region_energy"]),
+                "top_customers": _metadata_table(tables["top_customers"], limit=20),
+                "silent_meters_list": _metadata_table(tables["silent_meters"], limit=50),
+                "late_files_list": _metadata_table(tables["late_files"], limit=50),
+                "quarantine_reasons": _metadata_table(tables["quarantine_reasons"]),
+                "seconds": round(time.perf_counter() - began, 2),
+            },
+        }
+    )

@@ -14,10 +14,18 @@ import duckdb
 import pyarrow as pa
 
 from meter_assets.billing.pricing import utc_day_bounds
-from meter_assets.tables import (CUSTOMERS, METER_ASSIGNMENTS, METERS, QUARANTINE, RAW_METER_FILES, READS_15MIN,
-                                 READS_DAILY, REPORT_TABLES)
 from meter_assets.sql import parquet, sql_list
 from meter_assets.storage import Lake
+from meter_assets.tables import (
+    CUSTOMERS,
+    METER_ASSIGNMENTS,
+    METERS,
+    QUARANTINE,
+    RAW_METER_FILES,
+    READS_15MIN,
+    READS_DAILY,
+    REPORT_TABLES,
+)
 
 TOP_CUSTOMERS = 100
 
@@ -203,8 +211,9 @@ def _view(con: duckdb.DuckDBPyConnection, name: str, files: list[str], like: str
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {like} WHERE false")
 
 
-def build_report(con: duckdb.DuckDBPyConnection, lake: Lake, day: dt.date, tz: str, late_minutes: int,
-                 lookback_days: int) -> Report:
+def build_report(
+    con: duckdb.DuckDBPyConnection, lake: Lake, day: dt.date, tz: str, late_minutes: int, lookback_days: int
+) -> Report:
     """Compute every table of the day's report into `con` and return them."""
     key = day.isoformat()
     earlier = [day - dt.timedelta(days=d) for d in range(1, lookback_days + 1)]
@@ -220,13 +229,19 @@ def build_report(con: duckdb.DuckDBPyConnection, lake: Lake, day: dt.date, tz: s
     _view(con, "daily_week_before", daily.files((day - dt.timedelta(days=7)).isoformat()), like="daily")
     _view(con, "history", [f for d in earlier for f in daily.files(d.isoformat())], like="daily")
     inventories = inventory.required_files(key) + [f for d in earlier for f in inventory.files(d.isoformat())]
-    con.execute(f"CREATE OR REPLACE TEMP VIEW inventories AS SELECT * FROM "
-                f"read_parquet({sql_list(inventories)}, filename = true, hive_partitioning = false)")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW inventories AS SELECT * FROM "
+        f"read_parquet({sql_list(inventories)}, filename = true, hive_partitioning = false)"
+    )
 
     day_before = daily.files((day - dt.timedelta(days=1)).isoformat())
-    silent_day_before = (con.execute(f"SELECT count(*) FROM {parquet(day_before)} "
-                                     "WHERE actual_intervals + estimated_intervals = 0").fetchone()[0]
-                         if day_before else None)
+    silent_day_before = (
+        con.execute(
+            f"SELECT count(*) FROM {parquet(day_before)} WHERE actual_intervals + estimated_intervals = 0"
+        ).fetchone()[0]
+        if day_before
+        else None
+    )
 
     con.execute(HOLDERS_SQL, {"day": day})
     con.execute(REGION_ENERGY_SQL)
@@ -238,12 +253,14 @@ def build_report(con: duckdb.DuckDBPyConnection, lake: Lake, day: dt.date, tz: s
     _view(con, "last_day_readings", last_files, like="readings")
     con.execute(LAST_READINGS_SQL)
     con.execute(SILENT_METERS_SQL, {"day_end": day_end})
-    con.execute(LATE_FILES_SQL, {"late_minutes": late_minutes, "day_text": key, "day_start": day_start,
-                                 "day_end": day_end})
+    con.execute(
+        LATE_FILES_SQL, {"late_minutes": late_minutes, "day_text": key, "day_start": day_start, "day_end": day_end}
+    )
     con.execute(QUARANTINE_SQL)
     con.execute(SUMMARY_SQL, {"day": day, "silent_day_before": silent_day_before})
-    return Report(day=day, tables={name: con.execute(f"SELECT * FROM {name}").to_arrow_table()
-                                   for name in REPORT_TABLES})
+    return Report(
+        day=day, tables={name: con.execute(f"SELECT * FROM {name}").to_arrow_table() for name in REPORT_TABLES}
+    )
 
 
 def reconcile_regions(con: duckdb.DuckDBPyConnection) -> tuple[object, object]:

@@ -1,6 +1,5 @@
 """Hourly and daily rollups of the curated readings, for every report, bill and page."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -47,8 +46,14 @@ COPY (
 """
 
 
-@dg.asset(partitions_def=daily_partitions, deps=[READS_15MIN_KEY], group_name="rollups", kinds={"duckdb", "delta"},
-          pool="lake_compute", output_required=False)
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=[READS_15MIN_KEY],
+    group_name="rollups",
+    kinds={"duckdb", "delta"},
+    pool="lake_compute",
+    output_required=False,
+)
 def reads_hourly(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """Each meter's kWh per UTC hour, estimated kWh apart, for load curves and forecasts."""
     store = lake.lake()
@@ -69,8 +74,14 @@ def reads_hourly(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: 
     kinds={"duckdb", "delta"},
     pool="lake_compute",
     output_required=False,
-    check_specs=[dg.AssetCheckSpec("daily_equals_hourly_equals_15min", asset="reads_daily", blocking=True,
-                                   additional_deps=["reads_hourly", "reads_15min"])],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "daily_equals_hourly_equals_15min",
+            asset="reads_daily",
+            blocking=True,
+            additional_deps=["reads_hourly", "reads_15min"],
+        )
+    ],
 )
 def reads_daily(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """Each meter's kWh for the local calendar day, with its estimated and missing intervals."""

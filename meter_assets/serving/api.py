@@ -134,8 +134,11 @@ def unexpected_params(request: Request, allowed: tuple[str, ...]) -> JSONRespons
     unknown = sorted({name for name in names if name not in allowed})
     repeated = sorted({name for name in names if names.count(name) > 1})
     if unknown or repeated:
-        return problem(422, f"unexpected query parameters: {', '.join(map(repr, unknown + repeated))[:200]}; "
-                            f"this endpoint takes {', '.join(allowed) or 'none'}, each at most once")
+        return problem(
+            422,
+            f"unexpected query parameters: {', '.join(map(repr, unknown + repeated))[:200]}; "
+            f"this endpoint takes {', '.join(allowed) or 'none'}, each at most once",
+        )
     return None
 
 
@@ -155,8 +158,9 @@ async def bill_estimate(request: Request) -> Response:
     s = settings()
     if refused := unexpected_params(request, ()):
         return refused
-    body = await one_value(request, ESTIMATE_SQL,
-                           {"customer_id": customer, "currency": s.currency, "timezone": s.market_tz})
+    body = await one_value(
+        request, ESTIMATE_SQL, {"customer_id": customer, "currency": s.currency, "timezone": s.market_tz}
+    )
     if body is None:
         return problem(404, "no bill estimate for this customer this month")
     return json_text(body)
@@ -173,8 +177,10 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def page(request: Request) -> HTMLResponse:
-    return HTMLResponse(request.app.state.page, headers={
-        "Cache-Control": "no-cache", "Content-Security-Policy": request.app.state.page_policy})
+    return HTMLResponse(
+        request.app.state.page,
+        headers={"Cache-Control": "no-cache", "Content-Security-Policy": request.app.state.page_policy},
+    )
 
 
 async def openapi(request: Request) -> JSONResponse:
@@ -187,11 +193,12 @@ def page_policy(html: str) -> str:
 
     def digests(tag: str) -> str:
         blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.S)
-        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'"
-                        for b in blocks)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks)
 
-    return (f"default-src 'none'; script-src {digests('script')}; style-src {digests('style')}; "
-            "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return (
+        f"default-src 'none'; script-src {digests('script')}; style-src {digests('style')}; "
+        "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 class SecurityHeaders:
@@ -232,14 +239,28 @@ def create_app(dsn: str | None = None) -> Starlette:
         app.state.page = package_files.files("meter_assets.serving").joinpath("static/usage.html").read_text()
         app.state.page_policy = page_policy(app.state.page)
         app.state.contract = contract(settings().serving_window_days)
-        pool = AsyncConnectionPool(conninfo, min_size=2, max_size=settings().api_pool_size, open=False,
-                                   kwargs={"row_factory": dict_row, "autocommit": True}, configure=iso_dates)
+        pool = AsyncConnectionPool(
+            conninfo,
+            min_size=2,
+            max_size=settings().api_pool_size,
+            open=False,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+            configure=iso_dates,
+        )
         await pool.open(wait=True)
         app.state.pool = pool
         s = settings()
-        app.state.usage = Coalescer(pool, USAGE_SQL, drainers=s.api_pool_size, params=lambda keys: {
-            "customer_ids": [customer for customer, _ in keys], "days": [days for _, days in keys],
-            "currency": s.currency, "timezone": s.market_tz})
+        app.state.usage = Coalescer(
+            pool,
+            USAGE_SQL,
+            drainers=s.api_pool_size,
+            params=lambda keys: {
+                "customer_ids": [customer for customer, _ in keys],
+                "days": [days for _, days in keys],
+                "currency": s.currency,
+                "timezone": s.market_tz,
+            },
+        )
         try:
             yield
         finally:

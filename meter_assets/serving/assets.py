@@ -69,8 +69,9 @@ COPY (
     kinds={"duckdb", "postgres"},
     pool="lake_compute",
 )
-def usage_serving(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource,
-                  postgres: PostgresResource) -> dg.MaterializeResult:
+def usage_serving(
+    context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, postgres: PostgresResource
+) -> dg.MaterializeResult:
     """Each customer's use and cost for the day, in the table the usage page reads in milliseconds."""
     s = settings()
     day = dt.date.fromisoformat(context.partition_key)
@@ -85,17 +86,22 @@ def usage_serving(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
         raise_if_unpriced(con, context.partition_key)
         supply_days(con, day, day + dt.timedelta(days=1), context.partition_key)
         target = os.path.join(scratch, "usage.csv")
-        con.execute(SERVING_DAY_SQL.format(daily=parquet(daily), target=target),
-                    {"day": day, "tax_rate": str(s.tax_rate)})
+        con.execute(
+            SERVING_DAY_SQL.format(daily=parquet(daily), target=target), {"day": day, "tax_rate": str(s.tax_rate)}
+        )
         compute_seconds = time.perf_counter() - began
         began = time.perf_counter()
         with postgres.connect() as conn:
             refresh = refresh_day(conn, day, target, s.serving_window_days, refreshed_at=dt.datetime.now(dt.UTC))
     if not refresh.loaded:
-        context.log.info(f"{day} is older than the {s.serving_window_days}-day window and the month "
-                         f"being estimated (kept from {refresh.kept_from}): not loaded")
-    return dg.MaterializeResult(metadata={
-        **vars(refresh),
-        "compute_seconds": round(compute_seconds, 2),
-        "load_seconds": round(time.perf_counter() - began, 2),
-    })
+        context.log.info(
+            f"{day} is older than the {s.serving_window_days}-day window and the month "
+            f"being estimated (kept from {refresh.kept_from}): not loaded"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            **vars(refresh),
+            "compute_seconds": round(compute_seconds, 2),
+            "load_seconds": round(time.perf_counter() - began, 2),
+        }
+    )

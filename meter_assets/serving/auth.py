@@ -63,8 +63,7 @@ class KeyRing:
     def of(cls, signing: bytes, *previous: bytes) -> KeyRing:
         for secret in (signing, *previous):
             if len(secret) < MIN_SECRET_BYTES:
-                raise WeakSecret(f"an API secret must be at least {MIN_SECRET_BYTES} bytes, "
-                                 f"this one is {len(secret)}")
+                raise WeakSecret(f"an API secret must be at least {MIN_SECRET_BYTES} bytes, this one is {len(secret)}")
         return cls(signing, {key_id(secret): secret for secret in (signing, *previous)})
 
     @property
@@ -93,13 +92,16 @@ def _stored_secret(path: str) -> bytes:
     with open(path, "rb") as f:
         secret = f.read().strip()
     if len(secret) < MIN_SECRET_BYTES:
-        raise WeakSecret(f"{path} holds {len(secret)} bytes; an API secret needs at least {MIN_SECRET_BYTES} "
-                         "(delete the file for a new random one)")
+        raise WeakSecret(
+            f"{path} holds {len(secret)} bytes; an API secret needs at least {MIN_SECRET_BYTES} "
+            "(delete the file for a new random one)"
+        )
     return secret
 
 
-def mint(customer_id: int, ttl_seconds: int | None = None, now: float | None = None,
-         ring: KeyRing | None = None) -> str:
+def mint(
+    customer_id: int, ttl_seconds: int | None = None, now: float | None = None, ring: KeyRing | None = None
+) -> str:
     """A token for one customer, valid for `ttl_seconds` (`METER_API_TOKEN_TTL_SECONDS`), which
     may not exceed `METER_API_TOKEN_MAX_TTL_SECONDS`."""
     s = settings()
@@ -144,9 +146,14 @@ def _checked(token: str, ring: KeyRing) -> tuple[int, int, int]:
         raise InvalidToken("unknown signing key")
     try:
         # times are checked here and by the caller, strictly: PyJWT would read 1.5 or "1" as a time
-        claims = jwt.decode(token, ring.accepted[kid], algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
-                            options={"require": list(CLAIMS), "verify_exp": False, "verify_iat": False,
-                                     "verify_nbf": False})
+        claims = jwt.decode(
+            token,
+            ring.accepted[kid],
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": list(CLAIMS), "verify_exp": False, "verify_iat": False, "verify_nbf": False},
+        )
     except jwt.InvalidSignatureError as error:
         raise InvalidToken("bad signature") from error
     except jwt.PyJWTError as error:

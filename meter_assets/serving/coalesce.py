@@ -25,8 +25,14 @@ class Coalescer:
     statement fails is asked again one key at a time, so only the key at fault fails.
     """
 
-    def __init__(self, pool: AsyncConnectionPool, sql: str, params: Callable[[Sequence[tuple]], dict],
-                 drainers: int, max_batch: int = 64):
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        sql: str,
+        params: Callable[[Sequence[tuple]], dict],
+        drainers: int,
+        max_batch: int = 64,
+    ):
         self.pool = pool
         self.sql = sql
         self.params = params
@@ -48,7 +54,7 @@ class Coalescer:
         try:
             async with self.pool.connection() as conn:
                 while self.queue:
-                    batch, self.queue = self.queue[:self.max_batch], self.queue[self.max_batch:]
+                    batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
                     await self._answer(conn, batch)
         except Exception as error:  # no connection: nobody queued may wait forever
             queued, self.queue = self.queue, []

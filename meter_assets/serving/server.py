@@ -97,8 +97,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_deadline()
         self.refused = True
         body = b"request line and headers exceed 16 KiB"
-        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8"
-                             b"\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8"
+            b"\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+        )
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
@@ -106,5 +108,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 def limits() -> dict:
     """uvicorn's options for the API: the bounded protocol and the limits above."""
-    return {"http": BoundedHttpToolsProtocol, "limit_concurrency": settings().api_max_connections,
-            "timeout_keep_alive": KEEP_ALIVE_SECONDS, "server_header": False}
+    return {
+        "http": BoundedHttpToolsProtocol,
+        "limit_concurrency": settings().api_max_connections,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "server_header": False,
+    }

@@ -24,8 +24,9 @@ class Refresh:
     kept_from: str = ""
 
 
-def refresh_day(conn: psycopg.Connection, day: dt.date, csv_path: str, window_days: int,
-                refreshed_at: dt.datetime) -> Refresh:
+def refresh_day(
+    conn: psycopg.Connection, day: dt.date, csv_path: str, window_days: int, refreshed_at: dt.datetime
+) -> Refresh:
     """Replace one day of `serving.daily_usage` from a CSV file and prune; one transaction.
 
     The window is counted back from the newest day loaded, so it follows the data; every day
@@ -38,12 +39,14 @@ def refresh_day(conn: psycopg.Connection, day: dt.date, csv_path: str, window_da
         newest = max(newest or day, day)
         kept_from = min(newest - dt.timedelta(days=window_days - 1), newest.replace(day=1))
         if day < kept_from:
-            return Refresh(day=day.isoformat(), loaded=False, newest_day=newest.isoformat(),
-                           kept_from=kept_from.isoformat())
+            return Refresh(
+                day=day.isoformat(), loaded=False, newest_day=newest.isoformat(), kept_from=kept_from.isoformat()
+            )
         conn.execute("DELETE FROM serving.daily_usage WHERE local_date = %s", [day])
-        with open(csv_path, "rb") as source, conn.cursor().copy(
-            f"COPY serving.daily_usage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT csv)"
-        ) as copy:
+        with (
+            open(csv_path, "rb") as source,
+            conn.cursor().copy(f"COPY serving.daily_usage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT csv)") as copy,
+        ):
             while chunk := source.read(COPY_CHUNK):
                 copy.write(chunk)
         (rows,) = conn.execute("SELECT count(*) FROM serving.daily_usage WHERE local_date = %s", [day]).fetchone()
@@ -56,5 +59,11 @@ def refresh_day(conn: psycopg.Connection, day: dt.date, csv_path: str, window_da
             """,
             [day, refreshed_at, rows],
         )
-    return Refresh(day=day.isoformat(), loaded=True, rows=rows, pruned_rows=pruned, newest_day=newest.isoformat(),
-                   kept_from=kept_from.isoformat())
+    return Refresh(
+        day=day.isoformat(),
+        loaded=True,
+        rows=rows,
+        pruned_rows=pruned,
+        newest_day=newest.isoformat(),
+        kept_from=kept_from.isoformat(),
+    )

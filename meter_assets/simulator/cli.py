@@ -1,7 +1,7 @@
 """`meter-sim`: generate a simulated retailer into the lake, and release its late files.
 
-    meter-sim generate --meters 1000 --start 2024-05-01 --days 7 [--seed 7] [--lake URI]
-    meter-sim release-late --until 2024-05-09 [--dates 2024-05-03,2024-05-05] [--lake URI]
+meter-sim generate --meters 1000 --start 2024-05-01 --days 7 [--seed 7] [--lake URI]
+meter-sim release-late --until 2024-05-09 [--dates 2024-05-03,2024-05-05] [--lake URI]
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from meter_assets.simulator.retailer import hourly_temperature, population
 from meter_assets.storage import Lake
 
 
-def generate(lake: Lake, meters: int, start: dt.date, days: int, seed: int, rates: FaultRates,
-             truth: bool = False, log=print) -> dict:
+def generate(
+    lake: Lake, meters: int, start: dt.date, days: int, seed: int, rates: FaultRates, truth: bool = False, log=print
+) -> dict:
     """Write reference data, every day's head-end files and the fault manifest."""
     began = time.perf_counter()
     if rates.format_change is None:
@@ -87,8 +88,9 @@ def _rates_from(args: argparse.Namespace) -> FaultRates:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meter-sim", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="meter-sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="write a simulated retailer into the lake")
@@ -102,15 +104,23 @@ def main(argv: list[str] | None = None) -> int:
     for f in dataclasses.fields(FaultRates):
         flag = "--" + f.name.replace("_", "-")
         if f.name == "format_change":
-            gen.add_argument(flag, type=dt.date.fromisoformat, default=None,
-                             help="day the second vendor switches to v2 (default: middle of the range)")
+            gen.add_argument(
+                flag,
+                type=dt.date.fromisoformat,
+                default=None,
+                help="day the second vendor switches to v2 (default: middle of the range)",
+            )
         else:
             gen.add_argument(flag, type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name))
 
     rel = commands.add_parser("release-late", help="deliver held late files due by a date")
     rel.add_argument("--until", type=dt.date.fromisoformat, required=True, help="release files due by this day")
-    rel.add_argument("--dates", type=lambda v: {dt.date.fromisoformat(d) for d in v.split(",")}, default=None,
-                     help="only files with readings of these local days, comma-separated")
+    rel.add_argument(
+        "--dates",
+        type=lambda v: {dt.date.fromisoformat(d) for d in v.split(",")},
+        default=None,
+        help="only files with readings of these local days, comma-separated",
+    )
     rel.add_argument("--lake", default=None)
 
     args = parser.parse_args(argv)

@@ -115,7 +115,7 @@ class Rows:
     def __len__(self) -> int:
         return len(self.meter_id)
 
-    def take(self, index: np.ndarray) -> "Rows":
+    def take(self, index: np.ndarray) -> Rows:
         return Rows(**{k: v[index] for k, v in self.__dict__.items()})
 
 
@@ -131,18 +131,27 @@ def render_lines(rows: Rows, contract: Contract) -> pa.Array:
     if contract.format == "csv":
         parts = [meter, ",", start, ",", energy, ",", codes, ",", version, ",", clock, ",", received, "\n"]
     else:
+
         def name(n: str) -> str:
             return f'"{n}":'
 
         meter_json = meter if contract is BETA_JSONL_V1 else pc.binary_join_element_wise('"', meter, '"', "")
         parts = [
-            "{" + name(contract.meter_id), meter_json,
-            "," + name(contract.interval_start) + '"', start,
-            '",' + name(contract.energy), energy,
-            "," + name(contract.quality) + '"', codes,
-            '",' + name(contract.version), version,
-            "," + name(contract.meter_clock) + '"', clock,
-            '",' + name(contract.received_at) + '"', received, '"}\n',
+            "{" + name(contract.meter_id),
+            meter_json,
+            "," + name(contract.interval_start) + '"',
+            start,
+            '",' + name(contract.energy),
+            energy,
+            "," + name(contract.quality) + '"',
+            codes,
+            '",' + name(contract.version),
+            version,
+            "," + name(contract.meter_clock) + '"',
+            clock,
+            '",' + name(contract.received_at) + '"',
+            received,
+            '"}\n',
         ]
     return pc.binary_join_element_wise(*parts, "")
 
@@ -193,8 +202,17 @@ def damage(line: str, contract: Contract, variant: str) -> str:
 class HeadEnd:
     """Generates one local day of head-end files for a population."""
 
-    def __init__(self, lake: Lake, pop: Population, tz, seed: int, rates: FaultRates, temperature: pa.Table,
-                 dead_at: np.ndarray, write_truth: bool):
+    def __init__(
+        self,
+        lake: Lake,
+        pop: Population,
+        tz,
+        seed: int,
+        rates: FaultRates,
+        temperature: pa.Table,
+        dead_at: np.ndarray,
+        write_truth: bool,
+    ):
         self.lake = lake
         self.pop = pop
         self.tz = tz
@@ -222,10 +240,17 @@ class HeadEnd:
             offline[i, first : first + span] = True
         for i in np.flatnonzero(offline.any(axis=1)):
             edges = np.diff(np.concatenate(([0], offline[i].astype(np.int8), [0])))
-            for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
                 reason = "dead" if start_s[a] >= self.dead_at[i] else "offline"
-                faults.append(dict(kind="missing", meter_id=pop.meter_id[i], read_at=start_s[a],
-                                   read_until=start_s[b - 1] + 900, detail={"reason": reason}))
+                faults.append(
+                    dict(
+                        kind="missing",
+                        meter_id=pop.meter_id[i],
+                        read_at=start_s[a],
+                        read_until=start_s[b - 1] + 900,
+                        detail={"reason": reason},
+                    )
+                )
 
         # meter-hours the head-end could not read and filled with its own estimate
         estimated = np.repeat(rng.random((m, n // 4)) < rates.estimated, 4, axis=1) & ~offline
@@ -236,8 +261,15 @@ class HeadEnd:
         drifting = np.flatnonzero(rng.random(m) < rates.drift)
         drift[drifting] = rng.choice([-1, 1], drifting.size) * rng.integers(60, 421, drifting.size)
         for i in drifting:
-            faults.append(dict(kind="clock_drift", meter_id=pop.meter_id[i], read_at=start_s[0],
-                               read_until=start_s[-1] + 900, detail={"drift_seconds": int(drift[i])}))
+            faults.append(
+                dict(
+                    kind="clock_drift",
+                    meter_id=pop.meter_id[i],
+                    read_at=start_s[0],
+                    read_until=start_s[-1] + 900,
+                    detail={"drift_seconds": int(drift[i])},
+                )
+            )
 
         # file-level faults, chosen per file
         groups = pop.groups
@@ -246,10 +278,18 @@ class HeadEnd:
         for h in range(hours):
             for g in range(groups):
                 roll = rng.random(4)
-                plans.append(dict(hour=h, group=g, late=roll[0] < rates.late_file,
-                                  resend=roll[1] < rates.resend, correct=roll[2] < rates.correction,
-                                  late_days=int(rng.integers(1, rates.late_max_days + 1)),
-                                  correction_days=int(rng.integers(1, 11)), seed=int(rng.integers(2**31))))
+                plans.append(
+                    dict(
+                        hour=h,
+                        group=g,
+                        late=roll[0] < rates.late_file,
+                        resend=roll[1] < rates.resend,
+                        correct=roll[2] < rates.correction,
+                        late_days=int(rng.integers(1, rates.late_max_days + 1)),
+                        correction_days=int(rng.integers(1, 11)),
+                        seed=int(rng.integers(2**31)),
+                    )
+                )
         if self.truncations_left > 0:
             candidates = [p for p in plans if not (p["late"] or p["resend"] or p["correct"])]
             victim = candidates[len(candidates) // 2]
@@ -274,8 +314,12 @@ class HeadEnd:
                 lost += [unreadable] if unreadable is not None else []
 
         if rates.format_change == day:
-            faults.append(dict(kind="format_change", detail={"vendor": "beta", "from": BETA_JSONL_V1.name,
-                                                             "to": BETA_JSONL_V2.name}))
+            faults.append(
+                dict(
+                    kind="format_change",
+                    detail={"vendor": "beta", "from": BETA_JSONL_V1.name, "to": BETA_JSONL_V2.name},
+                )
+            )
         self._write_faults(day, faults)
         if self.write_truth:
             self._write_truth(day, corrections, lost, wh, start_s, estimated, offline)
@@ -320,9 +364,16 @@ class HeadEnd:
             for i in damaged:
                 variant = MALFORMED_VARIANTS[int(rng.integers(len(MALFORMED_VARIANTS)))]
                 replacements.append(damage(lines[int(i)].as_py(), contract, variant))
-                faults.append(dict(kind="malformed_row", file_key=key, meter_id=rows.meter_id[i],
-                                   read_at=rows.true_start[i], line=int(i) + 1 + (contract.format == "csv"),
-                                   detail={"variant": variant}))
+                faults.append(
+                    dict(
+                        kind="malformed_row",
+                        file_key=key,
+                        meter_id=rows.meter_id[i],
+                        read_at=rows.true_start[i],
+                        line=int(i) + 1 + (contract.format == "csv"),
+                        detail={"variant": variant},
+                    )
+                )
             mask = np.zeros(len(rows), dtype=bool)
             mask[damaged] = True
             lines = pc.replace_with_mask(lines, pa.array(mask), pa.array(replacements, pa.string()))
@@ -365,21 +416,40 @@ class HeadEnd:
             fix.estimated = np.zeros(len(fix), dtype=bool)
             fix.version = np.full(len(fix), 2, dtype=np.int8)
             fix.start = fix.true_start
-            fix.received_at = np.full(len(fix), int(dt.datetime.combine(arrival, dt.time(6)).replace(tzinfo=dt.UTC).timestamp()))
+            fix.received_at = np.full(
+                len(fix), int(dt.datetime.combine(arrival, dt.time(6)).replace(tzinfo=dt.UTC).timestamp())
+            )
             fix.meter_clock = fix.received_at
             correction_contract = contract_for(vendor, arrival, rates)
             correction_key = raw_key(correction_contract, g, hour, "c1")
             text = header(correction_contract) + text_of(render_lines(fix, correction_contract))
             self.lake.write_bytes(held_key(arrival, correction_key), gzip_bytes(text))
             for i in range(len(fix)):
-                faults.append(dict(kind="correction", file_key=correction_key, meter_id=fix.meter_id[i],
-                                   read_at=fix.true_start[i], kwh=int(fix.wh[i]),
-                                   detail={"original_kwh": f"{original[i] / 1000:.3f}", "arrival_date": arrival.isoformat(),
-                                           "version": 2}))
+                faults.append(
+                    dict(
+                        kind="correction",
+                        file_key=correction_key,
+                        meter_id=fix.meter_id[i],
+                        read_at=fix.true_start[i],
+                        kwh=int(fix.wh[i]),
+                        detail={
+                            "original_kwh": f"{original[i] / 1000:.3f}",
+                            "arrival_date": arrival.isoformat(),
+                            "version": 2,
+                        },
+                    )
+                )
             corrected = pa.table({"meter_id": fix.meter_id, "read_at": fix.true_start, "wh": fix.wh})
         for i in np.flatnonzero(rows.estimated):
-            faults.append(dict(kind="estimated", file_key=key, meter_id=rows.meter_id[i], read_at=rows.true_start[i],
-                               kwh=int(rows.wh[i])))
+            faults.append(
+                dict(
+                    kind="estimated",
+                    file_key=key,
+                    meter_id=rows.meter_id[i],
+                    read_at=rows.true_start[i],
+                    kwh=int(rows.wh[i]),
+                )
+            )
         for f in faults:
             f.setdefault("file_key", key)
         return result, faults, corrected, lost
@@ -402,7 +472,9 @@ class HeadEnd:
             schema=FAULT_SCHEMA,
         )
         has_kwh = pa.array(["kwh" in f for f in faults], pa.bool_())
-        table = table.set_column(6, "kwh", pc.if_else(has_kwh, table.column("kwh"), pa.scalar(None, pa.decimal128(9, 3))))
+        table = table.set_column(
+            6, "kwh", pc.if_else(has_kwh, table.column("kwh"), pa.scalar(None, pa.decimal128(9, 3)))
+        )
         self._write_parquet(f"simulator/faults/date={day.isoformat()}/faults.parquet", table)
 
     def _write_truth(self, day, corrections, lost, wh, start_s, estimated, offline) -> None:
@@ -427,8 +499,10 @@ class HeadEnd:
             quality[where] = 0
         flags = pa.array(["actual", "estimated", "missing"]).take(pa.array(quality))
         kwh = pc.if_else(pc.equal(pa.array(quality), 2), pa.scalar(None, pa.decimal128(9, 3)), kwh_decimal(flat_wh))
-        table = pa.table({"meter_id": meter, "read_at": read_at.astype("datetime64[s]"), "kwh": kwh,
-                          "quality_flag": flags}, schema=TRUTH_SCHEMA)
+        table = pa.table(
+            {"meter_id": meter, "read_at": read_at.astype("datetime64[s]"), "kwh": kwh, "quality_flag": flags},
+            schema=TRUTH_SCHEMA,
+        )
         self._write_parquet(f"simulator/truth/date={day.isoformat()}/reads.parquet", table)
 
     def _write_parquet(self, key: str, table: pa.Table) -> None:

@@ -10,7 +10,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from meter_assets.simulator.retailer import FIRST_CUSTOMER_ID, REGIONS, Population, temperature_forecasts, vendor_of_group
+from meter_assets.simulator.retailer import (
+    FIRST_CUSTOMER_ID,
+    REGIONS,
+    Population,
+    temperature_forecasts,
+    vendor_of_group,
+)
 from meter_assets.storage import Lake
 
 # plan, band, local start, local end, unit rate before and after the mid-month change
@@ -99,7 +105,11 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
         if second_premise[i] and m > 1:
             holder = first_row[int(other[i]) + (int(other[i]) >= i)]
             customer_id[row], plan[row], joined[row], region[row] = (
-                customer_id[holder], plan[holder], joined[holder], region[holder])
+                customer_id[holder],
+                plan[holder],
+                joined[holder],
+                region[holder],
+            )
     return Tenancies(
         meter_id=np.array(meter_id, dtype=np.int32),
         customer_id=np.array(customer_id, dtype=np.int32),
@@ -114,10 +124,23 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
 def tariffs(start: dt.date, days: int) -> pa.Table:
     """Type-2 tariff history: every plan's bands, with a mid-month price change."""
     change = price_change_date(start, days)
-    rows: dict[str, list] = {k: [] for k in (
-        "tariff_id", "plan_id", "plan_name", "band", "band_start", "band_end",
-        "unit_rate", "standing_charge", "currency", "valid_from", "valid_to", "is_current",
-    )}
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "tariff_id",
+            "plan_id",
+            "plan_name",
+            "band",
+            "band_start",
+            "band_end",
+            "unit_rate",
+            "standing_charge",
+            "currency",
+            "valid_from",
+            "valid_to",
+            "is_current",
+        )
+    }
     tariff_id = 1
     for version, (valid_from, valid_to) in enumerate(((TARIFF_HISTORY_START, change), (change, None))):
         for plan, band, band_start, band_end, *rates in TARIFF_BANDS:

@@ -165,9 +165,7 @@ def interval_load_kwh(
     start, end = local_day_bounds(day)
     n = int((end - start) / dt.timedelta(minutes=15))
     starts = np.array([start + dt.timedelta(minutes=15 * i) for i in range(n)], dtype="datetime64[s]")
-    local = [
-        (start + dt.timedelta(minutes=15 * i)).replace(tzinfo=dt.UTC).astimezone(tz) for i in range(n)
-    ]
+    local = [(start + dt.timedelta(minutes=15 * i)).replace(tzinfo=dt.UTC).astimezone(tz) for i in range(n)]
     minute = np.array([t.hour * 60 + t.minute for t in local], dtype=float)
     weekend = day.weekday() >= 5
     rng = np.random.default_rng([seed, 3, day.toordinal()])
@@ -213,6 +211,6 @@ def _interval_temperatures(temperature: pa.Table, starts: np.ndarray) -> np.ndar
     out = np.empty((len(REGIONS), len(starts)))
     for r, (name, _, _) in enumerate(REGIONS):
         mask = regions == name
-        lookup = dict(zip(observed[mask].tolist(), values[mask].tolist()))
+        lookup = dict(zip(observed[mask].tolist(), values[mask].tolist(), strict=True))
         out[r] = [lookup[h] for h in hour_of.tolist()]
     return out
