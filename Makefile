@@ -13,7 +13,7 @@ YESTERDAY   := $(shell date -u -d "1 day ago" +%Y-%m-%d)
 export METER_DATA_DIR ?= $(DATA)
 export METER_LAKE ?= $(DATA)/lake
 
-.PHONY: install test lint demo bench bench-tools lock clean
+.PHONY: install test test-fast lint demo bench bench-tools lock clean
 
 install: $(STAMP)
 
@@ -25,6 +25,13 @@ $(STAMP): requirements.lock pyproject.toml
 
 test: install
 	$(BIN)/pytest
+
+# The tests that need no server, lake or browser (pricing, arrivals on a local lake, tokens,
+# the definitions): seconds, for the edit-test loop; `make test` still runs everything.
+FAST_TESTS := meter_assets_tests/test_pricing.py meter_assets_tests/test_tokens.py \
+              meter_assets_tests/test_arrivals.py meter_assets_tests/test_definitions.py
+test-fast: install
+	$(BIN)/pytest -q -k "not s3" $(FAST_TESTS)
 
 # Lint and format check (ruff, configured in pyproject.toml); `ruff format .` fixes the format.
 lint: install

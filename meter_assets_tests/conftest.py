@@ -203,3 +203,37 @@ def faults(root: str, kind: str) -> list[dict]:
         f"SELECT * FROM read_parquet('{root}/simulator/faults/*/faults.parquet') WHERE kind = '{kind}' ORDER BY ALL"
     )
     return [dict(zip(rows.columns, r, strict=True)) for r in rows.fetchall()]
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip(
+            f"NO BROWSER TEST: Debian's chromium and chromium-driver are not installed ({CHROMIUM}, "
+            f"{CHROMEDRIVER}); `apt-get install chromium chromium-driver` (CI does)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        "--window-size=1200,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()

@@ -5,98 +5,31 @@ from decimal import Decimal
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
 from meter_assets import postgres
-from meter_assets.billing.assets import billing_assets, month_days
+from meter_assets.billing.assets import billing_assets
 from meter_assets.billing.pricing import UnpricedUsage
 from meter_assets.resources import PostgresResource
 from meter_assets.sql import parquet
-from meter_assets.storage import Lake
 from meter_assets.tables import (
     ADJUSTMENTS_EXPORT,
     BILL_LINES_EXPORT,
     BILLS_EXPORT,
-    DIMENSIONS,
     READS_15MIN,
     READS_DAILY,
-    LakeTable,
 )
 
 from .billing_reference import EXPORTED_LINE_COLUMNS, assert_exported_lines_match, reference_bills
+from .billing_support import MONTH, month_assignments, month_customers, month_in_lake, month_readings, publish
 from .conftest import query, resources_for
-from .test_pricing import TAX, TZ, _tariffs, _utc_intervals
-
-MONTH = "2025-02"
+from .pricing_support import TAX, TZ, two_plans
 
 
 @pytest.fixture
 def dsn(pg_dsn) -> str:
     """A ledger of the test's own: an export holds every bill of its month."""
     return pg_dsn
-
-
-def _publish(lake: Lake, table: LakeTable, partition: str | None, rows: pa.Table) -> None:
-    build = lake.build(table, partition)
-    build.write_parquet("part-0000.parquet", rows)
-    lake.publish(build)
-
-
-def _customers(first: int) -> list[dict]:
-    return [dict(customer_id=first + n, plan_id=plan) for n, plan in enumerate(("TOU", "FLEX", "TOU", "FLEX"))]
-
-
-def _assignments(first: int) -> list[dict]:
-    return [
-        dict(meter_id=1, customer_id=first, valid_from=dt.date(2020, 1, 1), valid_to=dt.date(2025, 2, 10)),
-        dict(meter_id=1, customer_id=first + 1, valid_from=dt.date(2025, 2, 11), valid_to=None),
-        dict(meter_id=2, customer_id=first + 2, valid_from=dt.date(2020, 1, 1), valid_to=None),
-        dict(meter_id=3, customer_id=first + 3, valid_from=dt.date(2020, 1, 1), valid_to=None),
-    ]
-
-
-def _readings() -> pa.Table:
-    return pa.Table.from_pylist(
-        [
-            dict(
-                meter_id=m,
-                read_at=at,
-                kwh=Decimal(100 + (i * 37 + m * 11) % 900) / 1000,
-                quality_flag="estimated" if (i + m) % 97 == 0 else "actual",
-            )
-            for m in (1, 2, 3)
-            for i, at in enumerate(_utc_intervals(MONTH))
-        ],
-        schema=pa.schema(
-            [
-                ("meter_id", pa.int32()),
-                ("read_at", pa.timestamp("us")),
-                ("kwh", pa.decimal128(12, 3)),
-                ("quality_flag", pa.string()),
-            ]
-        ),
-    )
-
-
-def month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake:
-    """Three meters over February 2025: one changes hands on the 10th, with a void day."""
-    lake = Lake(root)
-    first = customer_offset
-    _publish(lake, DIMENSIONS["customers"], None, pa.Table.from_pylist(_customers(first)))
-    _publish(lake, DIMENSIONS["meter_assignments"], None, pa.Table.from_pylist(_assignments(first)))
-    _publish(lake, DIMENSIONS["tariffs"], None, pa.Table.from_pylist(tariffs))
-    reads = _readings()
-    # in February London keeps UTC, so the local day is the UTC date
-    local_date = pc.cast(reads.column("read_at"), pa.date32())
-    for day in month_days(MONTH):
-        mask = pc.equal(local_date, pa.scalar(dt.date.fromisoformat(day)))
-        day_reads = reads.filter(mask)
-        _publish(lake, READS_15MIN, day, day_reads)
-        daily = day_reads.group_by("meter_id").aggregate([("kwh", "sum")]).rename_columns(["meter_id", "kwh"])
-        daily = daily.append_column("missing_intervals", pa.array([0] * daily.num_rows, pa.int16()))
-        _publish(lake, READS_DAILY, day, daily)
-    return lake
 
 
 def _resources(root: str, dsn: str) -> dict:
@@ -114,7 +47,7 @@ def _bills(dsn: str, customers: range) -> list[tuple]:
 
 def test_month_is_billed_issued_and_exported(lake_root, dsn):
     offset = 7_000_000 if lake_root.startswith("s3://") else 6_000_000
-    tariffs = _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450"), Decimal("0.1200"), Decimal("0.3100")])
+    tariffs = two_plans(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450"), Decimal("0.1200"), Decimal("0.3100")])
     lake = month_in_lake(lake_root, offset, tariffs)
     result = dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(lake_root, dsn))
     (check,) = result.get_asset_check_evaluations()
@@ -144,7 +77,7 @@ def test_month_is_billed_issued_and_exported(lake_root, dsn):
         lake=lake,
     )
     expected = reference_bills(
-        MONTH, TZ, TAX, _readings().to_pylist(), _assignments(offset), _customers(offset), tariffs
+        MONTH, TZ, TAX, month_readings().to_pylist(), month_assignments(offset), month_customers(offset), tariffs
     ).bills
     assert_exported_lines_match(lines, expected)
     assert {b[1]: b[3] for b in bills} == {c: bill.charges for c, bill in expected.items()}
@@ -153,11 +86,11 @@ def test_month_is_billed_issued_and_exported(lake_root, dsn):
 def test_unreconciled_month_writes_nothing_and_blocks_issuing(tmp_path, dsn):
     root = str(tmp_path / "lake")
     offset = 8_000_000
-    lake = month_in_lake(root, offset, _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")]))
+    lake = month_in_lake(root, offset, two_plans(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")]))
     # reads_daily for the 5th loses a meter: the rollups no longer agree with the readings
     day = "2025-02-05"
     (rows,) = query(f"SELECT count(*) FROM {parquet(lake.files(READS_DAILY, day))}")[0]
-    _publish(lake, READS_DAILY, day, lake.read_parquet(lake.keys(READS_DAILY, day)).slice(0, rows - 1))
+    publish(lake, READS_DAILY, day, lake.read_parquet(lake.keys(READS_DAILY, day)).slice(0, rows - 1))
 
     result = dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), raise_on_error=False)
     (check,) = result.get_asset_check_evaluations()
@@ -171,7 +104,7 @@ def test_unreconciled_month_writes_nothing_and_blocks_issuing(tmp_path, dsn):
 
 def test_usage_no_tariff_prices_is_a_clear_error(tmp_path, dsn):
     root = str(tmp_path / "lake")
-    tariffs = _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")])
+    tariffs = two_plans(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")])
     # the time-of-use plan loses its peak band from the 15th
     tariffs = [t for t in tariffs if not (t["plan_id"] == "TOU" and t["band"] == "peak" and t["valid_to"] is None)]
     month_in_lake(root, 9_000_000, tariffs)
@@ -187,7 +120,7 @@ def test_usage_no_tariff_prices_is_a_clear_error(tmp_path, dsn):
 def test_a_bill_cites_the_readings_version_it_was_computed_from(tmp_path, dsn):
     root = str(tmp_path / "lake")
     offset = 8_500_000
-    lake = month_in_lake(root, offset, _tariffs(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")]))
+    lake = month_in_lake(root, offset, two_plans(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")]))
     customer = offset + 2  # meter 2, the whole month
 
     def billed() -> tuple[int, Decimal]:
@@ -216,11 +149,11 @@ def test_a_bill_cites_the_readings_version_it_was_computed_from(tmp_path, dsn):
     kwh = corrected.column("kwh").to_pylist()
     row = corrected.column("meter_id").to_pylist().index(2)
     kwh[row] += Decimal("1.000")
-    _publish(lake, READS_15MIN, day, corrected.set_column(2, "kwh", pa.array(kwh, pa.decimal128(12, 3))))
+    publish(lake, READS_15MIN, day, corrected.set_column(2, "kwh", pa.array(kwh, pa.decimal128(12, 3))))
     daily = lake.read_parquet(lake.keys(READS_DAILY, day)).to_pylist()
     for r in daily:
         r["kwh"] += Decimal("1.000") if r["meter_id"] == 2 else 0
-    _publish(lake, READS_DAILY, day, pa.Table.from_pylist(daily, lake.read_parquet(lake.keys(READS_DAILY, day)).schema))
+    publish(lake, READS_DAILY, day, pa.Table.from_pylist(daily, lake.read_parquet(lake.keys(READS_DAILY, day)).schema))
 
     dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"])
     second_version, second_kwh = billed()

@@ -14,7 +14,7 @@ from meter_assets.billing.ledger import issue_month, record_month
 from meter_assets.billing.pricing import compute_bills, month_bounds
 
 from .billing_reference import reference_bills
-from .test_pricing import RATES, TZ, _connection, _tariffs, _utc_intervals
+from .pricing_support import RATES, TZ, connection, two_plans, utc_intervals
 
 MONTH = "2025-02"
 FOUND_AT = dt.datetime(2025, 3, 10, tzinfo=dt.UTC)
@@ -53,7 +53,7 @@ def _month(seed: int, example: int, files: int):
         dict(customer_id=second, plan_id="FLEX"),
         dict(customer_id=third, plan_id="TOU"),
     ]
-    tariffs = _tariffs(
+    tariffs = two_plans(
         start + dt.timedelta(days=int(rng.integers(2, 26))),
         (28, 76),
         [RATES[i] for i in rng.integers(0, len(RATES), 8)],
@@ -61,7 +61,7 @@ def _month(seed: int, example: int, files: int):
 
     final = {}
     for meter in (1, 2, 3):
-        for at in _utc_intervals(MONTH):
+        for at in utc_intervals(MONTH):
             final[(meter, at)] = (
                 Decimal(int(rng.integers(0, 2200))) / 1000,
                 "estimated" if rng.random() < 0.03 else "actual",
@@ -91,7 +91,7 @@ def _local_day(utc: dt.datetime) -> dt.date:
 
 def _bills(readings: dict, assignments, customers, tariffs):
     reads = [dict(meter_id=m, read_at=at, kwh=kwh, quality_flag=flag) for (m, at), (kwh, flag) in readings.items()]
-    return list(compute_bills(_connection(reads, assignments, customers, tariffs), MONTH, TZ, TAX).bills.values())
+    return list(compute_bills(connection(reads, assignments, customers, tariffs), MONTH, TZ, TAX).bills.values())
 
 
 @settings(

@@ -6,7 +6,6 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,111 +13,7 @@ from hypothesis import strategies as st
 from meter_assets.billing.pricing import AmbiguousTariff, compute_bills, month_bounds
 
 from .billing_reference import reference_bills
-
-TZ = "Europe/London"
-TAX = Decimal("0.05")
-
-
-def _connection(reads, assignments, customers, tariffs) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.register(
-        "reads",
-        pa.Table.from_pylist(
-            reads,
-            schema=pa.schema(
-                [
-                    ("meter_id", pa.int32()),
-                    ("read_at", pa.timestamp("us")),
-                    ("kwh", pa.decimal128(12, 3)),
-                    ("quality_flag", pa.string()),
-                ]
-            ),
-        ),
-    )
-    con.register(
-        "assignments",
-        pa.Table.from_pylist(
-            assignments,
-            schema=pa.schema(
-                [
-                    ("meter_id", pa.int32()),
-                    ("customer_id", pa.int32()),
-                    ("valid_from", pa.date32()),
-                    ("valid_to", pa.date32()),
-                ]
-            ),
-        ),
-    )
-    con.register(
-        "customers",
-        pa.Table.from_pylist(customers, schema=pa.schema([("customer_id", pa.int32()), ("plan_id", pa.string())])),
-    )
-    con.register(
-        "tariffs",
-        pa.Table.from_pylist(
-            tariffs,
-            schema=pa.schema(
-                [
-                    ("tariff_id", pa.int32()),
-                    ("plan_id", pa.string()),
-                    ("band", pa.string()),
-                    ("band_start", pa.string()),
-                    ("band_end", pa.string()),
-                    ("unit_rate", pa.decimal128(10, 4)),
-                    ("standing_charge", pa.decimal128(10, 4)),
-                    ("valid_from", pa.date32()),
-                    ("valid_to", pa.date32()),
-                ]
-            ),
-        ),
-    )
-    return con
-
-
-def _utc_intervals(month: str) -> list[dt.datetime]:
-    start, end = month_bounds(month)
-    tz = ZoneInfo(TZ)
-    first = dt.datetime.combine(start, dt.time(), tz).astimezone(dt.UTC).replace(tzinfo=None)
-    last = dt.datetime.combine(end, dt.time(), tz).astimezone(dt.UTC).replace(tzinfo=None)
-    return [first + dt.timedelta(minutes=15 * i) for i in range(int((last - first) / dt.timedelta(minutes=15)))]
-
-
-def _clock(quarter_hour: int) -> str:
-    return f"{quarter_hour // 4:02d}:{15 * (quarter_hour % 4):02d}"
-
-
-def _tariffs(change_day: dt.date, cuts: tuple[int, int], rates: list[Decimal]) -> list[dict]:
-    """A single-rate plan and a time-of-use plan whose "standard" band is two rows at one rate
-    (off-peak, standard, a three-hour peak, standard again), with a price change on `change_day`."""
-    early, late = sorted(cuts)
-    peak_end = min(late + 12, 96)
-    bands = [
-        ("FLEX", "all_day", 0, 96, 3),
-        ("TOU", "off_peak", 0, early, 0),
-        ("TOU", "standard", early, late, 1),
-        ("TOU", "peak", late, peak_end, 2),
-        ("TOU", "standard", peak_end, 96, 1),
-    ]
-    rows, tariff_id = [], 1
-    for version, (valid_from, valid_to) in enumerate(((dt.date(2023, 1, 1), change_day), (change_day, None))):
-        for plan, band, start, end, rate in bands:
-            if start == end:
-                continue
-            rows.append(
-                dict(
-                    tariff_id=tariff_id,
-                    plan_id=plan,
-                    band=band,
-                    band_start=_clock(start),
-                    band_end="24:00" if end == 96 else _clock(end),
-                    unit_rate=rates[(version * 4 + rate) % len(rates)],
-                    standing_charge=Decimal("0.6050") + version,
-                    valid_from=valid_from,
-                    valid_to=valid_to,
-                )
-            )
-            tariff_id += 1
-    return rows
+from .pricing_support import RATES, TAX, TZ, clock, connection, utc_intervals
 
 
 def _dicts(bills) -> dict:
@@ -159,8 +54,6 @@ def _reference_dicts(bills) -> dict:
     }
 
 
-# Few rates, so that bands repeat a rate, rates survive a price change and two bands share one.
-RATES = [Decimal("0.0750"), Decimal("0.2650"), Decimal("0.2750"), Decimal("0.3850")]
 BANDS = ["off_peak", "standard", "peak"]
 
 
@@ -184,8 +77,8 @@ def tariff_histories(draw, month: str) -> list[dict]:
                     tariff_id=len(rows) + 1,
                     plan_id=plan,
                     band=band,
-                    band_start=_clock(a),
-                    band_end="24:00" if b == 96 else _clock(b),
+                    band_start=clock(a),
+                    band_end="24:00" if b == 96 else clock(b),
                     unit_rate=draw(st.sampled_from(RATES)),
                     standing_charge=standing[version],
                     valid_from=valid_from,
@@ -213,7 +106,7 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(month, seed
     rng = np.random.default_rng(seed)
     reads = []
     for meter in (1, 2, 3):
-        for at in _utc_intervals(month):
+        for at in utc_intervals(month):
             if rng.random() < 0.03:
                 reads.append(dict(meter_id=meter, read_at=at, kwh=None, quality_flag="missing"))
                 continue
@@ -242,7 +135,7 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(month, seed
         dict(customer_id=20, plan_id="TOU"),
     ]
 
-    usage = compute_bills(_connection(reads, assignments, customers, tariffs), month, TZ, TAX)
+    usage = compute_bills(connection(reads, assignments, customers, tariffs), month, TZ, TAX)
     expected = reference_bills(month, TZ, TAX, reads, assignments, customers, tariffs)
     assert _dicts(usage.bills) == _reference_dicts(expected.bills)
     assert usage.vacant_kwh == expected.vacant_kwh
@@ -255,7 +148,7 @@ def _flat_month(
     reads = [
         dict(meter_id=m, read_at=at, kwh=Decimal("0.250"), quality_flag="actual")
         for m in meters
-        for at in _utc_intervals(month)
+        for at in utc_intervals(month)
     ]
     tariffs = tariffs or [
         dict(
@@ -271,7 +164,7 @@ def _flat_month(
         )
     ]
     assignments = [dict(meter_id=m, customer_id=7, valid_from=dt.date(2020, 1, 1), valid_to=None) for m in meters]
-    return _connection(reads, assignments, [dict(customer_id=7, plan_id="FLEX")], tariffs)
+    return connection(reads, assignments, [dict(customer_id=7, plan_id="FLEX")], tariffs)
 
 
 def test_spring_forward_month_is_right_to_the_penny():
@@ -325,7 +218,7 @@ def test_two_rows_of_one_band_and_rate_are_one_line_rounded_once():
     # June 2024 has 30 days of 44 quarter hours in 05:00-16:00 and 20 in 19:00-24:00.
     day_qh, evening_qh = 30 * 44, 30 * 20
     reads = []
-    for at in _utc_intervals("2024-06"):
+    for at in utc_intervals("2024-06"):
         local = at.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(TZ))
         clock = f"{local.hour:02d}:{local.minute:02d}"
         if "05:00" <= clock < "16:00":
@@ -341,7 +234,7 @@ def test_two_rows_of_one_band_and_rate_are_one_line_rounded_once():
         (Decimal("91.663"), [r for r in reads if r["read_at"].hour >= 18]),
     ):
         band_reads[0]["kwh"] += band_total - sum(r["kwh"] for r in band_reads)
-    con = _connection(
+    con = connection(
         reads,
         [dict(meter_id=1, customer_id=7, valid_from=dt.date(2020, 1, 1), valid_to=None)],
         [dict(customer_id=7, plan_id="FLEX")],

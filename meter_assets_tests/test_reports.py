@@ -27,7 +27,6 @@ from meter_assets.storage import Lake
 from meter_assets.tables import READS_15MIN, READS_DAILY, REPORT_TABLES
 
 from .conftest import faults, resources_for, spring_days
-from .test_page import browser  # noqa: F401  (headless Chromium, or a loud skip)
 
 
 def report(root: str, day: dt.date) -> dict[str, list[dict]]:

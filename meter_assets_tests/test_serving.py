@@ -14,9 +14,9 @@ from meter_assets.serving.store import refresh_day
 from meter_assets.sql import parquet
 from meter_assets.tables import READS_15MIN
 
+from .billing_support import MONTH, month_in_lake
 from .conftest import query, resources_for
-from .test_billing_assets import MONTH, month_in_lake
-from .test_pricing import _tariffs
+from .pricing_support import two_plans
 
 OFFSET = 4_000_000
 RATE = Decimal("0.2450")
@@ -29,7 +29,7 @@ def _rows(dsn: str, sql: str, params=()) -> list[tuple]:
 
 def test_each_customer_sees_the_days_the_meter_was_theirs_at_their_tariff(tmp_path, pg_dsn):
     root = str(tmp_path / "lake")
-    lake = month_in_lake(root, OFFSET, _tariffs(dt.date(2025, 2, 15), (28, 76), [RATE]))
+    lake = month_in_lake(root, OFFSET, two_plans(dt.date(2025, 2, 15), (28, 76), [RATE]))
     resources = {**resources_for(root), "postgres": PostgresResource(dsn=pg_dsn)}
     for day in month_days(MONTH):
         dg.materialize([usage_serving], partition_key=day, resources=resources)

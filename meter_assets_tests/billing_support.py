@@ -1,0 +1,78 @@
+"""A month of readings, reference data and tariffs published to a lake, for the bill and
+serving assets' tests: three meters over February 2025, one changing hands on the 10th."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from meter_assets.billing.assets import month_days
+from meter_assets.storage import Lake
+from meter_assets.tables import DIMENSIONS, READS_15MIN, READS_DAILY, LakeTable
+
+from .pricing_support import utc_intervals
+
+MONTH = "2025-02"
+
+
+def publish(lake: Lake, table: LakeTable, partition: str | None, rows: pa.Table) -> None:
+    build = lake.build(table, partition)
+    build.write_parquet("part-0000.parquet", rows)
+    lake.publish(build)
+
+
+def month_customers(first: int) -> list[dict]:
+    return [dict(customer_id=first + n, plan_id=plan) for n, plan in enumerate(("TOU", "FLEX", "TOU", "FLEX"))]
+
+
+def month_assignments(first: int) -> list[dict]:
+    return [
+        dict(meter_id=1, customer_id=first, valid_from=dt.date(2020, 1, 1), valid_to=dt.date(2025, 2, 10)),
+        dict(meter_id=1, customer_id=first + 1, valid_from=dt.date(2025, 2, 11), valid_to=None),
+        dict(meter_id=2, customer_id=first + 2, valid_from=dt.date(2020, 1, 1), valid_to=None),
+        dict(meter_id=3, customer_id=first + 3, valid_from=dt.date(2020, 1, 1), valid_to=None),
+    ]
+
+
+def month_readings() -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            dict(
+                meter_id=m,
+                read_at=at,
+                kwh=Decimal(100 + (i * 37 + m * 11) % 900) / 1000,
+                quality_flag="estimated" if (i + m) % 97 == 0 else "actual",
+            )
+            for m in (1, 2, 3)
+            for i, at in enumerate(utc_intervals(MONTH))
+        ],
+        schema=pa.schema(
+            [
+                ("meter_id", pa.int32()),
+                ("read_at", pa.timestamp("us")),
+                ("kwh", pa.decimal128(12, 3)),
+                ("quality_flag", pa.string()),
+            ]
+        ),
+    )
+
+
+def month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake:
+    """Three meters over February 2025: one changes hands on the 10th, with a void day."""
+    lake = Lake(root)
+    first = customer_offset
+    publish(lake, DIMENSIONS["customers"], None, pa.Table.from_pylist(month_customers(first)))
+    publish(lake, DIMENSIONS["meter_assignments"], None, pa.Table.from_pylist(month_assignments(first)))
+    publish(lake, DIMENSIONS["tariffs"], None, pa.Table.from_pylist(tariffs))
+    reads = month_readings()
+    # in February London keeps UTC, so the local day is the UTC date
+    local_date = pc.cast(reads.column("read_at"), pa.date32())
+    for day in month_days(MONTH):
+        mask = pc.equal(local_date, pa.scalar(dt.date.fromisoformat(day)))
+        day_reads = reads.filter(mask)
+        publish(lake, READS_15MIN, day, day_reads)
+        daily = day_reads.group_by("meter_id").aggregate([("kwh", "sum")]).rename_columns(["meter_id", "kwh"])
+        daily = daily.append_column("missing_intervals", pa.array([0] * daily.num_rows, pa.int16()))
+        publish(lake, READS_DAILY, day, daily)
+    return lake
