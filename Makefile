@@ -27,9 +27,10 @@ test: install
 	$(BIN)/pytest
 
 # The tests that need no server, lake or browser (pricing, arrivals on a local lake, tokens,
-# the definitions): seconds, for the edit-test loop; `make test` still runs everything.
+# settings, the definitions): seconds, for the edit-test loop; `make test` still runs everything.
 FAST_TESTS := meter_assets_tests/test_pricing.py meter_assets_tests/test_tokens.py \
-              meter_assets_tests/test_arrivals.py meter_assets_tests/test_definitions.py
+              meter_assets_tests/test_arrivals.py meter_assets_tests/test_definitions.py \
+              meter_assets_tests/test_config.py
 test-fast: install
 	$(BIN)/pytest -q -k "not s3" $(FAST_TESTS)
 
