@@ -20,7 +20,7 @@ SEED = 7
 
 
 def month_days(month: str) -> list[dt.date]:
-    from meter_assets.billing.pricing import month_bounds
+    from meter_assets.market_calendar import month_bounds
 
     start, end = month_bounds(month)
     return [start + dt.timedelta(days=d) for d in range((end - start).days)]

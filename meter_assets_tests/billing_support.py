@@ -7,7 +7,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from meter_assets.billing.assets import month_days
+from meter_assets.market_calendar import month_days
 from meter_assets.storage import Lake
 from meter_assets.tables import DIMENSIONS, READS_15MIN, READS_DAILY, LakeTable
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 
-from meter_assets.billing.pricing import month_bounds
+from meter_assets.market_calendar import month_bounds
 
 TZ = "Europe/London"
 TAX = Decimal("0.05")

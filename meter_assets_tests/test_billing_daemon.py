@@ -13,9 +13,10 @@ import dagster as dg
 import duckdb
 import psycopg
 
-from meter_assets.billing.assets import billing_assets, month_days, pricing_views
+from meter_assets.billing.assets import billing_assets, pricing_views
 from meter_assets.billing.pricing import compute_bills
 from meter_assets.config import settings
+from meter_assets.market_calendar import month_days
 from meter_assets.resources import PostgresResource
 from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates

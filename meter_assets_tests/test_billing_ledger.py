@@ -11,7 +11,8 @@ import pytest
 from meter_assets import postgres
 from meter_assets.billing.assets import EXPORT_BILL_LINES_SQL
 from meter_assets.billing.ledger import issue_month, record_month
-from meter_assets.billing.pricing import Bill, EnergyLine, StandingLine, month_bounds
+from meter_assets.billing.pricing import Bill, EnergyLine, StandingLine
+from meter_assets.market_calendar import month_bounds
 
 from .db_support import older_installation
 

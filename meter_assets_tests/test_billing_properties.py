@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from meter_assets import postgres
 from meter_assets.billing.ledger import issue_month, record_month
-from meter_assets.billing.pricing import compute_bills, month_bounds
+from meter_assets.billing.pricing import compute_bills
+from meter_assets.market_calendar import month_bounds
 
 from .billing_reference import reference_bills
 from .pricing_support import RATES, TZ, connection, two_plans, utc_intervals

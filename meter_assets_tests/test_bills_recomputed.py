@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from meter_assets import postgres
-from meter_assets.billing.assets import billing_assets, month_days
+from meter_assets.billing.assets import billing_assets
 from meter_assets.curated.assets import curated_readings
 from meter_assets.ingest.assets import raw_meter_files
-from meter_assets.partitions import local_day_of
+from meter_assets.market_calendar import local_day_of, month_days
 from meter_assets.reference.assets import reference_assets
 from meter_assets.resources import PostgresResource
 from meter_assets.rollups.assets import reads_daily, reads_hourly

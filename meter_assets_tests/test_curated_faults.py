@@ -7,7 +7,7 @@ platform's own output.
 import datetime as dt
 import json
 
-from meter_assets.partitions import local_day_of
+from meter_assets.market_calendar import local_day_of
 from meter_assets.storage import Lake
 from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN
 

@@ -1,8 +1,10 @@
 import datetime as dt
+import subprocess
+import sys
 
 import pytest
 
-from meter_assets.partitions import intervals_in_day, local_day_bounds, utc_hours
+from meter_assets.market_calendar import intervals_in_day, local_day_bounds, utc_hours
 from meter_assets.simulator.cli import generate
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.storage import Lake
@@ -23,6 +25,33 @@ def test_local_day_bounds_follow_the_clock_change(day, intervals, hours, utc_sta
     assert intervals_in_day(day) == intervals
     assert len(utc_hours(day)) == hours
     assert local_day_bounds(day)[0] == utc_start
+
+
+@pytest.mark.parametrize(
+    "day, tz, intervals, utc_start",
+    [
+        (dt.date(2024, 4, 7), "Australia/Sydney", 100, dt.datetime(2024, 4, 6, 13)),
+        (dt.date(2024, 3, 10), "America/New_York", 92, dt.datetime(2024, 3, 10, 5)),
+        (dt.date(2024, 3, 31), "Australia/Brisbane", 96, dt.datetime(2024, 3, 30, 14)),
+    ],
+)
+def test_the_calendar_serves_any_market_zone(day, tz, intervals, utc_start):
+    assert intervals_in_day(day, tz) == intervals
+    assert local_day_bounds(day, tz)[0] == utc_start
+
+
+def test_the_calendar_and_the_simulator_need_no_dagster():
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, meter_assets.market_calendar, meter_assets.simulator.cli; print('dagster' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip() == "False"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meter_assets.billing.pricing import AmbiguousTariff, compute_bills, month_bounds
+from meter_assets.billing.pricing import AmbiguousTariff, compute_bills
+from meter_assets.market_calendar import month_bounds
 
 from .billing_reference import reference_bills
 from .pricing_support import RATES, TAX, TZ, clock, connection, utc_intervals

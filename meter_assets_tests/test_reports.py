@@ -19,9 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from meter_assets.billing.pricing import utc_day_bounds
 from meter_assets.config import settings
-from meter_assets.partitions import local_day_of
+from meter_assets.market_calendar import local_day_bounds, local_day_of
 from meter_assets.reports.assets import ops_daily_report, page_key
 from meter_assets.storage import Lake
 from meter_assets.tables import READS_15MIN, READS_DAILY, REPORT_TABLES
@@ -60,7 +59,7 @@ def test_silent_meters_are_the_ones_the_simulator_took_offline_for_the_whole_day
     tz = settings().market_tz
     counts = {}
     for day in spring_days():
-        start, end = utc_day_bounds(day, tz)
+        start, end = local_day_bounds(day, tz)
         dead_all_day = {
             f["meter_id"]
             for f in faults(after_release, "missing")

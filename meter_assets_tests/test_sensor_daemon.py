@@ -7,7 +7,7 @@ import time
 import dagster as dg
 
 from meter_assets.config import settings
-from meter_assets.partitions import local_day_of
+from meter_assets.market_calendar import local_day_of
 from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.sql import parquet

@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import dagster as dg
 
 from meter_assets import postgres
-from meter_assets.billing.assets import month_days
+from meter_assets.market_calendar import month_days
 from meter_assets.resources import PostgresResource
 from meter_assets.serving.assets import usage_serving
 from meter_assets.serving.store import refresh_day

@@ -9,10 +9,11 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.billing.ledger import issue_month, record_month
-from meter_assets.billing.pricing import PRICING_RULES, compute_bills, month_bounds
+from meter_assets.billing.pricing import PRICING_RULES, compute_bills
 from meter_assets.config import settings
 from meter_assets.curated.assets import READS_15MIN_KEY
 from meter_assets.gates import audit_and_publish
+from meter_assets.market_calendar import month_bounds, month_days
 from meter_assets.partitions import monthly_partitions
 from meter_assets.reference.assets import customers, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
@@ -38,11 +39,6 @@ def pricing_views(con, store: Lake) -> None:
     """The views the pricing SQL reads, over the published reference dimensions."""
     for view, table in PRICING_DIMENSIONS.items():
         con.execute(f"CREATE VIEW {view} AS SELECT * FROM {parquet(store.required_files(table))}")
-
-
-def month_days(month: str) -> list[str]:
-    start, end = month_bounds(month)
-    return [(start + dt.timedelta(days=d)).isoformat() for d in range((end - start).days)]
 
 
 def month_is_complete(lake: Lake, month: str) -> bool:

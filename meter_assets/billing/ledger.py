@@ -14,7 +14,8 @@ from decimal import Decimal
 
 import psycopg
 
-from meter_assets.billing.pricing import PRICING_RULES, PRICING_RULES_CHANGES, Bill, month_bounds
+from meter_assets.billing.pricing import PRICING_RULES, PRICING_RULES_CHANGES, Bill
+from meter_assets.market_calendar import month_bounds
 
 # any constant: the month's lock key is this plus the month's number since year 0
 MONTH_LOCK_BASE = 7_300_000_000

@@ -17,9 +17,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from zoneinfo import ZoneInfo
 
 import duckdb
+
+from meter_assets.market_calendar import local_day_bounds, month_bounds
 
 PENNY = Decimal("0.01")
 
@@ -367,21 +368,6 @@ def bill_id(customer_id: int, month: str) -> str:
     return f"B-{customer_id}-{month}"
 
 
-def month_bounds(month: str) -> tuple[dt.date, dt.date]:
-    """First day and the first day after a `YYYY-MM` month."""
-    start = dt.date.fromisoformat(f"{month}-01")
-    end = (start + dt.timedelta(days=32)).replace(day=1)
-    return start, end
-
-
-def utc_day_bounds(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
-    """The naive-UTC instants a local day starts and ends at."""
-    zone = ZoneInfo(tz)
-    start = dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC).replace(tzinfo=None)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC).replace(tzinfo=None)
-    return start, end
-
-
 def start_usage(con: duckdb.DuckDBPyConnection) -> None:
     """An empty `usage_by_day`, the plans' numbers and the prices' numbers, before pricing days into it."""
     con.execute(USAGE_BY_DAY_SQL)
@@ -394,7 +380,7 @@ def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: s
 
     Leaves `day_holders` (who held each meter that day, with their plan) for the caller.
     """
-    utc_start, utc_end = utc_day_bounds(day, tz)
+    utc_start, utc_end = local_day_bounds(day, tz)
     params = {"day": day, "utc_start": utc_start, "utc_end": utc_end}
     con.execute(DAY_HOLDERS_SQL, {"day": day})
     con.execute(DAY_PRICES_SQL, {**params, "tz": tz})

@@ -8,7 +8,8 @@ from meter_assets.curated.checks import CHECK_SPECS, curated_checks
 from meter_assets.curated.readings import curate_day
 from meter_assets.gates import audit_and_publish
 from meter_assets.ingest.assets import raw_meter_files, read_inventory
-from meter_assets.partitions import daily_partitions, intervals_in_day, local_day_bounds
+from meter_assets.market_calendar import intervals_in_day, local_day_bounds
+from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import meters
 from meter_assets.resources import LakeResource, lake_duckdb, scratch_dir
 from meter_assets.tables import METERS, QUARANTINE, READS_15MIN

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from meter_assets.config import settings
 from meter_assets.ingest.contracts import BY_NAME, Contract
-from meter_assets.partitions import INTERVAL, local_day_bounds
+from meter_assets.market_calendar import INTERVAL, local_day_bounds
 from meter_assets.sql import parquet, sql_list
 
 # Meters per curation step: bounds the dedupe's memory at full scale.

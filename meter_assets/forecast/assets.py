@@ -12,7 +12,8 @@ from meter_assets.config import settings
 from meter_assets.curated.assets import READS_15MIN_KEY
 from meter_assets.forecast import model
 from meter_assets.gates import audit_and_publish
-from meter_assets.partitions import daily_partitions, local_day_bounds
+from meter_assets.market_calendar import local_day_bounds
+from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import load_reference, meters
 from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.sql import parquet

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from meter_assets.ingest.inventory import stray_day
-from meter_assets.partitions import local_day_of
+from meter_assets.market_calendar import local_day_of
 from meter_assets.storage import Lake, LakeObject
 
 RAW_HOUR_KEY = len("raw/YYYY/MM/DD/HH/")

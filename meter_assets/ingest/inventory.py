@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from meter_assets.config import settings
 from meter_assets.ingest.contracts import file_format, match_contract
-from meter_assets.partitions import local_day_of, utc_hours
+from meter_assets.market_calendar import local_day_of, utc_hours
 from meter_assets.storage import Lake, LakeObject
 
 INVENTORY_SCHEMA = pa.schema(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from meter_assets.billing.pricing import utc_day_bounds
+from meter_assets.market_calendar import local_day_bounds
 from meter_assets.sql import parquet, sql_list
 from meter_assets.storage import Lake
 from meter_assets.tables import (
@@ -217,7 +217,7 @@ def build_report(
     """Compute every table of the day's report into `con` and return them."""
     key = day.isoformat()
     earlier = [day - dt.timedelta(days=d) for d in range(1, lookback_days + 1)]
-    day_start, day_end = utc_day_bounds(day, tz)
+    day_start, day_end = local_day_bounds(day, tz)
 
     for view, table in (("meters", METERS), ("customers", CUSTOMERS), ("assignments", METER_ASSIGNMENTS)):
         _view(con, view, lake.required_files(table))

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from meter_assets.config import settings
-from meter_assets.partitions import local_day_of
+from meter_assets.market_calendar import local_day_of
 from meter_assets.simulator.headend import FaultRates, HeadEnd, run_parameters
 from meter_assets.simulator.reference import write_reference
 from meter_assets.simulator.retailer import hourly_temperature, population

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from meter_assets.partitions import local_day_bounds
+from meter_assets.market_calendar import local_day_bounds
 
 FIRST_METER_ID = 1_000_001
 FIRST_CUSTOMER_ID = 5_000_001
