@@ -8,6 +8,7 @@ import datetime as dt
 import json
 
 from meter_assets.market_calendar import local_day_of
+from meter_assets.simulator.headend import MALFORMED_VARIANTS
 from meter_assets.storage import Lake
 from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN
 
@@ -153,12 +154,29 @@ def test_malformed_rows_are_quarantined_with_a_reason_and_neighbours_kept(after_
             f"SELECT count(*) FROM {curated(after_release)} WHERE list_contains(?, source_file)", [copies]
         )[0]
         assert neighbours > 0, "one bad row never drops the rest of its file"
-    variants = {json.loads(b["detail"])["variant"] for b in malformed}
-    quarantine_reasons = " | ".join(r for rs in reasons.values() for r in rs)
-    if "negative" in variants:
-        assert "negative reading" in quarantine_reasons
-    if "not_a_number" in variants:
-        assert "not a number: N/A" in quarantine_reasons
+    # each damage the simulator did has the reason the contract rules give it (written by hand)
+    for bad in malformed:
+        variant = json.loads(bad["detail"])["variant"]
+        expected = EXPECTED_REASONS[("csv" if bad["file_key"].endswith(".csv.gz") else "jsonl", variant)]
+        assert any(reason.startswith(expected) for reason in reasons[bad["file_key"]]), (
+            variant,
+            reasons[bad["file_key"]],
+        )
+    assert {json.loads(b["detail"])["variant"] for b in malformed} == set(MALFORMED_VARIANTS), "every kind of damage"
+
+
+EXPECTED_REASONS = {
+    ("csv", "not_a_number"): "energy: not a number: N/A",
+    ("csv", "negative"): "energy: negative reading -",
+    ("csv", "bad_timestamp"): "interval_start: not an ISO 8601 UTC time: ",
+    ("csv", "cut_short"): "MISSING COLUMNS",
+    ("csv", "field_count"): "TOO MANY COLUMNS",
+    ("jsonl", "not_a_number"): "energy: not a number: N/A",
+    ("jsonl", "negative"): "energy: negative reading -",
+    ("jsonl", "bad_timestamp"): "interval_start: not an ISO 8601 UTC time: ",
+    ("jsonl", "cut_short"): "not valid JSON",
+    ("jsonl", "field_count"): "meter_clock: missing",
+}
 
 
 def test_truncated_file_is_quarantined_whole_and_the_day_goes_on(after_release):

@@ -50,9 +50,10 @@ def test_several_days_materialize_with_every_check_passing(tmp_path, lake_root):
         assert metadata["duplicates_collapsed"].value > 0
 
     lake = Lake(root)
-    (rows, days_seen) = query(
-        f"SELECT count(*), count(DISTINCT CAST(read_at AS DATE)) FROM "
+    found = query(
+        "SELECT count(*), count(DISTINCT meter_id), count(DISTINCT read_at), min(read_at), max(read_at) FROM "
         f"read_parquet({sql_list(lake.files(READS_15MIN, days[0].isoformat()))})",
         lake=lake,
     )[0]
-    assert rows == 200 * 96 and days_seen >= 1
+    # 6 May 2024 in London is British Summer Time: 23:00 UTC on the 5th to 23:00 UTC on the 6th
+    assert found == (200 * 96, 200, 96, dt.datetime(2024, 5, 5, 23), dt.datetime(2024, 5, 6, 22, 45))

@@ -125,6 +125,18 @@ def test_a_forecast_issued_after_gate_closure_is_not_used(history, tmp_path):
     after = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
     assert after == before
 
+    # positive control: the same freezing forecast issued before gate closure (later than the
+    # 09:00 issue the history has) is used, and the bid changes
+    with open(path, "a") as f:
+        for region in regions:
+            for hour in range(-1, 24):
+                valid = dt.datetime.combine(delivery, dt.time()) + dt.timedelta(hours=hour)
+                f.write(f"{region},{day} 09:30:00,{valid:%Y-%m-%d %H:%M:%S},-15.0\n")
+    dg.materialize([weather], resources=resources_for(root))
+    dg.materialize([load_forecast], partition_key=day.isoformat(), resources=resources_for(root))
+    in_time = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
+    assert in_time != before
+
 
 def test_portfolio_load_is_the_days_readings(after_release):
     lake = Lake(after_release)
