@@ -109,3 +109,51 @@ def test_a_report_that_does_not_reconcile_keeps_the_old_report_and_page(lake, mo
     assert _materialized(result) == set()
     assert _published(lake, tables) == before
     assert lake.read_bytes(page_key(DAY.isoformat())) == page
+
+
+def test_the_duplicate_check_counts_each_repeated_reading_and_only_those(tmp_path):
+    import datetime as dt
+    from decimal import Decimal
+
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from meter_assets.curated.checks import curated_checks
+    from meter_assets.curated.readings import CurationResult
+
+    start = dt.datetime(2024, 3, 30, 0)  # a day of 96 quarter hours in London (GMT)
+    quarters = [start + dt.timedelta(minutes=15 * q) for q in range(96)]
+    rows = [(m, at) for m in (1, 2, 3) for at in quarters]
+    # by hand: meter 2 twice at 00:00 and three times at 23:45 (3 extra rows), meter 3 once at 12:00
+    rows += [(2, quarters[0]), (2, quarters[95]), (2, quarters[95]), (3, quarters[48])]
+    path = str(tmp_path / "day.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "meter_id": [m for m, _ in rows],
+                "read_at": [at for _, at in rows],
+                "kwh": pa.array([Decimal("0.500")] * len(rows), pa.decimal128(12, 3)),
+            }
+        ),
+        path,
+    )
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE expected_meters AS SELECT * FROM (VALUES (1), (2), (3)) AS t(meter_id)")
+    result = CurationResult(
+        rows=len(rows),
+        files=[path],
+        by_flag={"actual": len(rows)},
+        staged_rows=len(rows),
+        quarantined_rows=0,
+        quarantined_files=0,
+        duplicate_rows=0,
+        corrected_rows=0,
+        clock_corrected_rows=0,
+    )
+    checks = {c.check_name: c for c in curated_checks(con, [path], result, 96, start, start + dt.timedelta(days=1))}
+    duplicates = checks["one_row_per_meter_interval"]
+    assert not duplicates.passed
+    assert duplicates.metadata["duplicate_rows"].value == 4
+    assert duplicates.metadata["first_meters"].value == [2, 3]
+    assert checks["complete_for_local_day"].passed, "every meter has all 96 quarter hours"
