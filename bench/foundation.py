@@ -28,7 +28,7 @@ def step(name: str, lake: str, meters: int, day: str) -> dict:
 
     import dagster as dg
 
-    from meter_assets.jobs import daily_assets
+    from meter_assets.definitions import daily_assets
     from meter_assets.reference.assets import reference_assets
     from meter_assets.resources import resources as all_resources
     from meter_assets.simulator.cli import generate

@@ -22,7 +22,7 @@ from fullscale import bench_parser, prepare_workdir, run_steps, step_result
 def step(name: str, lake: str, meters: int, day: dt.date) -> dict:
     import dagster as dg
 
-    from meter_assets.jobs import daily_assets
+    from meter_assets.definitions import daily_assets
     from meter_assets.reference.assets import reference_assets
     from meter_assets.resources import resources
     from meter_assets.simulator.cli import generate, release_late

@@ -1,22 +1,29 @@
-"""The code location: every asset, check, job, sensor and resource, assembled in one place."""
+"""The code location: each domain's definitions (assets with their checks, jobs, schedules, sensors),
+the jobs that span domains, the lake's upkeep and the resources, merged in one place."""
 
 import dagster as dg
 
-from meter_assets.billing.assets import billing_assets
-from meter_assets.billing.jobs import bills_job, issue_bills_job
-from meter_assets.billing.schedules import issue_bills_schedule
-from meter_assets.billing.sensors import rebuilt_day_bills_sensor
-from meter_assets.forecast.assets import load_forecast, load_forecast_job, load_forecast_schedule, weather
-from meter_assets.ingest.sensors import raw_arrivals_sensor
-from meter_assets.jobs import daily_assets, daily_readings_job, reference_job
-from meter_assets.maintenance import lake_vacuum_job, lake_vacuum_schedule
-from meter_assets.reference.assets import reference_assets
+from meter_assets import maintenance
+from meter_assets.billing import definitions as billing
+from meter_assets.curated import definitions as curated
+from meter_assets.forecast import definitions as forecast
+from meter_assets.ingest import definitions as ingest
+from meter_assets.jobs import DAILY_CHAIN, daily_readings_job, reference_job
+from meter_assets.reference import definitions as reference
+from meter_assets.reports import definitions as reports
 from meter_assets.resources import resources
+from meter_assets.rollups import definitions as rollups
+from meter_assets.serving import definitions as serving
 
-defs = dg.Definitions(
-    assets=[*reference_assets, weather, *daily_assets, *billing_assets, load_forecast],
-    jobs=[daily_readings_job, reference_job, bills_job, issue_bills_job, load_forecast_job, lake_vacuum_job],
-    schedules=[issue_bills_schedule, load_forecast_schedule, lake_vacuum_schedule],
-    sensors=[raw_arrivals_sensor, rebuilt_day_bills_sensor],
-    resources=resources(),
+# in the order data flows: a domain imports only the ones before it. Modules, not their `defs`:
+# Dagster loads the one `Definitions` object at this module's scope.
+DOMAINS = (reference, ingest, curated, rollups, billing, serving, reports, forecast)
+
+defs = dg.Definitions.merge(
+    *(domain.defs for domain in DOMAINS),
+    maintenance.defs,
+    dg.Definitions(jobs=[daily_readings_job, reference_job], resources=resources()),
 )
+
+# the daily chain's assets, to materialize a day in process (the demo, tests)
+daily_assets = [a for d in DOMAINS for a in d.defs.assets if {k.to_user_string() for k in a.keys} & set(DAILY_CHAIN)]

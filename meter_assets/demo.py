@@ -15,9 +15,8 @@ import dagster as dg
 
 from meter_assets.billing.assets import billing_assets, month_is_complete
 from meter_assets.config import settings
-from meter_assets.definitions import defs
+from meter_assets.definitions import daily_assets, defs
 from meter_assets.forecast.assets import load_forecast, weather
-from meter_assets.jobs import daily_assets
 from meter_assets.market_calendar import month_bounds
 from meter_assets.reference.assets import reference_assets
 from meter_assets.resources import resources

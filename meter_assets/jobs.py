@@ -1,29 +1,26 @@
-"""Jobs shared across domains: the daily readings chain, and the reference reload."""
+"""Jobs that span domains. They name their assets by key, so a domain's sensor can start or watch
+them without importing the domains above it; `definitions.py` resolves the keys."""
 
 import dagster as dg
 
-from meter_assets.curated.assets import curated_readings
-from meter_assets.forecast.assets import portfolio_load, weather
-from meter_assets.ingest.assets import raw_meter_files
-from meter_assets.reference.assets import reference_assets
-from meter_assets.reports.assets import ops_daily_report
-from meter_assets.rollups.assets import reads_daily, reads_hourly
-from meter_assets.serving.assets import usage_serving
-
 # Everything daily that a date's raw files feed; a late file rebuilds this chain for its date.
-daily_assets = [
-    raw_meter_files,
-    curated_readings,
-    reads_hourly,
-    reads_daily,
-    usage_serving,
-    ops_daily_report,
-    portfolio_load,
-]
+DAILY_CHAIN = (
+    "raw_meter_files",
+    "reads_15min",
+    "reads_15min_quarantine",
+    "reads_hourly",
+    "reads_daily",
+    "usage_serving",
+    "ops_daily_report",
+    "portfolio_load",
+)
+
+# The retailer's exports and the weather provider's: reloaded together, not partitioned.
+REFERENCE = ("customers", "meters", "meter_assignments", "tariffs", "temperature", "temperature_forecast")
 
 daily_readings_job = dg.define_asset_job(
     "daily_readings_job",
-    selection=dg.AssetSelection.assets(*daily_assets),
+    selection=dg.AssetSelection.assets(*DAILY_CHAIN),
     description="Inventory, curate and roll up one local day of meter readings; refresh its usage page data, "
     "its operations report and the portfolio load the forecast learns from.",
     # the steps run one after another anyway; one process saves a start-up per step
@@ -32,6 +29,6 @@ daily_readings_job = dg.define_asset_job(
 
 reference_job = dg.define_asset_job(
     "reference_job",
-    selection=dg.AssetSelection.assets(*reference_assets, weather),
+    selection=dg.AssetSelection.assets(*REFERENCE),
     description="Reload the reference dimensions and the weather from the retailer's and provider's exports.",
 )

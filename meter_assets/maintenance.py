@@ -129,6 +129,8 @@ lake_vacuum_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
+defs = dg.Definitions(jobs=[lake_vacuum_job], schedules=[lake_vacuum_schedule])
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="meter-lake", description=__doc__)

@@ -32,6 +32,7 @@ from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
+from meter_assets.config import settings
 from meter_assets.tables import ALL, LakeTable
 
 # a commit that lost a race to another writer reloads the table and tries again
@@ -134,16 +135,25 @@ class LocalBackend:
         return pq.read_metadata(self.uri(key))
 
 
+def s3_client():
+    """An S3 client configured by the standard AWS variables (`AWS_ENDPOINT_URL`, ...) and credential
+    chain, retrying as Dagster's S3 resource does (5 attempts, standard mode)."""
+    import boto3
+    from botocore.config import Config
+
+    s = settings()
+    config = Config(retries={"max_attempts": 5, "mode": "standard"})
+    return boto3.session.Session().client(
+        "s3", endpoint_url=s.aws_endpoint_url, region_name=s.aws_region, config=config
+    )
+
+
 class S3Backend:
     def __init__(self, root: str, client=None):
         parsed = urlparse(root)
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
-        if client is None:
-            from meter_assets.resources import s3_resource
-
-            client = s3_resource().get_client()
-        self.client = client
+        self.client = client if client is not None else s3_client()
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key

@@ -35,7 +35,7 @@ import dagster as dg  # noqa: E402
 import duckdb  # noqa: E402
 import pytest  # noqa: E402
 
-from meter_assets.jobs import daily_assets  # noqa: E402
+from meter_assets.definitions import daily_assets  # noqa: E402
 from meter_assets.reference.assets import reference_assets  # noqa: E402
 from meter_assets.resources import resources  # noqa: E402
 from meter_assets.simulator.cli import generate, release_late  # noqa: E402

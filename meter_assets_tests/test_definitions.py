@@ -1,5 +1,14 @@
-import dagster as dg
+import ast
+import graphlib
+import importlib
+import pathlib
+import subprocess
+import sys
 
+import dagster as dg
+import pytest
+
+import meter_assets
 from meter_assets import tables
 from meter_assets.definitions import defs
 from meter_assets.partitions import daily_partitions, monthly_partitions
@@ -64,7 +73,7 @@ def test_definitions_hold_every_asset_check_and_job():
         ("load_forecast", "backtest_beats_baselines"),
     }
     # a late file's run rebuilds the day's report with its readings
-    job = defs.get_job_def("daily_readings_job")
+    job = defs.resolve_job_def("daily_readings_job")
     assert dg.AssetKey("ops_daily_report") in job.asset_layer.executable_asset_keys
     assert {j.name for j in defs.jobs} == {
         "daily_readings_job",
@@ -102,3 +111,89 @@ def test_definitions_hold_every_asset_check_and_job():
         dg.AssetKey(k) for k in ("reads_15min", "reads_daily", "meter_assignments", "customers", "tariffs")
     }
     assert graph.get(dg.AssetKey("reads_15min")).parent_keys == {dg.AssetKey("raw_meter_files"), dg.AssetKey("meters")}
+
+
+# the order data flows in: a domain's modules may import the shared modules and the domains before it
+FLOW = ("reference", "ingest", "curated", "rollups", "billing", "serving", "reports", "forecast")
+ASSEMBLY = {"meter_assets.definitions", "meter_assets.demo"}
+
+
+def _imports() -> dict[str, set[str]]:
+    """Every module of the package and the package modules it imports, anywhere in its body."""
+    package = pathlib.Path(meter_assets.__file__).parent
+    names = {".".join(p.relative_to(package.parent).with_suffix("").parts): p for p in package.rglob("*.py")}
+    names = {n.removesuffix(".__init__"): p for n, p in names.items()}
+    graph = {}
+    for name, path in names.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("meter_assets"):
+                found |= {f"{node.module}.{a.name}" for a in node.names} & names.keys() or {node.module}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name in names}
+        graph[name] = found - {name, "meter_assets"}
+    return graph
+
+
+def _domain(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in FLOW else None
+
+
+def _upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """The imports that go against the flow."""
+    upward = []
+    for module, imported in sorted(graph.items()):
+        for other in sorted(imported):
+            if other in ASSEMBLY and module not in ASSEMBLY:
+                upward.append((module, other))
+            elif _domain(module) and _domain(other) and FLOW.index(_domain(other)) > FLOW.index(_domain(module)):
+                upward.append((module, other))
+            elif _domain(module) is None and module not in ASSEMBLY and _domain(other):
+                # shared modules serve every domain; only the simulator (a head-end) knows the file contracts
+                if not (module.startswith("meter_assets.simulator") and other == "meter_assets.ingest.contracts"):
+                    upward.append((module, other))
+    return upward
+
+
+def test_no_module_imports_one_above_it_and_no_cycle():
+    graph = _imports()
+    assert {"meter_assets.billing.sensors", "meter_assets.jobs", "meter_assets.storage"} <= graph.keys()
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on an import cycle
+    assert _upward(graph) == []
+    # positive controls: the imports this rule removed are seen when put back
+    graph["meter_assets.ingest.sensors"].add("meter_assets.definitions")
+    graph["meter_assets.billing.sensors"].add("meter_assets.serving.assets")
+    graph["meter_assets.storage"].add("meter_assets.curated.readings")
+    assert _upward(graph) == [
+        ("meter_assets.billing.sensors", "meter_assets.serving.assets"),
+        ("meter_assets.ingest.sensors", "meter_assets.definitions"),
+        ("meter_assets.storage", "meter_assets.curated.readings"),
+    ]
+    graph["meter_assets.storage"].add("meter_assets.resources")
+    with pytest.raises(graphlib.CycleError):
+        graphlib.TopologicalSorter(graph).prepare()
+
+
+def test_each_domain_exports_its_own_definitions():
+    merged = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    owned = {}
+    for domain in FLOW:
+        module = importlib.import_module(f"meter_assets.{domain}.definitions")
+        for assets in module.defs.assets:
+            for key in assets.keys:
+                owned.setdefault(key.to_user_string(), []).append(domain)
+    assert sorted(owned) == sorted(merged)  # every asset comes from exactly one domain
+    assert all(len(domains) == 1 for domains in owned.values())
+    assert owned["reads_15min"] == ["curated"] and owned["bills"] == ["billing"]
+
+
+def test_dagster_loads_the_code_location_as_the_daemon_does():
+    # the loader the code server uses: one Definitions object at the module's scope, every
+    # job's selection and every sensor's target resolved
+    dagster = pathlib.Path(sys.executable).parent / "dagster"
+    done = subprocess.run(
+        [dagster, "definitions", "validate", "-m", "meter_assets.definitions"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Validation successful for code location meter_assets.definitions" in done.stdout + done.stderr

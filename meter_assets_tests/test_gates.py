@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from meter_assets.config import settings
-from meter_assets.jobs import daily_assets
+from meter_assets.definitions import daily_assets
 from meter_assets.reports.assets import page_key
 from meter_assets.storage import Lake
 from meter_assets.tables import QUARANTINE, READS_15MIN, READS_DAILY, READS_HOURLY, REPORT_TABLES

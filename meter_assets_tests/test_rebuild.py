@@ -5,7 +5,7 @@ import shutil
 import dagster as dg
 import pytest
 
-from meter_assets.jobs import daily_assets
+from meter_assets.definitions import daily_assets
 from meter_assets.storage import Lake
 from meter_assets.tables import READS_15MIN
 
