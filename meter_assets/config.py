@@ -2,7 +2,7 @@
 pydantic-settings.
 
 Every variable has a working default so that `dagster dev` and the tests run on a fresh
-clone; README.md lists them all. An empty variable counts as unset; a value that does not
+clone; docs/configuration.md lists them all. An empty variable counts as unset; a value that does not
 parse or is out of range stops the process at its first use of the settings, naming the
 setting (the variable without `METER_`) and the reason.
 """

@@ -1,8 +1,8 @@
-"""Bills recomputed the slow way, from README's rules alone, to check the platform's bills against.
+"""Bills recomputed the slow way, from the rules in docs/billing.md alone, to check the platform's bills against.
 
 Nothing here calls the code under test: one reading at a time, its local time from
 `zoneinfo`, the tariff rows in force that local day and clock time, Python `Decimal`
-throughout. The rules, as README states them for a billing team:
+throughout. The rules, as docs/billing.md states them for a billing team:
 
 - an energy line is a time-of-use band at one unit rate: every quarter hour priced at that
   band and rate, whichever tariff row it came from, adds to it;

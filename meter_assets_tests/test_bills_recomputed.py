@@ -8,7 +8,7 @@ and corrected files arrive and it corrects the issued bills with adjustments.
 
 The expected numbers come from the published curated readings and the retailer's reference
 exports (the CSV files, parsed here), priced one reading at a time by the slow reference
-written from README's rules (`billing_reference.py`), not by the code under test.
+written from the rules in docs/billing.md (`billing_reference.py`), not by the code under test.
 """
 
 import csv

@@ -1,4 +1,4 @@
-"""Settings: what README documents is what the code does, bad values are refused by name."""
+"""Settings: what docs/configuration.md documents is what the code does, bad values are refused by name."""
 
 import os
 import re
@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from meter_assets.config import Settings
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOCUMENTED = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 # | `METER_X` | `default` ... | what it does |
 ROW = re.compile(r"^\| `((?:METER|AWS)_[A-Z_]+)`(?:, `[A-Z_]+`)* \| ([^|]*) \|", re.MULTILINE)
 
@@ -30,20 +30,20 @@ def clean_env(monkeypatch):
 
 
 def test_every_setting_is_documented_in_readme():
-    documented = {m.group(1) for m in ROW.finditer(README.read_text())}
+    documented = {m.group(1) for m in ROW.finditer(DOCUMENTED.read_text())}
     missing = [_variable(name) for name in Settings.model_fields if _variable(name) not in documented]
-    assert not missing, f"settings README does not list: {missing}"
+    assert not missing, f"settings docs/configuration.md does not list: {missing}"
 
 
 def test_the_documented_defaults_are_the_defaults(clean_env):
     defaults = Settings()
     checked = 0
-    for variable, default in ((m.group(1), m.group(2)) for m in ROW.finditer(README.read_text())):
+    for variable, default in ((m.group(1), m.group(2)) for m in ROW.finditer(DOCUMENTED.read_text())):
         literal = re.match(r"`([^`]*)`", default.strip())
         if not literal or not variable.startswith("METER_"):
             continue  # "unset", "none", "half the cores": described, not a value
         clean_env.setenv(variable, literal.group(1).replace("./data", defaults.data_dir))
-        assert Settings() == defaults, f"{variable}={literal.group(1)} (README's default) is not the default"
+        assert Settings() == defaults, f"{variable}={literal.group(1)} (the documented default) is not the default"
         clean_env.delenv(variable)
         checked += 1
     assert checked >= 30

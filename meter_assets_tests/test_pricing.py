@@ -1,4 +1,4 @@
-"""Bills priced per interval: against a slow reference written from README's rules, and by hand."""
+"""Bills priced per interval: against a slow reference written from the rules in docs/billing.md, and by hand."""
 
 import datetime as dt
 from decimal import Decimal

@@ -1,4 +1,4 @@
-"""Reference exports of the simulated retailer, in the contract README.md documents."""
+"""Reference exports of the simulated retailer, in the contract docs/contracts.md documents."""
 
 from __future__ import annotations
 
