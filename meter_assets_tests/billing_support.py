@@ -1,11 +1,15 @@
 """A month of readings, reference data and tariffs published to a lake, for the bill and
-serving assets' tests: three meters over February 2025, one changing hands on the 10th."""
+serving assets' tests: three meters over February 2025, one changing hands on the 10th. And what
+the independent bill reference reads from any lake: the retailer's exports and the published readings."""
 
+import csv
 import datetime as dt
+import io
 from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from meter_assets.market_calendar import month_days
 from meter_assets.storage import Lake
@@ -76,3 +80,48 @@ def month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake:
         daily = daily.append_column("missing_intervals", pa.array([0] * daily.num_rows, pa.int16()))
         publish(lake, READS_DAILY, day, daily)
     return lake
+
+
+def reference_exports(lake: Lake) -> tuple[list[dict], list[dict], list[dict]]:
+    """Assignments, customers and tariffs straight from the retailer's CSV exports."""
+
+    def rows(name: str) -> list[dict]:
+        return list(csv.DictReader(io.StringIO(lake.read_bytes(f"reference/{name}.csv").decode())))
+
+    def date(value: str) -> dt.date | None:
+        return dt.date.fromisoformat(value) if value else None
+
+    assignments = [
+        dict(
+            meter_id=int(r["meter_id"]),
+            customer_id=int(r["customer_id"]),
+            valid_from=date(r["valid_from"]),
+            valid_to=date(r["valid_to"]),
+        )
+        for r in rows("meter_assignments")
+    ]
+    customers = [dict(customer_id=int(r["customer_id"]), plan_id=r["plan_id"]) for r in rows("customers")]
+    tariffs = [
+        dict(
+            plan_id=r["plan_id"],
+            band=r["band"],
+            band_start=r["band_start"],
+            band_end=r["band_end"],
+            unit_rate=Decimal(r["unit_rate"]),
+            standing_charge=Decimal(r["standing_charge"]),
+            valid_from=date(r["valid_from"]),
+            valid_to=date(r["valid_to"]),
+        )
+        for r in rows("tariffs")
+    ]
+    return assignments, customers, tariffs
+
+
+def published_readings(lake: Lake, month: str) -> list[dict]:
+    """Every curated reading of the month, as published."""
+    readings = []
+    for day in month_days(month):
+        for uri in lake.files(READS_15MIN, day):
+            table = pq.read_table(uri, columns=["meter_id", "read_at", "kwh", "quality_flag"])
+            readings.extend(table.to_pylist())
+    return readings

@@ -2,7 +2,10 @@
 
 Dagster's real daemon runs both sensors against a local lake and a real PostgreSQL: the
 raw arrivals sensor rebuilds the late file's date, the rebuilt-day sensor recomputes its
-month's bills.
+month's bills. The month is October 2025, whatever today is: its 26th has 25 hours, and
+that day's late file is the one that changes the drafts. The expected bills are recomputed
+from the published readings and the retailer's exports by the slow reference
+(`billing_reference.py`), not by the code under test.
 """
 
 import datetime as dt
@@ -13,8 +16,7 @@ import dagster as dg
 import duckdb
 import psycopg
 
-from meter_assets.billing.assets import billing_assets, pricing_views
-from meter_assets.billing.pricing import compute_bills
+from meter_assets.billing.assets import billing_assets
 from meter_assets.config import settings
 from meter_assets.market_calendar import month_days
 from meter_assets.resources import PostgresResource
@@ -22,15 +24,14 @@ from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
-from meter_assets.tables import BILLS_EXPORT, READS_15MIN
+from meter_assets.tables import BILLS_EXPORT
 
+from .billing_reference import reference_bills
+from .billing_support import published_readings, reference_exports
 from .conftest import materialize_days, resources_for
 from .daemon_support import INTERVAL_S, dagster_home, start_daemon, stop, wait_for
 
-
-def _last_month() -> str:
-    today = dt.datetime.now(settings().tz).date()
-    return (today.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+MONTH = "2025-10"
 
 
 def _runs(instance: dg.DagsterInstance, job: str) -> list[dg.DagsterRun]:
@@ -42,19 +43,22 @@ def _all_finished(instance: dg.DagsterInstance, job: str, count: int):
     return runs if len(runs) >= count and all(r.is_finished for r in runs) else None
 
 
-def _final_bills(lake: Lake, month: str) -> dict:
-    """The month's bills computed once, straight from the lake as it is now."""
+def _final_bills(lake: Lake, month: str) -> dict[int, tuple[Decimal, Decimal]]:
+    """Each customer's charges and kWh for the month, recomputed from the lake as it is now."""
     s = settings()
-    with duckdb.connect() as con:
-        pricing_views(con, lake)
-        usage = compute_bills(
-            con,
-            month,
-            s.market_tz,
-            s.tax_rate,
-            readings_of=lambda day: parquet(lake.files(READS_15MIN, day.isoformat())),
-        )
-    return usage.bills
+    assignments, customers, tariffs = reference_exports(lake)
+    readings = published_readings(lake, month)
+    bills = reference_bills(month, s.market_tz, s.tax_rate, readings, assignments, customers, tariffs).bills
+    return {c: (b.charges, b.measured_kwh + b.estimated_kwh) for c, b in bills.items()}
+
+
+def _drafts(dsn: str) -> dict[int, tuple[Decimal, Decimal]]:
+    rows = _ledger(
+        dsn,
+        "SELECT customer_id, energy_charge + standing_charge + tax, measured_kwh + estimated_kwh "
+        "FROM billing.bills WHERE status = 'draft'",
+    )
+    return {c: (charges, kwh) for c, charges, kwh in rows}
 
 
 def _ledger(dsn: str, sql: str, params=()) -> list[tuple]:
@@ -67,10 +71,9 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
     home, workspace = dagster_home(tmp_path)
     root = str(tmp_path / "lake")
     lake = Lake(root)
-    month = _last_month()
+    month = MONTH
     days = [dt.date.fromisoformat(d) for d in month_days(month)]
-    # both dates within the sensor's recent window whatever today is
-    draft_date, issued_date = days[-2], days[-1]
+    draft_date, issued_date = dt.date(2025, 10, 26), days[-1]
     rates = FaultRates(late_file=0.04, correction=0.04, corrected_meters=0.3, truncated_files=0, malformed=0)
     generate(lake, meters=40, start=days[0], days=len(days), seed=5, rates=rates, log=lambda *_: None)
 
@@ -81,6 +84,8 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
         "METER_LAKE": root,
         "METER_PG_PIPELINE_DSN": dsn,
         "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
+        # the sensor's recent window reaches back to the month's first day
+        "METER_RECENT_WINDOW_DAYS": str((dt.datetime.now(settings().tz).date() - days[0]).days + 1),
         "PYTHONUNBUFFERED": "1",
     }
     daemon_log = open(tmp_path / "daemon.log", "w")
@@ -92,6 +97,7 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
         assert first.get_asset_check_evaluations()[0].passed
         drafts_before = dict(_ledger(dsn, "SELECT bill_id, inputs_fingerprint FROM billing.bills"))
         assert len(drafts_before) >= 40
+        assert _drafts(dsn) == _final_bills(lake, month)
 
         daemon = start_daemon(workspace, env, daemon_log)
         try:
@@ -115,10 +121,10 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
                 month,
                 draft_date.isoformat(),
             )
+            assert _drafts(dsn) == _final_bills(lake, month), "the drafts hold the late day's readings"
             drafts_after = dict(
                 _ledger(dsn, "SELECT bill_id, inputs_fingerprint FROM billing.bills WHERE status = 'draft'")
             )
-            assert drafts_after == {b.bill_id: b.fingerprint for b in _final_bills(lake, month).values()}
             assert sum(drafts_after[b] != drafts_before[b] for b in drafts_before) > 0
             assert _ledger(dsn, "SELECT count(*) FROM billing.bill_adjustments") == [(0,)]
 
@@ -173,12 +179,12 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
                 "FROM billing.bills",
             )
         }
-        affected = sorted(c for c, b in final.items() if (b.charges, b.kwh) != billed[c])
+        affected = sorted(c for c, bill in final.items() if bill != billed[c])
         assert affected, "the late file changed some customer's bill"
         assert [a[0] for a in adjustments] == affected, "exactly one adjustment per affected customer"
         for customer, sequence, delta_kwh, delta, charged, reason, partitions in adjustments:
-            assert billed[customer][0] + delta == final[customer].charges
-            assert billed[customer][1] + delta_kwh == final[customer].kwh
+            assert billed[customer][0] + delta == final[customer][0]
+            assert billed[customer][1] + delta_kwh == final[customer][1]
             assert (sequence, charged, partitions) == (1, delta, [issued_date.isoformat()])
             assert reason == "late or corrected readings"
 

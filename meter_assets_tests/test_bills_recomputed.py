@@ -11,15 +11,12 @@ exports (the CSV files, parsed here), priced one reading at a time by the slow r
 written from the rules in docs/billing.md (`billing_reference.py`), not by the code under test.
 """
 
-import csv
 import datetime as dt
-import io
 import json
 from decimal import Decimal
 
 import dagster as dg
 import psycopg
-import pyarrow.parquet as pq
 import pytest
 
 from meter_assets import postgres
@@ -34,9 +31,10 @@ from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
-from meter_assets.tables import BILL_LINES_EXPORT, READS_15MIN
+from meter_assets.tables import BILL_LINES_EXPORT
 
 from .billing_reference import EXPORTED_LINE_COLUMNS, ReferenceMonth, assert_exported_lines_match, reference_bills
+from .billing_support import published_readings, reference_exports
 from .conftest import query, resources_for
 
 MONTH = "2024-10"
@@ -56,54 +54,9 @@ FAULTS = FaultRates(
 )
 
 
-def _exports(lake: Lake) -> tuple[list[dict], list[dict], list[dict]]:
-    """Assignments, customers and tariffs straight from the retailer's CSV exports."""
-
-    def rows(name: str) -> list[dict]:
-        return list(csv.DictReader(io.StringIO(lake.read_bytes(f"reference/{name}.csv").decode())))
-
-    def date(value: str) -> dt.date | None:
-        return dt.date.fromisoformat(value) if value else None
-
-    assignments = [
-        dict(
-            meter_id=int(r["meter_id"]),
-            customer_id=int(r["customer_id"]),
-            valid_from=date(r["valid_from"]),
-            valid_to=date(r["valid_to"]),
-        )
-        for r in rows("meter_assignments")
-    ]
-    customers = [dict(customer_id=int(r["customer_id"]), plan_id=r["plan_id"]) for r in rows("customers")]
-    tariffs = [
-        dict(
-            plan_id=r["plan_id"],
-            band=r["band"],
-            band_start=r["band_start"],
-            band_end=r["band_end"],
-            unit_rate=Decimal(r["unit_rate"]),
-            standing_charge=Decimal(r["standing_charge"]),
-            valid_from=date(r["valid_from"]),
-            valid_to=date(r["valid_to"]),
-        )
-        for r in rows("tariffs")
-    ]
-    return assignments, customers, tariffs
-
-
-def _published_readings(lake: Lake) -> list[dict]:
-    """Every curated reading of the month, as published."""
-    readings = []
-    for day in month_days(MONTH):
-        for uri in lake.files(READS_15MIN, day):
-            table = pq.read_table(uri, columns=["meter_id", "read_at", "kwh", "quality_flag"])
-            readings.extend(table.to_pylist())
-    return readings
-
-
 def _recompute(lake: Lake) -> ReferenceMonth:
-    assignments, customers, tariffs = _exports(lake)
-    return reference_bills(MONTH, TZ, TAX, _published_readings(lake), assignments, customers, tariffs)
+    assignments, customers, tariffs = reference_exports(lake)
+    return reference_bills(MONTH, TZ, TAX, published_readings(lake, MONTH), assignments, customers, tariffs)
 
 
 def _curate(root: str, days: list[dt.date]) -> None:
@@ -233,8 +186,8 @@ def october(tmp_path_factory):
 
 def test_the_month_holds_the_cases_an_auditor_checks(october):
     lake = october["lake"]
-    assignments, customers, tariffs = _exports(lake)
-    readings = _published_readings(lake)
+    assignments, customers, tariffs = reference_exports(lake)
+    readings = published_readings(lake, MONTH)
     # the 25-hour day: 100 quarter hours of 27 October in the curated readings
     assert len({r["read_at"] for r in readings if local_day_of(r["read_at"]) == dt.date(2024, 10, 27)}) == 100
     # a price change inside the month, and a band in two rows at one rate

@@ -46,12 +46,11 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
     home, workspace = dagster_home(tmp_path)
 
     today = dt.datetime.now(settings().tz).date()
-    # old enough that every late file and correction (at most 7 and 10 days after its day) is
-    # due by today: a file cannot land before its readings reached the head-end, and on S3
-    # a file lands when it is written
-    start = today - dt.timedelta(days=20)
+    # the same week every run, whatever today is: London's clocks go forward on its 4th day
+    # (30 March 2025, 23 hours), one of the two dates whose late files arrive
+    start = dt.date(2025, 3, 27)
     days = [start + dt.timedelta(days=d) for d in range(7)]
-    late_dates = {days[1], days[4]}
+    late_dates = {days[1], days[3]}
     rates = FaultRates(late_file=0.06, correction=0.06, corrected_meters=0.1, truncated_files=0, malformed=0.0005)
     lake = Lake(lake_root)
     generate(lake, meters=120, start=start, days=len(days), seed=21, rates=rates, truth=True, log=lambda *_: None)
@@ -61,6 +60,8 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
         "DAGSTER_HOME": str(home),
         "METER_LAKE": lake_root,
         "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
+        # the sensor's recent window reaches back to the week
+        "METER_RECENT_WINDOW_DAYS": str((today - start).days + 1),
         "PYTHONUNBUFFERED": "1",
     }
     daemon_log = open(tmp_path / "daemon.log", "w")
