@@ -84,8 +84,10 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
         "METER_LAKE": root,
         "METER_PG_PIPELINE_DSN": dsn,
         "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
-        # the sensor's recent window reaches back to the month's first day
+        # the sensor's recent window reaches back to the month's first day, and the back-billing
+        # limit (test_billing_ledger's) does not apply, however long ago the month ended
         "METER_RECENT_WINDOW_DAYS": str((dt.datetime.now(settings().tz).date() - days[0]).days + 1),
+        "METER_BACKBILLING_MONTHS": "1200",
         "PYTHONUNBUFFERED": "1",
     }
     daemon_log = open(tmp_path / "daemon.log", "w")

@@ -26,13 +26,17 @@ from .conftest import resources_for, spring_days
 START = dt.date(2024, 1, 1)
 DAYS = 120
 METERS = 1000
+# days of actual load after the history that forecasts are judged against: a forecast made on
+# D reads the portfolio's load up to D - 1 only, so D + 1 is held back from it
+HELD_BACK = 7
 
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory) -> str:
-    """120 days of a 1,000-meter portfolio's load and weather, straight from the load model."""
+    """120 days of a 1,000-meter portfolio's load and weather, straight from the load model, and
+    the week after them as the actuals held back from the forecasts."""
     root = str(tmp_path_factory.mktemp("forecast") / "lake")
-    write_portfolio_history(Lake(root), METERS, START, DAYS, seed=3, log=lambda *_: None)
+    write_portfolio_history(Lake(root), METERS, START, DAYS + 1 + HELD_BACK, seed=3, log=lambda *_: None)
     dg.materialize([*reference_assets, weather], resources=resources_for(root))
     return root
 
@@ -100,6 +104,50 @@ def test_the_forecast_beats_both_baselines_and_writes_the_bid(history):
     assert sorted(features) == sorted(model.FEATURES)
     for q in ("p10", "p50", "p90"):
         assert lake.exists(f"{MODELS}/date={day}/model_{q}.txt")
+
+
+def test_forecast_files_against_held_back_actuals(history, tmp_path):
+    """Accuracy measured here, from the published forecast files and the portfolio's actual load,
+    not from the backtest the asset reports: a week of forecasts, each made on D for D + 1."""
+    import shutil
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(history, root)
+    lake = Lake(root)
+    made = [START + dt.timedelta(days=DAYS + k) for k in range(HELD_BACK)]
+    for day in made:
+        assert dg.materialize([load_forecast], partition_key=day.isoformat(), resources=resources_for(root)).success
+    forecasts = [f for day in made for f in lake.files(FORECAST, day.isoformat())]
+    actual_days = [START + dt.timedelta(days=d) for d in range(DAYS - 14, DAYS + 1 + HELD_BACK)]
+    actuals = [f for day in actual_days for f in lake.files(PORTFOLIO_LOAD, day.isoformat())]
+    with duckdb.connect() as con:
+        con.execute(
+            f"""CREATE TABLE actual AS
+                SELECT time_bucket(INTERVAL 30 MINUTE, interval_start) AS period_start, sum(kwh)::DOUBLE AS kwh
+                FROM {parquet(actuals)} GROUP BY 1"""
+        )
+        # the same period a week earlier, and two days earlier (the newest day known at gate closure)
+        rows = con.execute(
+            f"""SELECT a.kwh, f.p10_kwh, f.p50_kwh, f.p90_kwh, week.kwh, known.kwh
+                FROM {parquet(forecasts)} AS f
+                JOIN actual AS a USING (period_start)
+                JOIN actual AS week ON week.period_start = f.period_start - INTERVAL 7 DAY
+                JOIN actual AS known ON known.period_start = f.period_start - INTERVAL 2 DAY"""
+        ).fetchall()
+    assert len(rows) == 48 * HELD_BACK, "every settlement period of the week has a forecast and an actual"
+
+    def mape(column: int) -> float:
+        return sum(abs(r[0] - r[column]) / r[0] for r in rows) / len(rows)
+
+    model_mape, week_mape, known_mape = mape(2), mape(4), mape(5)
+    coverage = sum(r[1] <= r[0] <= r[3] for r in rows) / len(rows)
+    print(
+        f"held-back week: P50 MAPE {model_mape:.4f}, a week earlier {week_mape:.4f}, "
+        f"two days earlier {known_mape:.4f}, P10-P90 coverage {coverage:.3f}"
+    )
+    # what the gate promises, on days the model never saw
+    assert model_mape <= 0.9 * min(week_mape, known_mape)
+    assert 0.70 <= coverage <= 0.90
 
 
 def test_a_forecast_issued_after_gate_closure_is_not_used(history, tmp_path):
