@@ -184,3 +184,41 @@ def assert_exported_lines_match(lines: list[tuple], bills: dict[int, ReferenceBi
             (bill.tax_rate, bill.tax)
         ]
         assert sum(line[-1] for line in mine) == bill.charges
+
+
+def reference_day_usage(
+    day: dt.date,
+    tz: str,
+    tax_rate: Decimal,
+    readings: Iterable[dict],
+    assignments: list[dict],
+    customers: list[dict],
+    tariffs: list[dict],
+) -> dict[int, tuple[Decimal, Decimal]]:
+    """Each customer supplied on the local `day`: (kWh, cost) as the usage page shows them, one
+    reading at a time. The cost is every quarter hour at the rate of its band in force, plus the
+    day's standing charge once per account, with tax, rounded once to the penny, half up."""
+    zone = ZoneInfo(tz)
+    plan_of = {c["customer_id"]: c["plan_id"] for c in customers}
+    holder = {a["meter_id"]: a["customer_id"] for a in _in_force(assignments, day)}
+    in_force = _in_force(tariffs, day)
+    kwh: dict[int, Decimal] = {c: Decimal("0") for c in holder.values()}
+    energy: dict[int, Decimal] = {c: Decimal("0") for c in holder.values()}
+    for r in readings:
+        local = r["read_at"].replace(tzinfo=dt.UTC).astimezone(zone)
+        if r["kwh"] is None or local.date() != day or r["meter_id"] not in holder:
+            continue
+        customer = holder[r["meter_id"]]
+        clock = f"{local.hour:02d}:{local.minute:02d}"
+        (rate,) = {
+            t["unit_rate"]
+            for t in in_force
+            if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]
+        }
+        kwh[customer] += r["kwh"]
+        energy[customer] += r["kwh"] * rate
+    usage = {}
+    for customer in kwh:
+        (standing,) = {t["standing_charge"] for t in in_force if t["plan_id"] == plan_of[customer]}
+        usage[customer] = (kwh[customer], _round((energy[customer] + standing) * (1 + tax_rate)))
+    return usage

@@ -70,9 +70,9 @@ def connection(reads, assignments, customers, tariffs) -> duckdb.DuckDBPyConnect
     return con
 
 
-def utc_intervals(month: str) -> list[dt.datetime]:
+def utc_intervals(month: str, zone: str = TZ) -> list[dt.datetime]:
     start, end = month_bounds(month)
-    tz = ZoneInfo(TZ)
+    tz = ZoneInfo(zone)
     first = dt.datetime.combine(start, dt.time(), tz).astimezone(dt.UTC).replace(tzinfo=None)
     last = dt.datetime.combine(end, dt.time(), tz).astimezone(dt.UTC).replace(tzinfo=None)
     return [first + dt.timedelta(minutes=15 * i) for i in range(int((last - first) / dt.timedelta(minutes=15)))]

@@ -70,7 +70,7 @@ def tariff_histories(draw, month: str) -> list[dict]:
     change = start + dt.timedelta(days=draw(st.integers(-1, (end - start).days), label="change day"))
     rows = []
     standing = [draw(st.sampled_from([Decimal("0.5500"), Decimal("0.6050")]), label=f"standing v{v}") for v in (0, 1)]
-    for version, (valid_from, valid_to) in enumerate(((dt.date(2023, 1, 1), change), (change, None))):
+    for version, (valid_from, valid_to) in enumerate(((dt.date(2000, 1, 1), change), (change, None))):
         segments = [("FLEX", "all_day", 0, 96)] + [("TOU", draw(st.sampled_from(BANDS)), a, b) for a, b in bounds]
         for plan, band, a, b in segments:
             rows.append(
@@ -92,22 +92,28 @@ def tariff_histories(draw, month: str) -> list[dict]:
     return rows
 
 
+# London's spring and autumn months and a month without a change; and a month with both changes:
+# Hebron's clocks went back on 1 August 2011 and forward again on the 30th
+MONTHS = [(TZ, "2024-03"), (TZ, "2024-06"), (TZ, "2024-10"), ("Asia/Hebron", "2011-08")]
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    month=st.sampled_from(["2024-03", "2024-06", "2024-10"]),
+    zone_month=st.sampled_from(MONTHS),
     seed=st.integers(0, 2**32 - 1),
     move=st.integers(1, 30),
     void=st.integers(0, 3),
     second_meter=st.tuples(st.integers(-3, 30), st.one_of(st.none(), st.integers(1, 33))),
     data=st.data(),
 )
-def test_bills_equal_a_per_interval_reference_written_from_the_rules(month, seed, move, void, second_meter, data):
+def test_bills_equal_a_per_interval_reference_written_from_the_rules(zone_month, seed, move, void, second_meter, data):
+    zone, month = zone_month
     start, end = month_bounds(month)
     tariffs = data.draw(tariff_histories(month), label="tariffs")
     rng = np.random.default_rng(seed)
     reads = []
     for meter in (1, 2, 3):
-        for at in utc_intervals(month):
+        for at in utc_intervals(month, zone):
             if rng.random() < 0.03:
                 reads.append(dict(meter_id=meter, read_at=at, kwh=None, quality_flag="missing"))
                 continue
@@ -124,11 +130,11 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(month, seed
     )
     assignments = [
         # a move-out (possibly on a clock-change day), a void, a move-in
-        dict(meter_id=1, customer_id=10, valid_from=dt.date(2020, 1, 1), valid_to=moved_out),
+        dict(meter_id=1, customer_id=10, valid_from=dt.date(2000, 1, 1), valid_to=moved_out),
         dict(meter_id=1, customer_id=11, valid_from=moved_out + dt.timedelta(days=void), valid_to=None),
         # customer 10 holds a second meter for part of the month, at the same time as the first or after it
         dict(meter_id=2, customer_id=10, valid_from=second_from, valid_to=second_to),
-        dict(meter_id=3, customer_id=20, valid_from=dt.date(2020, 1, 1), valid_to=None),
+        dict(meter_id=3, customer_id=20, valid_from=dt.date(2000, 1, 1), valid_to=None),
     ]
     customers = [
         dict(customer_id=10, plan_id="TOU"),
@@ -136,8 +142,8 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(month, seed
         dict(customer_id=20, plan_id="TOU"),
     ]
 
-    usage = compute_bills(connection(reads, assignments, customers, tariffs), month, TZ, TAX)
-    expected = reference_bills(month, TZ, TAX, reads, assignments, customers, tariffs)
+    usage = compute_bills(connection(reads, assignments, customers, tariffs), month, zone, TAX)
+    expected = reference_bills(month, zone, TAX, reads, assignments, customers, tariffs)
     assert _dicts(usage.bills) == _reference_dicts(expected.bills)
     assert usage.vacant_kwh == expected.vacant_kwh
 

@@ -1,10 +1,13 @@
 """The usage serving table: each customer's days, replaced a day at a time, pruned to the window."""
 
 import datetime as dt
+import tempfile
 import threading
 from decimal import ROUND_HALF_UP, Decimal
 
 import dagster as dg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meter_assets import postgres
 from meter_assets.market_calendar import month_days
@@ -14,12 +17,14 @@ from meter_assets.serving.store import refresh_day
 from meter_assets.sql import parquet
 from meter_assets.tables import READS_15MIN
 
-from .billing_support import MONTH, month_in_lake
+from .billing_reference import reference_day_usage
+from .billing_support import MONTH, month_assignments, month_customers, month_in_lake, month_readings
 from .conftest import query, resources_for
-from .pricing_support import two_plans
+from .pricing_support import RATES, TAX, TZ, two_plans
 
 OFFSET = 4_000_000
 RATE = Decimal("0.2450")
+OFFSET_BANDS = 5_000_000
 
 
 def _rows(dsn: str, sql: str, params=()) -> list[tuple]:
@@ -79,6 +84,39 @@ def test_each_customer_sees_the_days_the_meter_was_theirs_at_their_tariff(tmp_pa
     )
     assert estimate == [(dt.date(2025, 2, 1), dt.date(2025, 2, 28), *totals[0])]
     assert _rows(pg_dsn, "SELECT count(*) FROM serving.refreshes") == [(28,)]
+
+
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    cuts=st.tuples(st.integers(1, 95), st.integers(1, 95)).filter(lambda c: c[0] != c[1]),
+    change=st.integers(2, 27),
+    rates=st.lists(st.sampled_from(RATES), min_size=2, max_size=8),
+)
+def test_every_row_equals_the_rules_on_multi_band_plans(tmp_path, pg_dsn, cuts, change, rates):
+    """Time-of-use plans whose bands have their own rates (two rows of one band at one rate, a price
+    change that may keep some rates): each customer's kWh and cost on the days around the change
+    and on the void day, against the reference priced one reading at a time."""
+    root = tempfile.mkdtemp(dir=tmp_path)
+    change_day = dt.date(2025, 2, change)
+    tariffs = two_plans(change_day, cuts, rates)
+    month_in_lake(root, OFFSET_BANDS, tariffs)
+    resources = {**resources_for(root), "postgres": PostgresResource(dsn=pg_dsn)}
+    days = sorted({change_day - dt.timedelta(days=1), change_day, dt.date(2025, 2, 10)})
+    for day in days:
+        assert dg.materialize([usage_serving], partition_key=day.isoformat(), resources=resources).success
+
+    readings = month_readings().to_pylist()
+    customers, assignments = month_customers(OFFSET_BANDS), month_assignments(OFFSET_BANDS)
+    for day in days:
+        rows = _rows(
+            pg_dsn,
+            "SELECT customer_id, kwh, cost FROM serving.daily_usage WHERE local_date = %s AND customer_id >= %s",
+            [day, OFFSET_BANDS],
+        )
+        expected = reference_day_usage(day, TZ, TAX, readings, assignments, customers, tariffs)
+        assert {c: (kwh, cost) for c, kwh, cost in rows} == expected, day
 
 
 def _csv(path, day: dt.date, kwh: str, customers=(1, 2, 3)) -> str:
