@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from meter_assets.config import settings
 from meter_assets.storage import Lake
@@ -27,6 +29,41 @@ class LakeResource(dg.ConfigurableResource):
 
     def lake(self) -> Lake:
         return Lake(self.root, s3_client=self.s3.get_client() if self.root.startswith("s3://") else None)
+
+
+@dataclass(frozen=True)
+class Limits:
+    quarantine_max_rate: float
+    missing_warn_share: float
+    silent_meters_warn: int
+
+
+class CheckThresholds(dg.ConfigurableResource):
+    """The limits the daily data-quality checks hold a day to. Shown with the resources in Dagster's
+    UI and changeable for one run in the launchpad (say, for a day an operator knows is damaged);
+    a limit left unset is the environment's (`METER_QUARANTINE_MAX_RATE`, `METER_MISSING_WARN_SHARE`,
+    `METER_SILENT_METERS_WARN`)."""
+
+    quarantine_max_rate: float | None = Field(
+        None, ge=0, le=1, description="quarantined rows / rows read above which a day's readings are not published"
+    )
+    missing_warn_share: float | None = Field(None, ge=0, le=1, description="share of missing quarter hours that warns")
+    silent_meters_warn: int | None = Field(
+        None, ge=0, description="meters with no reading all day above which the operations report warns"
+    )
+
+    @classmethod
+    def from_settings(cls) -> CheckThresholds:
+        limits = cls().limits()
+        return cls(**vars(limits))
+
+    def limits(self) -> Limits:
+        s = settings()
+        return Limits(
+            quarantine_max_rate=s.quarantine_max_rate if self.quarantine_max_rate is None else self.quarantine_max_rate,
+            missing_warn_share=s.missing_warn_share if self.missing_warn_share is None else self.missing_warn_share,
+            silent_meters_warn=s.silent_meters_warn if self.silent_meters_warn is None else self.silent_meters_warn,
+        )
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -83,4 +120,5 @@ def resources(root: str | None = None) -> dict:
         "lake": LakeResource(root=root or settings().lake, s3=s3),
         "duckdb": duckdb_resource(),
         "postgres": PostgresResource(),
+        "thresholds": CheckThresholds.from_settings(),
     }

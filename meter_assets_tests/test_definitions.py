@@ -12,6 +12,7 @@ import meter_assets
 from meter_assets import tables
 from meter_assets.definitions import defs
 from meter_assets.partitions import daily_partitions, monthly_partitions
+from meter_assets.resources import CheckThresholds
 
 
 def test_definitions_hold_every_asset_check_and_job():
@@ -197,3 +198,23 @@ def test_dagster_loads_the_code_location_as_the_daemon_does():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Validation successful for code location meter_assets.definitions" in done.stdout + done.stderr
+
+
+def test_the_check_thresholds_are_a_resource_with_the_environments_defaults(monkeypatch):
+    from meter_assets.config import settings
+    from meter_assets.resources import resources
+
+    thresholds = defs.resources["thresholds"]
+    assert isinstance(thresholds, CheckThresholds)
+    assert (thresholds.quarantine_max_rate, thresholds.missing_warn_share, thresholds.silent_meters_warn) == (
+        0.01,
+        0.05,
+        250,
+    )
+    monkeypatch.setenv("METER_SILENT_METERS_WARN", "40")
+    settings.cache_clear()
+    try:
+        assert resources()["thresholds"].silent_meters_warn == 40
+    finally:
+        monkeypatch.undo()
+        settings.cache_clear()

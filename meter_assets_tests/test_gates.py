@@ -9,9 +9,9 @@ import shutil
 import dagster as dg
 import pytest
 
-from meter_assets.config import settings
 from meter_assets.definitions import daily_assets
 from meter_assets.reports.assets import page_key
+from meter_assets.resources import CheckThresholds
 from meter_assets.storage import Lake
 from meter_assets.tables import QUARANTINE, READS_15MIN, READS_DAILY, READS_HOURLY, REPORT_TABLES
 
@@ -42,18 +42,18 @@ def _failed_checks(result) -> set[str]:
     return {c.check_name for c in result.get_asset_check_evaluations() if not c.passed}
 
 
-def test_reads_15min_over_its_quarantine_threshold_keeps_the_old_day(lake, monkeypatch):
+def test_reads_15min_over_its_quarantine_threshold_keeps_the_old_day(lake):
     before = _published(lake, [READS_15MIN, QUARANTINE, READS_HOURLY, READS_DAILY])
-    # the faulty simulated day quarantines a few rows: with no quarantine allowed, the gate shuts
-    monkeypatch.setenv("METER_QUARANTINE_MAX_RATE", "0")
-    settings.cache_clear()
-    try:
-        result = dg.materialize(
-            daily_assets, partition_key=DAY.isoformat(), resources=resources_for(lake.root), raise_on_error=False
-        )
-    finally:
-        monkeypatch.undo()
-        settings.cache_clear()
+    # the faulty simulated day quarantines a few rows: with no quarantine allowed for this run (as an
+    # operator sets it in the launchpad), the gate shuts
+    no_quarantine = {"resources": {"thresholds": {"config": {"quarantine_max_rate": 0}}}}
+    result = dg.materialize(
+        daily_assets,
+        partition_key=DAY.isoformat(),
+        resources=resources_for(lake.root),
+        run_config=no_quarantine,
+        raise_on_error=False,
+    )
     assert not result.success
     assert _failed_checks(result) == {"quarantine_rate_below_threshold"}
     assert _materialized(result) == {"raw_meter_files"}, "nothing from reads_15min on was recorded or run"
@@ -151,7 +151,12 @@ def test_the_duplicate_check_counts_each_repeated_reading_and_only_those(tmp_pat
         corrected_rows=0,
         clock_corrected_rows=0,
     )
-    checks = {c.check_name: c for c in curated_checks(con, [path], result, 96, start, start + dt.timedelta(days=1))}
+    checks = {
+        c.check_name: c
+        for c in curated_checks(
+            con, [path], result, 96, start, start + dt.timedelta(days=1), CheckThresholds.from_settings()
+        )
+    }
     duplicates = checks["one_row_per_meter_interval"]
     assert not duplicates.passed
     assert duplicates.metadata["duplicate_rows"].value == 4

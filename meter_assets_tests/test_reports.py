@@ -22,6 +22,7 @@ import pytest
 from meter_assets.config import settings
 from meter_assets.market_calendar import local_day_bounds, local_day_of
 from meter_assets.reports.assets import ops_daily_report, page_key
+from meter_assets.resources import CheckThresholds
 from meter_assets.storage import Lake
 from meter_assets.tables import READS_15MIN, READS_DAILY, REPORT_TABLES
 
@@ -181,7 +182,7 @@ def test_region_totals_and_top_customers_from_the_readings(after_release):
         assert all(c["region"] == customers[c["customer_id"]]["region"] for c in tables["top_customers"])
 
 
-def test_change_on_a_week_earlier_and_the_silent_meter_warning(after_release, tmp_path, monkeypatch):
+def test_change_on_a_week_earlier_and_the_silent_meter_warning(after_release, tmp_path):
     root = str(tmp_path / "lake")
     shutil.copytree(after_release, root)
     lake = Lake(root)
@@ -197,13 +198,10 @@ def test_change_on_a_week_earlier_and_the_silent_meter_warning(after_release, tm
     build.write_parquet("part-0000.parquet", earlier)
     lake.publish(build)
 
-    monkeypatch.setenv("METER_SILENT_METERS_WARN", "0")
-    settings.cache_clear()
-    try:
-        result = dg.materialize([ops_daily_report], partition_key=day.isoformat(), resources=resources_for(root))
-    finally:
-        monkeypatch.undo()
-        settings.cache_clear()
+    # not one silent meter allowed, for this run only; the other limits the environment's
+    thresholds = CheckThresholds(silent_meters_warn=0)
+    strict = {**resources_for(root), "thresholds": thresholds}
+    result = dg.materialize([ops_daily_report], partition_key=day.isoformat(), resources=strict)
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["region_totals_reconcile_with_reads_daily"].passed
     silent = report(root, day)["summary"][0]["silent_meters"]

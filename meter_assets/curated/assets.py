@@ -11,7 +11,7 @@ from meter_assets.ingest.assets import raw_meter_files, read_inventory
 from meter_assets.market_calendar import intervals_in_day, local_day_bounds
 from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import meters
-from meter_assets.resources import LakeResource, lake_duckdb, scratch_dir
+from meter_assets.resources import CheckThresholds, LakeResource, lake_duckdb, scratch_dir
 from meter_assets.tables import METERS, QUARANTINE, READS_15MIN
 
 READS_15MIN_KEY = dg.AssetKey(READS_15MIN.asset)
@@ -41,7 +41,9 @@ READS_15MIN_KEY = dg.AssetKey(READS_15MIN.asset)
     pool="lake_compute",
     check_specs=CHECK_SPECS,
 )
-def curated_readings(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
+def curated_readings(
+    context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, thresholds: CheckThresholds
+):
     """Curate one local day: readings and quarantine, checked before either is published."""
     store = lake.lake()
     partition = context.partition_key
@@ -63,7 +65,7 @@ def curated_readings(context: dg.AssetExecutionContext, lake: LakeResource, duck
             scratch=scratch,
         )
         day_start, day_end = local_day_bounds(day)
-        checks = curated_checks(con, result.files, result, intervals_in_day(day), day_start, day_end)
+        checks = curated_checks(con, result.files, result, intervals_in_day(day), day_start, day_end, thresholds)
     # the quarantine first: whoever reads a day's readings finds its quarantine already there
     gate = audit_and_publish(context, store, [quarantine, curated], checks)
     yield from gate.results(

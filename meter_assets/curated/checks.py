@@ -6,6 +6,7 @@ import dagster as dg
 
 from meter_assets.config import settings
 from meter_assets.curated.readings import CurationResult
+from meter_assets.resources import CheckThresholds
 from meter_assets.sql import parquet
 
 BLOCKING_CHECKS = (
@@ -22,9 +23,10 @@ CHECK_SPECS = [dg.AssetCheckSpec(name, asset="reads_15min", blocking=True) for n
 
 
 def curated_checks(
-    con, files: list[str], result: CurationResult, intervals: int, day_start, day_end
+    con, files: list[str], result: CurationResult, intervals: int, day_start, day_end, thresholds: CheckThresholds
 ) -> list[dg.AssetCheckResult]:
     s = settings()
+    limits = thresholds.limits()
     source = parquet(files)
     totals = con.execute(
         f"""
@@ -113,24 +115,24 @@ def curated_checks(
         dg.AssetCheckResult(
             asset_key="reads_15min",
             check_name="missing_share_below_threshold",
-            passed=missing_share <= s.missing_warn_share,
+            passed=missing_share <= limits.missing_warn_share,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "missing_intervals": result.by_flag.get("missing", 0),
                 "missing_interval_share": round(missing_share, 6),
-                "threshold": s.missing_warn_share,
+                "threshold": limits.missing_warn_share,
             },
         ),
         dg.AssetCheckResult(
             asset_key="reads_15min",
             check_name="quarantine_rate_below_threshold",
-            passed=quarantine_rate <= s.quarantine_max_rate,
+            passed=quarantine_rate <= limits.quarantine_max_rate,
             metadata={
                 "quarantined_rows": result.quarantined_rows,
                 "quarantined_files": result.quarantined_files,
                 "rows_read": result.staged_rows,
                 "rate": round(quarantine_rate, 6),
-                "threshold": s.quarantine_max_rate,
+                "threshold": limits.quarantine_max_rate,
             },
         ),
     ]

@@ -15,7 +15,7 @@ from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import customers, meter_assignments, meters
 from meter_assets.reports.ops import build_report, reconcile_regions
 from meter_assets.reports.page import render
-from meter_assets.resources import LakeResource, lake_duckdb
+from meter_assets.resources import CheckThresholds, LakeResource, lake_duckdb
 from meter_assets.rollups.assets import reads_daily
 from meter_assets.tables import QUARANTINE, REPORT_TABLES
 
@@ -83,9 +83,12 @@ def _markdown(summary: dict, regions: list[dict], page: str) -> str:
         dg.AssetCheckSpec("silent_meters_below_alert_threshold", asset="ops_daily_report"),
     ],
 )
-def ops_daily_report(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
+def ops_daily_report(
+    context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, thresholds: CheckThresholds
+):
     """What happened yesterday and what is broken: energy by region, top customers, silent meters, data quality."""
     s = settings()
+    limits = thresholds.limits()
     store = lake.lake()
     key = context.partition_key
     began = time.perf_counter()
@@ -98,11 +101,11 @@ def ops_daily_report(context: dg.AssetExecutionContext, lake: LakeResource, duck
     reconciled = regions_total == daily_total
     silent_check = dg.AssetCheckResult(
         check_name="silent_meters_below_alert_threshold",
-        passed=summary["silent_meters"] <= s.silent_meters_warn,
+        passed=summary["silent_meters"] <= limits.silent_meters_warn,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "silent_meters": summary["silent_meters"],
-            "threshold": s.silent_meters_warn,
+            "threshold": limits.silent_meters_warn,
             "silent_meters_day_before": summary["silent_meters_day_before"],
             "first_meters": [m["meter_id"] for m in report.tables["silent_meters"].to_pylist()[:20]],
         },
@@ -119,7 +122,9 @@ def ops_daily_report(context: dg.AssetExecutionContext, lake: LakeResource, duck
     page = page_key(key)
 
     def write_page():
-        store.write_bytes(page, render(report, s.market_tz, dt.datetime.now(dt.UTC), s.silent_meters_warn).encode())
+        store.write_bytes(
+            page, render(report, s.market_tz, dt.datetime.now(dt.UTC), limits.silent_meters_warn).encode()
+        )
 
     # a report whose totals do not add up is not published: the previous version stays
     gate = audit_and_publish(context, store, builds, [reconcile_check, silent_check], publish=write_page)
