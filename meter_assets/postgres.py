@@ -141,7 +141,7 @@ def setup_roles(admin: psycopg.Connection, found: Dsns) -> None:
         password = conninfo_to_dict(found.of(role)).get("password")
         if not password:
             raise ValueError(f"the DSN for {role} needs a password")
-        exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
+        exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %(role)s", {"role": role}).fetchone()
         verb = "ALTER" if exists else "CREATE"
         admin.execute(
             sql.SQL(
@@ -212,7 +212,7 @@ def migrate(conninfo: str, until: int | None = None) -> list[int]:
     returns the versions applied."""
     applied = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+        conn.execute("SELECT pg_advisory_lock(%(lock)s)", {"lock": MIGRATION_LOCK})
         try:
             conn.execute(
                 """
@@ -230,11 +230,12 @@ def migrate(conninfo: str, until: int | None = None) -> list[int]:
                 with conn.transaction():
                     conn.execute(script)
                     conn.execute(
-                        "INSERT INTO public.schema_migrations (version, name) VALUES (%s, %s)", [version, name]
+                        "INSERT INTO public.schema_migrations (version, name) VALUES (%(version)s, %(name)s)",
+                        {"version": version, "name": name},
                     )
                 applied.append(version)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
+            conn.execute("SELECT pg_advisory_unlock(%(lock)s)", {"lock": MIGRATION_LOCK})
     return applied
 
 

@@ -33,6 +33,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from meter_assets.config import settings
+from meter_assets.sql import literal
 from meter_assets.tables import ALL, LakeTable
 
 # a commit that lost a race to another writer reloads the table and tries again
@@ -249,8 +250,9 @@ class S3Backend:
         }
         if c["token"]:
             options["SESSION_TOKEN"] = c["token"]
-        body = ", ".join(f"{k} {v}" if k in ("TYPE", "USE_SSL") else f"{k} '{v}'" for k, v in options.items())
-        con.execute(f"CREATE OR REPLACE SECRET lake ({body})")
+        # DuckDB binds no parameters in CREATE SECRET: the values are quoted as literals
+        body = ", ".join("{} {}".format(k, v if k in ("TYPE", "USE_SSL") else literal(v)) for k, v in options.items())
+        con.execute("CREATE OR REPLACE SECRET lake ({body})".format(body=body))
 
     def storage_options(self) -> dict[str, str]:
         """For `deltalake`: the same credentials and endpoint. Commits are made safe against
@@ -314,7 +316,7 @@ def load_extension(con, package, name: str) -> None:
     path = os.path.join(
         os.path.dirname(package.__file__), "extensions", f"v{duckdb.__version__}", f"{name}.duckdb_extension"
     )
-    con.execute(f"LOAD '{path}'")
+    con.execute("LOAD {path}".format(path=literal(path)))
 
 
 class Lake:

@@ -179,7 +179,7 @@ def test_issuing_carries_open_adjustments_on_the_next_bill(conn):
     ]
     assert rows(conn, "SELECT carried_on_bill_id FROM billing.bill_adjustments") == [("B-1-2024-07",)]
     # the exported lines carry it too, and add up to what is due
-    with conn.cursor().copy(EXPORT_BILL_LINES_SQL, [dt.date(2024, 7, 1)]) as copy:
+    with conn.cursor().copy(EXPORT_BILL_LINES_SQL, {"period_start": dt.date(2024, 7, 1)}) as copy:
         exported = list(csv.DictReader(io.StringIO(b"".join(bytes(chunk) for chunk in copy).decode())))
     first = [line for line in exported if line["customer_id"] == "1"]
     assert [line["kind"] for line in first] == ["energy", "standing", "tax", "adjustments_carried"]

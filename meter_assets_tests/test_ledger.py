@@ -253,7 +253,10 @@ def test_migration_keeps_bills_issued_under_the_old_rules_as_issued(tmp_path_fac
         psycopg.connect(superuser).close()
 
     # re-exported, its lines are what was issued: the map's one line, the days, the tax
-    with psycopg.connect(conninfo) as conn, conn.cursor().copy(EXPORT_BILL_LINES_SQL, ["2024-06-01"]) as copy:
+    with (
+        psycopg.connect(conninfo) as conn,
+        conn.cursor().copy(EXPORT_BILL_LINES_SQL, {"period_start": "2024-06-01"}) as copy,
+    ):
         exported = b"".join(bytes(chunk) for chunk in copy).decode().splitlines()
     assert exported == [
         "bill_id,customer_id,line_no,kind,band,rate,measured_kwh,estimated_kwh,kwh,days,amount",

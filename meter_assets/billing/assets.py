@@ -18,7 +18,7 @@ from meter_assets.partitions import monthly_partitions
 from meter_assets.reference.assets import customers, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
 from meter_assets.rollups.assets import reads_daily
-from meter_assets.sql import parquet
+from meter_assets.sql import VIEW_SQL, literal, parquet, typed_csv
 from meter_assets.storage import Lake, Publication
 from meter_assets.tables import (
     ADJUSTMENTS_EXPORT,
@@ -31,6 +31,9 @@ from meter_assets.tables import (
     TARIFFS,
 )
 
+ROLLUP_KWH_SQL = "SELECT coalesce(sum(kwh), 0) FROM {files}"
+EXPORT_COPY_SQL = "COPY (SELECT * FROM {source}) TO {target} (FORMAT parquet, COMPRESSION zstd)"
+
 # the reference tables the pricing SQL reads, by the view name it uses
 PRICING_DIMENSIONS = {"assignments": METER_ASSIGNMENTS, "customers": CUSTOMERS, "tariffs": TARIFFS}
 
@@ -38,7 +41,7 @@ PRICING_DIMENSIONS = {"assignments": METER_ASSIGNMENTS, "customers": CUSTOMERS, 
 def pricing_views(con, store: Lake) -> None:
     """The views the pricing SQL reads, over the published reference dimensions."""
     for view, table in PRICING_DIMENSIONS.items():
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM {parquet(store.required_files(table))}")
+        con.execute(VIEW_SQL.format(view=view, files=parquet(store.required_files(table))))
 
 
 def month_is_complete(lake: Lake, month: str) -> bool:
@@ -83,7 +86,7 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
         usage = compute_bills(
             con, month, s.market_tz, s.tax_rate, readings_of=lambda day: parquet(readings[day.isoformat()])
         )
-        (rollup_kwh,) = con.execute(f"SELECT coalesce(sum(kwh), 0) FROM {parquet(rollups)}").fetchone()
+        (rollup_kwh,) = con.execute(ROLLUP_KWH_SQL.format(files=parquet(rollups))).fetchone()
     compute_seconds = time.perf_counter() - began
 
     month_bills = sorted(usage.bills.values(), key=lambda b: b.customer_id)
@@ -149,7 +152,7 @@ COPY (
            standing_charge, adjustments_carried, tax_rate, tax, total_due, is_estimated, currency, issued_at,
            pricing_rules, energy_lines::text, standing_lines::text, inputs_fingerprint
     FROM billing.bills
-    WHERE period_start = %s AND status = 'issued'
+    WHERE period_start = %(period_start)s AND status = 'issued'
     ORDER BY bill_id
 ) TO STDOUT (FORMAT csv, HEADER)
 """
@@ -162,7 +165,7 @@ COPY (
 EXPORT_BILL_LINES_SQL = """
 COPY (
     WITH issued AS (
-        SELECT * FROM billing.bills WHERE period_start = %s AND status = 'issued'
+        SELECT * FROM billing.bills WHERE period_start = %(period_start)s AND status = 'issued'
     ),
     lines AS (
         SELECT issued.bill_id, issued.customer_id, 1 AS section, line.position, 'energy' AS kind,
@@ -213,7 +216,7 @@ COPY (
            adjustments.carried_on_bill_id
     FROM billing.bill_adjustments AS adjustments
     JOIN billing.bills AS carrier ON carrier.bill_id = adjustments.carried_on_bill_id
-    WHERE carrier.period_start = %s
+    WHERE carrier.period_start = %(period_start)s
     ORDER BY adjustments.adjustment_id
 ) TO STDOUT (FORMAT csv, HEADER)
 """
@@ -281,19 +284,13 @@ def export_month(conn, con, store: Lake, month: str, scratch: str) -> list[Publi
     )
     for table, sql in exports:
         csv_path = os.path.join(scratch, f"{os.path.basename(table.path)}.csv")
-        with open(csv_path, "wb") as out, conn.cursor().copy(sql, [start]) as copy:
+        with open(csv_path, "wb") as out, conn.cursor().copy(sql, {"period_start": start}) as copy:
             for chunk in copy:
                 out.write(chunk)
         columns = EXPORT_TYPES[table]
-        source = (
-            f"read_csv('{csv_path}', header = true, auto_detect = false, "
-            f"columns = {{{', '.join(f'{c!r}: {t!r}' for c, t in columns.items())}}})"
-        )
         builds.append(store.build(table, month, same_as=builds[0] if builds else None))
-        con.execute(
-            f"COPY (SELECT * FROM {source}) TO '{builds[-1].uri('part-0000.parquet')}' "
-            "(FORMAT parquet, COMPRESSION zstd)"
-        )
+        target = literal(builds[-1].uri("part-0000.parquet"))
+        con.execute(EXPORT_COPY_SQL.format(source=typed_csv(csv_path, columns), target=target))
     # the ledger is sealed already: its export has nothing left to check
     return [store.publish(build) for build in builds]
 

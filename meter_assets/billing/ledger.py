@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import psycopg
+from psycopg import sql
 
 from meter_assets.billing.pricing import PRICING_RULES, PRICING_RULES_CHANGES, Bill
 from meter_assets.market_calendar import month_bounds
@@ -59,11 +60,14 @@ WHERE bills.bill_id = incoming.bill_id
   AND bills.inputs_fingerprint <> incoming.inputs_fingerprint
 """
 
-INSERT_DRAFTS_SQL = f"""
-INSERT INTO billing.bills ({", ".join(COLUMNS)})
-SELECT {", ".join(COLUMNS)} FROM incoming
+INSERT_DRAFTS_SQL = sql.SQL("""
+INSERT INTO billing.bills ({columns})
+SELECT {columns} FROM incoming
 ON CONFLICT (bill_id) DO NOTHING
-"""
+""").format(columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
+COPY_INCOMING_SQL = sql.SQL("COPY incoming ({columns}) FROM STDIN").format(
+    columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+)
 
 # A draft whose customer is no longer supplied in the month (a corrected move date).
 REMOVE_STALE_DRAFTS_SQL = """
@@ -269,13 +273,14 @@ def copy_line(bill: Bill, start: dt.date, end: dt.date, currency: str, reads_ver
 def lock_month(conn: psycopg.Connection, month: str) -> None:
     """Serialise every writer of one month until the transaction ends."""
     start, _ = month_bounds(month)
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", [MONTH_LOCK_BASE + start.year * 12 + start.month])
+    conn.execute("SELECT pg_advisory_xact_lock(%(lock)s)", {"lock": MONTH_LOCK_BASE + start.year * 12 + start.month})
 
 
 def is_issued(conn: psycopg.Connection, month: str) -> bool:
     start, _ = month_bounds(month)
     (issued,) = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM billing.bills WHERE period_start = %s AND status = 'issued')", [start]
+        "SELECT EXISTS (SELECT 1 FROM billing.bills WHERE period_start = %(period_start)s AND status = 'issued')",
+        {"period_start": start},
     ).fetchone()
     return issued
 
@@ -299,7 +304,7 @@ def record_month(
     with conn.transaction():
         lock_month(conn, month)
         conn.execute(INCOMING_SQL)
-        with conn.cursor().copy(f"COPY incoming ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        with conn.cursor().copy(COPY_INCOMING_SQL) as copy:
             for first in range(0, len(bills), COPY_BATCH):
                 batch = bills[first : first + COPY_BATCH]
                 lines = [copy_line(bill, start, end, currency, reads_version) for bill in batch]
@@ -343,7 +348,8 @@ def issue_month(conn: psycopg.Connection, month: str, issued_at: dt.datetime) ->
         carried = conn.execute(CARRY_ADJUSTMENTS_SQL, params).fetchall()
         issued = conn.execute(ISSUE_SQL, params).rowcount
         (before,) = conn.execute(
-            "SELECT count(*) FROM billing.bills WHERE period_start = %s AND status = 'issued' AND issued_at <> %s",
-            [start, issued_at],
+            "SELECT count(*) FROM billing.bills "
+            "WHERE period_start = %(period_start)s AND status = 'issued' AND issued_at <> %(issued_at)s",
+            params,
         ).fetchone()
     return MonthIssue(bills_issued=issued, adjustments_carried=sum(n for (n,) in carried), already_issued=before)

@@ -22,6 +22,39 @@ CHECK_SPECS = [dg.AssetCheckSpec(name, asset="reads_15min", blocking=True) for n
 ]
 
 
+# kWh out of range, timestamps off the grid or outside the day
+TOTALS_SQL = """
+SELECT
+    count(*) FILTER (WHERE kwh < 0)                           AS negative,
+    count(*) FILTER (WHERE kwh > $max_kwh)                    AS too_large,
+    min(kwh)                                                  AS min_kwh,
+    max(kwh)                                                  AS max_kwh,
+    count(*) FILTER (WHERE epoch(read_at) % 900 <> 0)         AS off_grid,
+    count(*) FILTER (WHERE read_at < $day_start OR read_at >= $day_end) AS outside_day
+FROM {files}
+"""
+
+PER_METER_SQL = """
+WITH per_meter AS (
+    -- distinct quarter hours as bits of a 127-bit mask, a quarter of the cost of
+    -- count(DISTINCT read_at): a day has at most 100, so two of a day's quarter hours
+    -- share a bit only if they are equal (rows off the grid or outside the day, which
+    -- could share one too, fail read_at_on_15min_grid)
+    SELECT meter_id, count(*) AS rows,
+           bit_count(bit_or(CAST(1 AS HUGEINT) << CAST(epoch(read_at) // 900 % 127 AS HUGEINT))) AS intervals
+    FROM {files}
+    GROUP BY meter_id
+)
+SELECT
+    coalesce(sum(rows - intervals), 0)                          AS duplicate_rows,
+    list(meter_id ORDER BY meter_id) FILTER (WHERE rows > intervals)[1:10] AS duplicated_meters,
+    count(*) FILTER (WHERE intervals <> $intervals)             AS incomplete_meters,
+    list(meter_id ORDER BY meter_id) FILTER (WHERE intervals <> $intervals)[1:10] AS first_incomplete,
+    count(*)                                                    AS meters
+FROM per_meter
+"""
+
+
 def curated_checks(
     con, files: list[str], result: CurationResult, intervals: int, day_start, day_end, thresholds: CheckThresholds
 ) -> list[dg.AssetCheckResult]:
@@ -29,39 +62,12 @@ def curated_checks(
     limits = thresholds.limits()
     source = parquet(files)
     totals = con.execute(
-        f"""
-        SELECT
-            count(*) FILTER (WHERE kwh < 0)                           AS negative,
-            count(*) FILTER (WHERE kwh > $max_kwh)                    AS too_large,
-            min(kwh)                                                  AS min_kwh,
-            max(kwh)                                                  AS max_kwh,
-            count(*) FILTER (WHERE epoch(read_at) % 900 <> 0)         AS off_grid,
-            count(*) FILTER (WHERE read_at < $day_start OR read_at >= $day_end) AS outside_day
-        FROM {source}
-        """,
+        TOTALS_SQL.format(files=source),
         {"max_kwh": s.max_interval_kwh, "day_start": day_start, "day_end": day_end},
     ).fetchone()
     negative, too_large, min_kwh, max_kwh, off_grid, outside_day = totals
     per_meter = con.execute(
-        f"""
-        WITH per_meter AS (
-            -- distinct quarter hours as bits of a 127-bit mask, a quarter of the cost of
-            -- count(DISTINCT read_at): a day has at most 100, so two of a day's quarter hours
-            -- share a bit only if they are equal (rows off the grid or outside the day, which
-            -- could share one too, fail read_at_on_15min_grid)
-            SELECT meter_id, count(*) AS rows,
-                   bit_count(bit_or(CAST(1 AS HUGEINT) << CAST(epoch(read_at) // 900 % 127 AS HUGEINT))) AS intervals
-            FROM {source}
-            GROUP BY meter_id
-        )
-        SELECT
-            coalesce(sum(rows - intervals), 0)                          AS duplicate_rows,
-            list(meter_id ORDER BY meter_id) FILTER (WHERE rows > intervals)[1:10] AS duplicated_meters,
-            count(*) FILTER (WHERE intervals <> $intervals)             AS incomplete_meters,
-            list(meter_id ORDER BY meter_id) FILTER (WHERE intervals <> $intervals)[1:10] AS first_incomplete,
-            count(*)                                                    AS meters
-        FROM per_meter
-        """,
+        PER_METER_SQL.format(files=source),
         {"intervals": intervals},
     ).fetchone()
     duplicate_rows, duplicated_meters, incomplete, first_incomplete, meters = per_meter

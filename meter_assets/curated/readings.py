@@ -21,7 +21,7 @@ import pyarrow as pa
 from meter_assets.config import settings
 from meter_assets.ingest.contracts import BY_NAME, Contract
 from meter_assets.market_calendar import INTERVAL, local_day_bounds
-from meter_assets.sql import parquet, sql_list
+from meter_assets.sql import VIEW_SQL, parquet, sql_list
 
 # Meters per curation step: bounds the dedupe's memory at full scale.
 CHUNK_METERS = 50_000
@@ -374,18 +374,7 @@ def curate_day(
     )
     con.register("files", files)
     meters = parquet(meters_uris)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE expected_meters AS
-        SELECT meter_id,
-               greatest($day_start, CAST(installed_on AS TIMESTAMP)) AS expected_from,
-               least($day_end, coalesce(CAST(removed_on AS TIMESTAMP), $day_end)) AS expected_until
-        FROM {meters}
-        WHERE CAST(installed_on AS TIMESTAMP) < $day_end
-          AND (removed_on IS NULL OR CAST(removed_on AS TIMESTAMP) > $day_start)
-        """,
-        {"day_start": day_start, "day_end": day_end},
-    )
+    con.execute(EXPECTED_METERS_SQL.format(meters=meters), {"day_start": day_start, "day_end": day_end})
     known_meter = _known_meter_test(con, meters)
 
     ok = files.filter(pa.compute.equal(files.column("status"), "ok"))
@@ -427,7 +416,7 @@ def curate_day(
         files = _mark_unreadable(files, unreadable)
         con.register("files", files)
     if staged_parts:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW staged AS SELECT * FROM {parquet(staged_parts)}")
+        con.execute(VIEW_SQL.format(view="staged", files=parquet(staged_parts)))
     else:
         con.execute(EMPTY_STAGED)
     if not _has_table(con, "reject_errors"):
@@ -469,18 +458,8 @@ def curate_day(
     staged = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE reason IS NULL AND clock_offset_s <> 0) FROM staged"
     ).fetchone()
-    curated = con.execute(
-        f"""
-        SELECT quality_flag, count(*), sum(copies - 1) FILTER (WHERE copies > 1), count(*) FILTER (WHERE version > 1)
-        FROM {parquet(curated_parts)} GROUP BY quality_flag
-        """
-    ).fetchall()
-    quarantined = con.execute(
-        f"""
-        SELECT count(*) FILTER (WHERE scope = 'row'), count(*) FILTER (WHERE scope = 'file')
-        FROM {parquet(quarantine_uri)}
-        """
-    ).fetchone()
+    curated = con.execute(CURATED_COUNTS_SQL.format(files=parquet(curated_parts))).fetchall()
+    quarantined = con.execute(QUARANTINED_COUNTS_SQL.format(files=parquet(quarantine_uri))).fetchone()
     by_flag = {flag: count for flag, count, _, _ in curated}
     return CurationResult(
         rows=sum(by_flag.values()),
@@ -495,6 +474,32 @@ def curate_day(
     )
 
 
+# the meters installed for some of the day, and the part of it they were expected to report
+EXPECTED_METERS_SQL = """
+CREATE OR REPLACE TEMP TABLE expected_meters AS
+SELECT meter_id,
+       greatest($day_start, CAST(installed_on AS TIMESTAMP)) AS expected_from,
+       least($day_end, coalesce(CAST(removed_on AS TIMESTAMP), $day_end)) AS expected_until
+FROM {meters}
+WHERE CAST(installed_on AS TIMESTAMP) < $day_end
+  AND (removed_on IS NULL OR CAST(removed_on AS TIMESTAMP) > $day_start)
+"""
+CURATED_COUNTS_SQL = """
+SELECT quality_flag, count(*), sum(copies - 1) FILTER (WHERE copies > 1), count(*) FILTER (WHERE version > 1)
+FROM {files} GROUP BY quality_flag
+"""
+QUARANTINED_COUNTS_SQL = (
+    "SELECT count(*) FILTER (WHERE scope = 'row'), count(*) FILTER (WHERE scope = 'file') FROM {files}"
+)
+KNOWN_METERS_SQL = "CREATE OR REPLACE TEMP TABLE known_meters AS SELECT DISTINCT meter_id FROM {meters}"
+# the span of known ids and one bit per id in it, as variables the test in the staging SQL reads
+KNOWN_METER_SPAN_SQL = (
+    "SET VARIABLE known_low = (SELECT min(meter_id) FROM known_meters); "
+    "SET VARIABLE known_high = (SELECT max(meter_id) FROM known_meters)"
+)
+KNOWN_METER_BITS_SQL = "SET VARIABLE known_meter_bits = (SELECT bitstring_agg(meter_id, $low, $high) FROM known_meters)"
+
+
 def _known_meter_test(con: duckdb.DuckDBPyConnection, meters: str) -> str:
     """An SQL test that `meter_id` is in the meters dimension.
 
@@ -502,17 +507,18 @@ def _known_meter_test(con: duckdb.DuckDBPyConnection, meters: str) -> str:
     staging time at full scale); one bit per possible meter id is a lookup instead, while
     the ids span a range that fits `KNOWN_METER_BITMAP_BITS`.
     """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE known_meters AS SELECT DISTINCT meter_id FROM {meters}")
+    con.execute(KNOWN_METERS_SQL.format(meters=meters))
     low, high = con.execute("SELECT min(meter_id), max(meter_id) FROM known_meters").fetchone()
     if low is None:
         return "FALSE"
     if high - low >= KNOWN_METER_BITMAP_BITS:
         return "meter_id IN (SELECT meter_id FROM known_meters)"
-    con.execute(f"SET VARIABLE known_meter_bits = (SELECT bitstring_agg(meter_id, {low}, {high}) FROM known_meters)")
+    con.execute(KNOWN_METER_SPAN_SQL)
+    con.execute(KNOWN_METER_BITS_SQL, {"low": low, "high": high})
     # CASE, not AND: only CASE keeps an id outside the range away from get_bit
     return (
-        f"CASE WHEN meter_id BETWEEN {low} AND {high} "
-        f"THEN get_bit(getvariable('known_meter_bits'), meter_id - {low}) = 1 ELSE FALSE END"
+        "CASE WHEN meter_id BETWEEN getvariable('known_low') AND getvariable('known_high') "
+        "THEN get_bit(getvariable('known_meter_bits'), meter_id - getvariable('known_low')) = 1 ELSE FALSE END"
     )
 
 

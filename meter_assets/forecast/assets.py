@@ -16,8 +16,11 @@ from meter_assets.market_calendar import local_day_bounds
 from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import load_reference, meters
 from meter_assets.resources import LakeResource, lake_duckdb
-from meter_assets.sql import parquet
+from meter_assets.sql import VIEW_SQL, parquet
 from meter_assets.tables import BIDS, FORECAST, METERS, PORTFOLIO_LOAD, READS_15MIN, TEMPERATURE, TEMPERATURE_FORECAST
+
+FORECAST_SPAN_SQL = "SELECT min(valid_at), max(valid_at), count(DISTINCT issued_at) FROM {files}"
+PORTFOLIO_TOTALS_SQL = "SELECT count(*), sum(kwh), sum(missing) FROM {files}"
 
 # the model and its backtest beside the forecast table (plain objects, one set per day)
 MODELS = "forecasts/load_models"
@@ -112,8 +115,7 @@ def weather(lake: LakeResource, duckdb: DuckDBResource):
         observed = load_reference(store, con, "temperature")
         forecast = load_reference(store, con, "temperature_forecast")
         first, last, issues = con.execute(
-            "SELECT min(valid_at), max(valid_at), count(DISTINCT issued_at) "
-            f"FROM {parquet(store.required_files(TEMPERATURE_FORECAST))}"
+            FORECAST_SPAN_SQL.format(files=parquet(store.required_files(TEMPERATURE_FORECAST)))
         ).fetchone()
     yield dg.MaterializeResult(asset_key=TEMPERATURE.asset, metadata={"rows": observed.rows, **observed.metadata()})
     yield dg.MaterializeResult(
@@ -144,7 +146,7 @@ def portfolio_load(context: dg.AssetExecutionContext, lake: LakeResource, duckdb
     target = build.uri("part-0000.parquet")
     with lake_duckdb(duckdb, store) as con:
         con.execute(PORTFOLIO_SQL.format(readings=parquet(readings), target=target))
-        rows, kwh, missing = con.execute(f"SELECT count(*), sum(kwh), sum(missing) FROM {parquet(target)}").fetchone()
+        rows, kwh, missing = con.execute(PORTFOLIO_TOTALS_SQL.format(files=parquet(target))).fetchone()
     gate = audit_and_publish(context, store, [build], [])
     yield from gate.results(
         {"portfolio_load": {"intervals": rows, "kwh": float(kwh or 0), "missing_readings": int(missing or 0)}}
@@ -218,9 +220,9 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
     target_start, target_end = local_day_bounds(delivery)
     began = time.perf_counter()
     with lake_duckdb(duckdb, store) as con:
-        con.execute(f"CREATE TEMP VIEW portfolio AS SELECT * FROM {parquet(files)}")
+        con.execute(VIEW_SQL.format(view="portfolio", files=parquet(files)))
         for name, table in (("meters", METERS), ("temperature_forecast", TEMPERATURE_FORECAST)):
-            con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {parquet(store.required_files(table))}")
+            con.execute(VIEW_SQL.format(view=name, files=parquet(store.required_files(table))))
         con.execute(
             SERIES_SQL,
             {

@@ -84,8 +84,8 @@ def backtest_command(args: argparse.Namespace) -> dict:
     model.prepare(con, spec)
     # the newest day with every period present is the backtest's last day
     (last_day,) = con.execute(
-        f"SELECT max(local_date) FROM (SELECT local_date FROM features GROUP BY 1 "
-        f"HAVING count(load) >= {24 * 60 // args.freq} - 2)"
+        "SELECT max(local_date) FROM (SELECT local_date FROM features GROUP BY 1 HAVING count(load) >= $periods - 2)",
+        {"periods": 24 * 60 // args.freq},
     ).fetchone()
     if last_day is None:
         raise SystemExit(f"{args.csv}: no whole day of data at {args.freq}-minute periods")

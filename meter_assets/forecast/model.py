@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
+MATRIX_SQL = "SELECT period_start, local_date, load, {features} FROM features WHERE {where} ORDER BY period_start"
+
 QUANTILES = (0.1, 0.5, 0.9)
 LAG_DAYS = 2
 FEATURES = (
@@ -140,13 +142,14 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: Spec) -> None:
     import holidays
 
     first, last = con.execute(
-        f"SELECT min(timezone('{spec.tz}', period_start AT TIME ZONE 'UTC')), "
-        f"max(timezone('{spec.tz}', period_start AT TIME ZONE 'UTC')) FROM series"
+        "SELECT min(timezone($tz, period_start AT TIME ZONE 'UTC')), "
+        "max(timezone($tz, period_start AT TIME ZONE 'UTC')) FROM series",
+        {"tz": spec.tz},
     ).fetchone()
     days = sorted(holidays.country_holidays(spec.country, years=range(first.year, last.year + 1)))
     con.execute("CREATE OR REPLACE TEMP TABLE holidays (day DATE)")
     if days:
-        con.executemany("INSERT INTO holidays VALUES (?)", [[d] for d in days])
+        con.executemany("INSERT INTO holidays VALUES ($day)", [{"day": d} for d in days])
     con.execute(FEATURES_SQL, {"tz": spec.tz, "minutes": spec.minutes, "lag_days": LAG_DAYS})
 
 
@@ -161,8 +164,7 @@ class Rows:
 def matrix(con: duckdb.DuckDBPyConnection, where: str, params: dict | None = None) -> Rows:
     """Features, target, period starts and local dates of the feature rows matching `where`."""
     rows = con.execute(
-        f"SELECT period_start, local_date, load, {', '.join(FEATURES)} FROM features WHERE {where} "
-        "ORDER BY period_start",
+        MATRIX_SQL.format(features=", ".join(FEATURES), where=where),
         params or {},
     ).fetchnumpy()
 

@@ -4,8 +4,12 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.resources import LakeResource, lake_duckdb
+from meter_assets.sql import literal, typed_csv
 from meter_assets.storage import Lake, Publication
 from meter_assets.tables import DIMENSIONS
+
+DUPLICATE_KEYS_SQL = "SELECT count(*) FROM (SELECT {keys} FROM {source} GROUP BY ALL HAVING count(*) > 1)"
+COPY_SORTED_SQL = "COPY (SELECT * FROM {source} ORDER BY {keys}) TO {target} (FORMAT parquet)"
 
 # Each export's columns and types: the contract a real retailer's exports follow.
 CONTRACTS: dict[str, dict[str, str]] = {
@@ -78,18 +82,13 @@ def load_reference(lake: Lake, con, name: str) -> Publication:
     header = lake.read_bytes(key).split(b"\n", 1)[0].decode().strip().split(",")
     if header != list(columns):
         raise ValueError(f"{key}: columns {header} do not match the contract {list(columns)}")
-    source = (
-        f"read_csv('{lake.uri(key)}', header = true, auto_detect = false, "
-        f"columns = {{{', '.join(f'{c!r}: {t!r}' for c, t in columns.items())}}}, dateformat = '%Y-%m-%d')"
-    )
+    source = typed_csv(lake.uri(key), columns, dateformat="%Y-%m-%d")
     keys = ", ".join(KEYS[name])
-    duplicates = con.execute(
-        f"SELECT count(*) FROM (SELECT {keys} FROM {source} GROUP BY ALL HAVING count(*) > 1)"
-    ).fetchone()[0]
+    duplicates = con.execute(DUPLICATE_KEYS_SQL.format(keys=keys, source=source)).fetchone()[0]
     if duplicates:
         raise ValueError(f"{key}: {duplicates} keys ({keys}) appear more than once")
     build = lake.build(DIMENSIONS[name])
-    con.execute(f"COPY (SELECT * FROM {source} ORDER BY {keys}) TO '{build.uri('part-0000.parquet')}' (FORMAT parquet)")
+    con.execute(COPY_SORTED_SQL.format(source=source, keys=keys, target=literal(build.uri("part-0000.parquet"))))
     return lake.publish(build, {"source": key})
 
 

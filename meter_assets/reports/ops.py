@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from meter_assets.market_calendar import local_day_bounds
-from meter_assets.sql import parquet, sql_list
+from meter_assets.sql import VIEW_SQL, parquet, sql_list
 from meter_assets.storage import Lake
 from meter_assets.tables import (
     CUSTOMERS,
@@ -82,7 +82,7 @@ FROM daily
 JOIN holders USING (meter_id)
 GROUP BY holders.customer_id, holders.account_name, holders.customer_region
 ORDER BY rank
-LIMIT {limit}
+LIMIT $limit
 """
 
 # Silent: not one actual or estimated reading in the whole local day.
@@ -203,12 +203,22 @@ class Report:
         return self.tables["summary"].to_pylist()[0]
 
 
+EMPTY_VIEW_SQL = "CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {like} WHERE false"
+# the inventories of the report's day and of the days before it
+INVENTORIES_SQL = (
+    "CREATE OR REPLACE TEMP VIEW inventories AS "
+    "SELECT * FROM read_parquet({files}, filename = true, hive_partitioning = false)"
+)
+SILENT_DAY_BEFORE_SQL = "SELECT count(*) FROM {files} WHERE actual_intervals + estimated_intervals = 0"
+TABLE_SQL = "SELECT * FROM {table}"
+
+
 def _view(con: duckdb.DuckDBPyConnection, name: str, files: list[str], like: str | None = None) -> None:
     """A view over published files; with no files, an empty view shaped like `like`."""
     if files:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {parquet(files)}")
+        con.execute(VIEW_SQL.format(view=name, files=parquet(files)))
     else:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {like} WHERE false")
+        con.execute(EMPTY_VIEW_SQL.format(view=name, like=like))
 
 
 def build_report(
@@ -229,23 +239,16 @@ def build_report(
     _view(con, "daily_week_before", daily.files((day - dt.timedelta(days=7)).isoformat()), like="daily")
     _view(con, "history", [f for d in earlier for f in daily.files(d.isoformat())], like="daily")
     inventories = inventory.required_files(key) + [f for d in earlier for f in inventory.files(d.isoformat())]
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW inventories AS SELECT * FROM "
-        f"read_parquet({sql_list(inventories)}, filename = true, hive_partitioning = false)"
-    )
+    con.execute(INVENTORIES_SQL.format(files=sql_list(inventories)))
 
     day_before = daily.files((day - dt.timedelta(days=1)).isoformat())
     silent_day_before = (
-        con.execute(
-            f"SELECT count(*) FROM {parquet(day_before)} WHERE actual_intervals + estimated_intervals = 0"
-        ).fetchone()[0]
-        if day_before
-        else None
+        con.execute(SILENT_DAY_BEFORE_SQL.format(files=parquet(day_before))).fetchone()[0] if day_before else None
     )
 
     con.execute(HOLDERS_SQL, {"day": day})
     con.execute(REGION_ENERGY_SQL)
-    con.execute(TOP_CUSTOMERS_SQL.format(limit=TOP_CUSTOMERS))
+    con.execute(TOP_CUSTOMERS_SQL, {"limit": TOP_CUSTOMERS})
     con.execute(SILENT_SQL)
     con.execute(LAST_DAYS_SQL)
     last_days = [d for (d,) in con.execute("SELECT DISTINCT last_day FROM last_days ORDER BY 1").fetchall()]
@@ -259,7 +262,7 @@ def build_report(
     con.execute(QUARANTINE_SQL)
     con.execute(SUMMARY_SQL, {"day": day, "silent_day_before": silent_day_before})
     return Report(
-        day=day, tables={name: con.execute(f"SELECT * FROM {name}").to_arrow_table() for name in REPORT_TABLES}
+        day=day, tables={name: con.execute(TABLE_SQL.format(table=name)).to_arrow_table() for name in REPORT_TABLES}
     )
 
 

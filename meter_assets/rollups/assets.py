@@ -10,6 +10,19 @@ from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.sql import parquet
 from meter_assets.tables import READS_15MIN, READS_DAILY, READS_HOURLY
 
+TOTALS_SQL = "SELECT count(*), sum(kwh) FROM {files}"
+
+# the day's kWh three ways, and its quarter hours two ways, for the reconciliation check
+RECONCILE_SQL = """
+SELECT
+    (SELECT sum(kwh) FROM {daily})                AS daily,
+    (SELECT sum(kwh) FROM {hourly})               AS hourly,
+    (SELECT sum(kwh) FROM {quarter_hours})        AS quarter_hourly,
+    (SELECT sum(intervals) FROM {daily})          AS daily_intervals,
+    (SELECT count(*) FROM {quarter_hours})        AS quarter_hour_rows,
+    (SELECT count(*) FROM {daily})                AS meters
+"""
+
 HOURLY_SQL = """
 COPY (
     SELECT
@@ -62,7 +75,7 @@ def reads_hourly(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: 
     target = build.uri("part-0000.parquet")
     with lake_duckdb(duckdb, store) as con:
         con.execute(HOURLY_SQL.format(sources=parquet(sources), target=target))
-        rows, kwh = con.execute(f"SELECT count(*), sum(kwh) FROM {parquet(target)}").fetchone()
+        rows, kwh = con.execute(TOTALS_SQL.format(files=parquet(target))).fetchone()
     gate = audit_and_publish(context, store, [build], [])
     yield from gate.results({"reads_hourly": {"rows": rows, "kwh": float(kwh or 0)}})
 
@@ -94,15 +107,7 @@ def reads_daily(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: D
     with lake_duckdb(duckdb, store) as con:
         con.execute(DAILY_SQL.format(sources=parquet(hourly), target=target), {"day": partition})
         totals = con.execute(
-            f"""
-            SELECT
-                (SELECT sum(kwh) FROM {parquet(target)})                AS daily,
-                (SELECT sum(kwh) FROM {parquet(hourly)})                AS hourly,
-                (SELECT sum(kwh) FROM {parquet(quarter_hours)})         AS quarter_hourly,
-                (SELECT sum(intervals) FROM {parquet(target)})          AS daily_intervals,
-                (SELECT count(*) FROM {parquet(quarter_hours)})          AS quarter_hour_rows,
-                (SELECT count(*) FROM {parquet(target)})                AS meters
-            """
+            RECONCILE_SQL.format(daily=parquet(target), hourly=parquet(hourly), quarter_hours=parquet(quarter_hours))
         ).fetchone()
     daily, hourly_kwh, quarter_kwh, daily_intervals, quarter_rows, meter_count = totals
     reconciled = daily == hourly_kwh == quarter_kwh and daily_intervals == quarter_rows
