@@ -31,8 +31,8 @@ def correct_one_day(lake_root: str, month: str) -> int:
     import dagster as dg
     import duckdb
 
+    from meter_assets.definitions import assets
     from meter_assets.resources import resources
-    from meter_assets.rollups.assets import reads_daily, reads_hourly
     from meter_assets.sql import parquet
     from meter_assets.storage import Lake
     from meter_assets.tables import READS_15MIN
@@ -50,7 +50,7 @@ def correct_one_day(lake_root: str, month: str) -> int:
             ) TO '{build.uri("part-0000.parquet")}' (FORMAT parquet)
         """)
     lake.publish(build)
-    dg.materialize([reads_hourly, reads_daily], partition_key=day, resources=resources(lake_root))
+    dg.materialize(assets("reads_hourly", "reads_daily"), partition_key=day, resources=resources(lake_root))
     return 1
 
 
@@ -64,14 +64,13 @@ def step(name: str, lake: str, meters: int, month: str) -> dict:
     else:
         import dagster as dg
 
-        from meter_assets.billing.assets import bills, issued_bills
+        from meter_assets.definitions import assets
         from meter_assets.resources import resources
 
         if name == "adjust":
             correct_one_day(lake, month)
-        selection = [bills, issued_bills] if name == "issue" else [bills]
         result = dg.materialize(
-            selection,
+            assets("bills", "issued_bills"),
             partition_key=month,
             resources=resources(lake),
             selection=["issued_bills", "bill_lines", "bill_adjustments"] if name == "issue" else ["bills"],

@@ -24,7 +24,8 @@ from fullscale import bench_parser, prepare_workdir, run_steps, step_result
 def step(name: str, lake: str, meters: int, sample: int, start: dt.date, days: int) -> dict:
     import dagster as dg
 
-    from meter_assets.forecast.assets import load_forecast, weather
+    from meter_assets.definitions import assets
+    from meter_assets.forecast.assets import weather
     from meter_assets.reference.assets import reference_assets
     from meter_assets.resources import resources
     from meter_assets.simulator.portfolio import write_portfolio_history
@@ -47,7 +48,7 @@ def step(name: str, lake: str, meters: int, sample: int, start: dt.date, days: i
     elif name == "forecast":
         day = start + dt.timedelta(days=days)
         result = dg.materialize(
-            [load_forecast], partition_key=day.isoformat(), resources=resources(lake), raise_on_error=False
+            assets("load_forecast"), partition_key=day.isoformat(), resources=resources(lake), raise_on_error=False
         )
         metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
         (check,) = result.get_asset_check_evaluations()

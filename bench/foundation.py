@@ -52,13 +52,15 @@ def step(name: str, lake: str, meters: int, day: str) -> dict:
     elif name in ("raw_meter_files", "reads_15min"):
         # the quarantine is an asset of the same step (in the code before Delta, part of reads_15min)
         selection = [name, "reads_15min_quarantine"] if name == "reads_15min" and delta_lake() else [name]
-        result = dg.materialize(daily_assets, partition_key=day, resources=resources, selection=selection)
+        result = dg.materialize(daily_assets(), partition_key=day, resources=resources, selection=selection)
         (event,) = [
             e.materialization for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(name)
         ]
         rows = event.metadata["rows"].value
     elif name == "rollups":
-        dg.materialize(daily_assets, partition_key=day, resources=resources, selection=["reads_hourly", "reads_daily"])
+        dg.materialize(
+            daily_assets(), partition_key=day, resources=resources, selection=["reads_hourly", "reads_daily"]
+        )
         rows = meters * 96
     elif name == "duckdb_floor":
         rows = floor(lake, day)

@@ -75,11 +75,13 @@ def write_rollups(lake_root: str, days: list[dt.date]) -> int:
     """Each day's hourly and daily rollups, through the real assets."""
     import dagster as dg
 
+    from meter_assets.definitions import assets
     from meter_assets.resources import resources
-    from meter_assets.rollups.assets import reads_daily, reads_hourly
 
     for day in days:
-        dg.materialize([reads_hourly, reads_daily], partition_key=day.isoformat(), resources=resources(lake_root))
+        dg.materialize(
+            assets("reads_hourly", "reads_daily"), partition_key=day.isoformat(), resources=resources(lake_root)
+        )
     return len(days)
 
 

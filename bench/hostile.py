@@ -35,15 +35,14 @@ def packed(first: bytes, filler: int, size: int) -> bytes:
 def curate(workdir: str, day: str) -> dict:
     import dagster as dg
 
-    from meter_assets.curated.assets import curated_readings
-    from meter_assets.ingest.assets import raw_meter_files
+    from meter_assets.definitions import assets
     from meter_assets.reference.assets import reference_assets
     from meter_assets.resources import resources
 
     dg.materialize(reference_assets, resources=resources(os.path.join(workdir, "lake")))
     began = time.perf_counter()
     result = dg.materialize(
-        [raw_meter_files, curated_readings], partition_key=day, resources=resources(os.path.join(workdir, "lake"))
+        assets("raw_meter_files", "reads_15min"), partition_key=day, resources=resources(os.path.join(workdir, "lake"))
     )
     (quarantined,) = [
         e.materialization.metadata

@@ -38,7 +38,7 @@ def step(name: str, lake: str, meters: int, day: dt.date) -> dict:
         dg.materialize(reference_assets, resources=resources(lake))
         for d in days:
             dg.materialize(
-                daily_assets,
+                daily_assets(),
                 partition_key=d.isoformat(),
                 resources=resources(lake),
                 selection=["raw_meter_files", "reads_15min", "reads_15min_quarantine", "reads_hourly", "reads_daily"],
@@ -46,7 +46,7 @@ def step(name: str, lake: str, meters: int, day: dt.date) -> dict:
         facts["rows"] = summary["rows"]
     elif name == "report":
         result = dg.materialize(
-            daily_assets, partition_key=day.isoformat(), resources=resources(lake), selection=["ops_daily_report"]
+            daily_assets(), partition_key=day.isoformat(), resources=resources(lake), selection=["ops_daily_report"]
         )
         metadata = result.asset_materializations_for_node("ops_daily_report")[0].metadata
         facts = {

@@ -61,13 +61,13 @@ def days_ending(end: dt.date) -> list[dt.date]:
 def materialize_serving(lake: str, days: list[dt.date]) -> dict:
     import dagster as dg
 
+    from meter_assets.definitions import assets
     from meter_assets.resources import resources
-    from meter_assets.serving.assets import usage_serving
 
     compute = load = 0.0
     rows = 0
     for day in days:
-        result = dg.materialize([usage_serving], partition_key=day.isoformat(), resources=resources(lake))
+        result = dg.materialize(assets("usage_serving"), partition_key=day.isoformat(), resources=resources(lake))
         metadata = result.asset_materializations_for_node("usage_serving")[0].metadata
         compute += metadata["compute_seconds"].value
         load += metadata["load_seconds"].value

@@ -1,5 +1,8 @@
 """The code location: each domain's definitions (assets with their checks, jobs, schedules, sensors),
-the jobs that span domains, the lake's upkeep and the resources, merged in one place."""
+the jobs that span domains, the lake's upkeep and the resources, merged in one place.
+
+Nothing here reads the environment at import: Dagster calls `defs` when it loads the code
+location, and a test calls `build()` after setting what it needs."""
 
 import dagster as dg
 
@@ -15,15 +18,34 @@ from meter_assets.resources import resources
 from meter_assets.rollups import definitions as rollups
 from meter_assets.serving import definitions as serving
 
-# in the order data flows: a domain imports only the ones before it. Modules, not their `defs`:
-# Dagster loads the one `Definitions` object at this module's scope.
+# in the order data flows: a domain imports only the ones before it
 DOMAINS = (reference, ingest, curated, rollups, billing, serving, reports, forecast)
 
-defs = dg.Definitions.merge(
-    *(domain.defs for domain in DOMAINS),
-    maintenance.defs,
-    dg.Definitions(jobs=[daily_readings_job, reference_job], resources=resources()),
-)
 
-# the daily chain's assets, to materialize a day in process (the demo, tests)
-daily_assets = [a for d in DOMAINS for a in d.defs.assets if {k.to_user_string() for k in a.keys} & set(DAILY_CHAIN)]
+def build() -> dg.Definitions:
+    """Every domain's definitions merged, with the cross-domain jobs and the resources."""
+    return dg.Definitions.merge(
+        *(domain.defs() for domain in DOMAINS),
+        maintenance.defs(),
+        dg.Definitions(jobs=[daily_readings_job, reference_job], resources=resources()),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build()
+
+
+def assets(*keys: str) -> list[dg.AssetsDefinition]:
+    """The assets that write these keys (a multi-asset once), to materialize in process."""
+    wanted = set(keys)
+    found = [a for a in build().assets if {k.to_user_string() for k in a.keys} & wanted]
+    missing = wanted - {k.to_user_string() for a in found for k in a.keys}
+    if missing:
+        raise KeyError(f"no asset writes {sorted(missing)}")
+    return found
+
+
+def daily_assets() -> list[dg.AssetsDefinition]:
+    """The daily chain's assets, to materialize a day in process (the demo, tests, benchmarks)."""
+    return assets(*DAILY_CHAIN)

@@ -13,12 +13,11 @@ import time
 
 import dagster as dg
 
-from meter_assets.billing.assets import billing_assets, month_is_complete
+from meter_assets.billing.assets import month_is_complete
 from meter_assets.config import settings
-from meter_assets.definitions import daily_assets, defs
-from meter_assets.forecast.assets import load_forecast, weather
+from meter_assets.definitions import assets, build, daily_assets
+from meter_assets.jobs import REFERENCE
 from meter_assets.market_calendar import month_bounds
-from meter_assets.reference.assets import reference_assets
 from meter_assets.resources import resources
 
 # one line a partition on the terminal; every event is still in the instance for the UI
@@ -28,12 +27,13 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def materialize_days(
     instance: dg.DagsterInstance, start: dt.date, days: int, log=print
 ) -> list[dg.ExecuteInProcessResult]:
-    results = [dg.materialize([*reference_assets, weather], instance=instance, resources=resources(), run_config=QUIET)]
+    reference = assets(*REFERENCE)
+    results = [dg.materialize(reference, instance=instance, resources=resources(), run_config=QUIET)]
     for d in range(days):
         partition = (start + dt.timedelta(days=d)).isoformat()
         began = time.perf_counter()
         result = dg.materialize(
-            daily_assets,
+            daily_assets(),
             partition_key=partition,
             instance=instance,
             resources=resources(),
@@ -63,7 +63,7 @@ def bill_months(instance: dg.DagsterInstance, start: dt.date, days: int, log=pri
         selection = ["bills", "issued_bills", "bill_lines", "bill_adjustments"] if issue else ["bills"]
         began = time.perf_counter()
         dg.materialize(
-            billing_assets,
+            assets("bills", "issued_bills"),
             partition_key=month,
             instance=instance,
             resources=resources(),
@@ -79,7 +79,7 @@ def forecast_today(instance: dg.DagsterInstance, log=print) -> None:
     today = dt.datetime.now(settings().tz).date().isoformat()
     began = time.perf_counter()
     result = dg.materialize(
-        [load_forecast],
+        assets("load_forecast"),
         partition_key=today,
         instance=instance,
         resources=resources(),
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--days", type=int, required=True)
     args = parser.parse_args(argv)
-    assert defs is not None
+    build()  # the settings are valid and the definitions load, before any work
     with dg.DagsterInstance.get() as instance:
         materialize_days(instance, args.start, args.days)
         bill_months(instance, args.start, args.days)

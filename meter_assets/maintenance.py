@@ -121,15 +121,16 @@ def lake_vacuum_job():
     vacuum_tables()
 
 
-lake_vacuum_schedule = dg.ScheduleDefinition(
-    name="lake_vacuum_schedule",
-    job=lake_vacuum_job,
-    cron_schedule="30 3 * * *",
-    execution_timezone=settings().market_tz,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-defs = dg.Definitions(jobs=[lake_vacuum_job], schedules=[lake_vacuum_schedule])
+def defs() -> dg.Definitions:
+    """The lake's upkeep: the vacuum job, daily at 03:30 market time."""
+    schedule = dg.ScheduleDefinition(
+        name="lake_vacuum_schedule",
+        job=lake_vacuum_job,
+        cron_schedule="30 3 * * *",
+        execution_timezone=settings().market_tz,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    return dg.Definitions(jobs=[lake_vacuum_job], schedules=[schedule])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -70,7 +70,7 @@ def materialize_days(root: str, days: list[dt.date], instance: dg.DagsterInstanc
     for day in days:
         results.append(
             dg.materialize(
-                daily_assets, partition_key=day.isoformat(), resources=resources_for(root), instance=instance
+                daily_assets(), partition_key=day.isoformat(), resources=resources_for(root), instance=instance
             )
         )
     return results

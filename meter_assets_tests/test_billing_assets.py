@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from meter_assets import postgres
-from meter_assets.billing.assets import billing_assets
 from meter_assets.billing.pricing import UnpricedUsage
+from meter_assets.definitions import assets
 from meter_assets.resources import PostgresResource
 from meter_assets.sql import parquet
 from meter_assets.tables import (
@@ -49,7 +49,7 @@ def test_month_is_billed_issued_and_exported(lake_root, dsn):
     offset = 7_000_000 if lake_root.startswith("s3://") else 6_000_000
     tariffs = two_plans(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450"), Decimal("0.1200"), Decimal("0.3100")])
     lake = month_in_lake(lake_root, offset, tariffs)
-    result = dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(lake_root, dsn))
+    result = dg.materialize(assets("bills", "issued_bills"), partition_key=MONTH, resources=_resources(lake_root, dsn))
     (check,) = result.get_asset_check_evaluations()
     assert check.passed
     bills = _bills(dsn, range(offset, offset + 4))
@@ -92,7 +92,9 @@ def test_unreconciled_month_writes_nothing_and_blocks_issuing(tmp_path, dsn):
     (rows,) = query(f"SELECT count(*) FROM {parquet(lake.files(READS_DAILY, day))}")[0]
     publish(lake, READS_DAILY, day, lake.read_parquet(lake.keys(READS_DAILY, day)).slice(0, rows - 1))
 
-    result = dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), raise_on_error=False)
+    result = dg.materialize(
+        assets("bills", "issued_bills"), partition_key=MONTH, resources=_resources(root, dsn), raise_on_error=False
+    )
     (check,) = result.get_asset_check_evaluations()
     assert not check.passed and check.metadata["billed_kwh"] != check.metadata["reads_daily_kwh"]
     # the gate held: no materialization, the step failed, and nothing downstream ran
@@ -113,7 +115,9 @@ def test_usage_no_tariff_prices_is_a_clear_error(tmp_path, dsn):
         match=r"2025-02: 1 supplied customer\(s\) have readings that no tariff row "
         r"prices.*customer 9000002 from 2025-02-15",
     ):
-        dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"])
+        dg.materialize(
+            assets("bills", "issued_bills"), partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"]
+        )
     assert _bills(dsn, range(9_000_000, 9_000_004)) == []
 
 
@@ -139,7 +143,9 @@ def test_a_bill_cites_the_readings_version_it_was_computed_from(tmp_path, dsn):
         )
         return sum((v for v in table.column("kwh").to_pylist() if v is not None), Decimal("0.000"))
 
-    dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"])
+    dg.materialize(
+        assets("bills", "issued_bills"), partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"]
+    )
     first_version, first_kwh = billed()
     assert first_version == lake.delta(READS_15MIN).version()
 
@@ -155,7 +161,9 @@ def test_a_bill_cites_the_readings_version_it_was_computed_from(tmp_path, dsn):
         r["kwh"] += Decimal("1.000") if r["meter_id"] == 2 else 0
     publish(lake, READS_DAILY, day, pa.Table.from_pylist(daily, lake.read_parquet(lake.keys(READS_DAILY, day)).schema))
 
-    dg.materialize(billing_assets, partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"])
+    dg.materialize(
+        assets("bills", "issued_bills"), partition_key=MONTH, resources=_resources(root, dsn), selection=["bills"]
+    )
     second_version, second_kwh = billed()
     assert second_version > first_version and second_kwh == first_kwh + 1
     # each version the ledger names still reads back to exactly what was billed from it

@@ -16,8 +16,8 @@ import dagster as dg
 import duckdb
 import psycopg
 
-from meter_assets.billing.assets import billing_assets
 from meter_assets.config import settings
+from meter_assets.definitions import assets
 from meter_assets.market_calendar import month_days
 from meter_assets.resources import PostgresResource
 from meter_assets.simulator.cli import generate, release_late
@@ -94,7 +94,11 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialize_days(root, days, instance=instance)
         first = dg.materialize(
-            billing_assets, partition_key=month, resources=resources, instance=instance, selection=["bills"]
+            assets("bills", "issued_bills"),
+            partition_key=month,
+            resources=resources,
+            instance=instance,
+            selection=["bills"],
         )
         assert first.get_asset_check_evaluations()[0].passed
         drafts_before = dict(_ledger(dsn, "SELECT bill_id, inputs_fingerprint FROM billing.bills"))
@@ -132,7 +136,7 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
 
             # the operator issues the month
             dg.materialize(
-                billing_assets,
+                assets("bills", "issued_bills"),
                 partition_key=month,
                 resources=resources,
                 instance=instance,
@@ -192,7 +196,11 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
 
         # and the same month once more, by hand, writes nothing
         again = dg.materialize(
-            billing_assets, partition_key=month, resources=resources, instance=instance, selection=["bills"]
+            assets("bills", "issued_bills"),
+            partition_key=month,
+            resources=resources,
+            instance=instance,
+            selection=["bills"],
         )
         metadata = again.asset_materializations_for_node("bills")[0].metadata
         assert (metadata["adjustments_written"].value, metadata["drafts_new"].value) == (0, 0)

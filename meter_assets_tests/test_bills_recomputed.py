@@ -20,13 +20,10 @@ import psycopg
 import pytest
 
 from meter_assets import postgres
-from meter_assets.billing.assets import billing_assets
-from meter_assets.curated.assets import curated_readings
-from meter_assets.ingest.assets import raw_meter_files
+from meter_assets.definitions import assets
 from meter_assets.market_calendar import local_day_of, month_days
 from meter_assets.reference.assets import reference_assets
 from meter_assets.resources import PostgresResource
-from meter_assets.rollups.assets import reads_daily, reads_hourly
 from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.sql import parquet
@@ -62,7 +59,7 @@ def _recompute(lake: Lake) -> ReferenceMonth:
 def _curate(root: str, days: list[dt.date]) -> None:
     for day in days:
         result = dg.materialize(
-            [raw_meter_files, curated_readings, reads_hourly, reads_daily],
+            assets("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily"),
             partition_key=day.isoformat(),
             resources=resources_for(root),
         )
@@ -150,13 +147,15 @@ def october(tmp_path_factory):
     resources = {**resources_for(root), "postgres": PostgresResource(dsn=dsn)}
 
     state = {"lake": lake, "dsn": dsn}
-    drafted = dg.materialize(billing_assets, partition_key=MONTH, resources=resources, selection=["bills"])
+    drafted = dg.materialize(
+        assets("bills", "issued_bills"), partition_key=MONTH, resources=resources, selection=["bills"]
+    )
     state["check_passed"] = drafted.get_asset_check_evaluations()[0].passed
     state["drafts"] = _ledger_bills(dsn)
     state["before"] = _recompute(lake)
 
     dg.materialize(
-        billing_assets,
+        assets("bills", "issued_bills"),
         partition_key=MONTH,
         resources=resources,
         selection=["issued_bills", "bill_lines", "bill_adjustments"],
@@ -170,7 +169,9 @@ def october(tmp_path_factory):
     released = release_late(lake, dt.date(2099, 1, 1), dates=LATE_DAYS)
     state["released_days"] = {local_day_of(dt.datetime.strptime(k[4:17], "%Y/%m/%d/%H")) for k in released}
     _curate(root, sorted(state["released_days"]))
-    corrected = dg.materialize(billing_assets, partition_key=MONTH, resources=resources, selection=["bills"])
+    corrected = dg.materialize(
+        assets("bills", "issued_bills"), partition_key=MONTH, resources=resources, selection=["bills"]
+    )
     state["corrected_check_passed"] = corrected.get_asset_check_evaluations()[0].passed
     state["after"] = _recompute(lake)
     state["after_issue"] = _ledger_bills(dsn)
@@ -179,7 +180,9 @@ def october(tmp_path_factory):
             "SELECT customer_id, delta_kwh, delta_amount, charged_amount, reason, changed_partitions, found_at "
             "FROM billing.bill_adjustments ORDER BY customer_id"
         ).fetchall()
-    again = dg.materialize(billing_assets, partition_key=MONTH, resources=resources, selection=["bills"])
+    again = dg.materialize(
+        assets("bills", "issued_bills"), partition_key=MONTH, resources=resources, selection=["bills"]
+    )
     state["rerun"] = again.asset_materializations_for_node("bills")[0].metadata
     return state
 

@@ -1,6 +1,7 @@
 import ast
 import graphlib
 import importlib
+import os
 import pathlib
 import subprocess
 import sys
@@ -10,9 +11,12 @@ import pytest
 
 import meter_assets
 from meter_assets import tables
-from meter_assets.definitions import defs
+from meter_assets.definitions import build
 from meter_assets.partitions import daily_partitions, monthly_partitions
 from meter_assets.resources import CheckThresholds
+
+# as Dagster loads the code location (meter_assets.definitions.defs calls it)
+defs = build()
 
 
 def test_definitions_hold_every_asset_check_and_job():
@@ -52,12 +56,12 @@ def test_definitions_hold_every_asset_check_and_job():
         "ops_daily_report",
         "portfolio_load",
     ):
-        assert graph.get(dg.AssetKey(daily)).partitions_def == daily_partitions
+        assert graph.get(dg.AssetKey(daily)).partitions_def == daily_partitions()
     quarantine, curated = (graph.get(dg.AssetKey(k)) for k in ("reads_15min_quarantine", "reads_15min"))
     assert quarantine.parent_keys == curated.parent_keys
     assert dg.AssetKey("reads_15min_quarantine") in graph.get(dg.AssetKey("ops_daily_report")).parent_keys
     for monthly in ("bills", "issued_bills", "bill_lines", "bill_adjustments"):
-        assert graph.get(dg.AssetKey(monthly)).partitions_def == monthly_partitions
+        assert graph.get(dg.AssetKey(monthly)).partitions_def == monthly_partitions()
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
         ("raw_meter_files", "every_file_matches_a_contract"),
@@ -104,10 +108,10 @@ def test_definitions_hold_every_asset_check_and_job():
     assert schedule.job_name == "issue_bills_job"
     # the 4th of each month at 06:00 market time: the default 3 days of grace after the month closes
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 4 * *", "Europe/London")
-    assert daily_partitions.timezone == "Europe/London"
-    assert daily_partitions.start.strftime("%Y-%m-%d") == "2024-01-01"
-    assert monthly_partitions.get_first_partition_key() == "2024-01"
-    assert monthly_partitions.timezone == "Europe/London"
+    assert daily_partitions().timezone == "Europe/London"
+    assert daily_partitions().start.strftime("%Y-%m-%d") == "2024-01-01"
+    assert monthly_partitions().get_first_partition_key() == "2024-01"
+    assert monthly_partitions().timezone == "Europe/London"
     assert graph.get(dg.AssetKey("bills")).parent_keys == {
         dg.AssetKey(k) for k in ("reads_15min", "reads_daily", "meter_assignments", "customers", "tariffs")
     }
@@ -181,7 +185,7 @@ def test_each_domain_exports_its_own_definitions():
     owned = {}
     for domain in FLOW:
         module = importlib.import_module(f"meter_assets.{domain}.definitions")
-        for assets in module.defs.assets:
+        for assets in module.defs().assets:
             for key in assets.keys:
                 owned.setdefault(key.to_user_string(), []).append(domain)
     assert sorted(owned) == sorted(merged)  # every asset comes from exactly one domain
@@ -218,3 +222,20 @@ def test_the_check_thresholds_are_a_resource_with_the_environments_defaults(monk
     finally:
         monkeypatch.undo()
         settings.cache_clear()
+
+
+def test_importing_the_package_reads_no_setting():
+    # every module imports under settings that cannot be parsed; only building the
+    # definitions reads them, and then the bad one is refused by name
+    code = """
+import importlib, pkgutil, meter_assets
+for module in pkgutil.walk_packages(meter_assets.__path__, "meter_assets."):
+    importlib.import_module(module.name)
+print("imported")
+from meter_assets.definitions import build
+build()
+"""
+    env = {**os.environ, "METER_MARKET_TZ": "Nowhere/Nowhere", "METER_START_DATE": "someday"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "imported", done.stderr[-2000:]
+    assert done.returncode != 0 and "market_tz" in done.stderr and "start_date" in done.stderr

@@ -13,8 +13,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from meter_assets.definitions import assets
 from meter_assets.forecast import model
-from meter_assets.forecast.assets import MODELS, load_forecast, weather
+from meter_assets.forecast.assets import MODELS, weather
 from meter_assets.reference.assets import reference_assets
 from meter_assets.simulator.portfolio import write_portfolio_history
 from meter_assets.sql import parquet
@@ -80,7 +81,7 @@ def test_features_of_a_day_never_see_that_day_or_the_day_before(history):
 
 def test_the_forecast_beats_both_baselines_and_writes_the_bid(history):
     day = START + dt.timedelta(days=DAYS)  # made today, for delivery tomorrow, from data up to yesterday
-    result = dg.materialize([load_forecast], partition_key=day.isoformat(), resources=resources_for(history))
+    result = dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(history))
     (check,) = result.get_asset_check_evaluations()
     assert check.passed, check.metadata["verdict"].value
     metrics = {k: v.value for k, v in check.metadata.items()}
@@ -118,7 +119,7 @@ def test_forecast_files_against_held_back_actuals(history, tmp_path):
     for k in range(HELD_BACK):
         day = START + dt.timedelta(days=DAYS + k)
         result = dg.materialize(
-            [load_forecast], partition_key=day.isoformat(), resources=resources_for(root), raise_on_error=False
+            assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root), raise_on_error=False
         )
         (check,) = result.get_asset_check_evaluations()
         # a forecast whose own backtest loses is not published (the gate); the days that were are judged
@@ -167,7 +168,7 @@ def test_a_forecast_issued_after_gate_closure_is_not_used(history, tmp_path):
     root = str(tmp_path / "lake")
     shutil.copytree(history, root)
     day = START + dt.timedelta(days=DAYS)
-    first = dg.materialize([load_forecast], partition_key=day.isoformat(), resources=resources_for(root))
+    first = dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
     before = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
     assert first.success
     # a new forecast for every hour of delivery day, issued after gate closure: freezing weather
@@ -180,7 +181,7 @@ def test_a_forecast_issued_after_gate_closure_is_not_used(history, tmp_path):
                 valid = dt.datetime.combine(delivery, dt.time()) + dt.timedelta(hours=hour)
                 f.write(f"{region},{day} 12:00:00,{valid:%Y-%m-%d %H:%M:%S},-15.0\n")
     dg.materialize([weather], resources=resources_for(root))
-    dg.materialize([load_forecast], partition_key=day.isoformat(), resources=resources_for(root))
+    dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
     after = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
     assert after == before
 
@@ -192,7 +193,7 @@ def test_a_forecast_issued_after_gate_closure_is_not_used(history, tmp_path):
                 valid = dt.datetime.combine(delivery, dt.time()) + dt.timedelta(hours=hour)
                 f.write(f"{region},{day} 09:30:00,{valid:%Y-%m-%d %H:%M:%S},-15.0\n")
     dg.materialize([weather], resources=resources_for(root))
-    dg.materialize([load_forecast], partition_key=day.isoformat(), resources=resources_for(root))
+    dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
     in_time = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
     assert in_time != before
 
@@ -277,12 +278,14 @@ def test_a_forecast_that_fails_its_backtest_keeps_the_old_forecast_and_bid(histo
     shutil.copytree(history, root)
     lake = Lake(root)
     day = (START + dt.timedelta(days=DAYS)).isoformat()
-    assert dg.materialize([load_forecast], partition_key=day, resources=resources_for(root)).success
+    assert dg.materialize(assets("load_forecast"), partition_key=day, resources=resources_for(root)).success
     before = {t.path: lake.keys(t, day) for t in (FORECAST, BIDS)}
     model_before = lake.read_bytes(f"{MODELS}/date={day}/model_p50.txt")
 
     monkeypatch.setattr(forecast_assets, "_passes", lambda metrics: (False, "the backtest lost to a baseline"))
-    result = dg.materialize([load_forecast], partition_key=day, resources=resources_for(root), raise_on_error=False)
+    result = dg.materialize(
+        assets("load_forecast"), partition_key=day, resources=resources_for(root), raise_on_error=False
+    )
     assert not result.success
     (check,) = result.get_asset_check_evaluations()
     assert not check.passed and check.metadata["verdict"].value == "the backtest lost to a baseline"

@@ -48,7 +48,7 @@ def test_reads_15min_over_its_quarantine_threshold_keeps_the_old_day(lake):
     # operator sets it in the launchpad), the gate shuts
     no_quarantine = {"resources": {"thresholds": {"config": {"quarantine_max_rate": 0}}}}
     result = dg.materialize(
-        daily_assets,
+        daily_assets(),
         partition_key=DAY.isoformat(),
         resources=resources_for(lake.root),
         run_config=no_quarantine,
@@ -71,7 +71,7 @@ def test_reads_daily_that_does_not_add_up_keeps_the_old_day(lake, monkeypatch):
         rollups.DAILY_SQL.replace("GROUP BY meter_id", "GROUP BY meter_id HAVING meter_id % 7 <> 0"),
     )
     result = dg.materialize(
-        daily_assets,
+        daily_assets(),
         partition_key=DAY.isoformat(),
         resources=resources_for(lake.root),
         selection=["reads_daily", "ops_daily_report"],
@@ -98,7 +98,7 @@ def test_a_report_that_does_not_reconcile_keeps_the_old_report_and_page(lake, mo
         ),
     )
     result = dg.materialize(
-        daily_assets,
+        daily_assets(),
         partition_key=DAY.isoformat(),
         resources=resources_for(lake.root),
         selection=["ops_daily_report"],

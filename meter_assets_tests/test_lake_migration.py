@@ -9,8 +9,8 @@ import duckdb
 import duckdb_extension_delta
 import pyarrow as pa
 
+from meter_assets.definitions import assets
 from meter_assets.maintenance import migrate_manifests
-from meter_assets.rollups.assets import reads_daily, reads_hourly
 from meter_assets.storage import Lake, load_extension
 from meter_assets.tables import FORECAST, READS_15MIN, REPORT_TABLES, TARIFFS
 
@@ -106,7 +106,9 @@ def test_a_manifest_lake_becomes_delta_and_keeps_working(tmp_path):
     assert left == []
 
     # the assets read the migrated table: the rollups of the day add up to its 6 kWh
-    result = dg.materialize([reads_hourly, reads_daily], partition_key=DAY, resources=resources_for(lake.root))
+    result = dg.materialize(
+        assets("reads_hourly", "reads_daily"), partition_key=DAY, resources=resources_for(lake.root)
+    )
     assert result.success
     assert result.asset_materializations_for_node("reads_daily")[0].metadata["kwh"].value == 6
 

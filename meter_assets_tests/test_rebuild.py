@@ -60,7 +60,7 @@ def test_interrupted_rebuild_leaves_the_previous_partition_whole(after_release, 
     monkeypatch.setattr(Lake, "publish", crash_before_commit)
     with pytest.raises(KeyboardInterrupt):
         dg.materialize(
-            daily_assets,
+            daily_assets(),
             partition_key=DAY.isoformat(),
             resources=resources_for(root),
             selection=["reads_15min", "reads_15min_quarantine"],

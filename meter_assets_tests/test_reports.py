@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from meter_assets.config import settings
+from meter_assets.definitions import assets
 from meter_assets.market_calendar import local_day_bounds, local_day_of
-from meter_assets.reports.assets import ops_daily_report, page_key
+from meter_assets.reports.assets import page_key
 from meter_assets.resources import CheckThresholds
 from meter_assets.storage import Lake
 from meter_assets.tables import READS_15MIN, READS_DAILY, REPORT_TABLES
@@ -201,7 +202,7 @@ def test_change_on_a_week_earlier_and_the_silent_meter_warning(after_release, tm
     # not one silent meter allowed, for this run only; the other limits the environment's
     thresholds = CheckThresholds(silent_meters_warn=0)
     strict = {**resources_for(root), "thresholds": thresholds}
-    result = dg.materialize([ops_daily_report], partition_key=day.isoformat(), resources=strict)
+    result = dg.materialize(assets("ops_daily_report"), partition_key=day.isoformat(), resources=strict)
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["region_totals_reconcile_with_reads_daily"].passed
     silent = report(root, day)["summary"][0]["silent_meters"]

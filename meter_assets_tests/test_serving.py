@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meter_assets import postgres
+from meter_assets.definitions import assets
 from meter_assets.market_calendar import month_days
 from meter_assets.resources import PostgresResource
-from meter_assets.serving.assets import usage_serving
 from meter_assets.serving.store import refresh_day
 from meter_assets.sql import parquet
 from meter_assets.tables import READS_15MIN
@@ -37,7 +37,7 @@ def test_each_customer_sees_the_days_the_meter_was_theirs_at_their_tariff(tmp_pa
     lake = month_in_lake(root, OFFSET, two_plans(dt.date(2025, 2, 15), (28, 76), [RATE]))
     resources = {**resources_for(root), "postgres": PostgresResource(dsn=pg_dsn)}
     for day in month_days(MONTH):
-        dg.materialize([usage_serving], partition_key=day, resources=resources)
+        dg.materialize(assets("usage_serving"), partition_key=day, resources=resources)
 
     days = {
         c: [
@@ -105,7 +105,7 @@ def test_every_row_equals_the_rules_on_multi_band_plans(tmp_path, pg_dsn, cuts, 
     resources = {**resources_for(root), "postgres": PostgresResource(dsn=pg_dsn)}
     days = sorted({change_day - dt.timedelta(days=1), change_day, dt.date(2025, 2, 10)})
     for day in days:
-        assert dg.materialize([usage_serving], partition_key=day.isoformat(), resources=resources).success
+        assert dg.materialize(assets("usage_serving"), partition_key=day.isoformat(), resources=resources).success
 
     readings = month_readings().to_pylist()
     customers, assignments = month_customers(OFFSET_BANDS), month_assignments(OFFSET_BANDS)

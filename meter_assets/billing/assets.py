@@ -11,13 +11,11 @@ from dagster_duckdb import DuckDBResource
 from meter_assets.billing.ledger import issue_month, record_month
 from meter_assets.billing.pricing import PRICING_RULES, compute_bills
 from meter_assets.config import settings
-from meter_assets.curated.assets import READS_15MIN_KEY
 from meter_assets.gates import audit_and_publish
 from meter_assets.market_calendar import month_bounds, month_days
 from meter_assets.partitions import monthly_partitions
 from meter_assets.reference.assets import customers, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
-from meter_assets.rollups.assets import reads_daily
 from meter_assets.sql import VIEW_SQL, literal, parquet, typed_csv
 from meter_assets.storage import Lake, Publication
 from meter_assets.tables import (
@@ -50,23 +48,6 @@ def month_is_complete(lake: Lake, month: str) -> bool:
     return all(s is not None and s.keys(day) for day in month_days(month) for s in snapshots)
 
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    deps=[READS_15MIN_KEY, reads_daily, meter_assignments, customers, tariffs],
-    group_name="billing",
-    kinds={"duckdb", "postgres"},
-    pool="lake_compute",
-    output_required=False,
-    check_specs=[
-        dg.AssetCheckSpec(
-            "billed_kwh_reconciles_with_reads_daily",
-            asset="bills",
-            blocking=True,
-            description="Billed kWh plus vacant premises' kWh equals the month's total in reads_daily, exactly; "
-            "when it does not, nothing is written to the ledger.",
-        )
-    ],
-)
 def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, postgres: PostgresResource):
     """Each customer's bill for the month, priced per quarter hour: drafts until issued, adjustments after."""
     s = settings()
@@ -295,33 +276,6 @@ def export_month(conn, con, store: Lake, month: str, scratch: str) -> list[Publi
     return [store.publish(build) for build in builds]
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            BILLS_EXPORT.asset,
-            deps=[bills],
-            kinds={"postgres", "delta"},
-            description="The month's bills sealed for sending, carrying open adjustments, exported for "
-            "the invoicing system.",
-        ),
-        dg.AssetSpec(
-            BILL_LINES_EXPORT.asset,
-            deps=[BILLS_EXPORT.asset],
-            kinds={"delta"},
-            description="Every line of the month's issued bills: energy per band and rate, standing "
-            "charge per daily rate.",
-        ),
-        dg.AssetSpec(
-            ADJUSTMENTS_EXPORT.asset,
-            deps=[BILLS_EXPORT.asset],
-            kinds={"delta"},
-            description="Adjustments to issued bills (late or corrected readings, changed supply), "
-            "with the bill that carries each.",
-        ),
-    ],
-    partitions_def=monthly_partitions,
-    group_name="billing",
-)
 def issued_bills(
     context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, postgres: PostgresResource
 ):
@@ -360,4 +314,51 @@ def issued_bills(
         )
 
 
-billing_assets = [bills, issued_bills]
+def build() -> list[dg.AssetsDefinition]:
+    """The billing domain's assets over the market's months, made when the code location loads."""
+    return [
+        dg.asset(
+            partitions_def=monthly_partitions(),
+            deps=["reads_15min", "reads_daily", meter_assignments, customers, tariffs],
+            group_name="billing",
+            kinds={"duckdb", "postgres"},
+            pool="lake_compute",
+            output_required=False,
+            check_specs=[
+                dg.AssetCheckSpec(
+                    "billed_kwh_reconciles_with_reads_daily",
+                    asset="bills",
+                    blocking=True,
+                    description="Billed kWh plus vacant premises' kWh equals the month's total in reads_daily, "
+                    "exactly; when it does not, nothing is written to the ledger.",
+                )
+            ],
+        )(bills),
+        dg.multi_asset(
+            specs=[
+                dg.AssetSpec(
+                    BILLS_EXPORT.asset,
+                    deps=["bills"],
+                    kinds={"postgres", "delta"},
+                    description="The month's bills sealed for sending, carrying open adjustments, exported for "
+                    "the invoicing system.",
+                ),
+                dg.AssetSpec(
+                    BILL_LINES_EXPORT.asset,
+                    deps=[BILLS_EXPORT.asset],
+                    kinds={"delta"},
+                    description="Every line of the month's issued bills: energy per band and rate, standing "
+                    "charge per daily rate.",
+                ),
+                dg.AssetSpec(
+                    ADJUSTMENTS_EXPORT.asset,
+                    deps=[BILLS_EXPORT.asset],
+                    kinds={"delta"},
+                    description="Adjustments to issued bills (late or corrected readings, changed supply), "
+                    "with the bill that carries each.",
+                ),
+            ],
+            partitions_def=monthly_partitions(),
+            group_name="billing",
+        )(issued_bills),
+    ]

@@ -2,14 +2,14 @@
 
 import dagster as dg
 
-from meter_assets.billing.assets import billing_assets
-from meter_assets.billing.jobs import bills_job, issue_bills_job
-from meter_assets.billing.schedules import issue_bills_schedule
-from meter_assets.billing.sensors import rebuilt_day_bills_sensor
+from meter_assets.billing import assets, jobs, schedules, sensors
 
-defs = dg.Definitions(
-    assets=billing_assets,
-    jobs=[bills_job, issue_bills_job],
-    schedules=[issue_bills_schedule],
-    sensors=[rebuilt_day_bills_sensor],
-)
+
+def defs() -> dg.Definitions:
+    """Made when the code location loads: the settings are read then, not at import."""
+    return dg.Definitions(
+        assets=assets.build(),
+        jobs=[jobs.bills_job, jobs.issue_bills_job],
+        schedules=schedules.build(),
+        sensors=sensors.build(),
+    )

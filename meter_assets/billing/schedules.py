@@ -5,13 +5,18 @@ import dagster as dg
 from meter_assets.billing.jobs import issue_bills_job
 from meter_assets.config import settings
 
-# On day 1 + grace of each month, at 06:00 market time, the month just ended is issued.
-issue_bills_schedule = dg.build_schedule_from_partitioned_job(
-    issue_bills_job,
-    name="issue_bills_schedule",
-    description=f"Issues last month's bills {settings().billing_grace_days} days after it closes "
-    "(METER_BILLING_GRACE_DAYS), so late files for the month land in the bills, not in adjustments.",
-    day_of_month=1 + settings().billing_grace_days,
-    hour_of_day=6,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+
+def build() -> list[dg.ScheduleDefinition]:
+    """On day 1 + grace of each month, at 06:00 market time, the month just ended is issued."""
+    grace = settings().billing_grace_days
+    return [
+        dg.build_schedule_from_partitioned_job(
+            issue_bills_job,
+            name="issue_bills_schedule",
+            description=f"Issues last month's bills {grace} days after it closes (METER_BILLING_GRACE_DAYS), "
+            "so late files for the month land in the bills, not in adjustments.",
+            day_of_month=1 + grace,
+            hour_of_day=6,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+        )
+    ]

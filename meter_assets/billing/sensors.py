@@ -14,22 +14,12 @@ from meter_assets.resources import LakeResource
 WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 
 
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[daily_readings_job],
-    request_job=bills_job,
-    name="rebuilt_day_bills_sensor",
-    minimum_interval_seconds=settings().sensor_interval_seconds,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a day's readings are (re)built, recomputes its month's bills once the month has ended: "
-    "the drafts change, or an issued month gets adjustment rows.",
-)
 def rebuilt_day_bills_sensor(context: dg.RunStatusSensorContext, lake: LakeResource):
     day = context.dagster_run.tags.get("dagster/partition")
     if not day:
         return dg.SkipReason("the run was not for one day partition")
     month = dt.date.fromisoformat(day).strftime("%Y-%m")
-    if not monthly_partitions.has_partition_key(month):
+    if not monthly_partitions().has_partition_key(month):
         return dg.SkipReason(f"{month} has not ended: its bills are not computed yet")
     if not month_is_complete(lake.lake(), month):
         return dg.SkipReason(f"{month} is missing days of readings: its bills wait for them")
@@ -44,3 +34,19 @@ def rebuilt_day_bills_sensor(context: dg.RunStatusSensorContext, lake: LakeResou
         partition_key=month,
         tags={"meter/trigger": "rebuilt_day", "meter/rebuilt_day": day, "meter/after_run": context.dagster_run.run_id},
     )
+
+
+def build() -> list[dg.SensorDefinition]:
+    """The sensor, its interval from the settings, made when the code location loads."""
+    return [
+        dg.run_status_sensor(
+            run_status=dg.DagsterRunStatus.SUCCESS,
+            monitored_jobs=[daily_readings_job],
+            request_job=bills_job,
+            name="rebuilt_day_bills_sensor",
+            minimum_interval_seconds=settings().sensor_interval_seconds,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description="After a day's readings are (re)built, recomputes its month's bills once the month has ended: "
+            "the drafts change, or an issued month gets adjustment rows.",
+        )(rebuilt_day_bills_sensor),
+    ]

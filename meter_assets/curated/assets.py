@@ -7,7 +7,7 @@ from dagster_duckdb import DuckDBResource
 from meter_assets.curated.checks import CHECK_SPECS, curated_checks
 from meter_assets.curated.readings import curate_day
 from meter_assets.gates import audit_and_publish
-from meter_assets.ingest.assets import raw_meter_files, read_inventory
+from meter_assets.ingest.assets import read_inventory
 from meter_assets.market_calendar import intervals_in_day, local_day_bounds
 from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import meters
@@ -17,37 +17,13 @@ from meter_assets.tables import METERS, QUARANTINE, READS_15MIN
 READS_15MIN_KEY = dg.AssetKey(READS_15MIN.asset)
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            READS_15MIN.asset,
-            deps=[raw_meter_files, meters],
-            kinds={"duckdb", "delta"},
-            skippable=True,
-            description="One trusted reading per meter and quarter hour, in UTC kWh, late fixes applied "
-            "and gaps flagged.",
-        ),
-        dg.AssetSpec(
-            QUARANTINE.asset,
-            deps=[raw_meter_files, meters],
-            kinds={"duckdb", "delta"},
-            skippable=True,
-            description="Every raw row and file kept out of reads_15min, with the reason, for the "
-            "head-end team to fix at the source.",
-        ),
-    ],
-    partitions_def=daily_partitions,
-    group_name="curated",
-    pool="lake_compute",
-    check_specs=CHECK_SPECS,
-)
 def curated_readings(
     context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, thresholds: CheckThresholds
 ):
     """Curate one local day: readings and quarantine, checked before either is published."""
     store = lake.lake()
     partition = context.partition_key
-    day = daily_partitions.time_window_for_partition_key(partition).start.date()
+    day = daily_partitions().time_window_for_partition_key(partition).start.date()
     inventory = read_inventory(store, partition)
     meter_files = store.required_files(METERS)
 
@@ -89,3 +65,33 @@ def curated_readings(
             },
         }
     )
+
+
+def build() -> list[dg.AssetsDefinition]:
+    """The curated domain's assets over the market's days, made when the code location loads."""
+    return [
+        dg.multi_asset(
+            specs=[
+                dg.AssetSpec(
+                    READS_15MIN.asset,
+                    deps=["raw_meter_files", meters],
+                    kinds={"duckdb", "delta"},
+                    skippable=True,
+                    description="One trusted reading per meter and quarter hour, in UTC kWh, late fixes applied "
+                    "and gaps flagged.",
+                ),
+                dg.AssetSpec(
+                    QUARANTINE.asset,
+                    deps=["raw_meter_files", meters],
+                    kinds={"duckdb", "delta"},
+                    skippable=True,
+                    description="Every raw row and file kept out of reads_15min, with the reason, for the "
+                    "head-end team to fix at the source.",
+                ),
+            ],
+            partitions_def=daily_partitions(),
+            group_name="curated",
+            pool="lake_compute",
+            check_specs=CHECK_SPECS,
+        )(curated_readings),
+    ]

@@ -2,6 +2,9 @@
 
 import dagster as dg
 
-from meter_assets.curated.assets import curated_readings
+from meter_assets.curated import assets
 
-defs = dg.Definitions(assets=[curated_readings])
+
+def defs() -> dg.Definitions:
+    """Made when the code location loads: the settings are read then, not at import."""
+    return dg.Definitions(assets=assets.build())

@@ -9,11 +9,10 @@ import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.config import settings
-from meter_assets.curated.assets import READS_15MIN_KEY
 from meter_assets.forecast import model
 from meter_assets.gates import audit_and_publish
 from meter_assets.market_calendar import local_day_bounds
-from meter_assets.partitions import daily_partitions
+from meter_assets.partitions import daily_partitions, forecast_partitions
 from meter_assets.reference.assets import load_reference, meters
 from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.sql import VIEW_SQL, parquet
@@ -24,14 +23,6 @@ PORTFOLIO_TOTALS_SQL = "SELECT count(*), sum(kwh), sum(missing) FROM {files}"
 
 # the model and its backtest beside the forecast table (plain objects, one set per day)
 MODELS = "forecasts/load_models"
-
-# The forecast for day D is made on D, before gate closure, for delivery on D+1: its
-# partition exists from the start of D (the readings' partitions only once a day ends).
-forecast_partitions = dg.DailyPartitionsDefinition(
-    start_date=settings().start_date.isoformat(),
-    timezone=settings().market_tz,
-    end_offset=1,
-)
 
 PORTFOLIO_SQL = """
 COPY (
@@ -130,14 +121,6 @@ def weather(lake: LakeResource, duckdb: DuckDBResource):
     )
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    deps=[READS_15MIN_KEY],
-    group_name="forecast",
-    kinds={"duckdb", "delta"},
-    pool="lake_compute",
-    output_required=False,
-)
 def portfolio_load(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """The whole portfolio's kWh per quarter hour of the day, with how many meters reported: the forecast's history."""
     store = lake.lake()
@@ -164,46 +147,6 @@ def _passes(metrics: model.Metrics) -> tuple[bool, str]:
     return True, "beats the best baseline by 10 % or more, P10-P90 coverage within 70-90 %"
 
 
-# the history a forecast made on D reads: the portfolio's load up to D-1
-_history = dg.AssetDep(
-    portfolio_load,
-    partition_mapping=dg.TimeWindowPartitionMapping(
-        start_offset=-settings().forecast_history_days, end_offset=-1, allow_nonexistent_upstream_partitions=True
-    ),
-)
-
-
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            FORECAST.asset,
-            deps=[_history, TEMPERATURE_FORECAST.asset, meters],
-            skippable=True,
-            kinds={"lightgbm", "delta"},
-            description="Tomorrow's portfolio load per settlement period as P10/P50/P90.",
-        ),
-        dg.AssetSpec(
-            BIDS.asset,
-            deps=[FORECAST.asset],
-            skippable=True,
-            kinds={"delta"},
-            description="The day-ahead bid: MWh to buy per settlement period, from the P50.",
-        ),
-    ],
-    partitions_def=forecast_partitions,
-    group_name="forecast",
-    pool="lake_compute",
-    check_specs=[
-        dg.AssetCheckSpec(
-            "backtest_beats_baselines",
-            asset=FORECAST.asset,
-            blocking=True,
-            description="Rolling-origin backtest over the last days: P50 beats the best "
-            "baseline by 10 % and P10-P90 holds 70-90 % of actuals; "
-            "otherwise neither forecast nor bid is published.",
-        )
-    ],
-)
 def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """Tomorrow's portfolio load per settlement period as P10/P50/P90, and the bid to buy it (MWh per period)."""
     s = settings()
@@ -326,24 +269,77 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
 
 load_forecast_job = dg.define_asset_job(
     "load_forecast_job",
-    selection=dg.AssetSelection.assets(load_forecast),
-    partitions_def=forecast_partitions,
+    selection=dg.AssetSelection.assets(FORECAST.asset, BIDS.asset),
     description="Forecast tomorrow's portfolio load and write the day-ahead bid.",
 )
 
 
-def _schedule_hour() -> int:
-    # two hours before gate closure: time to look at the forecast, rerun it, bid
-    return (settings().gate_closure.hour - 2) % 24
-
-
-@dg.schedule(
-    job=load_forecast_job,
-    cron_schedule=f"0 {_schedule_hour()} * * *",
-    execution_timezone=settings().market_tz,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
 def load_forecast_schedule(context: dg.ScheduleEvaluationContext):
     """Every morning before gate closure: today's forecast (for delivery tomorrow) and its bid."""
     today = context.scheduled_execution_time.astimezone(settings().tz).date().isoformat()
     return dg.RunRequest(run_key=today, partition_key=today)
+
+
+def build() -> list[dg.AssetsDefinition]:
+    """The forecast domain's partitioned assets, made when the code location loads (the weather is not partitioned)."""
+    # the history a forecast made on D reads: the portfolio's load up to D-1
+    history = dg.AssetDep(
+        "portfolio_load",
+        partition_mapping=dg.TimeWindowPartitionMapping(
+            start_offset=-settings().forecast_history_days, end_offset=-1, allow_nonexistent_upstream_partitions=True
+        ),
+    )
+    return [
+        dg.asset(
+            partitions_def=daily_partitions(),
+            deps=["reads_15min"],
+            group_name="forecast",
+            kinds={"duckdb", "delta"},
+            pool="lake_compute",
+            output_required=False,
+        )(portfolio_load),
+        dg.multi_asset(
+            specs=[
+                dg.AssetSpec(
+                    FORECAST.asset,
+                    deps=[history, TEMPERATURE_FORECAST.asset, meters],
+                    skippable=True,
+                    kinds={"lightgbm", "delta"},
+                    description="Tomorrow's portfolio load per settlement period as P10/P50/P90.",
+                ),
+                dg.AssetSpec(
+                    BIDS.asset,
+                    deps=[FORECAST.asset],
+                    skippable=True,
+                    kinds={"delta"},
+                    description="The day-ahead bid: MWh to buy per settlement period, from the P50.",
+                ),
+            ],
+            partitions_def=forecast_partitions(),
+            group_name="forecast",
+            pool="lake_compute",
+            check_specs=[
+                dg.AssetCheckSpec(
+                    "backtest_beats_baselines",
+                    asset=FORECAST.asset,
+                    blocking=True,
+                    description="Rolling-origin backtest over the last days: P50 beats the best "
+                    "baseline by 10 % and P10-P90 holds 70-90 % of actuals; "
+                    "otherwise neither forecast nor bid is published.",
+                )
+            ],
+        )(load_forecast),
+    ]
+
+
+def build_schedules() -> list[dg.ScheduleDefinition]:
+    """Every morning, two hours before gate closure (time to look at the forecast, rerun it, bid)."""
+    s = settings()
+    return [
+        dg.schedule(
+            job=load_forecast_job,
+            cron_schedule=f"0 {(s.gate_closure.hour - 2) % 24} * * *",
+            execution_timezone=s.market_tz,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+        )(load_forecast_schedule)
+    ]

@@ -2,14 +2,13 @@
 
 import dagster as dg
 
-from meter_assets.forecast.assets import (
-    load_forecast,
-    load_forecast_job,
-    load_forecast_schedule,
-    portfolio_load,
-    weather,
-)
+from meter_assets.forecast import assets
 
-defs = dg.Definitions(
-    assets=[weather, portfolio_load, load_forecast], jobs=[load_forecast_job], schedules=[load_forecast_schedule]
-)
+
+def defs() -> dg.Definitions:
+    """Made when the code location loads: the settings are read then, not at import."""
+    return dg.Definitions(
+        assets=[assets.weather, *assets.build()],
+        jobs=[assets.load_forecast_job],
+        schedules=assets.build_schedules(),
+    )

@@ -16,16 +16,10 @@ def read_inventory(lake: Lake, partition: str):
     return lake.read_parquet(lake.required_keys(RAW_METER_FILES, partition))
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name="ingest",
-    kinds={"parquet"},
-    check_specs=[dg.AssetCheckSpec("every_file_matches_a_contract", asset="raw_meter_files")],
-)
 def raw_meter_files(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """The day's head-end files as they arrived: keys, sizes, formats, row counts, damage."""
     store = lake.lake()
-    day = daily_partitions.time_window_for_partition_key(context.partition_key).start.date()
+    day = daily_partitions().time_window_for_partition_key(context.partition_key).start.date()
     files = inventory(store, day)
     table = inventory_table(files)
     build = store.build(RAW_METER_FILES, context.partition_key)
@@ -70,3 +64,15 @@ def raw_meter_files(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
             )
         ],
     )
+
+
+def build() -> list[dg.AssetsDefinition]:
+    """The ingest domain's assets over the market's days, made when the code location loads."""
+    return [
+        dg.asset(
+            partitions_def=daily_partitions(),
+            group_name="ingest",
+            kinds={"parquet"},
+            check_specs=[dg.AssetCheckSpec("every_file_matches_a_contract", asset="raw_meter_files")],
+        )(raw_meter_files),
+    ]

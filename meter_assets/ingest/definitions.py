@@ -2,7 +2,9 @@
 
 import dagster as dg
 
-from meter_assets.ingest.assets import raw_meter_files
-from meter_assets.ingest.sensors import raw_arrivals_sensor
+from meter_assets.ingest import assets, sensors
 
-defs = dg.Definitions(assets=[raw_meter_files], sensors=[raw_arrivals_sensor])
+
+def defs() -> dg.Definitions:
+    """Made when the code location loads: the settings are read then, not at import."""
+    return dg.Definitions(assets=assets.build(), sensors=sensors.build())

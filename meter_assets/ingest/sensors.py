@@ -11,12 +11,6 @@ from meter_assets.partitions import daily_partitions
 from meter_assets.resources import LakeResource
 
 
-@dg.sensor(
-    job=daily_readings_job,
-    minimum_interval_seconds=settings().sensor_interval_seconds,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests one run per date partition whose raw files changed since the last tick.",
-)
 def raw_arrivals_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
     s = settings()
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -33,10 +27,22 @@ def raw_arrivals_sensor(context: dg.SensorEvaluationContext, lake: LakeResource)
     requests = [
         dg.RunRequest(run_key=a.run_key, partition_key=a.partition.isoformat(), tags=a.tags())
         for a in arrivals
-        if daily_partitions.has_partition_key(a.partition.isoformat())
+        if daily_partitions().has_partition_key(a.partition.isoformat())
     ]
     for a in arrivals:
         context.log.info(f"{a.partition}: {len(a.files)} new or replaced files ({a.path}), {a.hours_late():.1f} h late")
     if not requests:
         return dg.SensorResult(skip_reason="no new raw files", cursor=cursor.dump())
     return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
+
+
+def build() -> list[dg.SensorDefinition]:
+    """The sensor, its interval from the settings, made when the code location loads."""
+    return [
+        dg.sensor(
+            job=daily_readings_job,
+            minimum_interval_seconds=settings().sensor_interval_seconds,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Requests one run per date partition whose raw files changed since the last tick.",
+        )(raw_arrivals_sensor),
+    ]

@@ -4,4 +4,7 @@ import dagster as dg
 
 from meter_assets.reference.assets import reference_assets
 
-defs = dg.Definitions(assets=reference_assets)
+
+def defs() -> dg.Definitions:
+    """Made when the code location loads: the settings are read then, not at import."""
+    return dg.Definitions(assets=reference_assets)

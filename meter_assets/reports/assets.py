@@ -8,15 +8,12 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.config import settings
-from meter_assets.curated.assets import READS_15MIN_KEY
 from meter_assets.gates import audit_and_publish
-from meter_assets.ingest.assets import raw_meter_files
 from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import customers, meter_assignments, meters
 from meter_assets.reports.ops import build_report, reconcile_regions
 from meter_assets.reports.page import render
 from meter_assets.resources import CheckThresholds, LakeResource, lake_duckdb
-from meter_assets.rollups.assets import reads_daily
 from meter_assets.tables import QUARANTINE, REPORT_TABLES
 
 # the page beside the report's tables: a plain object per day, replaced when the report is
@@ -71,18 +68,6 @@ def _markdown(summary: dict, regions: list[dict], page: str) -> str:
     return "\n".join(lines)
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    deps=[reads_daily, READS_15MIN_KEY, QUARANTINE.asset, raw_meter_files, meters, customers, meter_assignments],
-    group_name="reports",
-    kinds={"duckdb", "delta", "html"},
-    pool="lake_compute",
-    output_required=False,
-    check_specs=[
-        dg.AssetCheckSpec("region_totals_reconcile_with_reads_daily", asset="ops_daily_report", blocking=True),
-        dg.AssetCheckSpec("silent_meters_below_alert_threshold", asset="ops_daily_report"),
-    ],
-)
 def ops_daily_report(
     context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, thresholds: CheckThresholds
 ):
@@ -150,3 +135,29 @@ def ops_daily_report(
             },
         }
     )
+
+
+def build() -> list[dg.AssetsDefinition]:
+    """The reports domain's assets over the market's days, made when the code location loads."""
+    return [
+        dg.asset(
+            partitions_def=daily_partitions(),
+            deps=[
+                "reads_daily",
+                "reads_15min",
+                QUARANTINE.asset,
+                "raw_meter_files",
+                meters,
+                customers,
+                meter_assignments,
+            ],
+            group_name="reports",
+            kinds={"duckdb", "delta", "html"},
+            pool="lake_compute",
+            output_required=False,
+            check_specs=[
+                dg.AssetCheckSpec("region_totals_reconcile_with_reads_daily", asset="ops_daily_report", blocking=True),
+                dg.AssetCheckSpec("silent_meters_below_alert_threshold", asset="ops_daily_report"),
+            ],
+        )(ops_daily_report),
+    ]

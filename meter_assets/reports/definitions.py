@@ -2,6 +2,9 @@
 
 import dagster as dg
 
-from meter_assets.reports.assets import ops_daily_report
+from meter_assets.reports import assets
 
-defs = dg.Definitions(assets=[ops_daily_report])
+
+def defs() -> dg.Definitions:
+    """Made when the code location loads: the settings are read then, not at import."""
+    return dg.Definitions(assets=assets.build())

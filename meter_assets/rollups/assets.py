@@ -3,7 +3,6 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from meter_assets.curated.assets import READS_15MIN_KEY
 from meter_assets.gates import audit_and_publish
 from meter_assets.partitions import daily_partitions
 from meter_assets.resources import LakeResource, lake_duckdb
@@ -59,14 +58,6 @@ COPY (
 """
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    deps=[READS_15MIN_KEY],
-    group_name="rollups",
-    kinds={"duckdb", "delta"},
-    pool="lake_compute",
-    output_required=False,
-)
 def reads_hourly(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """Each meter's kWh per UTC hour, estimated kWh apart, for load curves and forecasts."""
     store = lake.lake()
@@ -80,22 +71,6 @@ def reads_hourly(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: 
     yield from gate.results({"reads_hourly": {"rows": rows, "kwh": float(kwh or 0)}})
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    deps=[reads_hourly],
-    group_name="rollups",
-    kinds={"duckdb", "delta"},
-    pool="lake_compute",
-    output_required=False,
-    check_specs=[
-        dg.AssetCheckSpec(
-            "daily_equals_hourly_equals_15min",
-            asset="reads_daily",
-            blocking=True,
-            additional_deps=["reads_hourly", "reads_15min"],
-        )
-    ],
-)
 def reads_daily(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """Each meter's kWh for the local calendar day, with its estimated and missing intervals."""
     store = lake.lake()
@@ -124,3 +99,33 @@ def reads_daily(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: D
     )
     gate = audit_and_publish(context, store, [build], [check])
     yield from gate.results({"reads_daily": {"meters": meter_count, "kwh": float(daily or 0)}})
+
+
+def build() -> list[dg.AssetsDefinition]:
+    """The rollups over the market's days, made when the code location loads."""
+    return [
+        dg.asset(
+            partitions_def=daily_partitions(),
+            deps=["reads_15min"],
+            group_name="rollups",
+            kinds={"duckdb", "delta"},
+            pool="lake_compute",
+            output_required=False,
+        )(reads_hourly),
+        dg.asset(
+            partitions_def=daily_partitions(),
+            deps=["reads_hourly"],
+            group_name="rollups",
+            kinds={"duckdb", "delta"},
+            pool="lake_compute",
+            output_required=False,
+            check_specs=[
+                dg.AssetCheckSpec(
+                    "daily_equals_hourly_equals_15min",
+                    asset="reads_daily",
+                    blocking=True,
+                    additional_deps=["reads_hourly", "reads_15min"],
+                )
+            ],
+        )(reads_daily),
+    ]

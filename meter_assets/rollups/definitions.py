@@ -2,6 +2,9 @@
 
 import dagster as dg
 
-from meter_assets.rollups.assets import reads_daily, reads_hourly
+from meter_assets.rollups import assets
 
-defs = dg.Definitions(assets=[reads_hourly, reads_daily])
+
+def defs() -> dg.Definitions:
+    """Made when the code location loads: the settings are read then, not at import."""
+    return dg.Definitions(assets=assets.build())

@@ -10,11 +10,9 @@ from dagster_duckdb import DuckDBResource
 from meter_assets.billing.assets import pricing_views
 from meter_assets.billing.pricing import price_day, raise_if_unpriced, start_usage, supply_days
 from meter_assets.config import settings
-from meter_assets.curated.assets import READS_15MIN_KEY
 from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import customers, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
-from meter_assets.rollups.assets import reads_daily
 from meter_assets.serving.store import refresh_day
 from meter_assets.sql import parquet
 from meter_assets.tables import READS_15MIN, READS_DAILY
@@ -62,13 +60,6 @@ COPY (
 """
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    deps=[READS_15MIN_KEY, reads_daily, meter_assignments, customers, tariffs],
-    group_name="serving",
-    kinds={"duckdb", "postgres"},
-    pool="lake_compute",
-)
 def usage_serving(
     context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, postgres: PostgresResource
 ) -> dg.MaterializeResult:
@@ -105,3 +96,16 @@ def usage_serving(
             "load_seconds": round(time.perf_counter() - began, 2),
         }
     )
+
+
+def build() -> list[dg.AssetsDefinition]:
+    """The serving domain's assets over the market's days, made when the code location loads."""
+    return [
+        dg.asset(
+            partitions_def=daily_partitions(),
+            deps=["reads_15min", "reads_daily", meter_assignments, customers, tariffs],
+            group_name="serving",
+            kinds={"duckdb", "postgres"},
+            pool="lake_compute",
+        )(usage_serving),
+    ]

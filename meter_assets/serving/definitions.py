@@ -2,6 +2,9 @@
 
 import dagster as dg
 
-from meter_assets.serving.assets import usage_serving
+from meter_assets.serving import assets
 
-defs = dg.Definitions(assets=[usage_serving])
+
+def defs() -> dg.Definitions:
+    """Made when the code location loads: the settings are read then, not at import."""
+    return dg.Definitions(assets=assets.build())
