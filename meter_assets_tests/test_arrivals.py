@@ -4,7 +4,7 @@ import datetime as dt
 import gzip
 import time
 
-from meter_assets.ingest.arrivals import Cursor, find_arrivals
+from meter_assets.ingest.arrivals import Cursor, find_arrivals, listing_prefixes
 from meter_assets.storage import Lake
 
 TODAY = dt.date(2026, 11, 28)
@@ -57,6 +57,39 @@ def test_recent_arrivals_give_one_request_per_date_and_never_twice(lake_root):
 
     again, cursor = look(lake, cursor, now + dt.timedelta(minutes=2))
     assert again == []
+
+
+def test_a_wide_window_lists_whole_months_and_finds_the_same_files(lake_root):
+    # by hand: 27 February to 2 April 2025 is two days, March, two days
+    assert listing_prefixes({dt.date(2025, 2, 27) + k * DAY for k in range(35)}) == [
+        "raw/2025/02/27/",
+        "raw/2025/02/28/",
+        "raw/2025/03/",
+        "raw/2025/04/01/",
+        "raw/2025/04/02/",
+    ]
+    lake = Lake(lake_root)
+
+    def wide(cursor: Cursor, now: dt.datetime):
+        # 100 days back from 28 November: 20 August to 27 November, September and October whole
+        arrivals, new = find_arrivals(
+            lake, cursor, now=now, today=TODAY, window_days=100, sweep_every=DAY, first_partition=dt.date(2024, 1, 1)
+        )
+        return arrivals, Cursor.parse(new.dump())
+
+    now = dt.datetime(2026, 11, 28, 9)
+    arrivals, cursor = wide(Cursor(), now)
+    assert arrivals == []
+    mid_month = put(lake, dt.datetime(2026, 10, 14, 12), "alpha-g001-2026101412-b1")
+    oldest_day = put(lake, dt.datetime(2026, 8, 20, 12), "beta-g002-2026082012-c1")
+    outside = put(lake, dt.datetime(2026, 8, 18, 12), "beta-g003-2026081812-c1")
+    arrivals, cursor = wide(cursor, now + dt.timedelta(minutes=1))
+    assert {a.partition: [o.key for o in a.files] for a in arrivals} == {
+        dt.date(2026, 10, 14): [mid_month],
+        dt.date(2026, 8, 20): [oldest_day],
+    }
+    assert outside not in {o.key for a in arrivals for o in a.files}, "older than the window: the sweep's"
+    assert wide(cursor, now + dt.timedelta(minutes=2))[0] == []
 
 
 def test_a_replaced_file_counts_as_a_new_arrival(lake_root):

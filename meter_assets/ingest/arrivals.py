@@ -124,11 +124,25 @@ def recent_dates(today: dt.date, window_days: int) -> list[dt.date]:
     return [today - dt.timedelta(days=d) for d in range(window_days, 0, -1)]
 
 
+def listing_prefixes(utc_dates: set[dt.date]) -> list[str]:
+    """The fewest raw prefixes that cover these UTC dates: a month's prefix where every day of
+    the month is wanted, a day's prefix otherwise (each listing is a round trip on S3)."""
+    prefixes = []
+    for month in sorted({d.replace(day=1) for d in utc_dates}):
+        following = (month + dt.timedelta(days=32)).replace(day=1)
+        days = [month + dt.timedelta(days=k) for k in range((following - month).days)]
+        if all(d in utc_dates for d in days):
+            prefixes.append(f"raw/{month:%Y/%m}/")
+        else:
+            prefixes += [f"raw/{d:%Y/%m/%d}/" for d in days if d in utc_dates]
+    return prefixes
+
+
 def scan_recent(lake: Lake, dates: list[dt.date]) -> dict[dt.date, list[LakeObject]]:
-    """Every raw file of each date, one listing per UTC hour prefix the dates cover."""
+    """Every raw file of each date, listed by the UTC days (or whole months) the dates cover."""
     found: dict[dt.date, list[LakeObject]] = {d: [] for d in dates}
-    utc_dates = sorted({d + dt.timedelta(days=k) for d in dates for k in (-1, 0, 1)})
-    for obj in lake.list_many([f"raw/{d:%Y/%m/%d}/" for d in utc_dates]):
+    utc_dates = {d + dt.timedelta(days=k) for d in dates for k in (-1, 0, 1)}
+    for obj in lake.list_many(listing_prefixes(utc_dates)):
         day = partition_of(obj) if len(obj.key) > RAW_HOUR_KEY else None
         if day in found:
             found[day].append(obj)
