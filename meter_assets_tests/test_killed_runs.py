@@ -46,8 +46,9 @@ def test_a_killed_run_is_failed_and_frees_its_pool_slot(tmp_path):
     config["run_monitoring"].update(poll_interval_seconds=POLL_S, free_slots_after_run_end_seconds=FREE_AFTER_S)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
 
+    # the same two days every run: London's 25-hour day (26 October 2025) and the one after it
+    days = [dt.date(2025, 10, 26), dt.date(2025, 10, 27)]
     today = dt.datetime.now(settings().tz).date()
-    days = [today - dt.timedelta(days=d) for d in (4, 3)]
     lake = Lake(lake_root)
     # enough meters that curating a day takes seconds, and every file of both days late
     generate(
@@ -64,6 +65,8 @@ def test_a_killed_run_is_failed_and_frees_its_pool_slot(tmp_path):
         "DAGSTER_HOME": str(home),
         "METER_LAKE": lake_root,
         "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
+        # the sensor's recent window reaches back to the two days
+        "METER_RECENT_WINDOW_DAYS": str((today - days[0]).days + 1),
         "PYTHONUNBUFFERED": "1",
     }
     daemon_log = open(tmp_path / "daemon.log", "w")
