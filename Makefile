@@ -23,16 +23,18 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
+# On two workers (pytest-xdist), a test module per worker at a time: the daemon tests wait
+# on ticks while the other worker computes.
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # The tests that need no server, lake or browser (pricing, arrivals on a local lake, tokens,
 # settings, the definitions): seconds, for the edit-test loop; `make test` still runs everything.
 FAST_TESTS := meter_assets_tests/test_pricing.py meter_assets_tests/test_tokens.py \
               meter_assets_tests/test_arrivals.py meter_assets_tests/test_definitions.py \
-              meter_assets_tests/test_config.py
+              meter_assets_tests/test_config.py meter_assets_tests/test_sql_style.py
 test-fast: install
-	$(BIN)/pytest -q -k "not s3" $(FAST_TESTS)
+	$(BIN)/pytest -q -k "not s3" --hypothesis-profile=fast $(FAST_TESTS)
 
 # Lint and format check (ruff, configured in pyproject.toml); `ruff format .` fixes the format.
 lint: install

@@ -34,6 +34,7 @@ import datetime as dt  # noqa: E402
 import dagster as dg  # noqa: E402
 import duckdb  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 
 from meter_assets.definitions import daily_assets  # noqa: E402
 from meter_assets.reference.assets import reference_assets  # noqa: E402
@@ -41,6 +42,32 @@ from meter_assets.resources import resources  # noqa: E402
 from meter_assets.simulator.cli import generate, release_late  # noqa: E402
 from meter_assets.simulator.headend import FaultRates  # noqa: E402
 from meter_assets.storage import Lake  # noqa: E402
+
+# Property tests that set no example count take it from the profile: `make test-fast` runs
+# them with `--hypothesis-profile=fast`.
+hypothesis_settings.register_profile("thorough", max_examples=30)
+hypothesis_settings.register_profile("fast", max_examples=10)
+hypothesis_settings.load_profile("thorough")
+
+# The longest modules first, so the two workers of `make test` (pytest-xdist, a module per
+# worker at a time) finish together instead of one waiting on a daemon test at the end.
+LONGEST_FIRST = (
+    "test_billing_daemon.py",
+    "test_sensor_daemon.py",
+    "test_bills_recomputed.py",
+    "test_forecast.py",
+    "test_end_to_end.py",
+    "test_killed_runs.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a module stays
+
 
 # Spring-forward week end in Europe/London: 30 March (96), 31 March (92), 1 April (96).
 SPRING_START = dt.date(2024, 3, 30)

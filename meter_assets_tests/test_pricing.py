@@ -97,7 +97,8 @@ def tariff_histories(draw, month: str) -> list[dict]:
 MONTHS = [(TZ, "2024-03"), (TZ, "2024-06"), (TZ, "2024-10"), ("Asia/Hebron", "2011-08")]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# as many examples as the Hypothesis profile says: 30 in `make test`, 10 in `make test-fast` (conftest.py)
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     zone_month=st.sampled_from(MONTHS),
     seed=st.integers(0, 2**32 - 1),
