@@ -14,8 +14,6 @@ from meter_assets.reference.assets import meters
 from meter_assets.resources import CheckThresholds, LakeResource, lake_duckdb, scratch_dir
 from meter_assets.tables import METERS, QUARANTINE, READS_15MIN
 
-READS_15MIN_KEY = dg.AssetKey(READS_15MIN.asset)
-
 
 def curated_readings(
     context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, thresholds: CheckThresholds
