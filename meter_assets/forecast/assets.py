@@ -41,6 +41,9 @@ COPY (
 # meters that did report), the day to forecast with no load yet, and the temperature as
 # forecast at bid time: per region, the newest forecast issued by gate closure on the day
 # before the hour's local day, weighted by the region's meters.
+# Floating-point sums in a fixed order (ORDER BY inside the aggregate): the same inputs give the
+# same series to the last bit, however DuckDB's threads split the work, so the same data makes
+# the same forecast.
 SERIES_SQL = """
 CREATE OR REPLACE TEMP TABLE series AS
 WITH quarter_hours AS (
@@ -48,7 +51,8 @@ WITH quarter_hours AS (
     FROM portfolio
 ),
 history AS (
-    SELECT time_bucket(to_minutes(CAST($minutes AS INTEGER)), interval_start) AS period_start, sum(kwh) AS load
+    SELECT time_bucket(to_minutes(CAST($minutes AS INTEGER)), interval_start) AS period_start,
+           sum(kwh ORDER BY interval_start) AS load
     FROM quarter_hours
     GROUP BY 1
 ),
@@ -72,7 +76,8 @@ known AS (
     GROUP BY region, valid_at
 ),
 hourly AS (
-    SELECT known.valid_at, sum(known.temperature_c * weights.meters) / sum(weights.meters) AS temp
+    SELECT known.valid_at,
+           sum(known.temperature_c * weights.meters ORDER BY region) / sum(weights.meters) AS temp
     FROM known
     JOIN weights USING (region)
     GROUP BY known.valid_at

@@ -47,7 +47,7 @@ WITH raw AS (
     WHERE {value} IS NOT NULL
 )
 SELECT time_bucket(to_minutes(CAST($minutes AS INTEGER)), read_time) AS period_start,
-       {agg}(value) AS load, avg(temp) AS temp
+       {agg}(value ORDER BY read_time) AS load, avg(temp ORDER BY read_time) AS temp
 FROM raw
 GROUP BY 1
 ORDER BY 1

@@ -78,7 +78,7 @@ WITH local AS (
     FROM series
 ),
 days AS (
-    SELECT CAST(local_at AS DATE) AS local_date, avg(load) AS day_mean, max(load) AS day_peak
+    SELECT CAST(local_at AS DATE) AS local_date, avg(load ORDER BY period_start) AS day_mean, max(load) AS day_peak
     FROM local
     GROUP BY 1
     HAVING count(load) = count(*)
