@@ -175,26 +175,24 @@ def test_a_forecast_issued_after_gate_closure_is_not_used(history, tmp_path):
     delivery = day + dt.timedelta(days=1)
     path = os.path.join(root, "reference", "temperature_forecast.csv")
     regions = sorted({r["region"] for r in csv.DictReader(open(path))})
-    with open(path, "a") as f:
-        for region in regions:
-            for hour in range(-1, 24):
-                valid = dt.datetime.combine(delivery, dt.time()) + dt.timedelta(hours=hour)
-                f.write(f"{region},{day} 12:00:00,{valid:%Y-%m-%d %H:%M:%S},-15.0\n")
-    dg.materialize([weather], resources=resources_for(root))
-    dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
-    after = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
+
+    def freezing_forecast_issued_at(issued: str) -> list[float]:
+        """Every hour of delivery day at -15 C, issued on `day` at `issued`; the forecast made then."""
+        with open(path, "a") as f:
+            for region in regions:
+                for hour in range(-1, 24):
+                    valid = dt.datetime.combine(delivery, dt.time()) + dt.timedelta(hours=hour)
+                    f.write(f"{region},{day} {issued},{valid:%Y-%m-%d %H:%M:%S},-15.0\n")
+        dg.materialize([weather], resources=resources_for(root))
+        dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
+        return pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
+
+    after = freezing_forecast_issued_at("12:00:00")
     assert after == before
 
     # positive control: the same freezing forecast issued before gate closure (later than the
     # 09:00 issue the history has) is used, and the bid changes
-    with open(path, "a") as f:
-        for region in regions:
-            for hour in range(-1, 24):
-                valid = dt.datetime.combine(delivery, dt.time()) + dt.timedelta(hours=hour)
-                f.write(f"{region},{day} 09:30:00,{valid:%Y-%m-%d %H:%M:%S},-15.0\n")
-    dg.materialize([weather], resources=resources_for(root))
-    dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
-    in_time = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
+    in_time = freezing_forecast_issued_at("09:30:00")
     assert in_time != before
 
 
