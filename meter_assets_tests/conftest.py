@@ -175,7 +175,8 @@ def s3_endpoint():
     that blocks while holding this interpreter's lock (deltalake's Rust core may) must not
     stop the server from answering."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
+        [sys.executable, "-m", "meter_assets_tests.s3_server", "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
