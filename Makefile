@@ -58,7 +58,8 @@ demo: install
 # Full scale: 200,000 meters, one day (and a small day's memory with hostile files); the
 # sensor against a year of raw keys; a month's
 # bills; 90 days of the serving table, the API under load and the page in Chromium; the
-# operations report of a day; the load forecast on two years of history.
+# operations report of a day; the load forecast on two years of history and on real,
+# public demand (several seasons of each series).
 bench: install bench-tools
 	$(BIN)/python bench/foundation.py --meters 200000
 	$(BIN)/python bench/hostile.py
@@ -67,6 +68,7 @@ bench: install bench-tools
 	$(BIN)/python bench/serving.py --meters 200000
 	$(BIN)/python bench/report.py --meters 200000
 	$(BIN)/python bench/forecast.py --meters 200000
+	$(BIN)/python bench/real_demand.py
 
 # Debian's wrk (load generator) and chromium with its driver, for the serving benchmark.
 bench-tools:

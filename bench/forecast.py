@@ -51,7 +51,8 @@ def step(name: str, lake: str, meters: int, sample: int, start: dt.date, days: i
             assets("load_forecast"), partition_key=day.isoformat(), resources=resources(lake), raise_on_error=False
         )
         metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
-        (check,) = result.get_asset_check_evaluations()
+        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        check = checks["backtest_beats_baselines"]
         facts = {
             "partition": day.isoformat(),
             "train_and_forecast_seconds": metadata["train_and_forecast_seconds"].value,
@@ -59,6 +60,8 @@ def step(name: str, lake: str, meters: int, sample: int, start: dt.date, days: i
             "trained_on_periods": metadata["trained_on_periods"].value,
             "p50_mwh": metadata["p50_mwh"].value,
             "check_passed": check.passed,
+            "bid_source": metadata["bid_source"].value,
+            "bid_checked": checks["bid_covers_every_period"].passed,
             **{k: v.value for k, v in check.metadata.items()},
         }
     else:
@@ -108,7 +111,8 @@ def main() -> int:
         f"backtest over {f.get('days')} days: P50 MAPE {f.get('mape_p50', float('nan')):.2%}, seasonal naive "
         f"{f.get('mape_seasonal_naive', float('nan')):.2%}, "
         f"previous day {f.get('mape_previous_day', float('nan')):.2%}, "
-        f"P10-P90 coverage {f.get('coverage_p10_p90', float('nan')):.1%}, check passed: {f['check_passed']}"
+        f"P10-P90 coverage {f.get('coverage_p10_p90', float('nan')):.1%}, check passed: {f['check_passed']}, "
+        f"bid from: {f['bid_source']}"
     )
     with open(os.path.join(workdir, "forecast.json"), "w") as out:
         json.dump(

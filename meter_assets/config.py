@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     gate_closure: dt.time = dt.time(11, 0)
     market_country: str = "GB"
     forecast_history_days: int = Field(730, ge=1)
+    # the newest complete day a bid knows is this many days before the day it buys for: meter
+    # data is 2 (at gate closure on T-1, day T-1 is still being metered)
+    forecast_lag_days: int = Field(2, ge=1, le=7)
     backtest_days: int = Field(28, ge=1)
 
     @model_validator(mode="before")

@@ -76,6 +76,7 @@ def test_definitions_hold_every_asset_check_and_job():
         ("ops_daily_report", "region_totals_reconcile_with_reads_daily"),
         ("ops_daily_report", "silent_meters_below_alert_threshold"),
         ("load_forecast", "backtest_beats_baselines"),
+        ("load_bids", "bid_covers_every_period"),
     }
     # a late file's run rebuilds the day's report with its readings
     job = defs.resolve_job_def("daily_readings_job")

@@ -42,7 +42,9 @@ def history(tmp_path_factory) -> str:
     return root
 
 
-def _series(root: str, scale_from: dt.date | None = None, factor: float = 1.0) -> duckdb.DuckDBPyConnection:
+def _series(
+    root: str, scale_from: dt.date | None = None, factor: float = 1.0, lag_days: int = 2
+) -> duckdb.DuckDBPyConnection:
     """The feature table of the portfolio's history; loads from `scale_from` on multiplied by `factor`."""
     lake = Lake(root)
     files = [f for d in range(DAYS) for f in lake.files(PORTFOLIO_LOAD, (START + dt.timedelta(days=d)).isoformat())]
@@ -58,23 +60,30 @@ def _series(root: str, scale_from: dt.date | None = None, factor: float = 1.0) -
             GROUP BY 1""",
         {"from": scale_from or dt.date(2999, 1, 1), "factor": factor},
     )
-    model.prepare(con, model.Spec(tz="Europe/London"))
+    model.prepare(con, model.Spec(tz="Europe/London", lag_days=lag_days))
     return con
 
 
-def test_features_of_a_day_never_see_that_day_or_the_day_before(history):
+@pytest.mark.parametrize("lag_days", [2, 1])
+def test_features_of_a_day_never_see_what_is_unknown_at_bid_time(history, lag_days):
+    """Meter data (lag 2): the day and the day before are unknown; a system operator's series
+    (lag 1): the day itself."""
     target = START + dt.timedelta(days=100)
-    honest = model.matrix(_series(history), "local_date = $d", {"d": target})
-    # triple the load of the target day and the day before it: no feature of the target day moves
+    honest = model.matrix(_series(history, lag_days=lag_days), "local_date = $d", {"d": target})
+    # triple the load of the target day and the days after the newest known: no feature moves
     shifted = model.matrix(
-        _series(history, scale_from=target - dt.timedelta(days=1), factor=3.0), "local_date = $d", {"d": target}
+        _series(history, scale_from=target - dt.timedelta(days=lag_days - 1), factor=3.0, lag_days=lag_days),
+        "local_date = $d",
+        {"d": target},
     )
     assert len(honest.y) == 48 and np.allclose(shifted.y, 3 * honest.y)
     # (equal up to the order DuckDB happened to sum in: 1e-16 apart, where a leak would be 3x)
     np.testing.assert_allclose(shifted.x, honest.x, rtol=1e-12)
-    # ... while tripling two days back does move the lags: the test can tell
+    # ... while tripling from the newest known day does move the lags: the test can tell
     moved = model.matrix(
-        _series(history, scale_from=target - dt.timedelta(days=2), factor=3.0), "local_date = $d", {"d": target}
+        _series(history, scale_from=target - dt.timedelta(days=lag_days), factor=3.0, lag_days=lag_days),
+        "local_date = $d",
+        {"d": target},
     )
     assert not np.allclose(moved.x, honest.x, rtol=1e-3, equal_nan=True)
 
@@ -82,7 +91,9 @@ def test_features_of_a_day_never_see_that_day_or_the_day_before(history):
 def test_the_forecast_beats_both_baselines_and_writes_the_bid(history):
     day = START + dt.timedelta(days=DAYS)  # made today, for delivery tomorrow, from data up to yesterday
     result = dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(history))
-    (check,) = result.get_asset_check_evaluations()
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["bid_covers_every_period"].passed
+    check = checks["backtest_beats_baselines"]
     assert check.passed, check.metadata["verdict"].value
     metrics = {k: v.value for k, v in check.metadata.items()}
     assert metrics["days"] == 28 and metrics["improvement_on_best_baseline"] >= 0.10
@@ -95,6 +106,7 @@ def test_the_forecast_beats_both_baselines_and_writes_the_bid(history):
     assert len(forecast) == len(bids) == 48
     assert all(f["p10_kwh"] <= f["p50_kwh"] <= f["p90_kwh"] for f in forecast)
     assert [b["mwh"] for b in bids] == [round(f["p50_kwh"] / 1000, 3) for f in forecast]
+    assert {b["source"] for b in bids} == {"model"} and "beat the best baseline" in bids[0]["reason"]
     assert {b["delivery_date"] for b in bids} == {day + dt.timedelta(days=1)}
     assert forecast[0]["period_start"] == dt.datetime.combine(day, dt.time(23))  # the next midnight in London (BST)
     # a 1,000-meter portfolio uses about 7.4 MWh a day in spring: the bid is of that size
@@ -102,7 +114,8 @@ def test_the_forecast_beats_both_baselines_and_writes_the_bid(history):
 
     metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
     features = [r.data["feature"] for r in metadata["feature_importance"].value.records]
-    assert sorted(features) == sorted(model.FEATURES)
+    # 120 days of history: a day of the year cannot be learnt from them, so it is not used
+    assert sorted(features) == sorted(set(model.FEATURES) - {"doy_sin", "doy_cos"})
     for q in ("p10", "p50", "p90"):
         assert lake.exists(f"{MODELS}/date={day}/model_{q}.txt")
 
@@ -121,14 +134,14 @@ def test_forecast_files_against_held_back_actuals(history, tmp_path):
         result = dg.materialize(
             assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root), raise_on_error=False
         )
-        (check,) = result.get_asset_check_evaluations()
-        # a forecast whose own backtest loses is not published (the gate); the days that were are judged
-        assert result.success == check.passed == bool(lake.keys(FORECAST, day.isoformat()))
-        if check.passed:
+        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        # every day has a forecast and a bid; the days whose own backtest the model won bid its P50
+        assert result.success and lake.keys(FORECAST, day.isoformat()) and lake.keys(BIDS, day.isoformat())
+        if checks["backtest_beats_baselines"].passed:
             made.append(day)
         else:
-            print(day, {k: v.value for k, v in check.metadata.items()})
-    assert len(made) >= HELD_BACK - 2, f"forecasts published on {made} only"
+            print(day, {k: v.value for k, v in checks["backtest_beats_baselines"].metadata.items()})
+    assert len(made) >= HELD_BACK - 2, f"the model won its backtest on {made} only"
     forecasts = [f for day in made for f in lake.files(FORECAST, day.isoformat())]
     actual_days = [START + dt.timedelta(days=d) for d in range(DAYS - 14, DAYS + 1 + HELD_BACK)]
     actuals = [f for day in actual_days for f in lake.files(PORTFOLIO_LOAD, day.isoformat())]
@@ -255,9 +268,11 @@ def test_the_cli_recovers_a_weekly_pattern(tmp_path):
     assert metrics["history_periods"] == 100 * 48 and (metrics["days"], metrics["periods"]) == (28, 28 * 48)
     # the noise alone costs about 2.4 % MAPE; a forecast that missed the weekly shape would
     # err by the weekend's 25 % on the days after each change, as the previous-day baseline does
-    assert metrics["mape_p50"] < 0.035
-    assert metrics["mape_previous_day"] > 3 * metrics["mape_p50"]
-    assert metrics["beats_best_baseline_by_10_percent"] and metrics["coverage_within_70_90"]
+    assert metrics["mape_p50"] < 0.04
+    assert metrics["mape_previous_day"] > 5 * metrics["mape_p50"]
+    # a stationary series whose only change is noise: the same period a week earlier is
+    # nearly as good as it gets (the 10 % rule is held on real demand and the simulated retailer)
+    assert metrics["mape_p50"] < metrics["mape_seasonal_naive"] and metrics["coverage_within_70_90"]
 
     bad = subprocess.run(
         [cli, "backtest", "--csv", path, "--time-col", "when", "--value-col", "demand_mw"],
@@ -265,9 +280,71 @@ def test_the_cli_recovers_a_weekly_pattern(tmp_path):
         text=True,
     )
     assert bad.returncode != 0 and "'when' is not a column" in bad.stderr
+    # a lag beyond a week would make the week-ago lags unknown at bid time
+    late = subprocess.run(
+        [cli, "backtest", "--csv", path, "--time-col", "timestamp", "--value-col", "demand_mw", "--lag-days", "8"],
+        capture_output=True,
+        text=True,
+    )
+    assert late.returncode != 0 and "lag_days must be 1 to 7, not 8" in late.stderr
 
 
-def test_a_forecast_that_fails_its_backtest_keeps_the_old_forecast_and_bid(history, tmp_path, monkeypatch):
+def _losing(backtest, best: str):
+    """The real backtest, but scored as if the model had lost to the `best` baseline."""
+
+    def judged(*args, **kwargs):
+        metrics = backtest(*args, **kwargs)
+        metrics.mape_seasonal_naive, metrics.mape_previous_day = (0.05, 0.06) if best == "seasonal" else (0.06, 0.05)
+        metrics.mape_p50, metrics.improvement_on_best_baseline = 0.055, -0.1
+        return metrics
+
+    return judged
+
+
+def _baseline_mwh(root: str, day: dt.date) -> list[float]:
+    """The portfolio's load on `day` per half hour, missing readings filled in proportion, in
+    MWh to the bid's 3 decimals: computed here from the published portfolio_load."""
+    files = Lake(root).files(PORTFOLIO_LOAD, day.isoformat())
+    rows = duckdb.sql(
+        f"""SELECT time_bucket(INTERVAL 30 MINUTE, interval_start) AS period_start,
+                   sum(CAST(kwh AS DOUBLE) * meters / (meters - missing)) AS kwh
+            FROM {parquet(files)} GROUP BY 1 ORDER BY 1"""
+    ).fetchall()
+    return [round(kwh / 1000, 3) for _, kwh in rows]
+
+
+@pytest.mark.parametrize("best", ["seasonal", "previous"])
+def test_a_model_that_loses_its_backtest_bids_the_best_baseline(history, tmp_path, monkeypatch, best):
+    """The bid is the model's only when its backtest beats the best baseline by 10 %; otherwise
+    the bid file and the metadata say which baseline it is and why (the model's case is above)."""
+    import shutil
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(history, root)
+    day = START + dt.timedelta(days=DAYS)
+    monkeypatch.setattr(model, "backtest", _losing(model.backtest, best))
+    result = dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    losing = checks["backtest_beats_baselines"]
+    assert not losing.passed and losing.severity == dg.AssetCheckSeverity.WARN
+    assert checks["bid_covers_every_period"].passed
+
+    bids = pq.read_table(Lake(root).files(BIDS, day.isoformat())[0]).to_pylist()
+    source = {"seasonal": "seasonal_naive", "previous": "previous_day"}[best]
+    assert {b["source"] for b in bids} == {source}
+    assert "did not beat the best baseline" in bids[0]["reason"]
+    # a week before delivery (D + 1 - 7), or the newest complete day (D - 1): from the published load
+    known = day - dt.timedelta(days=6) if best == "seasonal" else day - dt.timedelta(days=1)
+    assert [b["mwh"] for b in bids] == _baseline_mwh(root, known)
+    # the model's forecast is still published beside it, and differs from the bid
+    forecast = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
+    assert [round(v / 1000, 3) for v in forecast] != [b["mwh"] for b in bids]
+    metadata = result.asset_materializations_for_node("load_forecast")
+    bid_metadata = next(m.metadata for m in metadata if m.asset_key == dg.AssetKey(BIDS.asset))
+    assert bid_metadata["source"].value == source and "did not beat" in bid_metadata["reason"].value
+
+
+def test_a_broken_bid_keeps_the_old_forecast_and_bid(history, tmp_path, monkeypatch):
     import shutil
 
     from meter_assets.forecast import assets as forecast_assets
@@ -280,13 +357,74 @@ def test_a_forecast_that_fails_its_backtest_keeps_the_old_forecast_and_bid(histo
     before = {t.path: lake.keys(t, day) for t in (FORECAST, BIDS)}
     model_before = lake.read_bytes(f"{MODELS}/date={day}/model_p50.txt")
 
-    monkeypatch.setattr(forecast_assets, "_passes", lambda metrics: (False, "the backtest lost to a baseline"))
+    real = forecast_assets._bid_kwh
+    monkeypatch.setattr(forecast_assets, "_bid_kwh", lambda *a: [float("nan")] + real(*a)[1:])
     result = dg.materialize(
         assets("load_forecast"), partition_key=day, resources=resources_for(root), raise_on_error=False
     )
     assert not result.success
-    (check,) = result.get_asset_check_evaluations()
-    assert not check.passed and check.metadata["verdict"].value == "the backtest lost to a baseline"
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["bid_covers_every_period"].passed
+    assert "1 bids are not a finite, non-negative MWh" in checks["bid_covers_every_period"].metadata["problems"].value
     assert result.get_asset_materialization_events() == []
     assert {t.path: lake.keys(t, day) for t in (FORECAST, BIDS)} == before
     assert lake.read_bytes(f"{MODELS}/date={day}/model_p50.txt") == model_before
+
+
+def _clock_series(tz: str, first: dt.date, last: dt.date, spec: model.Spec) -> duckdb.DuckDBPyConnection:
+    """Half-hourly load that names its own UTC period (half hours since 1970): the feature table."""
+    con = duckdb.connect()
+    con.execute(
+        """CREATE TABLE series AS
+           SELECT period_start, epoch(period_start) / 1800 AS load, CAST(NULL AS DOUBLE) AS temp
+           FROM generate_series($first, $last, INTERVAL 30 MINUTE) AS t(period_start)""",
+        {"first": dt.datetime.combine(first, dt.time()), "last": dt.datetime.combine(last, dt.time())},
+    )
+    model.prepare(con, spec)
+    return con
+
+
+def _load_at(day: dt.date, clock: dt.time, zone) -> float:
+    """The load of the half hour at local `clock` on `day`: NaN if the clocks skipped it, the
+    mean of both if they went through it twice."""
+    instants = {dt.datetime.combine(day, clock, tzinfo=zone).replace(fold=fold).astimezone(dt.UTC) for fold in (0, 1)}
+    real = [u for u in instants if u.astimezone(zone).time() == clock]
+    return sum(u.timestamp() / 1800 for u in real) / len(real) if real else float("nan")
+
+
+@pytest.mark.parametrize("lag_days", [1, 2])
+def test_lags_are_by_local_clock_time_across_both_clock_changes(lag_days):
+    """The same settlement period k days back is the same local clock time, not 24 k UTC hours
+    back (an hour off for the days after a clock change); the half hour the spring change
+    skipped is unknown, the one the autumn change repeats is the mean of both."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Europe/London")
+    con = _clock_series(
+        "Europe/London", dt.date(2024, 3, 1), dt.date(2024, 11, 10), model.Spec("Europe/London", lag_days=lag_days)
+    )
+    hour_off = 0
+    for target in (
+        dt.date(2024, 3, 31),
+        dt.date(2024, 4, 1),
+        dt.date(2024, 4, 2),
+        dt.date(2024, 10, 27),
+        dt.date(2024, 10, 28),
+        dt.date(2024, 10, 29),
+        dt.date(2024, 11, 2),
+    ):
+        rows = model.matrix(con, "local_date = $d", {"d": target})
+        assert len(rows.y) == {dt.date(2024, 3, 31): 46, dt.date(2024, 10, 27): 50}.get(target, 48)
+        for start, x in zip(rows.starts, rows.x, strict=True):
+            clock = start.astype(dt.datetime).replace(tzinfo=dt.UTC).astimezone(zone).time()
+            for feature, back in (("lag_recent", lag_days), ("lag_week", 7)):
+                expected = _load_at(target - dt.timedelta(days=back), clock, zone)
+                np.testing.assert_equal(
+                    x[model.FEATURES.index(feature)], expected, err_msg=f"{target} {clock} {feature}"
+                )
+                utc_back = (start.astype(dt.datetime) - dt.timedelta(days=back)).replace(
+                    tzinfo=dt.UTC
+                ).timestamp() / 1800
+                hour_off += utc_back != expected
+    # positive control: whole UTC days back would have been wrong on these days
+    assert hour_off > 100

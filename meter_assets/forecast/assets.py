@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import math
 import time
 
 import dagster as dg
@@ -141,6 +142,10 @@ def portfolio_load(context: dg.AssetExecutionContext, lake: LakeResource, duckdb
     )
 
 
+# where the bid comes from: the model, or the baseline that beat it in the backtest
+BID_SOURCES = ("model", "seasonal_naive", "previous_day")
+
+
 def _passes(metrics: model.Metrics) -> tuple[bool, str]:
     if metrics.improvement_on_best_baseline < 0.10:
         return False, (
@@ -152,19 +157,73 @@ def _passes(metrics: model.Metrics) -> tuple[bool, str]:
     return True, "beats the best baseline by 10 % or more, P10-P90 coverage within 70-90 %"
 
 
+def _bid_source(metrics: model.Metrics | None, verdict: str) -> tuple[str, str]:
+    """The model's P50 only when its backtest beats the best baseline by 10 %; otherwise that
+    baseline (the same period a week earlier if there was no backtest to choose by)."""
+    if metrics is not None and metrics.improvement_on_best_baseline >= 0.10:
+        return "model", f"the model's P50 beat the best baseline by {metrics.improvement_on_best_baseline:.1%}"
+    if metrics is None:
+        return "seasonal_naive", f"no backtest ({verdict}): the same period a week earlier"
+    best = "seasonal_naive" if metrics.mape_seasonal_naive <= metrics.mape_previous_day else "previous_day"
+    return best, (
+        f"the model's P50 MAPE {metrics.mape_p50:.2%} did not beat the best baseline by 10 % "
+        f"(seasonal naive {metrics.mape_seasonal_naive:.2%}, previous day {metrics.mape_previous_day:.2%})"
+    )
+
+
+def _bid_kwh(source: str, quantiles: dict, x) -> list[float]:
+    """Per settlement period, the source's kWh; where a baseline lacks a period (a clock
+    change), the other baseline's, else the model's."""
+    seasonal = x[:, model.FEATURES.index("lag_week")]
+    previous = x[:, model.FEATURES.index("lag_recent")]
+    order = {
+        "model": [quantiles[0.5]],
+        "seasonal_naive": [seasonal, previous, quantiles[0.5]],
+        "previous_day": [previous, seasonal, quantiles[0.5]],
+    }[source]
+    return [next(float(c[i]) for c in order if c[i] == c[i]) for i in range(len(x))]
+
+
+def _bid_check(bids: pa.Table, periods: int) -> dg.AssetCheckResult:
+    """Every settlement period of the delivery day has one bid of a finite, non-negative MWh."""
+    mwh = bids.column("mwh").to_pylist()
+    sources = set(bids.column("source").to_pylist())
+    problems = []
+    if len(mwh) != periods:
+        problems.append(f"{len(mwh)} bids for {periods} settlement periods")
+    bad = [v for v in mwh if v is None or not math.isfinite(v) or v < 0]
+    if bad:
+        problems.append(f"{len(bad)} bids are not a finite, non-negative MWh (e.g. {bad[0]})")
+    if not sources <= set(BID_SOURCES):
+        problems.append(f"unknown bid source {sorted(sources - set(BID_SOURCES))}")
+    return dg.AssetCheckResult(
+        asset_key=BIDS.asset,
+        check_name="bid_covers_every_period",
+        passed=not problems,
+        metadata={"periods": periods, "bids": len(mwh), "problems": "; ".join(problems) or "none"},
+    )
+
+
 def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
     """Tomorrow's portfolio load per settlement period as P10/P50/P90, and the bid to buy it (MWh per period)."""
     s = settings()
     store = lake.lake()
     today = dt.date.fromisoformat(context.partition_key)
     delivery = today + dt.timedelta(days=1)
-    newest = today - dt.timedelta(days=1)  # the newest complete day at gate closure today
+    # the newest complete day at gate closure today: yesterday, for meter data (lag 2)
+    newest = delivery - dt.timedelta(days=s.forecast_lag_days)
     history = [newest - dt.timedelta(days=d) for d in range(s.forecast_history_days)]
     published = store.snapshot(PORTFOLIO_LOAD)
     files = [f for day in reversed(history) for f in published.files(day.isoformat())] if published else []
     if not files:
         raise FileNotFoundError(f"no portfolio_load before {today}: materialize portfolio_load first")
-    spec = model.Spec(tz=s.market_tz, minutes=s.settlement_minutes, country=s.market_country, threads=s.duckdb_threads)
+    spec = model.Spec(
+        tz=s.market_tz,
+        minutes=s.settlement_minutes,
+        country=s.market_country,
+        threads=s.duckdb_threads,
+        lag_days=s.forecast_lag_days,
+    )
     target_start, target_end = local_day_bounds(delivery)
     began = time.perf_counter()
     with lake_duckdb(duckdb, store) as con:
@@ -196,6 +255,8 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
             passed, verdict = _passes(metrics)
         except ValueError as error:
             metrics, passed, verdict = None, False, str(error)
+    source, reason = _bid_source(metrics, verdict)
+    bid_kwh = _bid_kwh(source, quantiles, target.x)
     tz = s.tz
     forecast = pa.table(
         {
@@ -216,7 +277,9 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
             "settlement_period": forecast.column("settlement_period"),
             "period_start": forecast.column("period_start"),
             "period_start_local": forecast.column("period_start_local"),
-            "mwh": pa.array([round(v / 1000, 3) for v in quantiles[0.5]], pa.float64()),
+            "mwh": pa.array([round(v / 1000, 3) for v in bid_kwh], pa.float64()),
+            "source": pa.array([source] * len(starts), pa.string()),
+            "reason": pa.array([reason] * len(starts), pa.string()),
         }
     )
     ranked = model.importances(fitted)
@@ -225,6 +288,8 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
         "periods": len(starts),
         "trained_on_periods": len(train.y),
         "band_widened_kwh": round(fitted.widen, 3),
+        "bid_source": source,
+        "bid_reason": reason,
         "backtest": metrics.as_dict() if metrics else None,
     }
     forecast_build = store.build(FORECAST, context.partition_key)
@@ -240,19 +305,27 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
             store.write_bytes(f"{models}/model_p{int(q * 100):02d}.txt", booster.model_to_string().encode())
         store.write_bytes(f"{models}/backtest.json", json.dumps(summary, indent=1).encode())
 
-    check_metadata = {"verdict": verdict}
+    check_metadata = {"verdict": verdict, "bid_source": source}
     if metrics:
         check_metadata.update({k: v for k, v in metrics.as_dict().items() if k != "pinball_by_quantile"})
+    # a model that loses its backtest is a warning, not a missing bid: the bid then is the baseline's
     check = dg.AssetCheckResult(
-        asset_key=FORECAST.asset, check_name="backtest_beats_baselines", passed=passed, metadata=check_metadata
+        asset_key=FORECAST.asset,
+        check_name="backtest_beats_baselines",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=check_metadata,
     )
-    gate = audit_and_publish(context, store, [forecast_build, bid_build], [check], publish=keep_model)
+    checks = [check, _bid_check(bids, (target_end - target_start) // dt.timedelta(minutes=s.settlement_minutes))]
+    gate = audit_and_publish(context, store, [forecast_build, bid_build], checks, publish=keep_model)
     yield from gate.results(
         {
             FORECAST.asset: {
                 "delivery_date": delivery.isoformat(),
                 "periods": len(starts),
                 "p50_mwh": round(float(sum(quantiles[0.5])) / 1000, 3),
+                "bid_source": source,
+                "bid_reason": reason,
                 "p10_mwh": round(float(sum(quantiles[0.1])) / 1000, 3),
                 "p90_mwh": round(float(sum(quantiles[0.9])) / 1000, 3),
                 "trained_on_periods": len(train.y),
@@ -267,6 +340,8 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
             BIDS.asset: {
                 "delivery_date": delivery.isoformat(),
                 "mwh": round(float(sum(bids.column("mwh").to_pylist())), 3),
+                "source": source,
+                "reason": reason,
             },
         }
     )
@@ -287,11 +362,14 @@ def load_forecast_schedule(context: dg.ScheduleEvaluationContext):
 
 def build() -> list[dg.AssetsDefinition]:
     """The forecast domain's partitioned assets, made when the code location loads (the weather is not partitioned)."""
-    # the history a forecast made on D reads: the portfolio's load up to D-1
+    # the history a forecast made on D for D+1 reads: the portfolio's load up to D+1-lag (D-1)
+    s = settings()
     history = dg.AssetDep(
         "portfolio_load",
         partition_mapping=dg.TimeWindowPartitionMapping(
-            start_offset=-settings().forecast_history_days, end_offset=-1, allow_nonexistent_upstream_partitions=True
+            start_offset=-s.forecast_history_days,
+            end_offset=1 - s.forecast_lag_days,
+            allow_nonexistent_upstream_partitions=True,
         ),
     )
     return [
@@ -327,11 +405,17 @@ def build() -> list[dg.AssetsDefinition]:
                 dg.AssetCheckSpec(
                     "backtest_beats_baselines",
                     asset=FORECAST.asset,
-                    blocking=True,
                     description="Rolling-origin backtest over the last days: P50 beats the best "
-                    "baseline by 10 % and P10-P90 holds 70-90 % of actuals; "
-                    "otherwise neither forecast nor bid is published.",
-                )
+                    "baseline by 10 % and P10-P90 holds 70-90 % of actuals; when P50 does not, "
+                    "the bid is the best baseline's (a warning, not a missing bid).",
+                ),
+                dg.AssetCheckSpec(
+                    "bid_covers_every_period",
+                    asset=BIDS.asset,
+                    blocking=True,
+                    description="One finite, non-negative bid per settlement period of the delivery "
+                    "day; otherwise neither forecast nor bid is published and yesterday's stay.",
+                ),
             ],
         )(load_forecast),
     ]

@@ -1,7 +1,8 @@
 """`meter-forecast`: the load forecast's model and backtest on any load history.
 
     meter-forecast backtest --csv FILE --time-col C --value-col C [--temp-col C] [--freq 30min]
-                            [--test-days 28] [--country GB] [--tz Europe/London] [--agg mean|sum]
+                            [--test-days 28] [--country GB] [--subdivision VIC] [--tz Europe/London]
+                            [--lag-days 2] [--last-day YYYY-MM-DD] [--agg mean|sum]
 
 Reads a CSV of a load history (a whole market's demand, one region, one home), puts it on
 the settlement-period grid, and runs the same features, LightGBM quantile models and
@@ -16,6 +17,7 @@ less accurate, so the backtest is then optimistic).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import re
 import sys
@@ -80,15 +82,24 @@ def backtest_command(args: argparse.Namespace) -> dict:
     periods, first, last = con.execute("SELECT count(*), min(period_start), max(period_start) FROM series").fetchone()
     if not periods:
         raise SystemExit(f"{args.csv}: no rows with a value in {args.value_col!r}")
-    spec = model.Spec(tz=args.tz, minutes=args.freq, country=args.country)
+    try:
+        spec = model.Spec(
+            tz=args.tz, minutes=args.freq, country=args.country, subdivision=args.subdivision, lag_days=args.lag_days
+        )
+    except ValueError as error:
+        raise SystemExit(f"--lag-days: {error}") from None
     model.prepare(con, spec)
-    # the newest day with every period present is the backtest's last day
+    # the newest day with every period present is the backtest's last day, unless one is asked for
     (last_day,) = con.execute(
         "SELECT max(local_date) FROM (SELECT local_date FROM features GROUP BY 1 HAVING count(load) >= $periods - 2)",
         {"periods": 24 * 60 // args.freq},
     ).fetchone()
     if last_day is None:
         raise SystemExit(f"{args.csv}: no whole day of data at {args.freq}-minute periods")
+    if args.last_day is not None:
+        if args.last_day > last_day:
+            raise SystemExit(f"--last-day {args.last_day}: the newest whole day of {args.csv} is {last_day}")
+        last_day = args.last_day
     metrics = model.backtest(con, spec, last_day, args.test_days)
     where, params = model.trainable(last_day)
     fitted = model.fit(model.matrix(con, where, params), spec)
@@ -100,6 +111,8 @@ def backtest_command(args: argparse.Namespace) -> dict:
         "freq_minutes": args.freq,
         "timezone": args.tz,
         "country": args.country,
+        "subdivision": args.subdivision,
+        "lag_days": args.lag_days,
         "backtest_last_day": last_day.isoformat(),
         **metrics.as_dict(),
         "beats_best_baseline_by_10_percent": metrics.improvement_on_best_baseline >= 0.10,
@@ -123,7 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--freq", type=minutes_of, default=30, help="settlement period, e.g. 30min or 1h (default 30min)")
     run.add_argument("--test-days", type=int, default=28)
     run.add_argument("--country", default="GB", help="public holidays of this country (default GB)")
+    run.add_argument("--subdivision", default=None, help="and of this state or nation in it (e.g. VIC in AU)")
     run.add_argument("--tz", default=settings().market_tz, help="local time zone of the days (default METER_MARKET_TZ)")
+    run.add_argument(
+        "--lag-days",
+        type=int,
+        default=settings().forecast_lag_days,
+        help="days from the newest complete day known at bid time to the day forecast: 2 for meter data "
+        "(the default, METER_FORECAST_LAG_DAYS), 1 for a system operator's series published by morning",
+    )
+    run.add_argument(
+        "--last-day", type=dt.date.fromisoformat, default=None, help="the backtest's last day (default the newest)"
+    )
     run.add_argument(
         "--agg",
         choices=("mean", "sum"),

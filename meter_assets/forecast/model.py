@@ -7,9 +7,10 @@ settlement-period frequency, the load in that period (NULL where unknown, e.g. t
 being forecast) and the temperature as forecast at bid time (NULL if there is none).
 
 What is known at bid time: a day-ahead bid for day T closes at gate closure on T-1, when
-the newest complete day of readings is T-2 (day T-1 is still being metered). So every
-load feature of a period on day T comes from day T-2 or earlier (`LAG_DAYS`); the
-calendar, public holidays and the temperature forecast are known in advance.
+the newest complete day of meter readings is T-2 (day T-1 is still being metered); a
+system operator's series has T-1 by then. So every load feature of a period on day T
+comes from day T-lag or earlier (`Spec.lag_days`: 2, `LAG_DAYS`, or 1); the calendar,
+public holidays and the temperature forecast are known in advance.
 """
 
 from __future__ import annotations
@@ -25,28 +26,46 @@ MATRIX_SQL = "SELECT period_start, local_date, load, {features} FROM features WH
 
 QUANTILES = (0.1, 0.5, 0.9)
 LAG_DAYS = 2
-FEATURES = (
-    "period",
-    "dow",
-    "is_weekend",
-    "is_holiday",
-    "doy_sin",
-    "doy_cos",
-    "temp",
-    "heating_degrees",
+# loads, which the models see relative to the anchor: what they learn is a shape and a
+# response (to the weekday, the weather, a holiday), not a level, so it carries across
+# seasons and a growing portfolio
+LOADS = (
     "lag_recent",
     "lag_week",
+    "lag_two_weeks",
+    "lag_sunday",
     "recent_day_mean",
     "week_day_mean",
     "recent_day_peak",
     "period_mean_last_week",
     "period_mean_same_weekday",
 )
+FEATURES = (
+    "period",
+    "dow",
+    "is_weekend",
+    "is_holiday",
+    "next_to_holiday",
+    "was_holiday_week_before",
+    "recent_was_holiday",
+    "doy_sin",
+    "doy_cos",
+    "temp",
+    "heating_degrees",
+    "cooling_degrees",
+    "temp_change_on_week",
+    *LOADS,
+    "level_change_on_week",
+    "week_level_change",
+)
+# a day of the year can only be learnt from two of them: with less history it is memorised
+SEASONAL = ("doy_sin", "doy_cos")
+SEASONAL_HISTORY_DAYS = 730
 # small data (tens of thousands of rows): a few hundred shallow trees, deterministic
 PARAMS = {
     "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_data_in_leaf": 20,
+    "num_leaves": 15,
+    "min_data_in_leaf": 40,
     "feature_fraction": 0.9,
     "bagging_fraction": 0.9,
     "bagging_freq": 1,
@@ -58,56 +77,116 @@ PARAMS = {
 }
 ROUNDS = 300
 CALIBRATION_DAYS = 14
+TRUST_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# the band's widening on an unusual day (a holiday, next to one): the calibration days say
+# how wrong an ordinary day goes, and hold few or none of these
+UNUSUAL_DAY_BAND = 3.0
+# a day's weight in training halves every this many days back: what the model learns follows
+# the season it is in, without forgetting the rest
+HALF_LIFE_DAYS = 60
 
-# Calendar in the series' local time; lags by whole days in UTC (a period two days back,
-# one hour off for the two days after a clock change); the daily mean and peak of the
-# newest complete day and of the same weekday a week earlier, by local date; and the same
-# period's mean over the newest complete week and over the same weekday of the last four
-# weeks, which average out the noise of any one day.
+# Calendar in the series' local time. Lags are by local day and clock time (the same
+# settlement period k days back, across a clock change too; the repeated hour of a long day
+# averaged); the daily mean and peak of the newest complete day, of the same weekday a week
+# earlier, and of the day a week before the newest; the same period's mean over the newest
+# complete week and over the same weekday of the last four weeks, which average out the
+# noise of any one day.
 FEATURES_SQL = """
 CREATE OR REPLACE TEMP TABLE features AS
 WITH local AS (
-    SELECT
-        period_start, load, temp, timezone($tz, period_start AT TIME ZONE 'UTC') AS local_at,
-        avg(load) OVER (PARTITION BY strftime(period_start, '%H:%M') ORDER BY period_start
-                        RANGE BETWEEN to_days(CAST($lag_days AS INTEGER) + 6) PRECEDING
-                              AND to_days(CAST($lag_days AS INTEGER)) PRECEDING) AS period_mean_last_week,
-        avg(load) OVER (PARTITION BY strftime(period_start, '%H:%M'), isodow(period_start) ORDER BY period_start
-                        RANGE BETWEEN INTERVAL 28 DAY PRECEDING AND INTERVAL 7 DAY PRECEDING)
-            AS period_mean_same_weekday
-    FROM series
+    SELECT period_start, load, temp, local_at, CAST(local_at AS DATE) AS local_date,
+           CAST(local_at AS TIME) AS clock_time,
+           -- the newest complete day a bid for this day knows
+           CAST(local_at AS DATE) - CAST($lag_days AS INTEGER) AS known_date
+    FROM (SELECT *, timezone($tz, period_start AT TIME ZONE 'UTC') AS local_at FROM series)
+),
+clock AS (
+    SELECT local_date, clock_time, date_diff('day', DATE '2000-01-01', local_date) AS day_number,
+           avg(load ORDER BY period_start) AS load, avg(temp ORDER BY period_start) AS temp
+    FROM local
+    GROUP BY local_date, clock_time
+),
+windows AS (
+    SELECT local_date, clock_time,
+        avg(load ORDER BY local_date) OVER (
+            PARTITION BY clock_time ORDER BY day_number
+            RANGE BETWEEN CAST($lag_days AS INTEGER) + 6 PRECEDING AND CAST($lag_days AS INTEGER) PRECEDING
+        ) AS period_mean_last_week,
+        avg(load ORDER BY local_date) OVER (
+            PARTITION BY clock_time, isodow(local_date) ORDER BY day_number
+            RANGE BETWEEN 28 PRECEDING AND 7 PRECEDING
+        ) AS period_mean_same_weekday
+    FROM clock
 ),
 days AS (
-    SELECT CAST(local_at AS DATE) AS local_date, avg(load ORDER BY period_start) AS day_mean, max(load) AS day_peak
+    SELECT local_date, avg(load ORDER BY period_start) AS day_mean, max(load) AS day_peak
     FROM local
     GROUP BY 1
     HAVING count(load) = count(*)
+),
+weeks AS (
+    SELECT local_date,
+           avg(day_mean ORDER BY local_date) OVER (
+               ORDER BY date_diff('day', DATE '2000-01-01', local_date) RANGE BETWEEN 6 PRECEDING AND CURRENT ROW
+           ) AS week_mean
+    FROM days
 )
 SELECT
     s.period_start,
-    CAST(s.local_at AS DATE)                                           AS local_date,
+    s.local_date,
     s.load,
     (hour(s.local_at) * 60 + minute(s.local_at)) // $minutes           AS period,
-    isodow(s.local_at)                                                 AS dow,
-    CAST(isodow(s.local_at) >= 6 AS INTEGER)                           AS is_weekend,
+    -- a public holiday is a Sunday to the models (people are home), flagged as well
+    CASE WHEN holidays.day IS NULL THEN isodow(s.local_at) ELSE 7 END  AS dow,
+    CAST(isodow(s.local_at) >= 6 OR holidays.day IS NOT NULL AS INTEGER) AS is_weekend,
     CAST(holidays.day IS NOT NULL AS INTEGER)                          AS is_holiday,
+    -- a working day between a holiday and the weekend, or after one: many take it off
+    CAST(holidays.day IS NULL AND isodow(s.local_at) <= 5
+         AND (next_day.day IS NOT NULL OR day_before.day IS NOT NULL) AS INTEGER)
+                                                                       AS next_to_holiday,
+    CAST(holiday_before.day IS NOT NULL AS INTEGER)                    AS was_holiday_week_before,
+    CAST(holiday_recent.day IS NOT NULL AS INTEGER)                    AS recent_was_holiday,
     sin(2 * pi() * dayofyear(s.local_at) / 365.25)                     AS doy_sin,
     cos(2 * pi() * dayofyear(s.local_at) / 365.25)                     AS doy_cos,
     s.temp,
     greatest(15.5 - s.temp, 0)                                         AS heating_degrees,
+    greatest(s.temp - 22, 0)                                           AS cooling_degrees,
+    s.temp - week.temp                                                 AS temp_change_on_week,
     recent.load                                                        AS lag_recent,
     week.load                                                          AS lag_week,
+    fortnight.load                                                     AS lag_two_weeks,
+    sunday.load                                                        AS lag_sunday,
     recent_day.day_mean                                                AS recent_day_mean,
     week_day.day_mean                                                  AS week_day_mean,
     recent_day.day_peak                                                AS recent_day_peak,
-    s.period_mean_last_week,
-    s.period_mean_same_weekday
+    -- a holiday on either day would read as a change of level: then the weeks' means say it
+    CASE WHEN holiday_recent.day IS NULL AND holiday_recent_before.day IS NULL
+         THEN recent_day.day_mean / nullif(recent_day_before.day_mean, 0)
+         ELSE recent_week.week_mean / nullif(week_before.week_mean, 0) END AS level_change_on_week,
+    recent_week.week_mean / nullif(week_before.week_mean, 0)           AS week_level_change,
+    w.period_mean_last_week,
+    w.period_mean_same_weekday
 FROM local AS s
-LEFT JOIN holidays ON holidays.day = CAST(s.local_at AS DATE)
-LEFT JOIN local AS recent ON recent.period_start = s.period_start - to_days(CAST($lag_days AS INTEGER))
-LEFT JOIN local AS week ON week.period_start = s.period_start - INTERVAL 7 DAY
-LEFT JOIN days AS recent_day ON recent_day.local_date = CAST(s.local_at AS DATE) - CAST($lag_days AS INTEGER)
-LEFT JOIN days AS week_day ON week_day.local_date = CAST(s.local_at AS DATE) - 7
+LEFT JOIN holidays ON holidays.day = s.local_date
+LEFT JOIN holidays AS holiday_before ON holiday_before.day = s.local_date - 7
+LEFT JOIN holidays AS next_day ON next_day.day = s.local_date + 1
+LEFT JOIN holidays AS day_before ON day_before.day = s.local_date - 1
+LEFT JOIN holidays AS holiday_recent ON holiday_recent.day = s.known_date
+LEFT JOIN holidays AS holiday_recent_before ON holiday_recent_before.day = s.known_date - 7
+LEFT JOIN clock AS recent
+       ON recent.local_date = s.known_date AND recent.clock_time = s.clock_time
+LEFT JOIN clock AS week ON week.local_date = s.local_date - 7 AND week.clock_time = s.clock_time
+LEFT JOIN clock AS fortnight ON fortnight.local_date = s.local_date - 14 AND fortnight.clock_time = s.clock_time
+-- the newest Sunday known at bid time: what a public holiday looks like
+LEFT JOIN clock AS sunday
+       ON sunday.local_date = s.known_date - CAST(isodow(s.known_date) % 7 AS INTEGER)
+      AND sunday.clock_time = s.clock_time
+LEFT JOIN windows AS w ON w.local_date = s.local_date AND w.clock_time = s.clock_time
+LEFT JOIN days AS recent_day ON recent_day.local_date = s.known_date
+LEFT JOIN days AS recent_day_before ON recent_day_before.local_date = s.known_date - 7
+LEFT JOIN days AS week_day ON week_day.local_date = s.local_date - 7
+LEFT JOIN weeks AS recent_week ON recent_week.local_date = s.known_date
+LEFT JOIN weeks AS week_before ON week_before.local_date = s.known_date - 7
 ORDER BY s.period_start
 """
 
@@ -118,6 +197,16 @@ class Spec:
     minutes: int = 30
     country: str = "GB"
     threads: int = 2
+    # days between the newest complete day known at bid time and the day forecast: 2 for meter
+    # data (at gate closure on T-1, day T-1 is still being metered), 1 for a system operator's
+    # series (yesterday is published by morning)
+    lag_days: int = LAG_DAYS
+    subdivision: str | None = None  # the holidays of a state or nation within the country
+
+    def __post_init__(self):
+        if not 1 <= self.lag_days <= 7:
+            # the week-ago lags would then be unknown at bid time
+            raise ValueError(f"lag_days must be 1 to 7, not {self.lag_days}")
 
 
 @dataclass
@@ -146,11 +235,13 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: Spec) -> None:
         "max(timezone($tz, period_start AT TIME ZONE 'UTC')) FROM series",
         {"tz": spec.tz},
     ).fetchone()
-    days = sorted(holidays.country_holidays(spec.country, years=range(first.year, last.year + 1)))
+    days = sorted(
+        holidays.country_holidays(spec.country, subdiv=spec.subdivision, years=range(first.year, last.year + 1))
+    )
     con.execute("CREATE OR REPLACE TEMP TABLE holidays (day DATE)")
     if days:
         con.executemany("INSERT INTO holidays VALUES ($day)", [{"day": d} for d in days])
-    con.execute(FEATURES_SQL, {"tz": spec.tz, "minutes": spec.minutes, "lag_days": LAG_DAYS})
+    con.execute(FEATURES_SQL, {"tz": spec.tz, "minutes": spec.minutes, "lag_days": spec.lag_days})
 
 
 @dataclass
@@ -185,66 +276,117 @@ def matrix(con: duckdb.DuckDBPyConnection, where: str, params: dict | None = Non
 class Fitted:
     models: dict[float, object]
     widen: float  # added outside P10 and P90 (as a ratio), from the calibration days (conformalised quantiles)
+    features: tuple[str, ...] = FEATURES  # the features the models use, in their order
+    # how much of the P50 model's departure from the anchor is kept (1: all, 0: the anchor
+    # alone), chosen on the calibration days: with little history the trees mostly add noise
+    trust: float = 1.0
 
 
-def _train(x: np.ndarray, y: np.ndarray, q: float, spec: Spec):
+def _train(x: np.ndarray, y: np.ndarray, weight: np.ndarray, q: float, features: tuple[str, ...], spec: Spec):
     import lightgbm as lgb
 
-    data = lgb.Dataset(x, y, feature_name=list(FEATURES), free_raw_data=False)
+    data = lgb.Dataset(x, y, weight=weight, feature_name=list(features), free_raw_data=False)
     return lgb.train(
         {**PARAMS, "objective": "quantile", "alpha": q, "num_threads": spec.threads}, data, num_boost_round=ROUNDS
     )
 
 
-def baseline(x: np.ndarray) -> np.ndarray:
-    """What each period is forecast relative to: its mean on the same weekday of the last four
-    weeks (else a week earlier). The models learn the ratio to it, so a level they never saw
-    in training (a colder winter, a bigger portfolio) is still forecast in proportion."""
-    base = x[:, FEATURES.index("period_mean_same_weekday")]
-    base = np.where(np.isnan(base), x[:, FEATURES.index("lag_week")], base)
+def _feature(x: np.ndarray, name: str) -> np.ndarray:
+    return x[:, FEATURES.index(name)]
+
+
+def anchor(x: np.ndarray) -> np.ndarray:
+    """What each period is forecast relative to: the same period a week earlier, scaled by how
+    the level moved between the newest complete day and the same weekday a week before it.
+    A public holiday is anchored on the newest Sunday instead, a working day next to one
+    halfway between the two (many take it off), a day whose week-ago day was a holiday on the
+    same weekday two weeks back; where those are unknown, on the same period's mean on the
+    same weekday of the last four weeks. The models learn the ratio to it, so a level they
+    never saw in training (a colder winter, a grown portfolio) is still forecast in proportion.
+    """
+    level = np.nan_to_num(np.clip(_feature(x, "level_change_on_week"), 0.5, 2.0), nan=1.0)
+    week = _feature(x, "lag_week")
+    base = np.where(_feature(x, "was_holiday_week_before") == 1, _feature(x, "lag_two_weeks"), week)
+    sunday = _feature(x, "lag_sunday")
+    base = np.where(_feature(x, "next_to_holiday") == 1, (base + sunday) / 2, base)
+    base = np.where(_feature(x, "is_holiday") == 1, sunday, base) * level
+    base = np.where(np.isnan(base), _feature(x, "period_mean_same_weekday"), base)
+    base = np.where(np.isnan(base), week, base)
     return np.where(base > 0, base, np.nan)
+
+
+def unusual(x: np.ndarray) -> np.ndarray:
+    """Days the calibration days rarely hold: a holiday, a day next to one, a day whose
+    week-ago day was one (its anchor is a stand-in)."""
+    return (
+        (_feature(x, "is_holiday") == 1)
+        | (_feature(x, "next_to_holiday") == 1)
+        | (_feature(x, "was_holiday_week_before") == 1)
+    )
+
+
+def design(x: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
+    """The models' inputs: `features` of `x`, loads as ratios to the anchor."""
+    base = anchor(x)
+    return np.column_stack([_feature(x, f) / base if f in LOADS else _feature(x, f) for f in features])
+
+
+def used_features(dates: np.ndarray) -> tuple[str, ...]:
+    """Every feature, but the day of the year only when the history spans two years of it."""
+    span = int((dates.max() - dates.min()).astype(int)) if len(dates) else 0
+    return FEATURES if span >= SEASONAL_HISTORY_DAYS else tuple(f for f in FEATURES if f not in SEASONAL)
 
 
 def fit(rows: Rows, spec: Spec) -> Fitted:
     """One LightGBM quantile model per quantile, the band calibrated out of sample.
 
-    Quantile trees fit their training data closely, so a P10-P90 band learnt in sample is too
-    narrow on new days. The P50 model learns from every row; the P10 and P90 models from all
-    but the last `CALIBRATION_DAYS`, on which the band's misses are measured and the band
-    widened (or narrowed) until it would have held 80 % of them (conformalised quantile
-    regression).
+    Recent days weigh more (halving every `HALF_LIFE_DAYS`). Quantile trees fit their training
+    data closely, so a P10-P90 band learnt in sample is too narrow on new days. The P50 model
+    learns from every row; the P10 and P90 models from all but the last `CALIBRATION_DAYS`, on
+    which the band's misses are measured and the band widened (or narrowed) until it would
+    have held 80 % of them (conformalised quantile regression).
     """
-    cut = rows.dates.max() - np.timedelta64(CALIBRATION_DAYS, "D") if len(rows.y) else None
+    features = used_features(rows.dates)
+    x = design(rows.x, features)
+    newest = rows.dates.max() if len(rows.y) else None
+    age = (newest - rows.dates).astype(int) if newest is not None else np.zeros(0)
+    weight = 0.5 ** (age / HALF_LIFE_DAYS)
+    cut = newest - np.timedelta64(CALIBRATION_DAYS, "D") if newest is not None else None
     proper = rows.dates <= cut if cut is not None else np.ones(len(rows.y), bool)
     calibrate = ~proper
     if calibrate.sum() < 7 * 24 * 60 // spec.minutes or proper.sum() < calibrate.sum():
         # too little history to set a week aside: the band as learnt
         proper, calibrate = np.ones(len(rows.y), bool), np.zeros(len(rows.y), bool)
-    ratio = rows.y / baseline(rows.x)
+    ratio = rows.y / anchor(rows.x)
     known = ~np.isnan(ratio)
     proper, calibrate = proper & known, calibrate & known
-    models = {0.5: _train(rows.x[known], ratio[known], 0.5, spec)}
+    models = {0.5: _train(x[known], ratio[known], weight[known], 0.5, features, spec)}
     for q in (0.1, 0.9):
-        models[q] = _train(rows.x[proper], ratio[proper], q, spec)
-    widen = 0.0
+        models[q] = _train(x[proper], ratio[proper], weight[proper], q, features, spec)
+    widen, trust = 0.0, 1.0
     if calibrate.any():
         y = ratio[calibrate]
-        misses = np.maximum(models[0.1].predict(rows.x[calibrate]) - y, y - models[0.9].predict(rows.x[calibrate]))
+        misses = np.maximum(models[0.1].predict(x[calibrate]) - y, y - models[0.9].predict(x[calibrate]))
         level = min(1.0, (1 - 2 * QUANTILES[0]) * (1 + 1 / len(y)))
         widen = float(np.quantile(misses, level))
-    return Fitted(models=models, widen=widen)
+        departure = _train(x[proper], ratio[proper], weight[proper], 0.5, features, spec).predict(x[calibrate]) - 1
+        errors = {t: float(np.mean(np.abs(y - 1 - t * departure) / y)) for t in TRUST_STEPS}
+        trust = min(errors, key=lambda t: (errors[t], -t))
+    return Fitted(models=models, widen=widen, features=features, trust=trust)
 
 
 def predict(fitted: Fitted, x: np.ndarray) -> dict[float, np.ndarray]:
     """Quantile forecasts, made monotone (P10 <= P50 <= P90) where the models cross."""
+    used = design(x, fitted.features)
+    widen = fitted.widen * np.where(unusual(x), UNUSUAL_DAY_BAND, 1.0)
     raw = np.vstack(
         [
-            fitted.models[0.1].predict(x) - fitted.widen,
-            fitted.models[0.5].predict(x),
-            fitted.models[0.9].predict(x) + fitted.widen,
+            fitted.models[0.1].predict(used) - widen,
+            1 + fitted.trust * (fitted.models[0.5].predict(used) - 1),
+            fitted.models[0.9].predict(used) + widen,
         ]
     )
-    ordered = np.sort(raw, axis=0) * baseline(x)
+    ordered = np.sort(raw, axis=0) * anchor(x)
     return {q: ordered[i] for i, q in enumerate(QUANTILES)}
 
 
@@ -260,7 +402,7 @@ def importances(fitted: Fitted) -> list[dict]:
     gains = fitted.models[0.5].feature_importance(importance_type="gain")
     total = float(gains.sum()) or 1.0
     return sorted(
-        ({"feature": f, "gain_share": round(float(g) / total, 4)} for f, g in zip(FEATURES, gains, strict=True)),
+        ({"feature": f, "gain_share": round(float(g) / total, 4)} for f, g in zip(fitted.features, gains, strict=True)),
         key=lambda r: -r["gain_share"],
     )
 
@@ -271,18 +413,18 @@ def backtest(
     """Rolling-origin evaluation over the `test_days` days ending `last_day`.
 
     Each block of `refit_every` days is forecast by models trained only on what a bid for
-    the block's first day could have known (days up to two before it); every day's load
-    features come from two or more days before it, as at bid time. Baselines: the same
-    period a week earlier (seasonal naive) and the same period on the newest complete day
-    (previous day, two days before: the day before the target is not yet metered at
-    gate closure).
+    the block's first day could have known (days up to `lag_days` before it); every day's
+    load features come from `lag_days` or more days before it, as at bid time. Baselines:
+    the same period a week earlier (seasonal naive) and the same period on the newest day
+    known at bid time (previous day: with meter data two days before, the day before not
+    yet being metered at gate closure).
     """
     first = last_day - dt.timedelta(days=test_days - 1)
     actual, p10, p50, p90, seasonal, previous, days = [], [], [], [], [], [], []
     origin = first
     while origin <= last_day:
         block_end = min(origin + dt.timedelta(days=refit_every - 1), last_day)
-        where, params = trainable(origin - dt.timedelta(days=LAG_DAYS))
+        where, params = trainable(origin - dt.timedelta(days=spec.lag_days))
         train = matrix(con, where, params)
         if len(train.y) < 7 * 24 * 60 // spec.minutes:
             raise ValueError(f"too little history before {origin} to train on ({len(train.y)} periods)")

@@ -7,12 +7,14 @@ each day's randomness from the seed and the day, so any day can be generated on 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from meter_assets.config import settings
 from meter_assets.market_calendar import local_day_bounds
 
 FIRST_METER_ID = 1_000_001
@@ -151,6 +153,24 @@ PROFILE_BUMPS = {
 }
 
 
+@functools.cache
+def _public_holidays(country: str, year: int) -> frozenset[dt.date]:
+    import holidays
+
+    return frozenset(holidays.country_holidays(country, years=range(year - 1, year + 2)))
+
+
+def weekend_likeness(day: dt.date, country: str) -> float:
+    """How much a day's routine is a weekend's: 1 on Saturdays, Sundays and public holidays
+    (people are home), a half on a working day next to a holiday (many take it off), else 0."""
+    public = _public_holidays(country, day.year)
+    if day.weekday() >= 5 or day in public:
+        return 1.0
+    if any(day + dt.timedelta(days=d) in public for d in (-1, 1)):
+        return 0.5
+    return 0.0
+
+
 def interval_load_kwh(
     pop: Population,
     day: dt.date,
@@ -167,15 +187,18 @@ def interval_load_kwh(
     starts = np.array([start + dt.timedelta(minutes=15 * i) for i in range(n)], dtype="datetime64[s]")
     local = [(start + dt.timedelta(minutes=15 * i)).replace(tzinfo=dt.UTC).astimezone(tz) for i in range(n)]
     minute = np.array([t.hour * 60 + t.minute for t in local], dtype=float)
-    weekend = day.weekday() >= 5
+    weekend = weekend_likeness(day, settings().market_country)
     rng = np.random.default_rng([seed, 3, day.toordinal()])
 
-    # profile shapes for every personal shift, normalised to a daily mean of 1
-    shapes = np.empty((2, 7, n))
+    # profile shapes for every personal shift, normalised to a daily mean of 1; a day next to
+    # a holiday is halfway between a working day's and a weekend's
+    shapes = np.zeros((2, 7, n))
     for profile in (0, 1):
         for s, shift in enumerate(range(-3, 4)):
-            shape = _bumps(minute - 15 * shift, PROFILE_BUMPS[(profile, weekend)])
-            shapes[profile, s] = shape / shape.mean()
+            for is_weekend, share in ((False, 1 - weekend), (True, weekend)):
+                if share:
+                    shape = _bumps(minute - 15 * shift, PROFILE_BUMPS[(profile, is_weekend)])
+                    shapes[profile, s] += share * shape / shape.mean()
     base = shapes[pop.profile, pop.shift + 3]  # (meters, n)
 
     doy = day.timetuple().tm_yday
