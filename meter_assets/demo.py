@@ -19,6 +19,7 @@ from meter_assets.definitions import assets, build, daily_assets
 from meter_assets.jobs import REFERENCE
 from meter_assets.market_calendar import month_bounds
 from meter_assets.resources import resources
+from meter_assets.tables import BIDS, FORECAST
 
 # one line a partition on the terminal; every event is still in the instance for the UI
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -74,29 +75,34 @@ def bill_months(instance: dg.DagsterInstance, start: dt.date, days: int, log=pri
         log(f"bills {month}: {'issued' if issue else 'drafts'} in {time.perf_counter() - began:.1f} s")
 
 
-def forecast_today(instance: dg.DagsterInstance, log=print) -> None:
+def forecast_today(
+    instance: dg.DagsterInstance, log=print, today: dt.date | None = None, lake: str | None = None
+) -> None:
     """Today's forecast and bid for tomorrow, as the morning schedule makes them."""
-    today = dt.datetime.now(settings().tz).date().isoformat()
+    today = today or dt.datetime.now(settings().tz).date()
     began = time.perf_counter()
     result = dg.materialize(
         assets("load_forecast"),
-        partition_key=today,
+        partition_key=today.isoformat(),
         instance=instance,
-        resources=resources(),
+        resources=resources(lake),
         run_config=QUIET,
         raise_on_error=False,
     )
-    if not result.success and not result.get_asset_check_evaluations():
-        log(f"load forecast {today}: failed (see the run in the UI)")
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    if not result.success:
+        bid = checks.get("bid_covers_every_period")
+        why = bid.metadata["problems"].value if bid else "see the run in the UI"
+        log(f"load forecast {today}: failed, no bid published ({why})")
         return
-    (check,) = result.get_asset_check_evaluations()
-    if not check.passed:
-        log(f"load forecast {today}: withheld, no bid published; backtest: {check.metadata['verdict'].value}")
-        return
-    metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
+    published = {
+        m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("load_forecast")
+    }
+    forecast, bids = published[FORECAST.asset], published[BIDS.asset]
     log(
-        f"load forecast {today} for {metadata['delivery_date'].value}: P50 {metadata['p50_mwh'].value} MWh "
-        f"in {time.perf_counter() - began:.1f} s; backtest: {check.metadata['verdict'].value}"
+        f"load forecast {today} for {forecast['delivery_date'].value}: P50 {forecast['p50_mwh'].value} MWh "
+        f"in {time.perf_counter() - began:.1f} s; bid {bids['mwh'].value} MWh from {bids['source'].value} "
+        f"({bids['reason'].value})"
     )
 
 

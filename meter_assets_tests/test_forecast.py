@@ -428,3 +428,20 @@ def test_lags_are_by_local_clock_time_across_both_clock_changes(lag_days):
                 hour_off += utc_back != expected
     # positive control: whole UTC days back would have been wrong on these days
     assert hour_off > 100
+
+
+def test_the_demo_says_what_it_bid_and_where_the_bid_came_from(history, tmp_path):
+    import shutil
+
+    from meter_assets.demo import forecast_today
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(history, root)
+    day = START + dt.timedelta(days=DAYS)
+    lines = []
+    forecast_today(dg.DagsterInstance.ephemeral(), log=lines.append, today=day, lake=root)
+    (line,) = lines
+    bids = pq.read_table(Lake(root).files(BIDS, day.isoformat())[0]).to_pylist()
+    mwh = round(sum(b["mwh"] for b in bids), 3)
+    assert f"load forecast {day} for {day + dt.timedelta(days=1)}" in line
+    assert f"bid {mwh} MWh from {bids[0]['source']} ({bids[0]['reason']})" in line
