@@ -69,3 +69,26 @@ def test_the_model_beats_the_best_baseline_on_real_demand(tmp_path, name, last_d
     assert not np.isnan(model_mape)
     assert model_mape <= 0.9 * min(week_mape, known_mape)
     assert 0.70 <= coverage <= 0.90
+
+
+@pytest.mark.parametrize(
+    ("name", "periods", "first_utc", "last_utc"),
+    [
+        # 5 June 2000 00:00 in London is 4 June 23:00 UTC (summer time); 12 weeks of half hours
+        ("gb_national", 4032, "2000-06-04 23:00:00", "2000-08-27 22:30:00"),
+        # 1 January 2014 00:00 in AEMO's market time (UTC+10 all year); 365 days of half hours
+        ("victoria", 17520, "2013-12-31 14:00:00", "2014-12-31 13:30:00"),
+        # 16 December 2006 17:24 in Paris (UTC+1 in winter), one reading a minute with gaps
+        ("household_sceaux", 2075259, "2006-12-16 16:24:00", "2010-11-26 20:02:00"),
+    ],
+)
+def test_each_public_series_lands_in_utc_with_every_period(tmp_path, name, periods, first_utc, last_utc):
+    csv = str(tmp_path / f"{name}.csv")
+    public_data.write_csv(name, csv)
+    count, first, last, loads = duckdb.execute(
+        """SELECT count(*), min(timezone('UTC', timestamp)), max(timezone('UTC', timestamp)), count(load)
+           FROM read_csv($csv, header = true)""",
+        {"csv": csv},
+    ).fetchone()
+    assert (count, loads) == (periods, periods)
+    assert (str(first), str(last)) == (first_utc, last_utc)

