@@ -126,3 +126,20 @@ def test_full_scale_has_twenty_collection_groups_of_10000_meters():
     pop = population(200_000, seed=1)
     assert pop.groups == 20
     assert np.bincount(pop.group).min() == 10_000
+
+
+def test_a_public_holiday_is_lived_like_a_sunday_and_the_days_next_to_it_halfway():
+    """Christmas Day 2024 (a Wednesday) has a Sunday's late morning, Christmas Eve (a Tuesday)
+    is between that and an ordinary Wednesday's early one: the forecast's holiday features
+    are tested against a real effect."""
+    pop = population(2000, seed=5)
+
+    def early_to_late_morning(day: dt.date) -> float:
+        load, starts = interval_load_kwh(pop, day, settings().tz, hourly_temperature(day, 1, seed=5), seed=5)
+        hours = starts.astype("datetime64[h]").astype(int) % 24  # UTC == local in December
+        portfolio = load.sum(axis=0)
+        return portfolio[hours == 7].mean() / portfolio[hours == 9].mean()
+
+    ordinary, eve, christmas, sunday = (early_to_late_morning(dt.date(2024, 12, d)) for d in (18, 24, 25, 22))
+    assert ordinary > 1.1 * eve and eve > 1.1 * christmas
+    assert abs(christmas - sunday) < 0.05 * sunday
