@@ -1,6 +1,7 @@
 """The day-ahead load forecast: no look-ahead, beats its baselines, and the CLI on any series."""
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -101,12 +102,12 @@ def test_the_forecast_beats_both_baselines_and_writes_the_bid(history):
     assert 0.70 <= metrics["coverage_p10_p90"] <= 0.90
 
     lake = Lake(history)
-    forecast = pq.read_table(lake.files(FORECAST, day.isoformat())[0]).to_pylist()
+    forecast = _portfolio_forecast(history, day)
     bids = pq.read_table(lake.files(BIDS, day.isoformat())[0]).to_pylist()
     assert len(forecast) == len(bids) == 48
     assert all(f["p10_kwh"] <= f["p50_kwh"] <= f["p90_kwh"] for f in forecast)
     assert [b["mwh"] for b in bids] == [round(f["p50_kwh"] / 1000, 3) for f in forecast]
-    assert {b["source"] for b in bids} == {"model"} and "beat the best baseline" in bids[0]["reason"]
+    assert {b["source"] for b in bids} == {metrics["forecast_by"]} and "beat the best baseline" in bids[0]["reason"]
     assert {b["delivery_date"] for b in bids} == {day + dt.timedelta(days=1)}
     assert forecast[0]["period_start"] == dt.datetime.combine(day, dt.time(23))  # the next midnight in London (BST)
     # a 1,000-meter portfolio uses about 7.4 MWh a day in spring: the bid is of that size
@@ -118,6 +119,12 @@ def test_the_forecast_beats_both_baselines_and_writes_the_bid(history):
     assert sorted(features) == sorted(set(model.FEATURES) - {"doy_sin", "doy_cos"})
     for q in ("p10", "p50", "p90"):
         assert lake.exists(f"{MODELS}/date={day}/model_{q}.txt")
+
+
+def _portfolio_forecast(root: str, day: dt.date) -> list[dict]:
+    """The published forecast of the whole portfolio (the regions' rows beside it left out)."""
+    rows = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).to_pylist()
+    return [r for r in rows if r["series"] == "portfolio"]
 
 
 def test_forecast_files_against_held_back_actuals(history, tmp_path):
@@ -157,7 +164,9 @@ def test_forecast_files_against_held_back_actuals(history, tmp_path):
                 FROM {parquet(forecasts)} AS f
                 JOIN actual AS a USING (period_start)
                 JOIN actual AS week ON week.period_start = f.period_start - INTERVAL 7 DAY
-                JOIN actual AS known ON known.period_start = f.period_start - INTERVAL 2 DAY"""
+                JOIN actual AS known ON known.period_start = f.period_start - INTERVAL 2 DAY
+                -- the published forecast of the whole portfolio, beside the regions'
+                WHERE f.series = 'portfolio'"""
         ).fetchall()
     assert len(rows) == 48 * len(made), "every settlement period of those days has a forecast and an actual"
 
@@ -182,7 +191,7 @@ def test_a_forecast_issued_after_gate_closure_is_not_used(history, tmp_path):
     shutil.copytree(history, root)
     day = START + dt.timedelta(days=DAYS)
     first = dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
-    before = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
+    before = [f["p50_kwh"] for f in _portfolio_forecast(root, day)]
     assert first.success
     # a new forecast for every hour of delivery day, issued after gate closure: freezing weather
     delivery = day + dt.timedelta(days=1)
@@ -198,7 +207,7 @@ def test_a_forecast_issued_after_gate_closure_is_not_used(history, tmp_path):
                     f.write(f"{region},{day} {issued},{valid:%Y-%m-%d %H:%M:%S},-15.0\n")
         dg.materialize([weather], resources=resources_for(root))
         dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
-        return pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
+        return [f["p50_kwh"] for f in _portfolio_forecast(root, day)]
 
     after = freezing_forecast_issued_at("12:00:00")
     assert after == before
@@ -210,17 +219,30 @@ def test_a_forecast_issued_after_gate_closure_is_not_used(history, tmp_path):
 
 
 def test_portfolio_load_is_the_days_readings(after_release):
+    """Each region's load per quarter hour, with its meters counted; checked against the daily
+    rollup and the head-end's own meters export (which region each meter is in)."""
     lake = Lake(after_release)
+    regions = f"read_csv('{after_release}/reference/meters.csv')"
     for day in spring_days():
         portfolio = parquet(lake.files(PORTFOLIO_LOAD, day.isoformat()))
         daily = parquet(lake.files(READS_DAILY, day.isoformat()))
         con = duckdb.connect()
         ((kwh, intervals, meters, missing),) = con.execute(
-            f"SELECT sum(kwh), count(*), min(meters), sum(missing) FROM {portfolio}"
+            f"""SELECT sum(kwh), count(*), min(meters), sum(missing)
+                FROM (SELECT interval_start, sum(kwh) AS kwh, sum(meters) AS meters, sum(missing) AS missing
+                      FROM {portfolio} GROUP BY 1)"""
         ).fetchall()
         ((daily_kwh, daily_missing),) = con.execute(f"SELECT sum(kwh), sum(missing_intervals) FROM {daily}").fetchall()
         assert (kwh, missing, meters) == (daily_kwh, daily_missing, 300)
         assert intervals == {dt.date(2024, 3, 31): 92}.get(day, 96)
+        by_region = con.execute(
+            f"SELECT region, sum(kwh), max(meters) FROM {portfolio} GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        expected = con.execute(
+            f"""SELECT region, sum(kwh), count(DISTINCT meter_id)
+                FROM {daily} JOIN {regions} USING (meter_id) GROUP BY 1 ORDER BY 1"""
+        ).fetchall()
+        assert by_region == expected and len(by_region) == 7
 
 
 def _weekly_series(path: str, days: int = 100) -> None:
@@ -289,11 +311,11 @@ def test_the_cli_recovers_a_weekly_pattern(tmp_path):
     assert late.returncode != 0 and "lag_days must be 1 to 7, not 8" in late.stderr
 
 
-def _losing(backtest, best: str):
-    """The real backtest, but scored as if the model had lost to the `best` baseline."""
+def _losing(score, best: str):
+    """The real backtest, but scored as if the models (portfolio and regional) had lost to the `best` baseline."""
 
     def judged(*args, **kwargs):
-        metrics = backtest(*args, **kwargs)
+        metrics = score(*args, **kwargs)
         metrics.mape_seasonal_naive, metrics.mape_previous_day = (0.05, 0.06) if best == "seasonal" else (0.06, 0.05)
         metrics.mape_p50, metrics.improvement_on_best_baseline = 0.055, -0.1
         return metrics
@@ -322,7 +344,7 @@ def test_a_model_that_loses_its_backtest_bids_the_best_baseline(history, tmp_pat
     root = str(tmp_path / "lake")
     shutil.copytree(history, root)
     day = START + dt.timedelta(days=DAYS)
-    monkeypatch.setattr(model, "backtest", _losing(model.backtest, best))
+    monkeypatch.setattr(model, "score", _losing(model.score, best))
     result = dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     losing = checks["backtest_beats_baselines"]
@@ -337,11 +359,91 @@ def test_a_model_that_loses_its_backtest_bids_the_best_baseline(history, tmp_pat
     known = day - dt.timedelta(days=6) if best == "seasonal" else day - dt.timedelta(days=1)
     assert [b["mwh"] for b in bids] == _baseline_mwh(root, known)
     # the model's forecast is still published beside it, and differs from the bid
-    forecast = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).column("p50_kwh").to_pylist()
+    forecast = [f["p50_kwh"] for f in _portfolio_forecast(root, day)]
     assert [round(v / 1000, 3) for v in forecast] != [b["mwh"] for b in bids]
     metadata = result.asset_materializations_for_node("load_forecast")
     bid_metadata = next(m.metadata for m in metadata if m.asset_key == dg.AssetKey(BIDS.asset))
     assert bid_metadata["source"].value == source and "did not beat" in bid_metadata["reason"].value
+
+
+@pytest.mark.parametrize("winner", ["regional_models", "portfolio_model"])
+def test_regions_and_the_portfolio_are_forecast_and_the_bid_follows_the_winner(history, tmp_path, monkeypatch, winner):
+    """Every region is forecast beside the portfolio; the portfolio's published forecast and
+    bid come from whichever of its own model and the sum of the regions' won the backtest.
+    Each way is made to win by nudging the summed backtest (perfect, or twice the load)."""
+    import shutil
+
+    from meter_assets.forecast import assets as forecast_assets
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(history, root)
+    day = START + dt.timedelta(days=DAYS)
+    real = forecast_assets._sum_of_regions
+
+    def nudged(portfolio, regions):
+        summed = real(portfolio, regions)
+        p50 = summed.actual if winner == "regional_models" else 2 * summed.actual
+        return dataclasses.replace(summed, p50=p50)
+
+    monkeypatch.setattr(forecast_assets, "_sum_of_regions", nudged)
+    result = dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
+    metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
+    assert metadata["forecast_by"].value == winner and metadata["regions"].value == 7
+    backtests = {r.data["forecast"]: r.data for r in metadata["backtests"].value.records}
+    assert {f"region {r}" for r in _regions(root)} | {"portfolio_model", "regional_models"} == set(backtests)
+    # every model but the nudged sum beats the same period a week earlier on its own load
+    assert all(0 < b["mape_p50"] < b["mape_seasonal_naive"] for f, b in backtests.items() if f != "regional_models")
+
+    rows = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).to_pylist()
+    by_series = {}
+    for r in rows:
+        by_series.setdefault(r["series"], []).append(r)
+    assert set(by_series) == {"portfolio", *_regions(root)} and all(len(v) == 48 for v in by_series.values())
+    summed = [sum(by_series[r][i]["p50_kwh"] for r in _regions(root)) for i in range(48)]
+    portfolio = [f["p50_kwh"] for f in by_series["portfolio"]]
+    if winner == "regional_models":
+        np.testing.assert_allclose(portfolio, summed, rtol=1e-9)
+    else:
+        assert not np.allclose(portfolio, summed, rtol=1e-6)
+    assert all(f["p10_kwh"] <= f["p50_kwh"] <= f["p90_kwh"] for f in rows)
+    bids = pq.read_table(Lake(root).files(BIDS, day.isoformat())[0]).to_pylist()
+    assert {b["source"] for b in bids} == {winner}
+    assert [b["mwh"] for b in bids] == [round(v / 1000, 3) for v in portfolio]
+
+
+def test_a_history_written_before_regions_asks_for_a_backfill(history, tmp_path):
+    """portfolio_load as an earlier version wrote it (the portfolio's total, no region): the
+    forecast fails and says what to rebuild, and publishes nothing."""
+    import shutil
+
+    from deltalake import DeltaTable, write_deltalake
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(history, root)
+    lake = Lake(root)
+    con = duckdb.connect()
+    con.register("rows", DeltaTable(lake.table_uri(PORTFOLIO_LOAD)).to_pyarrow_table())
+    totals = con.sql(
+        "SELECT interval_start, sum(kwh) AS kwh, sum(meters)::INTEGER AS meters, sum(missing)::INTEGER AS missing, "
+        "CAST(date AS DATE) AS date FROM rows GROUP BY ALL ORDER BY interval_start"
+    ).to_arrow_table()
+    write_deltalake(
+        lake.table_uri(PORTFOLIO_LOAD), totals, partition_by=["date"], mode="overwrite", schema_mode="overwrite"
+    )
+    day = (START + dt.timedelta(days=DAYS)).isoformat()
+    result = dg.materialize(
+        assets("load_forecast"), partition_key=day, resources=resources_for(root), raise_on_error=False
+    )
+    assert not result.success and not lake.keys(FORECAST, day) and not lake.keys(BIDS, day)
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "portfolio_load's history has no region column" in str(failure.step_failure_data.error)
+    assert "backfill portfolio_load from" in str(failure.step_failure_data.error)
+
+
+def _regions(root: str) -> set[str]:
+    """The regions of the meters export, read here from the file."""
+    with open(os.path.join(root, "reference", "meters.csv")) as f:
+        return {r["region"] for r in csv.DictReader(f)}
 
 
 def test_a_broken_bid_keeps_the_old_forecast_and_bid(history, tmp_path, monkeypatch):

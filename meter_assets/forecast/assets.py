@@ -1,11 +1,15 @@
 """Day-ahead load forecasts for the wholesale bids: weather, the portfolio's load, the forecast."""
 
+import dataclasses
 import datetime as dt
 import json
 import math
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
@@ -28,43 +32,62 @@ MODELS = "forecasts/load_models"
 PORTFOLIO_SQL = """
 COPY (
     SELECT
-        read_at                                                      AS interval_start,
-        CAST(coalesce(sum(kwh), 0) AS DECIMAL(18, 3))                AS kwh,
+        readings.read_at                                             AS interval_start,
+        coalesce(regions.region, 'unknown')                          AS region,
+        CAST(coalesce(sum(readings.kwh), 0) AS DECIMAL(18, 3))       AS kwh,
         CAST(count(*) AS INTEGER)                                    AS meters,
-        CAST(count(*) FILTER (WHERE quality_flag = 'missing') AS INTEGER) AS missing
-    FROM {readings}
-    GROUP BY read_at
-    ORDER BY read_at
+        CAST(count(*) FILTER (WHERE readings.quality_flag = 'missing') AS INTEGER) AS missing
+    FROM {readings} AS readings
+    LEFT JOIN (SELECT meter_id, arg_max(region, installed_on) AS region FROM meters GROUP BY meter_id) AS regions
+           USING (meter_id)
+    GROUP BY ALL
+    ORDER BY interval_start, region
 ) TO '{target}' (FORMAT parquet)
 """
 
-# The portfolio's load per settlement period (missing readings filled in proportion to the
-# meters that did report), the day to forecast with no load yet, and the temperature as
-# forecast at bid time: per region, the newest forecast issued by gate closure on the day
-# before the hour's local day, weighted by the region's meters.
-# Floating-point sums in a fixed order (ORDER BY inside the aggregate): the same inputs give the
-# same series to the last bit, however DuckDB's threads split the work, so the same data makes
-# the same forecast.
-SERIES_SQL = """
-CREATE OR REPLACE TEMP TABLE series AS
+# the series of the whole portfolio, beside one per region
+PORTFOLIO = "portfolio"
+
+# The load per settlement period of each region and of the whole portfolio (missing readings
+# filled in proportion to the region's meters that did report), the day to forecast with no
+# load yet, and the temperature as forecast at bid time: the newest forecast issued by gate
+# closure on the day before the hour's local day, the region's own or, for the portfolio,
+# weighted by the regions' meters. Floating-point sums in a fixed order (ORDER BY inside the
+# aggregate): the same inputs give the same series to the last bit, however DuckDB's threads
+# split the work, so the same data makes the same forecast.
+SERIES_SQL = (
+    """
+CREATE OR REPLACE TABLE all_series AS
 WITH quarter_hours AS (
-    SELECT interval_start, CAST(kwh AS DOUBLE) * meters / nullif(meters - missing, 0) AS kwh
+    SELECT region, interval_start, CAST(kwh AS DOUBLE) * meters / nullif(meters - missing, 0) AS kwh
     FROM portfolio
 ),
-history AS (
-    SELECT time_bucket(to_minutes(CAST($minutes AS INTEGER)), interval_start) AS period_start,
+regional AS (
+    SELECT region AS series, time_bucket(to_minutes(CAST($minutes AS INTEGER)), interval_start) AS period_start,
            sum(kwh ORDER BY interval_start) AS load
     FROM quarter_hours
-    GROUP BY 1
+    GROUP BY 1, 2
+),
+history AS (
+    SELECT series, period_start, load FROM regional
+    UNION ALL
+    -- unknown where a region is
+    SELECT '"""
+    + PORTFOLIO
+    + """', period_start,
+           CASE WHEN count(load) = count(*) THEN sum(load ORDER BY series) END
+    FROM regional
+    GROUP BY period_start
 ),
 target AS (
-    SELECT unnest(generate_series($target_start, $target_end - to_minutes(CAST($minutes AS INTEGER)),
-                                  to_minutes(CAST($minutes AS INTEGER)))) AS period_start
+    SELECT series, unnest(generate_series($target_start, $target_end - to_minutes(CAST($minutes AS INTEGER)),
+                                          to_minutes(CAST($minutes AS INTEGER)))) AS period_start
+    FROM (SELECT DISTINCT series FROM history)
 ),
 periods AS (
-    SELECT period_start, load FROM history WHERE period_start < $target_start
+    SELECT series, period_start, load FROM history WHERE period_start < $target_start
     UNION ALL
-    SELECT period_start, NULL FROM target
+    SELECT series, period_start, NULL FROM target
 ),
 weights AS (
     SELECT region, count(*) AS meters FROM meters GROUP BY region
@@ -76,18 +99,26 @@ known AS (
                                      + CAST($gate AS TIME)) AT TIME ZONE 'UTC'
     GROUP BY region, valid_at
 ),
-hourly AS (
-    SELECT known.valid_at,
-           sum(known.temperature_c * weights.meters ORDER BY region) / sum(weights.meters) AS temp
+temperatures AS (
+    SELECT region AS series, valid_at, temperature_c AS temp FROM known
+    UNION ALL
+    SELECT '"""
+    + PORTFOLIO
+    + """', known.valid_at,
+           sum(known.temperature_c * weights.meters ORDER BY region) / sum(weights.meters)
     FROM known
     JOIN weights USING (region)
     GROUP BY known.valid_at
 )
-SELECT periods.period_start, periods.load, hourly.temp
+SELECT periods.series, periods.period_start, periods.load, temperatures.temp
 FROM periods
-LEFT JOIN hourly ON hourly.valid_at = date_trunc('hour', periods.period_start)
-ORDER BY periods.period_start
+LEFT JOIN temperatures
+       ON temperatures.series = periods.series
+      AND temperatures.valid_at = date_trunc('hour', periods.period_start)
+ORDER BY periods.series, periods.period_start
 """
+)
+ONE_SERIES_SQL = "SELECT period_start, load, temp FROM all_series WHERE series = $series ORDER BY period_start"
 
 
 @dg.multi_asset(
@@ -128,12 +159,13 @@ def weather(lake: LakeResource, duckdb: DuckDBResource):
 
 
 def portfolio_load(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
-    """The whole portfolio's kWh per quarter hour of the day, with how many meters reported: the forecast's history."""
+    """The portfolio's kWh per region and quarter hour, with how many meters reported: the forecast's history."""
     store = lake.lake()
     readings = store.required_files(READS_15MIN, context.partition_key)
     build = store.build(PORTFOLIO_LOAD, context.partition_key)
     target = build.uri("part-0000.parquet")
     with lake_duckdb(duckdb, store) as con:
+        con.execute(VIEW_SQL.format(view="meters", files=parquet(store.required_files(METERS))))
         con.execute(PORTFOLIO_SQL.format(readings=parquet(readings), target=target))
         rows, kwh, missing = con.execute(PORTFOLIO_TOTALS_SQL.format(files=parquet(target))).fetchone()
     gate = audit_and_publish(context, store, [build], [])
@@ -142,8 +174,10 @@ def portfolio_load(context: dg.AssetExecutionContext, lake: LakeResource, duckdb
     )
 
 
-# where the bid comes from: the model, or the baseline that beat it in the backtest
-BID_SOURCES = ("model", "seasonal_naive", "previous_day")
+# where the bid comes from: the portfolio's own model, the sum of the regions' models, or the
+# baseline that beat both in the backtest
+BID_SOURCES = ("portfolio_model", "regional_models", "seasonal_naive", "previous_day")
+MODEL_NAMES = {"portfolio_model": "the portfolio model", "regional_models": "the sum of the regional models"}
 
 
 def _passes(metrics: model.Metrics) -> tuple[bool, str]:
@@ -157,16 +191,18 @@ def _passes(metrics: model.Metrics) -> tuple[bool, str]:
     return True, "beats the best baseline by 10 % or more, P10-P90 coverage within 70-90 %"
 
 
-def _bid_source(metrics: model.Metrics | None, verdict: str) -> tuple[str, str]:
-    """The model's P50 only when its backtest beats the best baseline by 10 %; otherwise that
-    baseline (the same period a week earlier if there was no backtest to choose by)."""
+def _bid_source(metrics: model.Metrics | None, verdict: str, forecast_by: str = "portfolio_model") -> tuple[str, str]:
+    """The winning model's P50 (`forecast_by`) only when its backtest beats the best baseline
+    by 10 %; otherwise that baseline (the same period a week earlier if there was no backtest)."""
     if metrics is not None and metrics.improvement_on_best_baseline >= 0.10:
-        return "model", f"the model's P50 beat the best baseline by {metrics.improvement_on_best_baseline:.1%}"
+        return forecast_by, (
+            f"{MODEL_NAMES[forecast_by]}'s P50 beat the best baseline by {metrics.improvement_on_best_baseline:.1%}"
+        )
     if metrics is None:
         return "seasonal_naive", f"no backtest ({verdict}): the same period a week earlier"
     best = "seasonal_naive" if metrics.mape_seasonal_naive <= metrics.mape_previous_day else "previous_day"
     return best, (
-        f"the model's P50 MAPE {metrics.mape_p50:.2%} did not beat the best baseline by 10 % "
+        f"{MODEL_NAMES[forecast_by]}'s P50 MAPE {metrics.mape_p50:.2%} did not beat the best baseline by 10 % "
         f"(seasonal naive {metrics.mape_seasonal_naive:.2%}, previous day {metrics.mape_previous_day:.2%})"
     )
 
@@ -177,11 +213,42 @@ def _bid_kwh(source: str, quantiles: dict, x) -> list[float]:
     seasonal = x[:, model.FEATURES.index("lag_week")]
     previous = x[:, model.FEATURES.index("lag_recent")]
     order = {
-        "model": [quantiles[0.5]],
         "seasonal_naive": [seasonal, previous, quantiles[0.5]],
         "previous_day": [previous, seasonal, quantiles[0.5]],
-    }[source]
+    }.get(source, [quantiles[0.5]])
     return [next(float(c[i]) for c in order if c[i] == c[i]) for i in range(len(x))]
+
+
+def _summed(starts: np.ndarray, p50s: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+    """Per period of `starts`, the sum of the parts' P50 (each part its starts and P50s), or
+    None if a part lacks a period."""
+    total = np.zeros(len(starts))
+    for part_starts, p50 in p50s:
+        if len(part_starts) == 0:
+            return None
+        at = np.searchsorted(part_starts, starts).clip(0, len(part_starts) - 1)
+        if not np.array_equal(part_starts[at], starts):
+            return None
+        total += p50[at]
+    return total
+
+
+def _bottom_up(p50: np.ndarray, portfolio: dict[float, np.ndarray]) -> dict[float, np.ndarray]:
+    """The regions' summed P50 in the band the portfolio's own models give, in proportion:
+    summed P10s and P90s would be as wide as if every region's errors went the same way, and
+    the regions' errors partly cancel."""
+    scale = np.divide(p50, portfolio[0.5], out=np.ones(len(p50)), where=portfolio[0.5] > 0)
+    return {0.1: portfolio[0.1] * scale, 0.5: p50, 0.9: portfolio[0.9] * scale}
+
+
+def _sum_of_regions(portfolio: model.Backtest, regions: list[model.Backtest]) -> model.Backtest | None:
+    """The regions' backtest forecasts summed per period, beside the portfolio's actuals and
+    baselines; None if a region was not forecast for every period the portfolio was."""
+    p50 = _summed(portfolio.starts, [(r.starts, r.p50) for r in regions])
+    if p50 is None:
+        return None
+    band = _bottom_up(p50, {0.1: portfolio.p10, 0.5: portfolio.p50, 0.9: portfolio.p90})
+    return dataclasses.replace(portfolio, p10=band[0.1], p50=band[0.5], p90=band[0.9])
 
 
 def _bid_check(bids: pa.Table, periods: int) -> dg.AssetCheckResult:
@@ -205,7 +272,7 @@ def _bid_check(bids: pa.Table, periods: int) -> dg.AssetCheckResult:
 
 
 def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
-    """Tomorrow's portfolio load per settlement period as P10/P50/P90, and the bid to buy it (MWh per period)."""
+    """Tomorrow's load per settlement period as P10/P50/P90, of the portfolio and each region, and the bid to buy it."""
     s = settings()
     store = lake.lake()
     today = dt.date.fromisoformat(context.partition_key)
@@ -217,17 +284,25 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
     files = [f for day in reversed(history) for f in published.files(day.isoformat())] if published else []
     if not files:
         raise FileNotFoundError(f"no portfolio_load before {today}: materialize portfolio_load first")
+    # one LightGBM thread per series, as many series at once as there are threads: small
+    # models scale poorly over threads, series side by side do not
     spec = model.Spec(
         tz=s.market_tz,
         minutes=s.settlement_minutes,
         country=s.market_country,
-        threads=s.duckdb_threads,
+        threads=1,
         lag_days=s.forecast_lag_days,
     )
     target_start, target_end = local_day_bounds(delivery)
     began = time.perf_counter()
     with lake_duckdb(duckdb, store) as con:
         con.execute(VIEW_SQL.format(view="portfolio", files=parquet(files)))
+        if "region" not in {c for (c, *_) in con.execute("DESCRIBE portfolio").fetchall()}:
+            # written before the load was kept per region: rebuilt in a backfill, as any rollup
+            raise ValueError(
+                "portfolio_load's history has no region column (written by an earlier version): "
+                f"backfill portfolio_load from {history[-1]} to {newest}"
+            )
         for name, table in (("meters", METERS), ("temperature_forecast", TEMPERATURE_FORECAST)):
             con.execute(VIEW_SQL.format(view=name, files=parquet(store.required_files(table))))
         con.execute(
@@ -240,57 +315,87 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
                 "gate": s.gate_closure.isoformat(),
             },
         )
-        model.prepare(con, spec)
-        where, params = model.trainable(newest)
-        train = model.matrix(con, where, params)
-        if len(train.y) == 0:
-            raise ValueError(f"no complete history with a week of lags before {newest}: too early to forecast")
-        fitted = model.fit(train, spec)
-        target = model.matrix(con, "local_date = $day", {"day": delivery})
-        starts = target.starts
-        quantiles = model.predict(fitted, target.x)
-        trained_seconds = time.perf_counter() - began
-        try:
-            metrics = model.backtest(con, spec, newest, s.backtest_days)
-            passed, verdict = _passes(metrics)
-        except ValueError as error:
-            metrics, passed, verdict = None, False, str(error)
-    source, reason = _bid_source(metrics, verdict)
-    bid_kwh = _bid_kwh(source, quantiles, target.x)
+        names = [n for (n,) in con.execute("SELECT DISTINCT series FROM all_series ORDER BY 1").fetchall()]
+        series = {name: con.execute(ONE_SERIES_SQL, {"series": name}).fetch_arrow_table() for name in names}
+    regions = [n for n in names if n != PORTFOLIO]
+    # Each series in a process of its own (LightGBM's native code is not safe to train from
+    # two threads of one process), on one thread, as many at once as there are threads:
+    # small models gain little from a second thread, a second series does.
+    with ProcessPoolExecutor(max_workers=s.duckdb_threads, mp_context=multiprocessing.get_context("spawn")) as pool:
+        running = {
+            name: pool.submit(model.run_series, series[name], spec, newest, delivery, s.backtest_days)
+            for name in (PORTFOLIO, *regions)
+        }
+        portfolio = running.pop(PORTFOLIO).result()
+        by_region, region_errors = {}, {}
+        for name, future in running.items():
+            try:
+                by_region[name] = future.result()
+            except ValueError as error:
+                region_errors[name] = str(error)
+    forecast_seconds = time.perf_counter() - began
+
+    # the direct forecast against the sum of the regions', on the same backtest periods
+    scores = {}
+    if portfolio.backtest is not None:
+        scores["portfolio_model"] = model.score(portfolio.backtest)
+        backtests = [r.backtest for r in by_region.values()]
+        if regions and not region_errors and all(b is not None for b in backtests):
+            summed = _sum_of_regions(portfolio.backtest, backtests)
+            if summed is not None:
+                scores["regional_models"] = model.score(summed)
+    forecast_by = min(scores, key=lambda k: scores[k].mape_p50) if scores else "portfolio_model"
+    quantiles = portfolio.quantiles
+    if forecast_by == "regional_models":
+        p50 = _summed(portfolio.starts, [(r.starts, r.quantiles[0.5]) for r in by_region.values()])
+        quantiles = _bottom_up(p50, portfolio.quantiles)
+    metrics = scores.get(forecast_by)
+    if metrics is not None:
+        passed, verdict = _passes(metrics)
+    else:
+        passed, verdict = False, portfolio.error or "no backtest"
+    source, reason = _bid_source(metrics, verdict, forecast_by)
+    bid_kwh = _bid_kwh(source, quantiles, portfolio.x)
+    starts = portfolio.starts
     tz = s.tz
+    local = [p.astype(dt.datetime).replace(tzinfo=dt.UTC).astimezone(tz).replace(tzinfo=None) for p in starts]
+    published = [(PORTFOLIO, quantiles)] + [(name, r.quantiles) for name, r in by_region.items()]
     forecast = pa.table(
         {
-            "settlement_period": pa.array(range(1, len(starts) + 1), pa.int16()),
-            "period_start": pa.array(starts, pa.timestamp("us")),
-            "period_start_local": pa.array(
-                [p.astype(dt.datetime).replace(tzinfo=dt.UTC).astimezone(tz).replace(tzinfo=None) for p in starts],
-                pa.timestamp("us"),
-            ),
-            "p10_kwh": quantiles[0.1],
-            "p50_kwh": quantiles[0.5],
-            "p90_kwh": quantiles[0.9],
+            "series": pa.array([name for name, _ in published for _ in starts], pa.string()),
+            "settlement_period": pa.array(list(range(1, len(starts) + 1)) * len(published), pa.int16()),
+            "period_start": pa.array(np.tile(starts, len(published)), pa.timestamp("us")),
+            "period_start_local": pa.array(local * len(published), pa.timestamp("us")),
+            **{
+                f"p{int(q * 100)}_kwh": pa.array(np.concatenate([values[q] for _, values in published]), pa.float64())
+                for q in model.QUANTILES
+            },
         }
     )
     bids = pa.table(
         {
             "delivery_date": pa.array([delivery] * len(starts), pa.date32()),
-            "settlement_period": forecast.column("settlement_period"),
-            "period_start": forecast.column("period_start"),
-            "period_start_local": forecast.column("period_start_local"),
+            "settlement_period": pa.array(range(1, len(starts) + 1), pa.int16()),
+            "period_start": pa.array(starts, pa.timestamp("us")),
+            "period_start_local": pa.array(local, pa.timestamp("us")),
             "mwh": pa.array([round(v / 1000, 3) for v in bid_kwh], pa.float64()),
             "source": pa.array([source] * len(starts), pa.string()),
             "reason": pa.array([reason] * len(starts), pa.string()),
         }
     )
+    fitted = portfolio.fitted
     ranked = model.importances(fitted)
+    comparison = _comparison(scores, by_region, region_errors)
     summary = {
         "delivery_date": delivery.isoformat(),
         "periods": len(starts),
-        "trained_on_periods": len(train.y),
+        "trained_on_periods": portfolio.trained_on,
         "band_widened_kwh": round(fitted.widen, 3),
+        "forecast_by": forecast_by,
         "bid_source": source,
         "bid_reason": reason,
         "backtest": metrics.as_dict() if metrics else None,
+        "backtests": comparison,
     }
     forecast_build = store.build(FORECAST, context.partition_key)
     forecast_build.write_parquet("forecast.parquet", forecast)
@@ -299,15 +404,17 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
     models = f"{MODELS}/date={context.partition_key}"
 
     def keep_model():
-        # the model that made the published forecast, and how it was judged
+        # the portfolio model that made the published forecast, and how every series was judged
         store.write_bytes(f"{models}/feature_importance.json", json.dumps(ranked, indent=1).encode())
         for q, booster in fitted.models.items():
             store.write_bytes(f"{models}/model_p{int(q * 100):02d}.txt", booster.model_to_string().encode())
         store.write_bytes(f"{models}/backtest.json", json.dumps(summary, indent=1).encode())
 
-    check_metadata = {"verdict": verdict, "bid_source": source}
+    check_metadata = {"verdict": verdict, "forecast_by": forecast_by, "bid_source": source}
     if metrics:
         check_metadata.update({k: v for k, v in metrics.as_dict().items() if k != "pinball_by_quantile"})
+    for name, score in scores.items():
+        check_metadata[f"mape_p50_{name}"] = score.mape_p50
     # a model that loses its backtest is a warning, not a missing bid: the bid then is the baseline's
     check = dg.AssetCheckResult(
         asset_key=FORECAST.asset,
@@ -324,13 +431,32 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
                 "delivery_date": delivery.isoformat(),
                 "periods": len(starts),
                 "p50_mwh": round(float(sum(quantiles[0.5])) / 1000, 3),
+                "forecast_by": forecast_by,
                 "bid_source": source,
                 "bid_reason": reason,
                 "p10_mwh": round(float(sum(quantiles[0.1])) / 1000, 3),
                 "p90_mwh": round(float(sum(quantiles[0.9])) / 1000, 3),
-                "trained_on_periods": len(train.y),
-                "train_and_forecast_seconds": round(trained_seconds, 2),
+                "regions": len(by_region),
+                "trained_on_periods": portfolio.trained_on,
+                # every series trained, forecast and backtested
+                "models_seconds": round(forecast_seconds, 2),
+                "series_worker_peak_memory_mb": round(
+                    max((r.peak_memory_mb or 0 for r in (portfolio, *by_region.values())), default=0)
+                ),
                 "seconds": round(time.perf_counter() - began, 2),
+                "backtests": dg.MetadataValue.table(
+                    records=[dg.TableRecord(r) for r in comparison],
+                    schema=dg.TableSchema(
+                        columns=[
+                            dg.TableColumn("forecast"),
+                            dg.TableColumn("mape_p50", "float"),
+                            dg.TableColumn("mape_seasonal_naive", "float"),
+                            dg.TableColumn("mape_previous_day", "float"),
+                            dg.TableColumn("coverage_p10_p90", "float"),
+                            dg.TableColumn("note"),
+                        ]
+                    ),
+                ),
                 "feature_importance": dg.MetadataValue.table(
                     records=[dg.TableRecord(r) for r in ranked],
                     schema=dg.TableSchema(columns=[dg.TableColumn("feature"), dg.TableColumn("gain_share", "float")]),
@@ -345,6 +471,30 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
             },
         }
     )
+
+
+def _comparison(scores: dict, by_region: dict, region_errors: dict) -> list[dict]:
+    """The backtest of each way to forecast the portfolio, then of each region on its own load."""
+    rows = []
+
+    def row(forecast: str, metrics: model.Metrics | None, note: str) -> dict:
+        return {
+            "forecast": forecast,
+            "mape_p50": round(metrics.mape_p50, 5) if metrics else None,
+            "mape_seasonal_naive": round(metrics.mape_seasonal_naive, 5) if metrics else None,
+            "mape_previous_day": round(metrics.mape_previous_day, 5) if metrics else None,
+            "coverage_p10_p90": round(metrics.coverage_p10_p90, 4) if metrics else None,
+            "note": note,
+        }
+
+    for name in BID_SOURCES[:2]:
+        rows.append(row(name, scores.get(name), "the portfolio's load" if name in scores else "not backtested"))
+    for name, region in by_region.items():
+        metrics = model.score(region.backtest) if region.backtest is not None else None
+        rows.append(row(f"region {name}", metrics, "the region's load" if metrics else region.error or ""))
+    for name, error in region_errors.items():
+        rows.append(row(f"region {name}", None, error))
+    return rows
 
 
 load_forecast_job = dg.define_asset_job(
@@ -375,7 +525,7 @@ def build() -> list[dg.AssetsDefinition]:
     return [
         dg.asset(
             partitions_def=daily_partitions(),
-            deps=["reads_15min"],
+            deps=["reads_15min", meters],
             group_name="forecast",
             kinds={"duckdb", "delta"},
             pool="lake_compute",

@@ -61,9 +61,9 @@ FEATURES = (
 # a day of the year can only be learnt from two of them: with less history it is memorised
 SEASONAL = ("doy_sin", "doy_cos")
 SEASONAL_HISTORY_DAYS = 730
-# small data (tens of thousands of rows): a few hundred shallow trees, deterministic
+# small data (thousands to tens of thousands of rows): a hundred shallow trees, deterministic
 PARAMS = {
-    "learning_rate": 0.05,
+    "learning_rate": 0.15,
     "num_leaves": 15,
     "min_data_in_leaf": 40,
     "feature_fraction": 0.9,
@@ -75,7 +75,7 @@ PARAMS = {
     "deterministic": True,
     "force_row_wise": True,
 }
-ROUNDS = 300
+ROUNDS = 100
 CALIBRATION_DAYS = 14
 TRUST_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # the band's widening on an unusual day (a holiday, next to one): the calibration days say
@@ -84,6 +84,11 @@ UNUSUAL_DAY_BAND = 3.0
 # a day's weight in training halves every this many days back: what the model learns follows
 # the season it is in, without forgetting the rest
 HALF_LIFE_DAYS = 60
+# Rows older than this weigh a quarter or less; rather than train on every one of two years at
+# a tiny weight, each is kept with a probability in proportion to its weight and the kept ones
+# weigh what a row at this age does: the same expected weight per day, under a third of the
+# rows (quantile trees cost in proportion to them), the same draw for the same rows.
+FULL_WEIGHT_DAYS = 120
 
 # Calendar in the series' local time. Lags are by local day and clock time (the same
 # settlement period k days back, across a clock change too; the repeated hour of a long day
@@ -347,10 +352,12 @@ def fit(rows: Rows, spec: Spec) -> Fitted:
     have held 80 % of them (conformalised quantile regression).
     """
     features = used_features(rows.dates)
-    x = design(rows.x, features)
     newest = rows.dates.max() if len(rows.y) else None
     age = (newest - rows.dates).astype(int) if newest is not None else np.zeros(0)
-    weight = 0.5 ** (age / HALF_LIFE_DAYS)
+    keep, weight = _recent_weights(age)
+    rows = Rows(x=rows.x[keep], y=rows.y[keep], starts=[], dates=rows.dates[keep])
+    weight = weight[keep]
+    x = design(rows.x, features)
     cut = newest - np.timedelta64(CALIBRATION_DAYS, "D") if newest is not None else None
     proper = rows.dates <= cut if cut is not None else np.ones(len(rows.y), bool)
     calibrate = ~proper
@@ -373,6 +380,16 @@ def fit(rows: Rows, spec: Spec) -> Fitted:
         errors = {t: float(np.mean(np.abs(y - 1 - t * departure) / y)) for t in TRUST_STEPS}
         trust = min(errors, key=lambda t: (errors[t], -t))
     return Fitted(models=models, widen=widen, features=features, trust=trust)
+
+
+def _recent_weights(age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows to train on, and their weights: every row of the last `FULL_WEIGHT_DAYS`
+    weighted by age, older ones sampled in proportion to their weight (`FULL_WEIGHT_DAYS`)."""
+    weight = 0.5 ** (age / HALF_LIFE_DAYS)
+    floor = 0.5 ** (FULL_WEIGHT_DAYS / HALF_LIFE_DAYS)
+    old = weight < floor
+    keep = ~old | (np.random.default_rng(7).random(len(age)) < weight / floor)
+    return keep, np.where(old, floor, weight)
 
 
 def predict(fitted: Fitted, x: np.ndarray) -> dict[float, np.ndarray]:
@@ -407,10 +424,26 @@ def importances(fitted: Fitted) -> list[dict]:
     )
 
 
-def backtest(
+@dataclass
+class Backtest:
+    """A backtest's forecasts beside what happened, per settlement period."""
+
+    starts: np.ndarray  # UTC period starts, datetime64
+    actual: np.ndarray
+    p10: np.ndarray
+    p50: np.ndarray
+    p90: np.ndarray
+    seasonal: np.ndarray  # the same period a week earlier
+    previous: np.ndarray  # the same period on the newest day known at bid time
+    first: dt.date
+    last: dt.date
+    blocks: list[dict] = field(default_factory=list)  # the days each refit forecast
+
+
+def backtest_forecasts(
     con: duckdb.DuckDBPyConnection, spec: Spec, last_day: dt.date, test_days: int = 28, refit_every: int = 7
-) -> Metrics:
-    """Rolling-origin evaluation over the `test_days` days ending `last_day`.
+) -> Backtest:
+    """Rolling-origin forecasts of the `test_days` days ending `last_day`.
 
     Each block of `refit_every` days is forecast by models trained only on what a bid for
     the block's first day could have known (days up to `lag_days` before it); every day's
@@ -420,7 +453,8 @@ def backtest(
     yet being metered at gate closure).
     """
     first = last_day - dt.timedelta(days=test_days - 1)
-    actual, p10, p50, p90, seasonal, previous, days = [], [], [], [], [], [], []
+    parts: dict[str, list] = {k: [] for k in ("starts", "actual", "p10", "p50", "p90", "seasonal", "previous")}
+    blocks = []
     origin = first
     while origin <= last_day:
         block_end = min(origin + dt.timedelta(days=refit_every - 1), last_day)
@@ -434,34 +468,100 @@ def backtest(
             "local_date BETWEEN $a AND $b AND load IS NOT NULL AND lag_recent IS NOT NULL AND lag_week IS NOT NULL",
             {"a": origin, "b": block_end},
         )
-        x, y = test.x, test.y
-        quantiles = predict(fitted, x)
-        actual.append(y)
-        p10.append(quantiles[0.1])
-        p50.append(quantiles[0.5])
-        p90.append(quantiles[0.9])
-        seasonal.append(x[:, FEATURES.index("lag_week")])
-        previous.append(x[:, FEATURES.index("lag_recent")])
-        days.append((origin, block_end))
+        quantiles = predict(fitted, test.x)
+        parts["starts"].append(np.asarray(test.starts, dtype="datetime64[us]"))
+        parts["actual"].append(test.y)
+        for q in QUANTILES:
+            parts[f"p{int(q * 100)}"].append(quantiles[q])
+        parts["seasonal"].append(_feature(test.x, "lag_week"))
+        parts["previous"].append(_feature(test.x, "lag_recent"))
+        blocks.append({"from": origin.isoformat(), "to": block_end.isoformat()})
         origin = block_end + dt.timedelta(days=1)
-    a, lo, mid, hi = (np.concatenate(v) for v in (actual, p10, p50, p90))
-    naive, prev = np.concatenate(seasonal), np.concatenate(previous)
+    return Backtest(**{k: np.concatenate(v) for k, v in parts.items()}, first=first, last=last_day, blocks=blocks)
+
+
+def score(b: Backtest) -> Metrics:
+    """The P50's MAPE against both baselines', the quantiles' pinball loss, the band's coverage."""
+    a = b.actual
     if len(a) == 0:
-        raise ValueError(f"no complete days to backtest between {first} and {last_day}")
-    mape = {name: _mape(a, f) for name, f in (("p50", mid), ("seasonal", naive), ("previous", prev))}
-    pinball = {str(q): _pinball(a, f, q) for q, f in zip(QUANTILES, (lo, mid, hi), strict=True)}
+        raise ValueError(f"no complete days to backtest between {b.first} and {b.last}")
+    mape = {name: _mape(a, f) for name, f in (("p50", b.p50), ("seasonal", b.seasonal), ("previous", b.previous))}
+    pinball = {str(q): _pinball(a, f, q) for q, f in zip(QUANTILES, (b.p10, b.p50, b.p90), strict=True)}
     best_baseline = min(mape["seasonal"], mape["previous"])
     return Metrics(
-        days=(last_day - first).days + 1,
+        days=(b.last - b.first).days + 1,
         periods=int(len(a)),
         mape_p50=mape["p50"],
         mape_seasonal_naive=mape["seasonal"],
         mape_previous_day=mape["previous"],
         pinball=float(np.mean(list(pinball.values()))),
         pinball_by_quantile=pinball,
-        coverage_p10_p90=float(np.mean((a >= lo) & (a <= hi))),
+        coverage_p10_p90=float(np.mean((a >= b.p10) & (a <= b.p90))),
         improvement_on_best_baseline=1 - mape["p50"] / best_baseline if best_baseline > 0 else 0.0,
-        blocks=[{"from": f.isoformat(), "to": t.isoformat()} for f, t in days],
+        blocks=b.blocks,
+    )
+
+
+def backtest(
+    con: duckdb.DuckDBPyConnection, spec: Spec, last_day: dt.date, test_days: int = 28, refit_every: int = 7
+) -> Metrics:
+    """The rolling-origin backtest's metrics (`backtest_forecasts`, `score`)."""
+    return score(backtest_forecasts(con, spec, last_day, test_days, refit_every))
+
+
+@dataclass
+class SeriesRun:
+    """One series' forecast of a day and its rolling-origin backtest."""
+
+    starts: np.ndarray  # UTC period starts of the day forecast, datetime64
+    x: np.ndarray  # the day's features (the baselines among them)
+    quantiles: dict[float, np.ndarray]
+    fitted: Fitted
+    trained_on: int  # periods
+    backtest: Backtest | None
+    error: str | None = None  # why there is no backtest
+    peak_memory_mb: float | None = None  # of the process that ran it (Linux)
+
+
+def _peak_memory_mb() -> float | None:
+    """This process's peak resident memory since it started its program (`VmHWM`; unlike
+    `getrusage`, not carried over from the process that spawned it)."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    except (OSError, StopIteration):
+        return None
+
+
+def run_series(series, spec: Spec, newest: dt.date, day: dt.date, backtest_days: int) -> SeriesRun:
+    """Train on `series` (an Arrow table: period_start, load, temp) up to `newest`, forecast
+    `day`, backtest the `backtest_days` days to `newest`: in a DuckDB of its own, on one
+    thread, so that series can run side by side in processes of their own."""
+    with duckdb.connect(config={"threads": 1}) as con:
+        con.register("given", series)
+        con.execute("CREATE TEMP TABLE series AS SELECT period_start, load, temp FROM given ORDER BY period_start")
+        prepare(con, spec)
+        where, params = trainable(newest)
+        train = matrix(con, where, params)
+        if len(train.y) == 0:
+            raise ValueError(f"no complete history with a week of lags before {newest}: too early to forecast")
+        fitted = fit(train, spec)
+        target = matrix(con, "local_date = $day", {"day": day})
+        quantiles = predict(fitted, target.x)
+        try:
+            backtest, error = backtest_forecasts(con, spec, newest, backtest_days), None
+        except ValueError as e:
+            backtest, error = None, str(e)
+    return SeriesRun(
+        np.asarray(target.starts, "datetime64[us]"),
+        target.x,
+        quantiles,
+        fitted,
+        len(train.y),
+        backtest,
+        error,
+        _peak_memory_mb(),
     )
 
 
