@@ -26,7 +26,7 @@ $(STAMP): requirements.lock pyproject.toml
 # On two workers (pytest-xdist), a test module per worker at a time: the daemon tests wait
 # on ticks while the other worker computes.
 test: install
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --durations=20
 
 # The tests that need no server, lake or browser (pricing, arrivals on a local lake, tokens,
 # settings, the definitions): seconds, for the edit-test loop; `make test` still runs everything.

@@ -316,7 +316,7 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
             },
         )
         names = [n for (n,) in con.execute("SELECT DISTINCT series FROM all_series ORDER BY 1").fetchall()]
-        series = {name: con.execute(ONE_SERIES_SQL, {"series": name}).fetch_arrow_table() for name in names}
+        series = {name: con.execute(ONE_SERIES_SQL, {"series": name}).to_arrow_table() for name in names}
     regions = [n for n in names if n != PORTFOLIO]
     # Each series in a process of its own (LightGBM's native code is not safe to train from
     # two threads of one process), on one thread, as many at once as there are threads:
