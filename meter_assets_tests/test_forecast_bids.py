@@ -196,6 +196,24 @@ def _regions(root: str) -> set[str]:
         return {r["region"] for r in csv.DictReader(f)}
 
 
+def test_without_history_to_backtest_the_bid_is_a_week_earlier(history, tmp_path):
+    """Thirty days of history train a model but cannot backtest 28 days: nothing says the model
+    wins, so the bid is the same period a week before delivery, and says why."""
+    import shutil
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(history, root)
+    day = START + dt.timedelta(days=30)
+    result = dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["backtest_beats_baselines"].passed and checks["bid_covers_every_period"].passed
+    assert "too little history" in checks["backtest_beats_baselines"].metadata["verdict"].value
+
+    bids = pq.read_table(Lake(root).files(BIDS, day.isoformat())[0]).to_pylist()
+    assert {b["source"] for b in bids} == {"seasonal_naive"} and "no backtest" in bids[0]["reason"]
+    assert [b["mwh"] for b in bids] == _baseline_mwh(root, day - dt.timedelta(days=6))
+
+
 def test_a_broken_bid_keeps_the_old_forecast_and_bid(history, tmp_path, monkeypatch):
     import shutil
 

@@ -55,8 +55,7 @@ PORTFOLIO = "portfolio"
 # weighted by the regions' meters. Floating-point sums in a fixed order (ORDER BY inside the
 # aggregate): the same inputs give the same series to the last bit, however DuckDB's threads
 # split the work, so the same data makes the same forecast.
-SERIES_SQL = (
-    """
+SERIES_SQL = """
 CREATE OR REPLACE TABLE all_series AS
 WITH quarter_hours AS (
     SELECT region, interval_start, CAST(kwh AS DOUBLE) * meters / nullif(meters - missing, 0) AS kwh
@@ -72,9 +71,7 @@ history AS (
     SELECT series, period_start, load FROM regional
     UNION ALL
     -- unknown where a region is
-    SELECT '"""
-    + PORTFOLIO
-    + """', period_start,
+    SELECT CAST($portfolio AS VARCHAR), period_start,
            CASE WHEN count(load) = count(*) THEN sum(load ORDER BY series) END
     FROM regional
     GROUP BY period_start
@@ -102,9 +99,7 @@ known AS (
 temperatures AS (
     SELECT region AS series, valid_at, temperature_c AS temp FROM known
     UNION ALL
-    SELECT '"""
-    + PORTFOLIO
-    + """', known.valid_at,
+    SELECT CAST($portfolio AS VARCHAR), known.valid_at,
            sum(known.temperature_c * weights.meters ORDER BY region) / sum(weights.meters)
     FROM known
     JOIN weights USING (region)
@@ -117,7 +112,6 @@ LEFT JOIN temperatures
       AND temperatures.valid_at = date_trunc('hour', periods.period_start)
 ORDER BY periods.series, periods.period_start
 """
-)
 ONE_SERIES_SQL = "SELECT period_start, load, temp FROM all_series WHERE series = $series ORDER BY period_start"
 
 
@@ -176,8 +170,8 @@ def portfolio_load(context: dg.AssetExecutionContext, lake: LakeResource, duckdb
 
 # where the bid comes from: the portfolio's own model, the sum of the regions' models, or the
 # baseline that beat both in the backtest
-BID_SOURCES = ("portfolio_model", "regional_models", "seasonal_naive", "previous_day")
 MODEL_NAMES = {"portfolio_model": "the portfolio model", "regional_models": "the sum of the regional models"}
+BID_SOURCES = (*MODEL_NAMES, "seasonal_naive", "previous_day")
 
 
 def _passes(metrics: model.Metrics) -> tuple[bool, str]:
@@ -210,8 +204,7 @@ def _bid_source(metrics: model.Metrics | None, verdict: str, forecast_by: str = 
 def _bid_kwh(source: str, quantiles: dict, x) -> list[float]:
     """Per settlement period, the source's kWh; where a baseline lacks a period (a clock
     change), the other baseline's, else the model's."""
-    seasonal = x[:, model.FEATURES.index("lag_week")]
-    previous = x[:, model.FEATURES.index("lag_recent")]
+    seasonal, previous = model.feature(x, "lag_week"), model.feature(x, "lag_recent")
     order = {
         "seasonal_naive": [seasonal, previous, quantiles[0.5]],
         "previous_day": [previous, seasonal, quantiles[0.5]],
@@ -313,6 +306,7 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
                 "target_end": target_end,
                 "tz": s.market_tz,
                 "gate": s.gate_closure.isoformat(),
+                "portfolio": PORTFOLIO,
             },
         )
         names = [n for (n,) in con.execute("SELECT DISTINCT series FROM all_series ORDER BY 1").fetchall()]
@@ -438,7 +432,7 @@ def load_forecast(context: dg.AssetExecutionContext, lake: LakeResource, duckdb:
                 "p90_mwh": round(float(sum(quantiles[0.9])) / 1000, 3),
                 "regions": len(by_region),
                 "trained_on_periods": portfolio.trained_on,
-                # every series trained, forecast and backtested
+                # the history read, every series trained, forecast and backtested
                 "models_seconds": round(forecast_seconds, 2),
                 "series_worker_peak_memory_mb": round(
                     max((r.peak_memory_mb or 0 for r in (portfolio, *by_region.values())), default=0)
@@ -487,7 +481,7 @@ def _comparison(scores: dict, by_region: dict, region_errors: dict) -> list[dict
             "note": note,
         }
 
-    for name in BID_SOURCES[:2]:
+    for name in MODEL_NAMES:
         rows.append(row(name, scores.get(name), "the portfolio's load" if name in scores else "not backtested"))
     for name, region in by_region.items():
         metrics = model.score(region.backtest) if region.backtest is not None else None

@@ -296,7 +296,8 @@ def _train(x: np.ndarray, y: np.ndarray, weight: np.ndarray, q: float, features:
     )
 
 
-def _feature(x: np.ndarray, name: str) -> np.ndarray:
+def feature(x: np.ndarray, name: str) -> np.ndarray:
+    """One feature's column of a feature matrix."""
     return x[:, FEATURES.index(name)]
 
 
@@ -309,13 +310,13 @@ def anchor(x: np.ndarray) -> np.ndarray:
     same weekday of the last four weeks. The models learn the ratio to it, so a level they
     never saw in training (a colder winter, a grown portfolio) is still forecast in proportion.
     """
-    level = np.nan_to_num(np.clip(_feature(x, "level_change_on_week"), 0.5, 2.0), nan=1.0)
-    week = _feature(x, "lag_week")
-    base = np.where(_feature(x, "was_holiday_week_before") == 1, _feature(x, "lag_two_weeks"), week)
-    sunday = _feature(x, "lag_sunday")
-    base = np.where(_feature(x, "next_to_holiday") == 1, (base + sunday) / 2, base)
-    base = np.where(_feature(x, "is_holiday") == 1, sunday, base) * level
-    base = np.where(np.isnan(base), _feature(x, "period_mean_same_weekday"), base)
+    level = np.nan_to_num(np.clip(feature(x, "level_change_on_week"), 0.5, 2.0), nan=1.0)
+    week = feature(x, "lag_week")
+    base = np.where(feature(x, "was_holiday_week_before") == 1, feature(x, "lag_two_weeks"), week)
+    sunday = feature(x, "lag_sunday")
+    base = np.where(feature(x, "next_to_holiday") == 1, (base + sunday) / 2, base)
+    base = np.where(feature(x, "is_holiday") == 1, sunday, base) * level
+    base = np.where(np.isnan(base), feature(x, "period_mean_same_weekday"), base)
     base = np.where(np.isnan(base), week, base)
     return np.where(base > 0, base, np.nan)
 
@@ -324,16 +325,16 @@ def unusual(x: np.ndarray) -> np.ndarray:
     """Days the calibration days rarely hold: a holiday, a day next to one, a day whose
     week-ago day was one (its anchor is a stand-in)."""
     return (
-        (_feature(x, "is_holiday") == 1)
-        | (_feature(x, "next_to_holiday") == 1)
-        | (_feature(x, "was_holiday_week_before") == 1)
+        (feature(x, "is_holiday") == 1)
+        | (feature(x, "next_to_holiday") == 1)
+        | (feature(x, "was_holiday_week_before") == 1)
     )
 
 
 def design(x: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
     """The models' inputs: `features` of `x`, loads as ratios to the anchor."""
     base = anchor(x)
-    return np.column_stack([_feature(x, f) / base if f in LOADS else _feature(x, f) for f in features])
+    return np.column_stack([feature(x, f) / base if f in LOADS else feature(x, f) for f in features])
 
 
 def used_features(dates: np.ndarray) -> tuple[str, ...]:
@@ -473,18 +474,18 @@ def backtest_forecasts(
         parts["actual"].append(test.y)
         for q in QUANTILES:
             parts[f"p{int(q * 100)}"].append(quantiles[q])
-        parts["seasonal"].append(_feature(test.x, "lag_week"))
-        parts["previous"].append(_feature(test.x, "lag_recent"))
+        parts["seasonal"].append(feature(test.x, "lag_week"))
+        parts["previous"].append(feature(test.x, "lag_recent"))
         blocks.append({"from": origin.isoformat(), "to": block_end.isoformat()})
         origin = block_end + dt.timedelta(days=1)
+    if not sum(len(a) for a in parts["actual"]):
+        raise ValueError(f"no complete days to backtest between {first} and {last_day}")
     return Backtest(**{k: np.concatenate(v) for k, v in parts.items()}, first=first, last=last_day, blocks=blocks)
 
 
 def score(b: Backtest) -> Metrics:
     """The P50's MAPE against both baselines', the quantiles' pinball loss, the band's coverage."""
     a = b.actual
-    if len(a) == 0:
-        raise ValueError(f"no complete days to backtest between {b.first} and {b.last}")
     mape = {name: _mape(a, f) for name, f in (("p50", b.p50), ("seasonal", b.seasonal), ("previous", b.previous))}
     pinball = {str(q): _pinball(a, f, q) for q, f in zip(QUANTILES, (b.p10, b.p50, b.p90), strict=True)}
     best_baseline = min(mape["seasonal"], mape["previous"])
