@@ -27,7 +27,7 @@ def month_days(month: str) -> list[dt.date]:
 
 
 def write_readings(lake_root: str, meters: int, days: list[dt.date]) -> int:
-    """Reference exports and curated readings for every one of `days` (consecutive)."""
+    """Reference exports and curated readings for every one of `days` (in order)."""
     import dagster as dg
     import numpy as np
     import pyarrow as pa
@@ -44,7 +44,7 @@ def write_readings(lake_root: str, meters: int, days: list[dt.date]) -> int:
 
     lake = Lake(lake_root)
     pop = population(meters, SEED)
-    temperature = hourly_temperature(days[0], len(days), SEED)
+    temperature = hourly_temperature(days[0], (days[-1] - days[0]).days + 1, SEED)
     write_reference(lake, pop, days[0], len(days), SEED, temperature)
     dg.materialize(reference_assets, resources=resources(lake_root))
     rows = 0

@@ -21,14 +21,16 @@ def sql_list(values: list[str]) -> str:
     return "[" + ", ".join(literal(v) for v in values) + "]"
 
 
-def parquet(files: list[str] | str) -> str:
+def parquet(files: list[str] | str, union_by_name: bool = False) -> str:
     """A `read_parquet` over published files.
 
     Hive partitioning is off: a Delta table's `date=`/`month=` folders hold its partition
-    values, which the files do not carry as columns.
+    values, which the files do not carry as columns. `union_by_name`: files written before a
+    table gained columns read beside newer ones (the missing columns NULL).
     """
     files = [files] if isinstance(files, str) else files
-    return "read_parquet({files}, hive_partitioning = false)".format(files=sql_list(files))
+    options = ", union_by_name = true" if union_by_name else ""
+    return "read_parquet({files}, hive_partitioning = false{options})".format(files=sql_list(files), options=options)
 
 
 def typed_csv(uri: str, columns: dict[str, str], **options: str) -> str:

@@ -67,7 +67,16 @@ ADJUSTMENTS_EXPORT = _monthly("billing/bill_adjustments", "bill_adjustments")
 # the operations report is one asset made of these tables (and a page beside them)
 REPORT_TABLES = {
     name: _daily(f"reports/ops/{name}", "ops_daily_report")
-    for name in ("summary", "region_energy", "top_customers", "silent_meters", "late_files", "quarantine_reasons")
+    for name in (
+        "summary",
+        "region_energy",
+        "top_customers",
+        "silent_meters",
+        "late_files",
+        "quarantine_reasons",
+        "estimation",
+        "most_estimated_meters",
+    )
 }
 
 ALL = [

@@ -24,7 +24,7 @@ from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
-from meter_assets.tables import BILLS_EXPORT
+from meter_assets.tables import BILLS_EXPORT, READS_15MIN
 
 from .billing_reference import reference_bills
 from .billing_support import published_readings, reference_exports
@@ -59,6 +59,20 @@ def _drafts(dsn: str) -> dict[int, tuple[Decimal, Decimal]]:
         "FROM billing.bills WHERE status = 'draft'",
     )
     return {c: (charges, kwh) for c, charges, kwh in rows}
+
+
+def _platform_estimates(lake: Lake, day: dt.date) -> set[tuple]:
+    """The (meter, quarter hour) pairs of a day the platform estimated, as published now."""
+    files = lake.files(READS_15MIN, day.isoformat())
+    rows = duckdb.sql(f"SELECT meter_id, read_at FROM {parquet(files)} WHERE estimated_by = 'platform'").fetchall()
+    return set(rows)
+
+
+def _delivered_by(lake: Lake, day: dt.date, keys: list[str]) -> set[tuple]:
+    """The (meter, quarter hour) pairs of a day whose published reading came from one of these files."""
+    files = lake.files(READS_15MIN, day.isoformat())
+    found = duckdb.sql(f"SELECT meter_id, read_at, source_file FROM {parquet(files)}").fetchall()
+    return {(m, t) for m, t, source in found if source in keys}
 
 
 def _ledger(dsn: str, sql: str, params=()) -> list[tuple]:
@@ -145,9 +159,20 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
             issued = _ledger(dsn, "SELECT * FROM billing.bills ORDER BY bill_id")
             assert {row[-1] for row in _ledger(dsn, "SELECT status FROM billing.bills")} == {"issued"}
 
+            # the held files' quarter hours were billed as the platform's estimates
+            estimated_before = _platform_estimates(lake, issued_date)
+            assert estimated_before
+            assert sum(b[0] for b in _ledger(dsn, "SELECT estimated_kwh FROM billing.bills")) > 0
+
             # after issuing: a late and corrected file for the month ends in adjustment rows
-            release_late(lake, dt.date(2099, 1, 1), dates={issued_date})
+            released = release_late(lake, dt.date(2099, 1, 1), dates={issued_date})
             wait_for(lambda: _all_finished(instance, "bills_job", 2), 300, "the issued month's recomputation")
+            # ... and the late actuals replaced those estimates
+            late_originals = [k for k in released if "-b1" in k]
+            assert late_originals
+            replaced = _delivered_by(lake, issued_date, late_originals)
+            assert replaced and replaced <= estimated_before
+            assert not replaced & _platform_estimates(lake, issued_date)
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in _runs(instance, "bills_job"))
             assert _ledger(dsn, "SELECT * FROM billing.bills ORDER BY bill_id") == issued, "issued bills untouched"
 

@@ -13,7 +13,7 @@ written from the rules in docs/billing.md (`billing_reference.py`), not by the c
 
 import datetime as dt
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import dagster as dg
 import psycopg
@@ -28,7 +28,7 @@ from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.sql import parquet
 from meter_assets.storage import Lake
-from meter_assets.tables import BILL_LINES_EXPORT
+from meter_assets.tables import BILL_LINES_EXPORT, BILLS_EXPORT
 
 from .billing_reference import EXPORTED_LINE_COLUMNS, ReferenceMonth, assert_exported_lines_match, reference_bills
 from .billing_support import published_readings, reference_exports
@@ -166,6 +166,10 @@ def october(tmp_path_factory):
         "ORDER BY customer_id, line_no"
     )
 
+    state["exported_shares"] = dict(
+        query(f"SELECT customer_id, estimated_share FROM {parquet(lake.files(BILLS_EXPORT, MONTH))}")
+    )
+
     released = release_late(lake, dt.date(2099, 1, 1), dates=LATE_DAYS)
     state["released_days"] = {local_day_of(dt.datetime.strptime(k[4:17], "%Y/%m/%d/%H")) for k in released}
     _curate(root, sorted(state["released_days"]))
@@ -226,6 +230,17 @@ def test_drafts_equal_the_independent_recomputation(october):
 def test_issued_bills_and_their_exported_lines_equal_the_recomputation(october):
     assert october["issued"] == _expected(october["before"], "issued")
     assert_exported_lines_match(october["exported_lines"], october["before"].bills)
+
+
+def test_each_issued_bill_says_what_share_of_its_energy_was_estimated(october):
+    expected = {}
+    for customer, bill in october["before"].bills.items():
+        total = bill.measured_kwh + bill.estimated_kwh
+        share = (bill.estimated_kwh / total).quantize(Decimal("0.0001"), ROUND_HALF_UP) if total else None
+        expected[customer] = share
+    assert october["exported_shares"] == expected
+    # the month had gaps the platform estimated (offline meters, late files) and whole measured bills
+    assert any(0 < share < 1 for share in expected.values() if share is not None)
 
 
 def test_adjustments_equal_the_change_in_the_recomputation(october):

@@ -43,15 +43,23 @@ def reading(root: str, meter_id: int, read_at: dt.datetime):
 
 def test_curated_matches_ground_truth_after_every_late_file(after_release, generated):
     truth = f"read_parquet('{generated}/simulator/truth/*/reads.parquet')"
+    # what the head-end never delivered is the platform's estimate: flagged so, never an actual
     mismatches = query(
         f"""
-        SELECT t.meter_id, t.read_at, t.kwh, t.quality_flag, c.kwh, c.quality_flag
+        SELECT t.meter_id, t.read_at, t.kwh, t.quality_flag, c.kwh, c.quality_flag, c.estimated_by
         FROM {truth} AS t FULL OUTER JOIN {curated(after_release)} AS c USING (meter_id, read_at)
-        WHERE c.quality_flag IS DISTINCT FROM t.quality_flag OR c.kwh IS DISTINCT FROM t.kwh
+        WHERE CASE WHEN t.quality_flag = 'missing'
+                   THEN c.quality_flag IS DISTINCT FROM 'estimated' OR c.estimated_by IS DISTINCT FROM 'platform'
+                        OR c.kwh IS NULL OR c.estimation_method NOT IN ('linear', 'like_day', 'class_profile')
+                   ELSE c.quality_flag IS DISTINCT FROM t.quality_flag OR c.kwh IS DISTINCT FROM t.kwh
+                        OR c.estimated_by IS DISTINCT FROM CASE t.quality_flag WHEN 'estimated' THEN 'head-end' END
+              END
         LIMIT 10
         """
     )
     assert mismatches == []
+    (gaps,) = query(f"SELECT count(*) FROM {truth} WHERE quality_flag = 'missing'")[0]
+    assert gaps > 0
     (rows,) = query(f"SELECT count(*) FROM {curated(after_release)}")[0]
     assert rows == 300 * (96 + 92 + 96)
 
@@ -96,12 +104,13 @@ def test_estimated_intervals_are_flagged_not_passed_as_measured(after_release):
         assert (kwh, flag) == (f["kwh"], "estimated")
 
 
-def test_offline_intervals_are_missing_rows(after_release):
+def test_offline_intervals_are_the_platforms_estimates(after_release):
     spans = faults(after_release, "missing")
     assert {json.loads(s["detail"])["reason"] for s in spans} == {"offline", "dead"}
     for span in spans:
         rows = query(
-            "SELECT count(*), count(*) FILTER (WHERE quality_flag = 'missing' AND kwh IS NULL) "
+            "SELECT count(*), count(*) FILTER (WHERE quality_flag = 'estimated' AND estimated_by = 'platform' "
+            "AND kwh IS NOT NULL AND source_file IS NULL AND version IS NULL) "
             f"FROM {curated(after_release)} "
             "WHERE meter_id = ? AND read_at >= ? AND read_at < ?",
             [span["meter_id"], span["read_at"], span["read_until"]],
@@ -139,12 +148,13 @@ def test_malformed_rows_are_quarantined_with_a_reason_and_neighbours_kept(after_
     for bad in malformed:
         assert bad["file_key"] in reasons, bad
         assert all(reason for reason in reasons[bad["file_key"]])
-        kwh, flag, *_ = reading(after_release, bad["meter_id"], bad["read_at"])
+        kwh, flag, *_, source = reading(after_release, bad["meter_id"], bad["read_at"])
         corrected = any(
             f["meter_id"] == bad["meter_id"] and f["read_at"] == bad["read_at"]
             for f in faults(after_release, "correction")
         )
-        assert flag == "missing" or corrected
+        # the interval is then the platform's estimate (no file delivered it)
+        assert (flag == "estimated" and source is None) or corrected
         copies = [bad["file_key"]] + [
             r["file_key"]
             for r in faults(after_release, "resend")

@@ -58,7 +58,14 @@ def test_definitions_hold_every_asset_check_and_job():
     ):
         assert graph.get(dg.AssetKey(daily)).partitions_def == daily_partitions()
     quarantine, curated = (graph.get(dg.AssetKey(k)) for k in ("reads_15min_quarantine", "reads_15min"))
-    assert quarantine.parent_keys == curated.parent_keys
+    # the readings also read their own like days: the same weekday 1 to 8 weeks back
+    assert curated.parent_keys == quarantine.parent_keys | {dg.AssetKey("reads_15min")}
+    like_days = graph.get_partition_mapping(dg.AssetKey("reads_15min"), dg.AssetKey("reads_15min"))
+    days = daily_partitions()
+    upstream = like_days.get_upstream_mapped_partitions_result_for_partitions(
+        days.subset_with_partition_keys(["2024-05-14"]), days, days
+    ).partitions_subset.get_partition_keys()
+    assert (min(upstream), max(upstream)) == ("2024-03-19", "2024-05-07")
     assert dg.AssetKey("reads_15min_quarantine") in graph.get(dg.AssetKey("ops_daily_report")).parent_keys
     for monthly in ("bills", "issued_bills", "bill_lines", "bill_adjustments"):
         assert graph.get(dg.AssetKey(monthly)).partitions_def == monthly_partitions()
@@ -116,7 +123,9 @@ def test_definitions_hold_every_asset_check_and_job():
     assert graph.get(dg.AssetKey("bills")).parent_keys == {
         dg.AssetKey(k) for k in ("reads_15min", "reads_daily", "meter_assignments", "customers", "tariffs")
     }
-    assert graph.get(dg.AssetKey("reads_15min")).parent_keys == {dg.AssetKey("raw_meter_files"), dg.AssetKey("meters")}
+    assert graph.get(dg.AssetKey("reads_15min")).parent_keys == {
+        dg.AssetKey(k) for k in ("raw_meter_files", "meters", "reads_15min")
+    }
 
 
 # the order data flows in: a domain's modules may import the shared modules and the domains before it

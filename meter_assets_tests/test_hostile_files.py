@@ -83,7 +83,8 @@ def hostile_key(n: int) -> str:
 
 
 def neighbour(n: int) -> tuple[int, str]:
-    return FIRST_METER + 10 * n, f"{5 + n / 1000:.3f}"
+    # a plausible correction (well within a validation rule), unique to the row
+    return FIRST_METER + 10 * n, f"{0.5 + n / 1000:.3f}"
 
 
 COPIES = 40_000
@@ -103,7 +104,7 @@ def hostile(generated, tmp_path_factory) -> str:
     # one reading forty thousand times (the copies counter is a SMALLINT)
     lake.write_bytes(
         "raw/2024/04/01/10/alpha-h900-2024040110-b1.csv.gz",
-        gzip.compress((HEADER + row(COPIED_METER, 30, kwh="4.321", version="3") * COPIES).encode()),
+        gzip.compress((HEADER + row(COPIED_METER, 30, kwh="0.821", version="3") * COPIES).encode()),
     )
     # an over-long line in the middle, and a 50 MB last line without a newline, each between
     # readings that must be kept
@@ -112,22 +113,22 @@ def hostile(generated, tmp_path_factory) -> str:
         gzip.compress(
             (
                 HEADER
-                + row(FIRST_METER + 3, 45, kwh="3.301", version="3")
+                + row(FIRST_METER + 3, 45, kwh="0.901", version="3")
                 + "x" * (3 << 20)
                 + "\n"
-                + row(FIRST_METER + 4, 45, kwh="3.401", version="3")
+                + row(FIRST_METER + 4, 45, kwh="0.911", version="3")
             ).encode()
         ),
     )
     lake.write_bytes(
         LONG_LAST,
         gzip.compress(
-            (HEADER + row(FIRST_METER + 5, 45, kwh="3.501", version="3") + "9" * (50 << 20)).encode(), compresslevel=1
+            (HEADER + row(FIRST_METER + 5, 45, kwh="0.921", version="3") + "9" * (50 << 20)).encode(), compresslevel=1
         ),
     )
     lake.write_bytes(BOMB, gzip_bomb(1 << 30))
     for key in STRAYS:
-        lake.write_bytes(key, gzip.compress((HEADER + row(FIRST_METER + 6, 45, kwh="3.601", version="3")).encode()))
+        lake.write_bytes(key, gzip.compress((HEADER + row(FIRST_METER + 6, 45, kwh="0.931", version="3")).encode()))
     results = materialize_days(root, [DAY])
     assert all(r.success for r in results), "no file fails the day"
     return root
@@ -194,7 +195,7 @@ def test_a_hostile_row_is_quarantined_with_its_reason_and_its_neighbour_kept(hos
 
 def test_forty_thousand_copies_of_a_reading_are_one_reading(hostile):
     kwh, version, source, copies = curated_reading(hostile, COPIED_METER, HOUR + dt.timedelta(minutes=30))
-    assert (str(kwh), version, source) == ("4.321", 3, "raw/2024/04/01/10/alpha-h900-2024040110-b1.csv.gz")
+    assert (str(kwh), version, source) == ("0.821", 3, "raw/2024/04/01/10/alpha-h900-2024040110-b1.csv.gz")
     assert copies == 32_767, "counted up to the column's limit"
 
 
@@ -212,8 +213,8 @@ def test_over_long_lines_are_quarantined_and_their_neighbours_kept(hostile):
     assert middle and {scope for scope, _ in middle} == {"row"}
     assert any("Maximum line size of 2000000 bytes exceeded" in reason for _, reason in middle)
     assert [curated_reading(hostile, FIRST_METER + m, at)[:3] for m in (3, 4)] == [
-        (Decimal("3.301"), 3, LONG_MIDDLE),
-        (Decimal("3.401"), 3, LONG_MIDDLE),
+        (Decimal("0.901"), 3, LONG_MIDDLE),
+        (Decimal("0.911"), 3, LONG_MIDDLE),
     ]
 
     assert quarantine_of(hostile, LONG_LAST) == [
@@ -224,7 +225,7 @@ def test_over_long_lines_are_quarantined_and_their_neighbours_kept(hostile):
             "may have",
         )
     ]
-    assert curated_reading(hostile, FIRST_METER + 5, at)[:3] == (Decimal("3.501"), 3, LONG_LAST)
+    assert curated_reading(hostile, FIRST_METER + 5, at)[:3] == (Decimal("0.921"), 3, LONG_LAST)
 
 
 def test_a_gzip_bomb_is_refused_whole_without_being_inflated(hostile):

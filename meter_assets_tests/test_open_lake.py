@@ -51,7 +51,8 @@ def _duckdb(lake: Lake) -> duckdb.DuckDBPyConnection:
 
 
 def _truth(con, lake: Lake) -> dict:
-    """Per day: kWh that reached the curated layer (every truth reading but the damaged rows)."""
+    """Per day: kWh the head-end delivered to the curated layer (every truth reading but the damaged
+    rows, which the platform estimates instead)."""
     truth = f"read_parquet([{', '.join(repr(lake.uri(f'simulator/truth/date={d}/reads.parquet')) for d in DAYS)}])"
     faults = f"read_parquet([{', '.join(repr(lake.uri(f'simulator/faults/date={d}/faults.parquet')) for d in DAYS)}])"
     rows = con.execute(f"""
@@ -75,11 +76,14 @@ def test_duckdb_delta_scan_reads_exactly_the_published_rows(built):
     curated = dict(
         (day, rest)
         for day, *rest in con.execute(f"""
-        SELECT date, count(*), count(DISTINCT (meter_id, read_at)), sum(kwh), count(*) FILTER (WHERE kwh IS NULL)
+        SELECT date, count(*), count(DISTINCT (meter_id, read_at)), sum(kwh) FILTER (WHERE estimated_by = 'platform'),
+               sum(kwh) FILTER (WHERE estimated_by IS DISTINCT FROM 'platform'),
+               count(*) FILTER (WHERE estimated_by = 'platform' AND kwh IS NOT NULL)
         FROM delta_scan('{lake.table_uri(READS_15MIN)}') GROUP BY date""").fetchall()
     )
+    platform = {day: curated[day][2] or 0 for day in DAYS}
     for day in DAYS:
-        rows, distinct, kwh, missing = curated[day]
+        rows, distinct, _, kwh, missing = curated[day]
         assert rows == distinct == N_METERS * 96, f"{day}: one row per meter and quarter hour"
         assert kwh == truth[day][0] and missing == truth[day][2]
 
@@ -94,7 +98,8 @@ def test_duckdb_delta_scan_reads_exactly_the_published_rows(built):
             f"SELECT date, count(*), sum(kwh) FROM delta_scan('{lake.table_uri(READS_DAILY)}') GROUP BY date"
         ).fetchall()
     )
-    assert daily == {day: [N_METERS, truth[day][0]] for day in DAYS}
+    # the day's kWh: what the head-end delivered and what the platform estimated for the rest
+    assert daily == {day: [N_METERS, truth[day][0] + platform[day]] for day in DAYS}
 
     (quarantined,) = con.execute(
         f"SELECT count(*) FROM delta_scan('{lake.table_uri(QUARANTINE)}') WHERE scope = 'row'"
@@ -106,7 +111,7 @@ def test_duckdb_delta_scan_reads_exactly_the_published_rows(built):
         SELECT date, sum(kwh) FROM delta_scan('{lake.table_uri(REPORT_TABLES["region_energy"])}')
         GROUP BY date""").fetchall()
     )
-    assert regions == {day: truth[day][0] for day in DAYS}
+    assert regions == {day: truth[day][0] + platform[day] for day in DAYS}
     (region_names,) = con.execute(
         f"SELECT count(DISTINCT region) FROM delta_scan('{lake.table_uri(METERS)}')"
     ).fetchone()
@@ -125,8 +130,12 @@ def test_deltalake_reads_exactly_the_published_rows_and_each_version(built):
     for day in DAYS:
         table = curated.to_pyarrow_table(filters=[("date", "=", day)])
         assert table.num_rows == N_METERS * 96
-        kwh = sum((v for v in table.column("kwh").to_pylist() if v is not None), Decimal("0.000"))
-        assert kwh == truth[day][0]
+        delivered = [
+            v
+            for v, by in zip(table.column("kwh").to_pylist(), table.column("estimated_by").to_pylist(), strict=True)
+            if by != "platform"
+        ]
+        assert sum(delivered, Decimal("0.000")) == truth[day][0]
 
     # every commit is one partition replaced whole: each version holds each day once
     versions = [entry["version"] for entry in curated.history()]

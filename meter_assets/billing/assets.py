@@ -129,7 +129,10 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
 
 EXPORT_BILLS_SQL = """
 COPY (
-    SELECT bill_id, customer_id, period_start, period_end, measured_kwh, estimated_kwh, energy_charge, supply_days,
+    SELECT bill_id, customer_id, period_start, period_end, measured_kwh, estimated_kwh,
+           -- the share of the bill's energy that was estimated (by the head-end or the platform)
+           round(estimated_kwh / nullif(measured_kwh + estimated_kwh, 0), 4) AS estimated_share,
+           energy_charge, supply_days,
            standing_charge, adjustments_carried, tax_rate, tax, total_due, is_estimated, currency, issued_at,
            pricing_rules, energy_lines::text, standing_lines::text, inputs_fingerprint
     FROM billing.bills
@@ -210,6 +213,7 @@ EXPORT_TYPES = {
         "period_end": "DATE",
         "measured_kwh": "DECIMAL(14, 3)",
         "estimated_kwh": "DECIMAL(14, 3)",
+        "estimated_share": "DECIMAL(5, 4)",
         "energy_charge": "DECIMAL(12, 2)",
         "supply_days": "INTEGER",
         "standing_charge": "DECIMAL(12, 2)",

@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
 
-from meter_assets.config import settings
+from meter_assets.curated.estimation import Estimator, Rules
 from meter_assets.ingest.contracts import BY_NAME, Contract
 from meter_assets.market_calendar import INTERVAL, local_day_bounds
 from meter_assets.sql import VIEW_SQL, parquet, sql_list
@@ -78,7 +78,8 @@ typed AS (
 normalised AS (
     SELECT
         *,
-        CAST({kwh_expression} AS DECIMAL(12, 3))                                AS kwh,
+        -- try(): a number too large for a reading is refused by name below, not by failing the file
+        try(CAST({kwh_expression} AS DECIMAL(12, 3)))                           AS kwh,
         try(date_diff('second', received_at, meter_clock))                      AS clock_offset_s
     FROM typed
 ),
@@ -114,9 +115,8 @@ FROM (
                 || coalesce('not an ISO 8601 UTC time: ' || fields.interval_start, 'missing')
             WHEN energy IS NULL                THEN 'energy: ' || coalesce('not a number: ' || fields.energy, 'missing')
             WHEN {whole_check}                 THEN 'energy: not a whole number of Wh: ' || fields.energy
+            WHEN kwh IS NULL                   THEN 'energy: ' || fields.energy || ' is too large for a meter reading'
             WHEN kwh < 0                       THEN 'energy: negative reading ' || kwh || ' kWh'
-            WHEN kwh > $max_kwh                THEN 'energy: ' || kwh
-                                                    || ' kWh in 15 minutes is more than a residential supply can draw'
             WHEN quality_flag IS NULL          THEN 'quality: '
                 || coalesce('unknown code ' || fields.quality, 'missing')
             WHEN version IS NULL               THEN 'version: '
@@ -232,7 +232,7 @@ COPY (
 """
 
 CURATE_SQL = """
-COPY (
+CREATE OR REPLACE TEMP TABLE day_readings AS
     WITH ranked AS (
         -- one sortable number per row: version first, then receive time, then file
         SELECT *,
@@ -251,7 +251,7 @@ COPY (
         -- one row, a correction (higher version) wins, and among equal versions the one
         -- received last (choosing among copies is the costly part, so only repeated keys pay it)
         SELECT meter_id, read_at, kwh, quality_flag, version, device_read_at, received_at, clock_offset_s, file_id,
-               1 AS copies
+               1 AS copies, CAST(NULL AS DECIMAL(12, 3)) AS replaced_kwh
         FROM ranked ANTI JOIN repeated USING (meter_id, read_at)
         UNION ALL
         SELECT
@@ -264,7 +264,9 @@ COPY (
             arg_max(received_at, rank)    AS received_at,
             arg_max(clock_offset_s, rank) AS clock_offset_s,
             arg_max(file_id, rank)        AS file_id,
-            count(*)                      AS copies
+            count(*)                      AS copies,
+            -- the first version's reading, when a later version replaced it (a correction)
+            CASE WHEN min(version) < max(version) THEN arg_min(kwh, rank) END AS replaced_kwh
         FROM ranked SEMI JOIN repeated USING (meter_id, read_at)
         GROUP BY meter_id, read_at
     ),
@@ -302,15 +304,19 @@ COPY (
         clock_offset_s,
         CAST(least(copies, $max_copies) AS SMALLINT) AS copies,
         files.file_key                   AS source_file,
-        files.arrived_at                 AS ingested_at
+        files.arrived_at                 AS ingested_at,
+        replaced_kwh
     FROM latest_version
     JOIN files USING (file_id)
     UNION ALL
     SELECT
-        meter_id, read_at, NULL, 'missing', NULL, NULL, NULL, NULL, 0, NULL, NULL
+        meter_id, read_at, NULL, 'missing', NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL
     FROM missing
-    ORDER BY meter_id, read_at
-) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)
+"""
+
+# the edited day, sorted by meter and time
+WRITE_SQL = """
+COPY ({edited} ORDER BY meter_id, read_at) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)
 """
 
 
@@ -325,6 +331,8 @@ class CurationResult:
     duplicate_rows: int
     corrected_rows: int
     clock_corrected_rows: int
+    by_rule: dict[str, int] = field(default_factory=dict)  # readings flagged by each validation rule
+    by_method: dict[str, int] = field(default_factory=dict)  # estimated quarter hours by method (`head-end` too)
 
 
 def _source(contract: Contract, uris: list[str]) -> str:
@@ -352,6 +360,7 @@ def curate_day(
     inventory: pa.Table,
     lake_uri,
     meters_uris: list[str],
+    history_uris: list[str],
     curated_uri: Callable[[str], str],
     quarantine_uri: str,
     scratch: str,
@@ -359,10 +368,12 @@ def curate_day(
     """Stage, quarantine and curate one local day: curated Parquet files where `curated_uri`
     puts a file name, quarantined rows in the file `quarantine_uri`.
 
+    `history_uris` are the curated files of the day's like days (the same weekday in the
+    weeks before), which validation and estimation read.
+
     `scratch` is a local folder for the staged rows; staging streams to Parquet there so a
     full day never has to sit in memory at once.
     """
-    s = settings()
     day_start, day_end = local_day_bounds(day)
     intervals = int((day_end - day_start) / INTERVAL)
 
@@ -376,6 +387,11 @@ def curate_day(
     meters = parquet(meters_uris)
     con.execute(EXPECTED_METERS_SQL.format(meters=meters), {"day_start": day_start, "day_end": day_end})
     known_meter = _known_meter_test(con, meters)
+    con.execute(METER_CLASSES_SQL.format(meters=meters))
+    if history_uris:
+        con.execute(HISTORY_SQL.format(files=parquet(history_uris)))
+    else:
+        con.execute(EMPTY_HISTORY)
 
     ok = files.filter(pa.compute.equal(files.column("status"), "ok"))
     staged_parts: list[str] = []
@@ -388,7 +404,6 @@ def curate_day(
         params = {
             "actual": contract.actual_code,
             "estimated": contract.estimated_code,
-            "max_kwh": s.max_interval_kwh,
             "grid_tolerance": GRID_TOLERANCE_S,
             "max_clock_offset": MAX_CLOCK_OFFSET_S,
             "receive_tolerance": RECEIVE_TOLERANCE_S,
@@ -440,25 +455,30 @@ def curate_day(
             {"chunk": CHUNK_METERS},
         ).fetchall()
     ]
+    rules = Rules.from_settings()
+    estimator = Estimator(con, rules)
     curated_parts = []
     for part, low in enumerate(ranges or [0]):
         curated_parts.append(curated_uri(f"part-{part:04d}.parquet"))
+        high = low + CHUNK_METERS - 1
         con.execute(
-            CURATE_SQL.format(target=curated_parts[-1]),
+            CURATE_SQL,
             {
                 "day_start": day_start,
                 "day_end": day_end,
                 "intervals": intervals,
                 "max_copies": MAX_COPIES,
                 "first_meter": low,
-                "last_meter": low + CHUNK_METERS - 1,
+                "last_meter": high,
             },
         )
+        con.execute(WRITE_SQL.format(edited=estimator.edit(low, high), target=curated_parts[-1]))
 
     staged = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE reason IS NULL AND clock_offset_s <> 0) FROM staged"
     ).fetchone()
     curated = con.execute(CURATED_COUNTS_SQL.format(files=parquet(curated_parts))).fetchall()
+    edits = con.execute(EDIT_COUNTS_SQL.format(files=parquet(curated_parts))).fetchall()
     quarantined = con.execute(QUARANTINED_COUNTS_SQL.format(files=parquet(quarantine_uri))).fetchone()
     by_flag = {flag: count for flag, count, _, _ in curated}
     return CurationResult(
@@ -471,6 +491,8 @@ def curate_day(
         duplicate_rows=int(sum(d or 0 for _, _, d, _ in curated)),
         corrected_rows=int(sum(c or 0 for _, _, _, c in curated)),
         clock_corrected_rows=staged[1],
+        by_rule={rule: count for kind, rule, count in edits if kind == "rule"},
+        by_method={method: count for kind, method, count in edits if kind == "method"},
     )
 
 
@@ -484,9 +506,20 @@ FROM {meters}
 WHERE CAST(installed_on AS TIMESTAMP) < $day_end
   AND (removed_on IS NULL OR CAST(removed_on AS TIMESTAMP) > $day_start)
 """
+METER_CLASSES_SQL = "CREATE OR REPLACE TEMP TABLE meter_classes AS SELECT meter_id, load_class, region FROM {meters}"
+HISTORY_SQL = "CREATE OR REPLACE TEMP VIEW history AS SELECT meter_id, read_at, kwh, quality_flag FROM {files}"
+EMPTY_HISTORY = (
+    "CREATE OR REPLACE TEMP VIEW history AS SELECT NULL::INTEGER AS meter_id, NULL::TIMESTAMP AS read_at, "
+    "NULL::DECIMAL(12, 3) AS kwh, NULL::VARCHAR AS quality_flag WHERE FALSE"
+)
 CURATED_COUNTS_SQL = """
 SELECT quality_flag, count(*), sum(copies - 1) FILTER (WHERE copies > 1), count(*) FILTER (WHERE version > 1)
 FROM {files} GROUP BY quality_flag
+"""
+EDIT_COUNTS_SQL = """
+SELECT 'rule', validation_rule, count(*) FROM {files} WHERE validation_rule IS NOT NULL GROUP BY ALL
+UNION ALL
+SELECT 'method', estimation_method, count(*) FROM {files} WHERE estimation_method IS NOT NULL GROUP BY ALL
 """
 QUARANTINED_COUNTS_SQL = (
     "SELECT count(*) FILTER (WHERE scope = 'row'), count(*) FILTER (WHERE scope = 'file') FROM {files}"

@@ -27,6 +27,8 @@ CONTRACTS: dict[str, dict[str, str]] = {
         "head_end": "VARCHAR",
         "installed_on": "DATE",
         "removed_on": "DATE",
+        # heating, ev or ordinary: whose profile a meter with no history of its own is estimated from
+        "load_class": "VARCHAR",
     },
     "meter_assignments": {
         "meter_id": "INTEGER",

@@ -49,7 +49,8 @@ def _markdown(summary: dict, regions: list[dict], page: str) -> str:
         "",
         f"- silent meters: **{summary['silent_meters']}**" + ("" if before is None else f" (day before: {before})"),
         f"- intervals: actual {summary['actual_share']:.3%}, estimated {summary['estimated_share']:.3%}, "
-        f"missing {summary['missing_share']:.3%}",
+        f"missing {summary['missing_share']:.3%}; the platform estimated {summary['platform_estimated_share']:.3%}, "
+        f"{summary['flagged_readings'] or 0} readings flagged by validation",
         f"- arrival delay: p50 {summary['delay_p50_minutes'] or 0:.1f} min, "
         f"p95 {summary['delay_p95_minutes'] or 0:.1f} min",
         f"- late files: {summary['late_files']}; quarantined: {summary['quarantined_rows']} rows, "
@@ -131,6 +132,9 @@ def ops_daily_report(
                 "silent_meters_list": _metadata_table(tables["silent_meters"], limit=50),
                 "late_files_list": _metadata_table(tables["late_files"], limit=50),
                 "quarantine_reasons": _metadata_table(tables["quarantine_reasons"]),
+                "platform_estimated_share": summary["platform_estimated_share"],
+                "estimation": _metadata_table(tables["estimation"]),
+                "most_estimated_meters": _metadata_table(tables["most_estimated_meters"]),
                 "seconds": round(time.perf_counter() - began, 2),
             },
         }

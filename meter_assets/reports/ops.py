@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from meter_assets.curated.estimation import METHODS, RULES
 from meter_assets.market_calendar import local_day_bounds
 from meter_assets.sql import VIEW_SQL, parquet, sql_list
 from meter_assets.storage import Lake
@@ -28,6 +29,7 @@ from meter_assets.tables import (
 )
 
 TOP_CUSTOMERS = 100
+MOST_ESTIMATED_METERS = 20
 
 # who held each meter on the day (a meter between tenants has nobody)
 HOLDERS_SQL = """
@@ -85,10 +87,11 @@ ORDER BY rank
 LIMIT $limit
 """
 
-# Silent: not one actual or estimated reading in the whole local day.
+# Silent: the head-end delivered not one reading (actual or its own estimate) in the whole
+# local day; the platform's estimates do not count.
 SILENT_SQL = """
 CREATE OR REPLACE TEMP TABLE silent AS
-SELECT meter_id FROM daily WHERE actual_intervals + estimated_intervals = 0
+SELECT meter_id FROM daily WHERE actual_intervals + estimated_intervals - coalesce(platform_estimated_intervals, 0) = 0
 """
 
 # the newest earlier day on which each silent meter still spoke, within the look-back
@@ -97,7 +100,7 @@ CREATE OR REPLACE TEMP TABLE last_days AS
 SELECT history.meter_id, max(history.local_date) AS last_day
 FROM history
 JOIN silent USING (meter_id)
-WHERE history.actual_intervals + history.estimated_intervals > 0
+WHERE history.actual_intervals + history.estimated_intervals - coalesce(history.platform_estimated_intervals, 0) > 0
 GROUP BY history.meter_id
 """
 
@@ -107,7 +110,7 @@ CREATE OR REPLACE TEMP TABLE last_readings AS
 SELECT readings.meter_id, max(readings.read_at) + INTERVAL 15 MINUTE AS last_reading_at
 FROM last_day_readings AS readings
 JOIN last_days USING (meter_id)
-WHERE readings.quality_flag <> 'missing'
+WHERE readings.source_file IS NOT NULL
 GROUP BY readings.meter_id
 """
 
@@ -158,11 +161,60 @@ GROUP BY ALL
 ORDER BY rows DESC, reason
 """
 
+# what validation flagged and who estimated what, every rule and method listed (zero or not)
+ESTIMATION_SQL = """
+CREATE OR REPLACE TEMP TABLE estimation AS
+WITH counted AS (
+    SELECT estimation_method, validation_rule, count(*) AS intervals, sum(kwh) AS kwh,
+           sum(measured_kwh) AS measured_kwh
+    FROM readings
+    WHERE estimation_method IS NOT NULL OR validation_rule IS NOT NULL
+    GROUP BY ALL
+),
+names AS (
+    SELECT 'method' AS kind, unnest($methods) AS name, generate_subscripts($methods, 1) AS position
+    UNION ALL
+    SELECT 'rule', unnest($rules), generate_subscripts($rules, 1)
+)
+SELECT
+    names.kind,
+    names.name,
+    CAST(coalesce(sum(counted.intervals), 0) AS BIGINT)                                           AS intervals,
+    CAST(coalesce(sum(CASE names.kind WHEN 'method' THEN counted.kwh ELSE counted.measured_kwh END), 0)
+         AS DECIMAL(18, 3))                                                                       AS kwh
+FROM names
+LEFT JOIN counted
+       ON (names.kind = 'method' AND counted.estimation_method = names.name)
+       OR (names.kind = 'rule' AND counted.validation_rule = names.name)
+GROUP BY names.kind, names.name, names.position
+ORDER BY names.kind, names.position
+"""
+
+# the meters the platform estimated most for: whose head-end or meter to look at first
+MOST_ESTIMATED_SQL = """
+CREATE OR REPLACE TEMP TABLE most_estimated_meters AS
+SELECT
+    daily.meter_id,
+    coalesce(meters.region, 'unknown')                   AS region,
+    holders.customer_id,
+    holders.account_name,
+    CAST(daily.platform_estimated_intervals AS INTEGER)  AS estimated_intervals,
+    CAST(daily.intervals AS INTEGER)                     AS intervals,
+    CAST(daily.estimated_kwh AS DECIMAL(18, 3))          AS estimated_kwh
+FROM daily
+LEFT JOIN meters USING (meter_id)
+LEFT JOIN holders USING (meter_id)
+WHERE daily.platform_estimated_intervals > 0
+ORDER BY daily.platform_estimated_intervals DESC, daily.meter_id
+LIMIT $limit
+"""
+
 SUMMARY_SQL = """
 CREATE OR REPLACE TEMP TABLE summary AS
 WITH intervals AS (
     SELECT count(*) AS meters, sum(kwh) AS kwh, sum(estimated_kwh) AS estimated_kwh, sum(intervals) AS intervals,
-           sum(actual_intervals) AS actual, sum(estimated_intervals) AS estimated, sum(missing_intervals) AS missing
+           sum(actual_intervals) AS actual, sum(estimated_intervals) AS estimated, sum(missing_intervals) AS missing,
+           coalesce(sum(platform_estimated_intervals), 0) AS platform_estimated
     FROM daily
 ),
 delays AS (
@@ -179,9 +231,12 @@ SELECT
     CAST(intervals.actual AS BIGINT)                                    AS actual_intervals,
     CAST(intervals.estimated AS BIGINT)                                 AS estimated_intervals,
     CAST(intervals.missing AS BIGINT)                                   AS missing_intervals,
+    CAST(intervals.platform_estimated AS BIGINT)                        AS platform_estimated_intervals,
+    CAST((SELECT sum(intervals) FROM estimation WHERE kind = 'rule') AS BIGINT) AS flagged_readings,
     intervals.actual / intervals.intervals                              AS actual_share,
     intervals.estimated / intervals.intervals                           AS estimated_share,
     intervals.missing / intervals.intervals                             AS missing_share,
+    intervals.platform_estimated / intervals.intervals                  AS platform_estimated_share,
     delays.minutes[1]                                                   AS delay_p50_minutes,
     delays.minutes[2]                                                   AS delay_p95_minutes,
     CAST((SELECT count(*) FROM silent) AS INTEGER)                      AS silent_meters,
@@ -204,18 +259,35 @@ class Report:
 
 
 EMPTY_VIEW_SQL = "CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {like} WHERE false"
+EVOLVED_VIEW_SQL = "CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {files} UNION ALL BY NAME {since}"
+DAILY_SINCE_ESTIMATION = "SELECT NULL::SMALLINT AS platform_estimated_intervals WHERE false"
+READINGS_SINCE_ESTIMATION = (
+    "SELECT NULL::VARCHAR AS estimation_method, NULL::VARCHAR AS validation_rule, "
+    "NULL::DECIMAL(12, 3) AS measured_kwh WHERE false"
+)
 # the inventories of the report's day and of the days before it
 INVENTORIES_SQL = (
     "CREATE OR REPLACE TEMP VIEW inventories AS "
     "SELECT * FROM read_parquet({files}, filename = true, hive_partitioning = false)"
 )
-SILENT_DAY_BEFORE_SQL = "SELECT count(*) FROM {files} WHERE actual_intervals + estimated_intervals = 0"
+SILENT_DAY_BEFORE_SQL = (
+    "SELECT count(*) FROM daily_day_before "
+    "WHERE actual_intervals + estimated_intervals - coalesce(platform_estimated_intervals, 0) = 0"
+)
 TABLE_SQL = "SELECT * FROM {table}"
 
 
-def _view(con: duckdb.DuckDBPyConnection, name: str, files: list[str], like: str | None = None) -> None:
-    """A view over published files; with no files, an empty view shaped like `like`."""
-    if files:
+def _view(
+    con: duckdb.DuckDBPyConnection, name: str, files: list[str], like: str | None = None, since: str | None = None
+) -> None:
+    """A view over published files; with no files, an empty view shaped like `like`.
+
+    `since`: the columns (an empty SELECT) the table gained when validation and estimation
+    came; days written before have them as NULL.
+    """
+    if files and since:
+        con.execute(EVOLVED_VIEW_SQL.format(view=name, files=parquet(files, union_by_name=True), since=since))
+    elif files:
         con.execute(VIEW_SQL.format(view=name, files=parquet(files)))
     else:
         con.execute(EMPTY_VIEW_SQL.format(view=name, like=like))
@@ -233,18 +305,25 @@ def build_report(
         _view(con, view, lake.required_files(table))
     # one version of each table for every day the report reads
     daily, readings, inventory = (lake.required_snapshot(t, key) for t in (READS_DAILY, READS_15MIN, RAW_METER_FILES))
-    _view(con, "daily", daily.required_files(key))
-    _view(con, "readings", readings.required_files(key))
+    _view(con, "daily", daily.required_files(key), since=DAILY_SINCE_ESTIMATION)
+    _view(con, "readings", readings.required_files(key), since=READINGS_SINCE_ESTIMATION)
     _view(con, "quarantine", lake.required_files(QUARANTINE, key))
     _view(con, "daily_week_before", daily.files((day - dt.timedelta(days=7)).isoformat()), like="daily")
-    _view(con, "history", [f for d in earlier for f in daily.files(d.isoformat())], like="daily")
+    _view(
+        con,
+        "history",
+        [f for d in earlier for f in daily.files(d.isoformat())],
+        like="daily",
+        since=DAILY_SINCE_ESTIMATION,
+    )
     inventories = inventory.required_files(key) + [f for d in earlier for f in inventory.files(d.isoformat())]
     con.execute(INVENTORIES_SQL.format(files=sql_list(inventories)))
 
     day_before = daily.files((day - dt.timedelta(days=1)).isoformat())
-    silent_day_before = (
-        con.execute(SILENT_DAY_BEFORE_SQL.format(files=parquet(day_before))).fetchone()[0] if day_before else None
-    )
+    silent_day_before = None
+    if day_before:
+        _view(con, "daily_day_before", day_before, since=DAILY_SINCE_ESTIMATION)
+        silent_day_before = con.execute(SILENT_DAY_BEFORE_SQL).fetchone()[0]
 
     con.execute(HOLDERS_SQL, {"day": day})
     con.execute(REGION_ENERGY_SQL)
@@ -260,6 +339,8 @@ def build_report(
         LATE_FILES_SQL, {"late_minutes": late_minutes, "day_text": key, "day_start": day_start, "day_end": day_end}
     )
     con.execute(QUARANTINE_SQL)
+    con.execute(ESTIMATION_SQL, {"methods": ["head-end", *METHODS], "rules": list(RULES)})
+    con.execute(MOST_ESTIMATED_SQL, {"limit": MOST_ESTIMATED_METERS})
     con.execute(SUMMARY_SQL, {"day": day, "silent_day_before": silent_day_before})
     return Report(
         day=day, tables={name: con.execute(TABLE_SQL.format(table=name)).to_arrow_table() for name in REPORT_TABLES}

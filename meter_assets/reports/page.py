@@ -154,6 +154,12 @@ def render(report: Report, tz: str, generated_at: dt.datetime, silent_warn: int)
         ("kWh", _num(s["kwh"], 0), f"{s['meters']:,} meters", ""),
         ("silent meters", f"{s['silent_meters']:,}", silent_note, "alert" if s["silent_meters"] > silent_warn else ""),
         ("missing intervals", _pct(s["missing_share"]), f"estimated {_pct(s['estimated_share'])}", ""),
+        (
+            "estimated by the platform",
+            _pct(s["platform_estimated_share"]),
+            f"{s['flagged_readings']:,} readings flagged",
+            "",
+        ),
         ("arrival delay p50", f"{_num(s['delay_p50_minutes'])} min", f"p95 {_num(s['delay_p95_minutes'])} min", ""),
         ("late files", f"{s['late_files']:,}", "", ""),
         ("quarantined rows", f"{s['quarantined_rows']:,}", f"{s['quarantined_files']} files", ""),
@@ -214,6 +220,38 @@ p95 {_num(s["delay_p95_minutes"])} min.</p>
             t["quarantine_reasons"],
             [("scope", "scope", "t"), ("reason", "reason", "t"), ("rows", "count", "n"), ("example", "example", "t")],
             "Nothing quarantined.",
+        )
+    }
+
+<h3>Validation and estimation</h3>
+<p class="muted">Readings a validation rule flagged (kept as measured, replaced by an estimate), and the
+quarter hours estimated: by the head-end, or by the platform and how.</p>
+{
+        _table(
+            [{**r, "kind": "flagged by rule" if r["kind"] == "rule" else "estimated by"} for r in t["estimation"]],
+            [
+                ("kind", "", "t"),
+                ("name", "rule or method", "t"),
+                ("intervals", "quarter hours", "n"),
+                ("kwh", "kWh", "n"),
+            ],
+            "Nothing flagged or estimated.",
+        )
+    }
+<h3>Meters the platform estimated most</h3>
+{
+        _table(
+            t["most_estimated_meters"],
+            [
+                ("meter_id", "meter", "n"),
+                ("region", "region", "t"),
+                ("customer_id", "customer", "n"),
+                ("account_name", "account", "t"),
+                ("estimated_intervals", "estimated quarter hours", "n"),
+                ("intervals", "of", "n"),
+                ("estimated_kwh", "estimated kWh", "n"),
+            ],
+            "The platform estimated nothing.",
         )
     }
 

@@ -32,8 +32,10 @@ COPY (
         CAST(count(*) AS SMALLINT)                                             AS intervals,
         CAST(count(*) FILTER (WHERE quality_flag = 'actual') AS SMALLINT)      AS actual_intervals,
         CAST(count(*) FILTER (WHERE quality_flag = 'estimated') AS SMALLINT)   AS estimated_intervals,
-        CAST(count(*) FILTER (WHERE quality_flag = 'missing') AS SMALLINT)     AS missing_intervals
-    FROM {sources}
+        CAST(count(*) FILTER (WHERE quality_flag = 'missing') AS SMALLINT)     AS missing_intervals,
+        CAST(count(*) FILTER (WHERE estimated_by = 'platform') AS SMALLINT)    AS platform_estimated_intervals
+    -- a day curated before estimation existed has no `estimated_by`: none of it is the platform's
+    FROM (SELECT * FROM {sources} UNION ALL BY NAME SELECT NULL::VARCHAR AS estimated_by WHERE false)
     GROUP BY meter_id, hour_start
     ORDER BY meter_id, hour_start
 ) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
@@ -50,7 +52,8 @@ COPY (
         CAST(sum(intervals) AS SMALLINT)                      AS intervals,
         CAST(sum(actual_intervals) AS SMALLINT)               AS actual_intervals,
         CAST(sum(estimated_intervals) AS SMALLINT)            AS estimated_intervals,
-        CAST(sum(missing_intervals) AS SMALLINT)              AS missing_intervals
+        CAST(sum(missing_intervals) AS SMALLINT)              AS missing_intervals,
+        CAST(sum(platform_estimated_intervals) AS SMALLINT)   AS platform_estimated_intervals
     FROM {sources}
     GROUP BY meter_id
     ORDER BY meter_id
@@ -65,14 +68,14 @@ def reads_hourly(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: 
     build = store.build(READS_HOURLY, context.partition_key)
     target = build.uri("part-0000.parquet")
     with lake_duckdb(duckdb, store) as con:
-        con.execute(HOURLY_SQL.format(sources=parquet(sources), target=target))
+        con.execute(HOURLY_SQL.format(sources=parquet(sources, union_by_name=True), target=target))
         rows, kwh = con.execute(TOTALS_SQL.format(files=parquet(target))).fetchone()
     gate = audit_and_publish(context, store, [build], [])
     yield from gate.results({"reads_hourly": {"rows": rows, "kwh": float(kwh or 0)}})
 
 
 def reads_daily(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
-    """Each meter's kWh for the local calendar day, with its estimated and missing intervals."""
+    """Each meter's kWh for the local calendar day, with its estimated (by whom) and missing intervals."""
     store = lake.lake()
     partition = context.partition_key
     hourly = store.required_files(READS_HOURLY, partition)

@@ -52,7 +52,8 @@ class FaultRates:
     correction: float = 0.01  # share of files whose values are later corrected
     corrected_meters: float = 0.02  # share of a corrected file's meters that change
     estimated: float = 0.003  # share of meter-hours the head-end estimated
-    offline: float = 0.002  # share of meters offline for 2 to 12 hours on a day
+    offline: float = 0.002  # share of meters offline for a while on a day
+    offline_intervals: tuple[int, int] = (8, 48)  # how long, in quarter hours (from, to); cut at the day's end
     dead: float = 0.0005  # share of meters whose communications fail for good
     drift: float = 0.002  # share of meters whose clock is minutes off on a day
     malformed: float = 0.00002  # share of rows damaged in transit
@@ -236,7 +237,7 @@ class HeadEnd:
         offline = start_s[None, :] >= self.dead_at[:, None]
         for i in np.flatnonzero(rng.random(m) < rates.offline):
             first = int(rng.integers(0, n))
-            span = int(rng.integers(8, 49))
+            span = int(rng.integers(rates.offline_intervals[0], rates.offline_intervals[1] + 1))
             offline[i, first : first + span] = True
         for i in np.flatnonzero(offline.any(axis=1)):
             edges = np.diff(np.concatenate(([0], offline[i].astype(np.int8), [0])))

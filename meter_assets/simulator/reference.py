@@ -189,6 +189,7 @@ def write_reference(lake: Lake, pop: Population, start: dt.date, days: int, seed
             "head_end": [vendor_of_group(int(g)) for g in pop.group.tolist()],
             "installed_on": pa.array([dt.date(2019, 1, 1)] * pop.size, pa.date32()),
             "removed_on": pa.nulls(pop.size, pa.date32()),
+            "load_class": np.where(pop.heating, "heating", np.where(pop.ev, "ev", "ordinary")).tolist(),
         }
     )
     assignments = pa.table(

@@ -1,0 +1,111 @@
+"""`reads_15min` of a full-scale day with validation and estimation, against the same day without them.
+
+The day (Tuesday 14 May 2024, 200,000 meters by default) comes from the simulator with its
+default faults plus 2 % of meters offline for 6 to 48 hours (cut at the day's end: a
+48-hour outage is the whole day); its four like days (the Tuesdays 1 to 4 weeks before) are
+curated readings written straight from the simulator's load model (`fullscale.py`). The
+step runs twice, each in its own process: with the code before validation and estimation
+existed (a `git worktree` of `--baseline`, imported ahead of this checkout), then with this
+checkout. Prints seconds and peak memory of each, the ratio, and what the estimation did.
+
+    .venv/bin/python bench/estimation.py [--meters 200000] [--reuse] [--baseline 355c430]
+"""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+
+from fullscale import bench_parser, prepare_workdir, step_result, write_readings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DAY = dt.date(2024, 5, 14)
+LIKE_DAYS = [DAY - dt.timedelta(weeks=w) for w in (4, 3, 2, 1)]
+OFFLINE_SHARE = 0.02
+OFFLINE_INTERVALS = (24, 192)  # 6 to 48 hours
+
+
+def step(name: str, lake: str, meters: int) -> dict:
+    import dagster as dg
+
+    from meter_assets.definitions import daily_assets
+    from meter_assets.resources import resources
+
+    began = time.perf_counter()
+    if name == "history":
+        return step_result(name, began, {"rows": write_readings(lake, meters, LIKE_DAYS)})
+    if name == "simulator":
+        from meter_assets.simulator.cli import generate
+        from meter_assets.simulator.headend import FaultRates
+        from meter_assets.storage import Lake
+
+        rates = FaultRates(offline=OFFLINE_SHARE, offline_intervals=OFFLINE_INTERVALS)
+        summary = generate(Lake(lake), meters, DAY, 1, seed=7, rates=rates, log=lambda *_: None)
+        return step_result(name, began, {"rows": summary["rows"]})
+    selection = ["raw_meter_files"] if name == "raw_meter_files" else ["reads_15min", "reads_15min_quarantine"]
+    result = dg.materialize(
+        daily_assets(), partition_key=DAY.isoformat(), resources=resources(lake), selection=selection
+    )
+    facts = {}
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey("reads_15min"):
+            metadata = event.materialization.metadata
+            facts = {k: metadata[k].value for k in ("rows", "actual", "estimated", "missing") if k in metadata}
+            for k in ("estimated_by_method", "flagged_by_rule", "like_days_read"):
+                if k in metadata:
+                    facts[k] = metadata[k].value
+    return step_result(name, began, facts)
+
+
+def run(name: str, args, env: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--step", name, "--meters", str(args.meters), "--workdir", args.workdir],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode:
+        sys.stderr.write(out.stderr[-5000:])
+        raise SystemExit(f"step {name} failed")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{name:>22}: {result['seconds']:7.2f} s  peak {result['peak_memory_mb']:>6,} MB", flush=True)
+    return result
+
+
+def main():
+    parser = bench_parser(__doc__, "bench-estimation")
+    parser.add_argument("--baseline", default="355c430", help="the commit before validation and estimation")
+    args = parser.parse_args()
+    lake = os.path.join(args.workdir, "lake")
+    if args.step:
+        os.environ["METER_LAKE"] = lake
+        print(json.dumps(step(args.step, lake, args.meters), default=str))
+        return
+
+    env = prepare_workdir(args.workdir, args.reuse, LIKE_DAYS[0])
+    if not args.reuse:
+        run("history", args, env)
+        run("simulator", args, env)
+        run("raw_meter_files", args, env)
+
+    repo = os.path.dirname(HERE)
+    baseline = os.path.join(args.workdir, "baseline")
+    if not os.path.exists(baseline):
+        subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", baseline, args.baseline], check=True)
+    before = run("reads_15min (before)", args, {**env, "PYTHONPATH": baseline})
+    after = run("reads_15min", args, env)
+    ratio = after["seconds"] / before["seconds"]
+    print(
+        f"with validation and estimation: {ratio:.2f}x the day without them (target: within 1.3x); "
+        f"peak {after['peak_memory_mb']:,} MB (target: under 4,096)"
+    )
+    for key in ("estimated_by_method", "flagged_by_rule", "like_days_read", "missing"):
+        print(f"  {key}: {after.get(key)}")
+    with open(os.path.join(args.workdir, "estimation.json"), "w") as f:
+        json.dump({"before": before, "after": after, "ratio": ratio}, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()

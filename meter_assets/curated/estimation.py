@@ -1,0 +1,382 @@
+"""Validation, estimation and editing (VEE) of one range of meters of a curated day, in DuckDB SQL.
+
+A reading that parses but cannot be right is flagged by a named rule, kept (`measured_kwh`)
+and treated as missing. Every quarter hour without a value then gets an estimate, in this
+order, each flagged with its method:
+
+1. `linear`: a gap of up to `LINEAR_MAX_INTERVALS` with a kept reading on both sides (in the
+   same local day) is the straight line between them;
+2. `like_day`: the mean of the meter's own actual readings at the same local time of day on
+   the same weekday of the previous `METER_LIKE_DAY_WEEKS` weeks (as many of them as were
+   curated; one is enough), scaled to the meter's level around the gap;
+3. `class_profile`: a meter with no such history gets the mean of the same quarter hour
+   over the meters of its load class in its region that day (its class anywhere, then every
+   meter, when that region has none), scaled the same way.
+
+The statements read two relations the caller names: `day_readings` (the day's curated rows
+of the meter range, one per meter and quarter hour, `missing` where nobody delivered) and
+`history` (earlier curated days: `meter_id`, `read_at`, `kwh`, `quality_flag`), and the
+table `meter_classes` (`meter_id`, `load_class`, `region`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
+
+from meter_assets.config import settings
+
+# two hours of quarter hours: the longest gap drawn as a straight line
+LINEAR_MAX_INTERVALS = 8
+# a spike must also be this large to count: a meter that never drew more than 0.1 kWh may
+# well draw 0.5 kWh once
+SPIKE_FLOOR_KWH = Decimal("1.000")
+# a correction is a jump only when it also moves the reading by this much
+JUMP_FLOOR_KWH = Decimal("1.000")
+# a meter "normally consumes" when fewer of its actual readings than this were exactly zero
+NORMAL_ZERO_SHARE = 0.05
+# the level around a gap: the meter's actual readings this long before and after it
+LEVEL_WINDOW_HOURS = 6
+# a level is measured on at least this many quarter hours, and moves an estimate at most
+# by this factor either way (a few unusual hours must not double a day's estimate)
+LEVEL_MIN_INTERVALS = 4
+LEVEL_MAX_FACTOR = 2.0
+
+RULES = ("above_connection_limit", "above_own_maximum", "zero_run", "correction_jump")
+METHODS = ("linear", "like_day", "class_profile")
+
+# each meter's actual readings on its like days: the largest, and how often exactly zero
+METER_HISTORY_SQL = """
+CREATE OR REPLACE TEMP TABLE meter_history AS
+SELECT meter_id, max(kwh) AS max_kwh, count(*) FILTER (WHERE kwh = 0) / count(*) AS zero_share
+FROM history
+WHERE quality_flag = 'actual' AND meter_id BETWEEN $first_meter AND $last_meter
+GROUP BY meter_id
+"""
+
+# each delivered reading against the rules; the first rule it breaks names it
+VALIDATE_SQL = """
+CREATE OR REPLACE TEMP TABLE validated AS
+WITH zero_meters AS (
+    -- only meters with enough zeros can hold a run of them: the windows below are theirs alone
+    SELECT meter_id FROM day_readings WHERE kwh = 0 GROUP BY meter_id HAVING count(*) >= $zero_run
+),
+zeros AS (
+    SELECT meter_id, read_at,
+           read_at - to_minutes(15 * row_number() OVER (PARTITION BY meter_id ORDER BY read_at)) AS run
+    FROM day_readings SEMI JOIN zero_meters USING (meter_id)
+    WHERE kwh = 0
+),
+zero_runs AS (
+    SELECT meter_id, read_at FROM zeros QUALIFY count(*) OVER (PARTITION BY meter_id, run) >= $zero_run
+)
+SELECT
+    day.*,
+    CASE
+        WHEN day.kwh IS NULL THEN NULL
+        WHEN day.kwh > $max_kwh THEN 'above_connection_limit'
+        WHEN day.kwh > $spike_floor AND day.kwh > $spike_factor * history.max_kwh THEN 'above_own_maximum'
+        WHEN zero_runs.meter_id IS NOT NULL AND history.zero_share < $normal_zero_share THEN 'zero_run'
+        WHEN abs(day.kwh - day.replaced_kwh) > $jump_floor
+             AND (day.kwh > $jump_factor * day.replaced_kwh OR day.replaced_kwh > $jump_factor * day.kwh)
+            THEN 'correction_jump'
+    END AS validation_rule
+FROM day_readings AS day
+LEFT JOIN meter_history AS history USING (meter_id)
+LEFT JOIN zero_runs USING (meter_id, read_at)
+"""
+
+# every quarter hour without a kept value, with its gap (a run of them) and the kept
+# readings either side
+GAPS_SQL = """
+CREATE OR REPLACE TEMP TABLE gaps AS
+WITH gap_rows AS (
+    SELECT meter_id, read_at,
+           read_at - to_minutes(15 * row_number() OVER (PARTITION BY meter_id ORDER BY read_at)) AS run
+    FROM validated
+    WHERE kwh IS NULL OR validation_rule IS NOT NULL
+),
+runs AS (
+    SELECT meter_id, read_at, run,
+           min(read_at) OVER (PARTITION BY meter_id, run)                     AS gap_start,
+           max(read_at) OVER (PARTITION BY meter_id, run)                     AS gap_end,
+           count(*) OVER (PARTITION BY meter_id, run)                         AS gap_intervals,
+           row_number() OVER (PARTITION BY meter_id, run ORDER BY read_at)    AS position
+    FROM gap_rows
+)
+SELECT runs.*, before.kwh AS kwh_before, after.kwh AS kwh_after,
+       CAST(timezone($tz, runs.read_at AT TIME ZONE 'UTC') AS TIME) AS local_time
+FROM runs
+LEFT JOIN validated AS before
+       ON before.meter_id = runs.meter_id AND before.read_at = runs.gap_start - INTERVAL 15 MINUTE
+      AND before.validation_rule IS NULL
+LEFT JOIN validated AS after
+       ON after.meter_id = runs.meter_id AND after.read_at = runs.gap_end + INTERVAL 15 MINUTE
+      AND after.validation_rule IS NULL
+"""
+
+# the like days of the meters whose gaps are not drawn as lines: their mean actual reading
+# per local time of day (a day the clocks went back has an hour twice: both count)
+LIKE_DAYS_SQL = """
+CREATE OR REPLACE TEMP TABLE like_days AS
+WITH needed AS (
+    SELECT DISTINCT meter_id FROM gaps
+    WHERE NOT (gap_intervals <= $linear_max AND kwh_before IS NOT NULL AND kwh_after IS NOT NULL)
+)
+SELECT meter_id, CAST(timezone($tz, read_at AT TIME ZONE 'UTC') AS TIME) AS local_time,
+       avg(kwh) AS kwh
+FROM history SEMI JOIN needed USING (meter_id)
+WHERE quality_flag = 'actual' AND meter_id BETWEEN $first_meter AND $last_meter
+GROUP BY ALL
+"""
+
+# the day's mean actual reading per quarter hour by load class and region, by class, of every
+# meter, and of every meter all day (when not one meter read that quarter hour); for meters
+# with no history of their own
+CLASS_PROFILE_SQL = """
+CREATE OR REPLACE TEMP TABLE class_profile AS
+SELECT CASE WHEN grouping(classes.region) = 0 THEN 'region'
+            WHEN grouping(classes.load_class) = 0 THEN 'class'
+            WHEN grouping(staged.read_at) = 0 THEN 'everyone'
+            ELSE 'day' END AS scope,
+       classes.load_class, classes.region, staged.read_at, avg(staged.kwh) AS kwh
+FROM staged
+JOIN meter_classes AS classes USING (meter_id)
+WHERE staged.reason IS NULL AND staged.quality_flag = 'actual' AND staged.kwh <= $max_kwh
+GROUP BY GROUPING SETS ((classes.load_class, classes.region, staged.read_at), (classes.load_class, staged.read_at),
+                        (staged.read_at), ())
+"""
+
+# gaps neither a line nor the meter's own like days can fill
+WITHOUT_HISTORY_SQL = """
+SELECT count(*) FROM gaps ANTI JOIN like_days USING (meter_id, local_time)
+WHERE NOT (gap_intervals <= $linear_max AND kwh_before IS NOT NULL AND kwh_after IS NOT NULL)
+"""
+EMPTY_CLASS_PROFILE = (
+    "CREATE OR REPLACE TEMP TABLE class_profile AS SELECT NULL::VARCHAR AS scope, NULL::VARCHAR AS load_class, "
+    "NULL::VARCHAR AS region, NULL::TIMESTAMP AS read_at, NULL::DOUBLE AS kwh WHERE FALSE"
+)
+
+# each gap's estimate: a line, the like days or the class, the last two scaled to the level of
+# the meter's actual readings around the gap against what the same source says for them
+ESTIMATE_SQL = """
+CREATE OR REPLACE TEMP TABLE estimates AS
+WITH sources AS (
+    -- what the like days and the class say for every quarter hour of a meter with a gap
+    SELECT day.meter_id, day.read_at, day.kwh, day.quality_flag, day.validation_rule,
+           like_days.kwh AS like_kwh,
+           coalesce(by_region.kwh, by_class.kwh, everyone.kwh, whole_day.kwh) AS class_kwh
+    FROM validated AS day
+    SEMI JOIN (SELECT DISTINCT meter_id FROM gaps) USING (meter_id)
+    LEFT JOIN meter_classes AS classes USING (meter_id)
+    LEFT JOIN like_days
+           ON like_days.meter_id = day.meter_id
+          AND like_days.local_time = CAST(timezone($tz, day.read_at AT TIME ZONE 'UTC') AS TIME)
+    LEFT JOIN class_profile AS by_region
+           ON by_region.scope = 'region' AND by_region.load_class = classes.load_class
+          AND by_region.region = classes.region AND by_region.read_at = day.read_at
+    LEFT JOIN class_profile AS by_class
+           ON by_class.scope = 'class' AND by_class.load_class = classes.load_class AND by_class.read_at = day.read_at
+    LEFT JOIN class_profile AS everyone ON everyone.scope = 'everyone' AND everyone.read_at = day.read_at
+    LEFT JOIN class_profile AS whole_day ON whole_day.scope = 'day'
+),
+methods AS (
+    SELECT gaps.*, sources.like_kwh, sources.class_kwh,
+           CASE WHEN gaps.gap_intervals <= $linear_max AND gaps.kwh_before IS NOT NULL AND gaps.kwh_after IS NOT NULL
+                THEN 'linear'
+                WHEN sources.like_kwh IS NOT NULL THEN 'like_day'
+                WHEN sources.class_kwh IS NOT NULL THEN 'class_profile' END AS method
+    FROM gaps
+    JOIN sources USING (meter_id, read_at)
+),
+-- the meter's actual readings around each gap, beside what the gap's source says for them
+around AS (
+    SELECT gap.meter_id, gap.gap_start, gap.method, sources.kwh AS actual_kwh,
+           CASE gap.method WHEN 'like_day' THEN sources.like_kwh ELSE sources.class_kwh END AS source_kwh
+    FROM (SELECT DISTINCT meter_id, gap_start, gap_end, method FROM methods
+          WHERE method IN ('like_day', 'class_profile')) AS gap
+    JOIN sources
+      ON sources.meter_id = gap.meter_id AND sources.quality_flag = 'actual' AND sources.validation_rule IS NULL
+     AND sources.read_at >= gap.gap_start - to_hours($level_window)
+     AND sources.read_at <= gap.gap_end + to_hours($level_window)
+     AND (sources.read_at < gap.gap_start OR sources.read_at > gap.gap_end)
+),
+-- per method: a gap whose like days lack some times of day (a day the clocks changed) is
+-- partly its class's
+levels AS (
+    SELECT meter_id, gap_start, method,
+           CASE WHEN count(*) >= $level_min_intervals AND sum(source_kwh) > 0
+                THEN greatest(1 / $level_max_factor, least($level_max_factor, sum(actual_kwh) / sum(source_kwh)))
+           END AS level
+    FROM around
+    WHERE source_kwh IS NOT NULL
+    GROUP BY ALL
+)
+SELECT
+    methods.meter_id,
+    methods.read_at,
+    methods.method,
+    least($max_kwh, CASE methods.method
+        -- the line in whole Wh, rounded half up exactly: (before * (n + 1) + (after - before) * k) / (n + 1)
+        WHEN 'linear' THEN CAST((2 * (CAST(methods.kwh_before * 1000 AS BIGINT) * (methods.gap_intervals + 1)
+                                      + CAST((methods.kwh_after - methods.kwh_before) * 1000 AS BIGINT)
+                                        * methods.position)
+                                 + methods.gap_intervals + 1) // (2 * (methods.gap_intervals + 1))
+                                AS DECIMAL(12, 0)) * 0.001
+        WHEN 'like_day' THEN CAST(round(methods.like_kwh * coalesce(levels.level, 1), 3) AS DECIMAL(12, 3))
+        WHEN 'class_profile' THEN CAST(round(methods.class_kwh * coalesce(levels.level, 1), 3) AS DECIMAL(12, 3))
+    END) AS kwh
+FROM methods
+LEFT JOIN levels USING (meter_id, gap_start, method)
+WHERE methods.method IS NOT NULL
+"""
+
+# the day as published: a flagged reading keeps what the meter said in `measured_kwh`; an
+# estimate never replaces an actual reading that passed every rule
+EDITED_SQL = """
+SELECT
+    day.meter_id,
+    day.read_at,
+    CASE WHEN estimates.kwh IS NOT NULL THEN estimates.kwh
+         WHEN day.validation_rule IS NULL THEN day.kwh END                        AS kwh,
+    CASE WHEN estimates.kwh IS NOT NULL THEN 'estimated'
+         WHEN day.validation_rule IS NOT NULL THEN 'missing'
+         ELSE day.quality_flag END                                                AS quality_flag,
+    CASE WHEN estimates.kwh IS NOT NULL THEN 'platform'
+         WHEN day.quality_flag = 'estimated' THEN 'head-end' END                  AS estimated_by,
+    CASE WHEN estimates.kwh IS NOT NULL THEN estimates.method
+         WHEN day.quality_flag = 'estimated' THEN 'head-end' END                  AS estimation_method,
+    day.validation_rule,
+    CASE WHEN day.validation_rule IS NOT NULL THEN day.kwh END                    AS measured_kwh,
+    day.version, day.device_read_at, day.received_at, day.clock_offset_s, day.copies, day.source_file,
+    day.ingested_at
+FROM validated AS day
+LEFT JOIN estimates USING (meter_id, read_at)
+"""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The validation rules' settings and the estimation's, as DuckDB parameters."""
+
+    max_kwh: Decimal
+    spike_factor: Decimal
+    zero_run_intervals: int
+    jump_factor: Decimal
+
+    @classmethod
+    def from_settings(cls) -> Rules:
+        s = settings()
+        return cls(s.max_interval_kwh, s.spike_factor, s.zero_run_hours * 4, s.correction_jump_factor)
+
+    def params(self) -> dict:
+        return {
+            "max_kwh": self.max_kwh,
+            "spike_factor": self.spike_factor,
+            "spike_floor": SPIKE_FLOOR_KWH,
+            "zero_run": self.zero_run_intervals,
+            "normal_zero_share": NORMAL_ZERO_SHARE,
+            "jump_factor": self.jump_factor,
+            "jump_floor": JUMP_FLOOR_KWH,
+        }
+
+
+class Estimator:
+    """Validates and estimates the ranges of meters of one day, one after another, on one connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, rules: Rules):
+        self.con = con
+        self.rules = rules
+        self.tz = settings().market_tz
+        self.class_profile = False  # built on first need, from the day's `staged` rows
+
+    def edit(self, first_meter: int, last_meter: int) -> str:
+        """Validate `day_readings` of the meters from `first_meter` to `last_meter` and estimate
+        their gaps; returns the SELECT of the edited rows (over temp tables this leaves behind)."""
+        con = self.con
+        meters = {"first_meter": first_meter, "last_meter": last_meter}
+        con.execute(METER_HISTORY_SQL, meters)
+        con.execute(VALIDATE_SQL, self.rules.params())
+        con.execute(GAPS_SQL, {"tz": self.tz})
+        con.execute(LIKE_DAYS_SQL, {**meters, "tz": self.tz, "linear_max": LINEAR_MAX_INTERVALS})
+        if not self.class_profile:
+            needed = con.execute(WITHOUT_HISTORY_SQL, {"linear_max": LINEAR_MAX_INTERVALS}).fetchone()[0]
+            if needed:
+                con.execute(CLASS_PROFILE_SQL, {"max_kwh": self.rules.max_kwh})
+            else:
+                con.execute(EMPTY_CLASS_PROFILE)
+            self.class_profile = bool(needed)
+        con.execute(
+            ESTIMATE_SQL,
+            {
+                "tz": self.tz,
+                "linear_max": LINEAR_MAX_INTERVALS,
+                "level_window": LEVEL_WINDOW_HOURS,
+                "level_min_intervals": LEVEL_MIN_INTERVALS,
+                "level_max_factor": LEVEL_MAX_FACTOR,
+                "max_kwh": self.rules.max_kwh,
+            },
+        )
+        return EDITED_SQL
+
+
+def edit_tables(
+    day_readings: pa.Table, history: pa.Table, meter_classes: pa.Table, day_actuals: pa.Table, rules: Rules
+) -> pa.Table:
+    """The edited day of `day_readings` (the shape `CURATE_SQL` makes) from Arrow tables, in a
+    DuckDB of its own: for the accuracy benchmark and the tests, the same statements as curation.
+
+    `day_actuals` (`meter_id`, `read_at`, `kwh`) stands for the day's staged rows, from which
+    the class profile is made.
+    """
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        for name, table in (
+            ("day_table", day_readings),
+            ("history_table", history),
+            ("classes_table", meter_classes),
+            ("actuals_table", day_actuals),
+        ):
+            con.register(name, table)
+        con.execute(ARROW_INPUTS_SQL)
+        edited = Estimator(con, rules).edit(-(2**31), 2**31 - 1)
+        return con.execute(EDITED_ORDERED_SQL.format(edited=edited)).to_arrow_table()
+
+
+ARROW_INPUTS_SQL = """
+CREATE TEMP TABLE day_readings AS SELECT * FROM day_table;
+CREATE TEMP VIEW history AS SELECT meter_id, read_at, kwh, quality_flag FROM history_table;
+CREATE TEMP TABLE meter_classes AS SELECT meter_id, load_class, region FROM classes_table;
+CREATE TEMP VIEW staged AS
+SELECT meter_id, read_at, kwh, 'actual' AS quality_flag, NULL::VARCHAR AS reason FROM actuals_table
+"""
+EDITED_ORDERED_SQL = "{edited} ORDER BY meter_id, read_at"
+
+
+def readings_table(meter_id, read_at, kwh, quality_flag=None, replaced_kwh=None) -> pa.Table:
+    """A day of readings as curation hands it to validation (arrays of equal length; a NULL
+    `kwh` is a missing quarter hour), the delivery columns left empty."""
+    n = len(meter_id)
+    kwh = pa.array(kwh, pa.decimal128(12, 3))
+    if quality_flag is None:
+        quality_flag = pa.compute.if_else(pa.compute.is_null(kwh), "missing", "actual")
+    return pa.table(
+        {
+            "meter_id": pa.array(meter_id, pa.int32()),
+            "read_at": pa.array(read_at, pa.timestamp("us")),
+            "kwh": kwh,
+            "quality_flag": pa.array(quality_flag, pa.string()),
+            "version": pa.nulls(n, pa.int16()),
+            "device_read_at": pa.nulls(n, pa.timestamp("us")),
+            "received_at": pa.nulls(n, pa.timestamp("us")),
+            "clock_offset_s": pa.nulls(n, pa.int32()),
+            "copies": pa.nulls(n, pa.int32()),
+            "source_file": pa.nulls(n, pa.string()),
+            "ingested_at": pa.nulls(n, pa.timestamp("us")),
+            "replaced_kwh": pa.array(replaced_kwh if replaced_kwh is not None else [None] * n, pa.decimal128(12, 3)),
+        }
+    )

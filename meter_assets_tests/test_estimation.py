@@ -1,0 +1,291 @@
+"""Validation and estimation of one day's readings, against values worked out here from the inputs.
+
+Each test hands the estimator a day of readings, the meters' like days and their classes as
+plain rows, and recomputes what the published day must hold in Python (Decimal arithmetic,
+no SQL), following the rules as docs/curated.md states them.
+"""
+
+import datetime as dt
+from collections import defaultdict
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from meter_assets.curated.estimation import (
+    LEVEL_MAX_FACTOR,
+    LEVEL_MIN_INTERVALS,
+    LEVEL_WINDOW_HOURS,
+    LINEAR_MAX_INTERVALS,
+    METHODS,
+    Rules,
+    edit_tables,
+    readings_table,
+)
+from meter_assets.market_calendar import local_day_bounds
+
+TZ = ZoneInfo("Europe/London")
+RULES = Rules(max_kwh=Decimal("6.000"), spike_factor=Decimal("5"), zero_run_intervals=24, jump_factor=Decimal("10"))
+Q = dt.timedelta(minutes=15)
+MILLI = Decimal("0.001")
+
+
+def quarter_hours(day: dt.date) -> list[dt.datetime]:
+    start, end = local_day_bounds(day, "Europe/London")
+    return [start + i * Q for i in range(int((end - start) / Q))]
+
+
+def local_time(read_at: dt.datetime) -> dt.time:
+    return read_at.replace(tzinfo=dt.UTC).astimezone(TZ).time()
+
+
+def run(day_rows: list[dict], history: list[dict], classes: dict[int, tuple[str, str]]) -> dict:
+    """The estimator over these rows; returns the edited day by (meter, read_at)."""
+    day = readings_table(
+        [r["meter_id"] for r in day_rows],
+        [r["read_at"] for r in day_rows],
+        [r.get("kwh") for r in day_rows],
+        replaced_kwh=[r.get("replaced_kwh") for r in day_rows],
+    )
+    hist = pa.table(
+        {
+            "meter_id": pa.array([r["meter_id"] for r in history], pa.int32()),
+            "read_at": pa.array([r["read_at"] for r in history], pa.timestamp("us")),
+            "kwh": pa.array([r["kwh"] for r in history], pa.decimal128(12, 3)),
+            "quality_flag": ["actual"] * len(history),
+        }
+    )
+    meter_classes = pa.table(
+        {
+            "meter_id": pa.array(list(classes), pa.int32()),
+            "load_class": [c for c, _ in classes.values()],
+            "region": [r for _, r in classes.values()],
+        }
+    )
+    actuals = day.filter(pa.compute.is_valid(day.column("kwh"))).select(["meter_id", "read_at", "kwh"])
+    rows = edit_tables(day, hist, meter_classes, actuals, RULES).to_pylist()
+    return {(r["meter_id"], r["read_at"]): r for r in rows}
+
+
+def like_history(meter: int, day: dt.date, kwh_of, weeks: int = 4) -> list[dict]:
+    return [
+        {"meter_id": meter, "read_at": t, "kwh": kwh_of(w, t)}
+        for w in range(1, weeks + 1)
+        for t in quarter_hours(day - dt.timedelta(weeks=w))
+    ]
+
+
+def expected_like_day(meter_rows, history, gap: set[dt.datetime]) -> dict[dt.datetime, Decimal]:
+    """The like-day rule, worked out: the like days' mean by local time, times the level."""
+    by_time = defaultdict(list)
+    for h in history:
+        by_time[local_time(h["read_at"])].append(h["kwh"])
+    mean = {t: sum(v) / len(v) for t, v in by_time.items()}
+    start, end = min(gap), max(gap)
+    window = dt.timedelta(hours=LEVEL_WINDOW_HOURS)
+    around = [
+        r
+        for r in meter_rows
+        if r["read_at"] not in gap and start - window <= r["read_at"] <= end + window and r.get("kwh") is not None
+    ]
+    actual = sum(r["kwh"] for r in around)
+    source = sum(mean[local_time(r["read_at"])] for r in around)
+    level = Decimal(1)
+    if len(around) >= LEVEL_MIN_INTERVALS and source > 0:
+        level = min(Decimal(str(LEVEL_MAX_FACTOR)), max(1 / Decimal(str(LEVEL_MAX_FACTOR)), actual / source))
+    return {t: (mean[local_time(t)] * level).quantize(MILLI, ROUND_HALF_UP) for t in gap}
+
+
+def test_a_short_gap_is_the_line_between_its_neighbours():
+    day = dt.date(2024, 5, 14)
+    times = quarter_hours(day)
+    values = [Decimal("0.100") + Decimal(i % 7) * Decimal("0.050") for i in range(len(times))]
+    gap = set(times[40:45])
+    rows = [{"meter_id": 7, "read_at": t, "kwh": None if t in gap else v} for t, v in zip(times, values, strict=True)]
+    out = run(rows, [], {7: ("ordinary", "London")})
+    before, after = values[39], values[45]
+    for k, t in enumerate(times[40:45], start=1):
+        expected = (before + (after - before) * k / 6).quantize(MILLI, ROUND_HALF_UP)
+        row = out[(7, t)]
+        assert (row["kwh"], row["quality_flag"], row["estimated_by"], row["estimation_method"]) == (
+            expected,
+            "estimated",
+            "platform",
+            "linear",
+        )
+    # the readings around it are untouched
+    assert all(
+        out[(7, t)]["kwh"] == v and out[(7, t)]["estimated_by"] is None
+        for t, v in zip(times, values, strict=True)
+        if t not in gap
+    )
+
+
+def test_a_long_gap_is_the_meters_like_days_scaled_to_its_level():
+    day = dt.date(2024, 5, 14)
+    times = quarter_hours(day)
+
+    def pattern(week, t):
+        return Decimal("0.200") + Decimal(week) * Decimal("0.010") + Decimal(t.hour % 5) * Decimal("0.030")
+
+    history = like_history(3, day, pattern)
+    # this week the household uses 30 % more than its like days
+    rows = [{"meter_id": 3, "read_at": t, "kwh": (pattern(2.5, t) * Decimal("1.3")).quantize(MILLI)} for t in times]
+    gap = set(times[30:54])  # six hours
+    for r in rows:
+        if r["read_at"] in gap:
+            r["kwh"] = None
+    out = run(rows, history, {3: ("ordinary", "London")})
+    expected = expected_like_day(rows, history, gap)
+    # the platform works the mean and level in binary floating point: within a Wh of the exact value
+    assert all(abs(out[(3, t)]["kwh"] - expected[t]) <= MILLI for t in gap)
+    assert {out[(3, t)]["estimation_method"] for t in gap} == {"like_day"}
+    # the level moved the estimate: the like days alone would be 30 % lower
+    assert sum(expected.values()) > Decimal("1.2") * sum(pattern(2.5, t) for t in gap)
+
+
+def test_a_meter_without_history_gets_its_class_in_its_region():
+    day = dt.date(2024, 5, 14)
+    times = quarter_hours(day)
+    classes = {
+        1: ("ev", "London"),
+        2: ("ev", "London"),
+        3: ("ev", "Scotland"),
+        4: ("ordinary", "London"),
+        9: ("ev", "London"),
+    }
+    value = {1: Decimal("1.000"), 2: Decimal("2.000"), 3: Decimal("5.000"), 4: Decimal("0.100")}
+    rows = [{"meter_id": m, "read_at": t, "kwh": v} for m, v in value.items() for t in times]
+    # meter 9 sent nothing all day and has no history: London's EV meters, 1.5 kWh each quarter hour
+    rows += [{"meter_id": 9, "read_at": t} for t in times]
+    out = run(rows, [], classes)
+    assert {(out[(9, t)]["kwh"], out[(9, t)]["estimation_method"]) for t in times} == {
+        (Decimal("1.500"), "class_profile")
+    }
+
+
+@pytest.mark.parametrize(
+    "rule, reading, replaced, history_max",
+    [
+        ("above_connection_limit", Decimal("7.500"), None, Decimal("0.500")),
+        ("above_own_maximum", Decimal("3.100"), None, Decimal("0.600")),
+        ("correction_jump", Decimal("2.400"), Decimal("0.200"), Decimal("3.000")),
+    ],
+)
+def test_a_reading_a_rule_refuses_is_kept_flagged_and_estimated(rule, reading, replaced, history_max):
+    day = dt.date(2024, 5, 14)
+    times = quarter_hours(day)
+    rows = [{"meter_id": 5, "read_at": t, "kwh": Decimal("0.300")} for t in times]
+    rows[50].update(kwh=reading, replaced_kwh=replaced)
+    history = like_history(5, day, lambda w, t: history_max if t.minute == 0 and t.hour == 12 else Decimal("0.250"))
+    out = run(rows, history, {5: ("ordinary", "London")})
+    row = out[(5, times[50])]
+    assert (row["validation_rule"], row["measured_kwh"], row["quality_flag"], row["estimated_by"]) == (
+        rule,
+        reading,
+        "estimated",
+        "platform",
+    )
+    # a single bad quarter hour between two good ones is the line between them
+    assert (row["kwh"], row["estimation_method"]) == (Decimal("0.300"), "linear")
+    assert sum(r["validation_rule"] is not None for r in out.values()) == 1
+
+
+def test_the_same_readings_pass_on_a_meter_that_can_draw_them():
+    day = dt.date(2024, 5, 14)
+    times = quarter_hours(day)
+    rows = [{"meter_id": 5, "read_at": t, "kwh": Decimal("0.300")} for t in times]
+    rows[50].update(kwh=Decimal("3.100"))  # an EV charging: it did so on its like days too
+    rows[60].update(kwh=Decimal("0.350"), replaced_kwh=Decimal("0.300"))  # a small correction
+    history = like_history(5, day, lambda w, t: Decimal("3.000") if t.hour == 1 else Decimal("0.250"))
+    out = run(rows, history, {5: ("ev", "London")})
+    assert all(r["validation_rule"] is None and r["estimated_by"] is None for r in out.values())
+    assert out[(5, times[50])]["kwh"] == Decimal("3.100")
+
+
+def test_hours_of_zeros_are_a_stopped_register_only_on_a_meter_that_consumes():
+    day = dt.date(2024, 5, 14)
+    times = quarter_hours(day)
+    zeros = set(times[20:48])  # seven hours
+    rows = [
+        {"meter_id": m, "read_at": t, "kwh": Decimal("0.000") if t in zeros else Decimal("0.400")}
+        for m in (1, 2)
+        for t in times
+    ]
+    history = like_history(1, day, lambda w, t: Decimal("0.400"))
+    # meter 2 is a holiday home: its like days were mostly zeros
+    history += like_history(2, day, lambda w, t: Decimal("0.000") if t.hour < 20 else Decimal("0.100"))
+    out = run(rows, history, {1: ("ordinary", "London"), 2: ("ordinary", "London")})
+    assert {out[(1, t)]["validation_rule"] for t in zeros} == {"zero_run"}
+    assert {(out[(1, t)]["kwh"], out[(1, t)]["estimation_method"]) for t in zeros} == {(Decimal("0.400"), "like_day")}
+    assert all(out[(2, t)]["validation_rule"] is None and out[(2, t)]["kwh"] == 0 for t in zeros)
+    # six zeros in a row are not seven hours: nothing flagged outside the run
+    assert all(out[(1, t)]["validation_rule"] is None for t in times if t not in zeros)
+
+
+DAYS = [dt.date(2024, 3, 31), dt.date(2024, 10, 27), dt.date(2024, 5, 14), dt.date(2024, 12, 25)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    day=st.sampled_from(DAYS),
+    gaps=st.lists(st.tuples(st.integers(1, 2), st.integers(0, 99), st.integers(1, 120)), min_size=0, max_size=5),
+    with_history=st.tuples(st.booleans(), st.booleans()),
+    seed=st.integers(0, 10_000),
+)
+def test_every_quarter_hour_ends_with_a_value_and_actuals_never_change(day, gaps, with_history, seed):
+    """Two meters on any day (the clock changes included), gaps anywhere and of any length."""
+    times = quarter_hours(day)
+    values = {
+        (m, t): Decimal((seed * 7 + m * 131 + i * 17) % 900 + 50) * MILLI for m in (1, 2) for i, t in enumerate(times)
+    }
+    missing = set()
+    for meter, start, length in gaps:
+        missing |= {(meter, t) for t in times[start : start + length]}
+    rows = [{"meter_id": m, "read_at": t, "kwh": None if (m, t) in missing else v} for (m, t), v in values.items()]
+    history = []
+    for meter, wanted in zip((1, 2), with_history, strict=True):
+        if wanted:
+            history += like_history(meter, day, lambda w, t: Decimal("0.300") + Decimal(t.hour) * MILLI * 10, weeks=2)
+    classes = {1: ("ordinary", "London"), 2: ("heating", "Scotland")}
+    out = run(rows, history, classes)
+
+    assert set(out) == set(values)
+    # a quarter hour stays without a value only if nothing at all can say what it was: no
+    # history of its meter and not one reading from any meter all day
+    nothing_read = len(missing) == len(values)
+    for key, row in out.items():
+        if nothing_read and not with_history[key[0] - 1]:
+            assert (row["kwh"], row["quality_flag"], row["estimated_by"]) == (None, "missing", None)
+            continue
+        assert row["kwh"] is not None and 0 <= row["kwh"] <= RULES.max_kwh, (key, row)
+        if key in missing:
+            assert (row["quality_flag"], row["estimated_by"]) == ("estimated", "platform")
+            assert row["estimation_method"] in METHODS
+        else:
+            assert (row["kwh"], row["quality_flag"], row["estimated_by"]) == (values[key], "actual", None)
+
+    # each gap's method follows the rules, and a line stays between its two ends
+    for meter in (1, 2):
+        run_start = None
+        for i, t in enumerate([*times, None]):
+            gap = t is not None and (meter, t) in missing
+            if gap and run_start is None:
+                run_start = i
+            if not gap and run_start is not None:
+                span = times[run_start:i]
+                before = values[(meter, times[run_start - 1])] if run_start > 0 else None
+                after = values[(meter, times[i])] if i < len(times) else None
+                methods = {out[(meter, s)]["estimation_method"] for s in span}
+                if len(span) <= LINEAR_MAX_INTERVALS and before is not None and after is not None:
+                    assert methods == {"linear"}
+                    low, high = sorted((before, after))
+                    assert all(low <= out[(meter, s)]["kwh"] <= high for s in span)
+                elif with_history[meter - 1]:
+                    assert methods == {"like_day"}
+                elif not nothing_read:
+                    assert methods == {"class_profile"}
+                run_start = None
