@@ -98,8 +98,8 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
     day_table = readings_table(ids.tolist(), times.astype("datetime64[us]").tolist(), kwh)
 
     like = []
-    for week in range(1, 5):
-        s = series.day_slice(day - dt.timedelta(weeks=week))
+    for earlier in [dt.timedelta(days=1)] + [dt.timedelta(weeks=w) for w in range(1, 5)]:
+        s = series.day_slice(day - earlier)
         if s is None:
             continue
         hw = series.wh[meters, s]
@@ -118,16 +118,27 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
             "quality_flag": pa.array(["actual"] * len(h_ids)),
         }
     )
-    meter_classes = pa.table(
+    # the class profile is every meter's that day (a retailer's, not only the sampled ones)
+    everyone = np.arange(series.wh.shape[0])
+    all_wh = series.wh[:, day_slice]
+    shown = (~blank[:, day_slice]) & (all_wh >= 0)
+    a_idx, t_idx = np.nonzero(shown)
+    actuals = pa.table(
         {
-            "meter_id": pa.array(meters, pa.int32()),
-            "load_class": [classes[m][0] for m in meters],
-            "region": [classes[m][1] for m in meters],
+            "meter_id": pa.array(everyone[a_idx], pa.int32()),
+            "read_at": pa.array(series.starts[day_slice][t_idx].astype("datetime64[us]")),
+            "kwh": pa.array([Decimal(int(v)) / 1000 for v in all_wh[a_idx, t_idx]], pa.decimal128(12, 3)),
         }
     )
-    actuals = day_table.filter(pa.compute.is_valid(day_table.column("kwh"))).select(["meter_id", "read_at", "kwh"])
-    s = Rules.from_settings()
-    edited = edit_tables(day_table, history, meter_classes, actuals, s)
+    all_classes = pa.table(
+        {
+            "meter_id": pa.array(everyone, pa.int32()),
+            "load_class": [classes[m][0] for m in everyone],
+            "region": [classes[m][1] for m in everyone],
+        }
+    )
+    day_start = series.starts[day_slice][0].astype("datetime64[us]").tolist()
+    edited = edit_tables(day_table, history, all_classes, actuals, Rules.from_settings(), day_start)
     method = np.array(edited.column("estimation_method").to_pylist(), dtype=object)
     out_wh = np.array([-1 if v is None else int(v * 1000) for v in edited.column("kwh").to_pylist()])
     out_meter = np.array(edited.column("meter_id").to_pylist())
@@ -176,27 +187,39 @@ def evaluate(series: Series, trials: int, meters_of_trial, classes, no_history, 
                     cell["est"].append(w)
                     cell["actual"].append(series.wh[m, i])
                     cell["zero"].append(0)
-                    cell["previous"].append(previous_day_fill(series, blank, m, i))
+                    # a meter with no history has no previous day either
+                    cell["previous"].append(None if no_history[m] else previous_day_fill(series, blank, m, i))
         for method, cell in sorted(by_method.items()):
             actual = np.array(cell["actual"], dtype=float)
             row = {"data": label, "gap": name, "method": method, "quarter_hours": len(actual)}
             for key in ("est", "zero", "previous"):
-                err = np.array(cell[key], dtype=float) - actual
+                known = np.array([v is not None for v in cell[key]])
+                if not known.any():
+                    row[f"{key}_mae"] = row[f"{key}_bias"] = None
+                    continue
+                err = np.array([v for v in cell[key] if v is not None], dtype=float) - actual[known]
                 row[f"{key}_mae"] = float(np.abs(err).mean() / mean_load)
                 row[f"{key}_bias"] = float(err.mean() / mean_load)
             results.append(row)
             print(
-                f"{label:9} {name:8} {method:13} n={len(actual):6}  estimate MAE {row['est_mae']:6.1%} "
-                f"bias {row['est_bias']:+6.1%}   zero {row['zero_mae']:6.1%}   previous day {row['previous_mae']:6.1%} "
-                f"bias {row['previous_bias']:+6.1%}",
+                f"{label:9} {name:8} {method:13} n={len(actual):6}  estimate MAE {_pct(row['est_mae'])} "
+                f"bias {_pct(row['est_bias'], '+')}   zero {_pct(row['zero_mae'])}   "
+                f"previous day {_pct(row['previous_mae'])} bias {_pct(row['previous_bias'], '+')}",
                 flush=True,
             )
     return results
 
 
-def month_of_day_gaps(series: Series, months: list[str], meter: int, classes, no_history) -> list[dict]:
-    """Each day of a month blanked on its own; the month's estimated energy against its actual energy."""
-    out = []
+def _pct(value, sign: str = "") -> str:
+    return "     -" if value is None else format(value, sign + "6.1%")
+
+
+def month_of_day_gaps(series: Series, months: list[str], meter: int, classes, no_history, rng) -> dict:
+    """Each day of these months blanked on its own (the rest of the data as it was): the
+    estimated energy against the actual energy, per calendar month, over every day, and over
+    random months' worth (30) of one-day gaps."""
+    days_out = []
+    per_month = []
     for month in months:
         first = dt.date.fromisoformat(month + "-01")
         days = [first + dt.timedelta(days=d) for d in range(31) if (first + dt.timedelta(days=d)).month == first.month]
@@ -208,21 +231,43 @@ def month_of_day_gaps(series: Series, months: list[str], meter: int, classes, no
             blank = np.zeros(series.wh.shape, dtype=bool)
             blank[meter, s] = True
             _, _, _, _, out_wh = run_day(series, day, np.array([meter]), blank, no_history, classes)
-            estimated += int(out_wh[out_wh >= 0].sum())
-            actual += int(series.wh[meter, s].sum())
-        row = {
-            "month": month,
-            "estimated_kwh": estimated / 1000,
-            "actual_kwh": actual / 1000,
-            "error": (estimated - actual) / actual,
-        }
+            e, a = int(out_wh[out_wh >= 0].sum()), int(series.wh[meter, s].sum())
+            days_out.append((e, a))
+            estimated += e
+            actual += a
+        row = {"month": month, "estimated_kwh": estimated / 1000, "actual_kwh": actual / 1000}
+        row["error"] = (estimated - actual) / actual
         print(
-            f"month of one-day gaps {month}: estimated {estimated / 1000:8.1f} kWh, actual {actual / 1000:8.1f} kWh, "
-            f"error {row['error']:+.2%}",
+            f"a month of one-day gaps, {month}: estimated {estimated / 1000:8.1f} kWh, "
+            f"actual {actual / 1000:8.1f} kWh, error {row['error']:+.2%}",
             flush=True,
         )
-        out.append(row)
-    return out
+        per_month.append(row)
+    pairs = np.array(days_out, dtype=float)
+    pooled = pairs[:, 0].sum() / pairs[:, 1].sum() - 1
+    draws = np.array(
+        [
+            (lambda pick: pick[:, 0].sum() / pick[:, 1].sum() - 1)(pairs[rng.choice(len(pairs), 30, replace=False)])
+            for _ in range(2000)
+        ]
+    )
+    daily_cv = float(pairs[:, 1].std() / pairs[:, 1].mean())
+    summary = {
+        "days": len(pairs),
+        "pooled_error": float(pooled),
+        "random_30_median_abs_error": float(np.median(np.abs(draws))),
+        "random_30_p90_abs_error": float(np.quantile(np.abs(draws), 0.9)),
+        "calendar_month_median_abs_error": float(np.median([abs(r["error"]) for r in per_month])),
+        "daily_energy_cv": daily_cv,
+    }
+    print(
+        f"every one of {len(pairs)} days blanked on its own: estimated energy {pooled:+.2%} from actual; "
+        f"30 random one-day gaps: median |error| {summary['random_30_median_abs_error']:.2%}, "
+        f"p90 {summary['random_30_p90_abs_error']:.2%}; a calendar month's: median |error| "
+        f"{summary['calendar_month_median_abs_error']:.2%}; the house's energy varies by {daily_cv:.0%} a day (CV)",
+        flush=True,
+    )
+    return {"months": per_month, "summary": summary}
 
 
 def simulated_series(meters: int, days: int):
@@ -275,7 +320,7 @@ def main():
     print(f"the house: {len(starts):,} complete quarter hours, mean {wh.mean() / 1000:.3f} kWh", flush=True)
     report["real"] = evaluate(house, args.trials, lambda r: [0], classes, no_history, rng, "real")
     months = [f"{y}-{m:02d}" for y in (2008, 2009) for m in range(1, 13)]
-    report["months"] = month_of_day_gaps(house, months, 0, classes, no_history)
+    report["months"] = month_of_day_gaps(house, months, 0, classes, no_history, rng)
 
     os.environ["METER_MARKET_TZ"] = "Europe/London"
     settings.cache_clear()

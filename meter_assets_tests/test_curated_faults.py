@@ -299,3 +299,15 @@ def test_a_file_the_reader_fails_on_is_set_aside_and_the_rest_kept(tmp_path, gen
         f"FROM read_parquet({table_files(root, QUARANTINE, day)})"
     )[0]
     assert dupes == 0
+
+
+def test_estimates_keep_the_published_column_types(after_release):
+    """A day curated with estimates reads with the days before it: the types are the lake's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = Lake(after_release).files(READS_15MIN, spring_days()[0].isoformat())
+    schema = pq.read_schema(files[0])
+    assert schema.field("kwh").type == pa.decimal128(12, 3)
+    assert schema.field("measured_kwh").type == pa.decimal128(12, 3)
+    assert schema.field("meter_id").type == pa.int32()

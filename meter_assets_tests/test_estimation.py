@@ -38,6 +38,10 @@ def quarter_hours(day: dt.date) -> list[dt.datetime]:
     return [start + i * Q for i in range(int((end - start) / Q))]
 
 
+def local_time_day(read_at: dt.datetime) -> dt.date:
+    return read_at.replace(tzinfo=dt.UTC).astimezone(TZ).date()
+
+
 def local_time(read_at: dt.datetime) -> dt.time:
     return read_at.replace(tzinfo=dt.UTC).astimezone(TZ).time()
 
@@ -66,7 +70,8 @@ def run(day_rows: list[dict], history: list[dict], classes: dict[int, tuple[str,
         }
     )
     actuals = day.filter(pa.compute.is_valid(day.column("kwh"))).select(["meter_id", "read_at", "kwh"])
-    rows = edit_tables(day, hist, meter_classes, actuals, RULES).to_pylist()
+    day_start = local_day_bounds(local_time_day(min(r["read_at"] for r in day_rows)), "Europe/London")[0]
+    rows = edit_tables(day, hist, meter_classes, actuals, RULES, day_start).to_pylist()
     return {(r["meter_id"], r["read_at"]): r for r in rows}
 
 
@@ -124,6 +129,20 @@ def test_a_short_gap_is_the_line_between_its_neighbours():
     )
 
 
+def test_a_short_gap_from_midnight_starts_its_line_at_the_day_befores_last_reading():
+    day = dt.date(2024, 10, 27)  # the clocks go back: the line is in UTC quarter hours all the same
+    times = quarter_hours(day)
+    last_before = quarter_hours(day - dt.timedelta(days=1))[-1]
+    history = [{"meter_id": 2, "read_at": last_before, "kwh": Decimal("0.400")}]
+    rows = [{"meter_id": 2, "read_at": t, "kwh": None if i < 3 else Decimal("0.800")} for i, t in enumerate(times)]
+    out = run(rows, history, {2: ("ordinary", "London")})
+    assert [(out[(2, t)]["kwh"], out[(2, t)]["estimation_method"]) for t in times[:3]] == [
+        (Decimal("0.500"), "linear"),
+        (Decimal("0.600"), "linear"),
+        (Decimal("0.700"), "linear"),
+    ]
+
+
 def test_a_long_gap_is_the_meters_like_days_scaled_to_its_level():
     day = dt.date(2024, 5, 14)
     times = quarter_hours(day)
@@ -145,6 +164,22 @@ def test_a_long_gap_is_the_meters_like_days_scaled_to_its_level():
     assert {out[(3, t)]["estimation_method"] for t in gap} == {"like_day"}
     # the level moved the estimate: the like days alone would be 30 % lower
     assert sum(expected.values()) > Decimal("1.2") * sum(pattern(2.5, t) for t in gap)
+
+
+def test_a_day_without_readings_takes_its_level_from_the_evening_before():
+    day = dt.date(2024, 5, 14)
+    times = quarter_hours(day)
+    history = like_history(4, day, lambda w, t: Decimal("0.200"))
+    # the day before: a busy morning (not like-day material, and outside the level's six hours),
+    # then an evening at 1.5 times the like days'
+    before = quarter_hours(day - dt.timedelta(days=1))
+    evening = set(before[-24:])
+    history += [
+        {"meter_id": 4, "read_at": t, "kwh": Decimal("0.300") if t in evening else Decimal("0.900")} for t in before
+    ]
+    rows = [{"meter_id": 4, "read_at": t} for t in times]
+    out = run(rows, history, {4: ("ordinary", "London")})
+    assert {(out[(4, t)]["kwh"], out[(4, t)]["estimation_method"]) for t in times} == {(Decimal("0.300"), "like_day")}
 
 
 def test_a_meter_without_history_gets_its_class_in_its_region():

@@ -18,13 +18,13 @@ from meter_assets.reference.assets import meters
 from meter_assets.resources import CheckThresholds, LakeResource, lake_duckdb, scratch_dir
 from meter_assets.tables import METERS, QUARANTINE, READS_15MIN
 
-# Estimation reads the same weekday of earlier weeks: the days from 7 days to the longest
-# setting (8 weeks) before. Dagster's graph shows it; the late-data path does not follow it
+# Estimation reads the same weekday of earlier weeks (up to the longest setting, 8 weeks)
+# and the day before. Dagster's graph shows it; the late-data path does not follow it
 # forward (docs/curated.md says why).
 LIKE_DAYS = dg.AssetDep(
     READS_15MIN.asset,
     partition_mapping=dg.TimeWindowPartitionMapping(
-        start_offset=-56, end_offset=-7, allow_nonexistent_upstream_partitions=True
+        start_offset=-56, end_offset=-1, allow_nonexistent_upstream_partitions=True
     ),
 )
 
@@ -38,7 +38,10 @@ def curated_readings(
     day = daily_partitions().time_window_for_partition_key(partition).start.date()
     inventory = read_inventory(store, partition)
     meter_files = store.required_files(METERS)
-    like_days = [day - dt.timedelta(weeks=w) for w in range(1, settings().like_day_weeks + 1)]
+    # the like days, and the day before (the level of a gap from midnight)
+    like_days = [day - dt.timedelta(days=1)] + [
+        day - dt.timedelta(weeks=w) for w in range(1, settings().like_day_weeks + 1)
+    ]
     history_days = [files for d in like_days if (files := store.files(READS_15MIN, d.isoformat()))]
     history = [f for files in history_days for f in files]
 
@@ -76,7 +79,7 @@ def curated_readings(
                 "estimated_by_method": dg.MetadataValue.json(
                     {m: result.by_method.get(m, 0) for m in ("head-end", *METHODS)}
                 ),
-                "like_days_read": len(history_days),
+                "earlier_days_read": len(history_days),
                 "path": dg.MetadataValue.path(store.uri(READS_15MIN.folder(partition))),
             },
             QUARANTINE.asset: {

@@ -4,23 +4,25 @@ A reading that parses but cannot be right is flagged by a named rule, kept (`mea
 and treated as missing. Every quarter hour without a value then gets an estimate, in this
 order, each flagged with its method:
 
-1. `linear`: a gap of up to `LINEAR_MAX_INTERVALS` with a kept reading on both sides (in the
-   same local day) is the straight line between them;
+1. `linear`: a gap of up to `LINEAR_MAX_INTERVALS` with a kept reading on both sides (the
+   day before's last one for a gap from midnight) is the straight line between them;
 2. `like_day`: the mean of the meter's own actual readings at the same local time of day on
    the same weekday of the previous `METER_LIKE_DAY_WEEKS` weeks (as many of them as were
-   curated; one is enough), scaled to the meter's level around the gap;
+   curated; one is enough), scaled to the meter's level around the gap (its actual readings
+   either side, the evening before included);
 3. `class_profile`: a meter with no such history gets the mean of the same quarter hour
    over the meters of its load class in its region that day (its class anywhere, then every
    meter, when that region has none), scaled the same way.
 
 The statements read two relations the caller names: `day_readings` (the day's curated rows
 of the meter range, one per meter and quarter hour, `missing` where nobody delivered) and
-`history` (earlier curated days: `meter_id`, `read_at`, `kwh`, `quality_flag`), and the
+`history` (the like days and the day before: `meter_id`, `read_at`, `kwh`, `quality_flag`), and the
 table `meter_classes` (`meter_id`, `load_class`, `region`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -55,6 +57,7 @@ CREATE OR REPLACE TEMP TABLE meter_history AS
 SELECT meter_id, max(kwh) AS max_kwh, count(*) FILTER (WHERE kwh = 0) / count(*) AS zero_share
 FROM history
 WHERE quality_flag = 'actual' AND meter_id BETWEEN $first_meter AND $last_meter
+  AND read_at < $day_start - INTERVAL 2 DAY
 GROUP BY meter_id
 """
 
@@ -108,12 +111,18 @@ runs AS (
            row_number() OVER (PARTITION BY meter_id, run ORDER BY read_at)    AS position
     FROM gap_rows
 )
-SELECT runs.*, before.kwh AS kwh_before, after.kwh AS kwh_after,
+SELECT runs.*, coalesce(before.kwh, last_of_day_before.kwh) AS kwh_before, after.kwh AS kwh_after,
        CAST(timezone($tz, runs.read_at AT TIME ZONE 'UTC') AS TIME) AS local_time
 FROM runs
 LEFT JOIN validated AS before
        ON before.meter_id = runs.meter_id AND before.read_at = runs.gap_start - INTERVAL 15 MINUTE
       AND before.validation_rule IS NULL
+-- a gap from midnight: the line starts at the day before's last reading
+LEFT JOIN (SELECT meter_id, read_at, kwh FROM history
+           WHERE read_at = $day_start - INTERVAL 15 MINUTE AND quality_flag = 'actual'
+             AND meter_id BETWEEN $first_meter AND $last_meter) AS last_of_day_before
+       ON last_of_day_before.meter_id = runs.meter_id
+      AND last_of_day_before.read_at = runs.gap_start - INTERVAL 15 MINUTE
 LEFT JOIN validated AS after
        ON after.meter_id = runs.meter_id AND after.read_at = runs.gap_end + INTERVAL 15 MINUTE
       AND after.validation_rule IS NULL
@@ -131,6 +140,7 @@ SELECT meter_id, CAST(timezone($tz, read_at AT TIME ZONE 'UTC') AS TIME) AS loca
        avg(kwh) AS kwh
 FROM history SEMI JOIN needed USING (meter_id)
 WHERE quality_flag = 'actual' AND meter_id BETWEEN $first_meter AND $last_meter
+  AND read_at < $day_start - INTERVAL 2 DAY  -- not the day before: it is a different weekday
 GROUP BY ALL
 """
 
@@ -183,6 +193,15 @@ WITH sources AS (
            ON by_class.scope = 'class' AND by_class.load_class = classes.load_class AND by_class.read_at = day.read_at
     LEFT JOIN class_profile AS everyone ON everyone.scope = 'everyone' AND everyone.read_at = day.read_at
     LEFT JOIN class_profile AS whole_day ON whole_day.scope = 'day'
+    UNION ALL
+    -- the evening before, so a gap from midnight has a level too (against the like days' evening)
+    SELECT evening.meter_id, evening.read_at, evening.kwh, evening.quality_flag, NULL, like_days.kwh, NULL
+    FROM history AS evening
+    SEMI JOIN (SELECT DISTINCT meter_id FROM gaps) USING (meter_id)
+    LEFT JOIN like_days
+           ON like_days.meter_id = evening.meter_id
+          AND like_days.local_time = CAST(timezone($tz, evening.read_at AT TIME ZONE 'UTC') AS TIME)
+    WHERE evening.read_at >= $day_start - to_hours($level_window) AND evening.read_at < $day_start
 ),
 methods AS (
     SELECT gaps.*, sources.like_kwh, sources.class_kwh,
@@ -220,7 +239,7 @@ SELECT
     methods.meter_id,
     methods.read_at,
     methods.method,
-    least($max_kwh, CASE methods.method
+    CAST(least($max_kwh, CASE methods.method
         -- the line in whole Wh, rounded half up exactly: (before * (n + 1) + (after - before) * k) / (n + 1)
         WHEN 'linear' THEN CAST((2 * (CAST(methods.kwh_before * 1000 AS BIGINT) * (methods.gap_intervals + 1)
                                       + CAST((methods.kwh_after - methods.kwh_before) * 1000 AS BIGINT)
@@ -229,7 +248,7 @@ SELECT
                                 AS DECIMAL(12, 0)) * 0.001
         WHEN 'like_day' THEN CAST(round(methods.like_kwh * coalesce(levels.level, 1), 3) AS DECIMAL(12, 3))
         WHEN 'class_profile' THEN CAST(round(methods.class_kwh * coalesce(levels.level, 1), 3) AS DECIMAL(12, 3))
-    END) AS kwh
+    END) AS DECIMAL(12, 3)) AS kwh
 FROM methods
 LEFT JOIN levels USING (meter_id, gap_start, method)
 WHERE methods.method IS NOT NULL
@@ -241,8 +260,9 @@ EDITED_SQL = """
 SELECT
     day.meter_id,
     day.read_at,
-    CASE WHEN estimates.kwh IS NOT NULL THEN estimates.kwh
-         WHEN day.validation_rule IS NULL THEN day.kwh END                        AS kwh,
+    -- the column's type as published before estimation existed: a lake's days must read together
+    CAST(CASE WHEN estimates.kwh IS NOT NULL THEN estimates.kwh
+              WHEN day.validation_rule IS NULL THEN day.kwh END AS DECIMAL(12, 3)) AS kwh,
     CASE WHEN estimates.kwh IS NOT NULL THEN 'estimated'
          WHEN day.validation_rule IS NOT NULL THEN 'missing'
          ELSE day.quality_flag END                                                AS quality_flag,
@@ -294,15 +314,20 @@ class Estimator:
         self.tz = settings().market_tz
         self.class_profile = False  # built on first need, from the day's `staged` rows
 
-    def edit(self, first_meter: int, last_meter: int) -> str:
+    def edit(self, first_meter: int, last_meter: int, day_start: dt.datetime) -> str:
         """Validate `day_readings` of the meters from `first_meter` to `last_meter` and estimate
-        their gaps; returns the SELECT of the edited rows (over temp tables this leaves behind)."""
+        their gaps; returns the SELECT of the edited rows (over temp tables this leaves behind).
+
+        `day_start` (UTC) is where the day begins: `history` holds its like days and the day before.
+        """
         con = self.con
         meters = {"first_meter": first_meter, "last_meter": last_meter}
-        con.execute(METER_HISTORY_SQL, meters)
+        con.execute(METER_HISTORY_SQL, {**meters, "day_start": day_start})
         con.execute(VALIDATE_SQL, self.rules.params())
-        con.execute(GAPS_SQL, {"tz": self.tz})
-        con.execute(LIKE_DAYS_SQL, {**meters, "tz": self.tz, "linear_max": LINEAR_MAX_INTERVALS})
+        con.execute(GAPS_SQL, {**meters, "tz": self.tz, "day_start": day_start})
+        con.execute(
+            LIKE_DAYS_SQL, {**meters, "tz": self.tz, "linear_max": LINEAR_MAX_INTERVALS, "day_start": day_start}
+        )
         if not self.class_profile:
             needed = con.execute(WITHOUT_HISTORY_SQL, {"linear_max": LINEAR_MAX_INTERVALS}).fetchone()[0]
             if needed:
@@ -319,13 +344,19 @@ class Estimator:
                 "level_min_intervals": LEVEL_MIN_INTERVALS,
                 "level_max_factor": LEVEL_MAX_FACTOR,
                 "max_kwh": self.rules.max_kwh,
+                "day_start": day_start,
             },
         )
         return EDITED_SQL
 
 
 def edit_tables(
-    day_readings: pa.Table, history: pa.Table, meter_classes: pa.Table, day_actuals: pa.Table, rules: Rules
+    day_readings: pa.Table,
+    history: pa.Table,
+    meter_classes: pa.Table,
+    day_actuals: pa.Table,
+    rules: Rules,
+    day_start: dt.datetime,
 ) -> pa.Table:
     """The edited day of `day_readings` (the shape `CURATE_SQL` makes) from Arrow tables, in a
     DuckDB of its own: for the accuracy benchmark and the tests, the same statements as curation.
@@ -343,7 +374,7 @@ def edit_tables(
         ):
             con.register(name, table)
         con.execute(ARROW_INPUTS_SQL)
-        edited = Estimator(con, rules).edit(-(2**31), 2**31 - 1)
+        edited = Estimator(con, rules).edit(-(2**31), 2**31 - 1, day_start)
         return con.execute(EDITED_ORDERED_SQL.format(edited=edited)).to_arrow_table()
 
 

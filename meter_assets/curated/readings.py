@@ -369,7 +369,7 @@ def curate_day(
     puts a file name, quarantined rows in the file `quarantine_uri`.
 
     `history_uris` are the curated files of the day's like days (the same weekday in the
-    weeks before), which validation and estimation read.
+    weeks before) and of the day before, which validation and estimation read.
 
     `scratch` is a local folder for the staged rows; staging streams to Parquet there so a
     full day never has to sit in memory at once.
@@ -472,7 +472,7 @@ def curate_day(
                 "last_meter": high,
             },
         )
-        con.execute(WRITE_SQL.format(edited=estimator.edit(low, high), target=curated_parts[-1]))
+        con.execute(WRITE_SQL.format(edited=estimator.edit(low, high, day_start), target=curated_parts[-1]))
 
     staged = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE reason IS NULL AND clock_offset_s <> 0) FROM staged"
