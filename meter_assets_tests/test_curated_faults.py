@@ -311,3 +311,17 @@ def test_estimates_keep_the_published_column_types(after_release):
     assert schema.field("kwh").type == pa.decimal128(12, 3)
     assert schema.field("measured_kwh").type == pa.decimal128(12, 3)
     assert schema.field("meter_id").type == pa.int32()
+
+
+def test_every_curated_file_is_sorted_by_meter_and_time(after_release):
+    """Estimates are written into the sorted day in place: the files stay in meter and time order."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    for day in spring_days():
+        for path in Lake(after_release).files(READS_15MIN, day.isoformat()):
+            table = pq.read_table(path, columns=["meter_id", "read_at"])
+            meters = table.column("meter_id").to_numpy()
+            times = table.column("read_at").to_numpy().astype("int64")
+            later = (np.diff(meters) > 0) | ((np.diff(meters) == 0) & (np.diff(times) > 0))
+            assert later.all(), path

@@ -61,11 +61,12 @@ WHERE quality_flag = 'actual' AND meter_id BETWEEN $first_meter AND $last_meter
 GROUP BY meter_id
 """
 
-# each delivered reading against the rules; the first rule it breaks names it
-VALIDATE_SQL = """
-CREATE OR REPLACE TEMP TABLE validated AS
+# the readings a rule could refuse (large ones, corrections, runs of exact zeros: only meters
+# with enough zeros can hold a run, the windows are theirs alone) against the rules; the
+# first rule a reading breaks names it. Every other reading passes without a second look.
+FLAGS_SQL = """
+CREATE OR REPLACE TEMP TABLE flags AS
 WITH zero_meters AS (
-    -- only meters with enough zeros can hold a run of them: the windows below are theirs alone
     SELECT meter_id FROM day_readings WHERE kwh = 0 GROUP BY meter_id HAVING count(*) >= $zero_run
 ),
 zeros AS (
@@ -76,22 +77,36 @@ zeros AS (
 ),
 zero_runs AS (
     SELECT meter_id, read_at FROM zeros QUALIFY count(*) OVER (PARTITION BY meter_id, run) >= $zero_run
+),
+candidates AS (
+    SELECT day.meter_id, day.read_at, day.kwh, day.replaced_kwh, zero_runs.meter_id IS NOT NULL AS in_zero_run
+    FROM day_readings AS day
+    LEFT JOIN zero_runs USING (meter_id, read_at)
+    WHERE day.kwh > least($max_kwh, $spike_floor) OR day.replaced_kwh IS NOT NULL OR zero_runs.meter_id IS NOT NULL
+),
+ruled AS (
+    SELECT candidates.meter_id, candidates.read_at,
+        CASE
+            WHEN kwh > $max_kwh THEN 'above_connection_limit'
+            WHEN kwh > $spike_floor AND kwh > $spike_factor * history.max_kwh THEN 'above_own_maximum'
+            WHEN in_zero_run AND history.zero_share < $normal_zero_share THEN 'zero_run'
+            WHEN abs(kwh - replaced_kwh) > $jump_floor
+                 AND (kwh > $jump_factor * replaced_kwh OR replaced_kwh > $jump_factor * kwh) THEN 'correction_jump'
+        END AS validation_rule
+    FROM candidates
+    LEFT JOIN meter_history AS history USING (meter_id)
 )
-SELECT
-    day.*,
-    CASE
-        WHEN day.kwh IS NULL THEN NULL
-        WHEN day.kwh > $max_kwh THEN 'above_connection_limit'
-        WHEN day.kwh > $spike_floor AND day.kwh > $spike_factor * history.max_kwh THEN 'above_own_maximum'
-        WHEN zero_runs.meter_id IS NOT NULL AND history.zero_share < $normal_zero_share THEN 'zero_run'
-        WHEN abs(day.kwh - day.replaced_kwh) > $jump_floor
-             AND (day.kwh > $jump_factor * day.replaced_kwh OR day.replaced_kwh > $jump_factor * day.kwh)
-            THEN 'correction_jump'
-    END AS validation_rule
-FROM day_readings AS day
-LEFT JOIN meter_history AS history USING (meter_id)
-LEFT JOIN zero_runs USING (meter_id, read_at)
+SELECT * FROM ruled WHERE validation_rule IS NOT NULL
 """
+
+# a flagged reading keeps what the meter said in `measured_kwh`
+FLAG_SQL = """
+UPDATE day_readings
+SET validation_rule = flags.validation_rule, measured_kwh = day_readings.kwh
+FROM flags
+WHERE day_readings.meter_id = flags.meter_id AND day_readings.read_at = flags.read_at
+"""
+VALIDATED_SQL = "CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM day_readings"
 
 # every quarter hour without a kept value, with its gap (a run of them) and the kept
 # readings either side
@@ -202,6 +217,7 @@ WITH sources AS (
            ON like_days.meter_id = evening.meter_id
           AND like_days.local_time = CAST(timezone($tz, evening.read_at AT TIME ZONE 'UTC') AS TIME)
     WHERE evening.read_at >= $day_start - to_hours($level_window) AND evening.read_at < $day_start
+      AND evening.meter_id BETWEEN $first_meter AND $last_meter
 ),
 methods AS (
     SELECT gaps.*, sources.like_kwh, sources.class_kwh,
@@ -254,28 +270,27 @@ LEFT JOIN levels USING (meter_id, gap_start, method)
 WHERE methods.method IS NOT NULL
 """
 
-# the day as published: a flagged reading keeps what the meter said in `measured_kwh`; an
-# estimate never replaces an actual reading that passed every rule
+# the estimates in place; a flagged reading nothing could estimate is missing. An estimate
+# never replaces an actual reading that passed every rule.
+ESTIMATED_SQL = """
+UPDATE day_readings
+SET kwh = estimates.kwh, quality_flag = 'estimated', estimated_by = 'platform', estimation_method = estimates.method
+FROM estimates
+WHERE day_readings.meter_id = estimates.meter_id AND day_readings.read_at = estimates.read_at
+  AND estimates.kwh IS NOT NULL
+"""
+UNESTIMATED_SQL = """
+UPDATE day_readings
+SET kwh = NULL, quality_flag = 'missing', estimated_by = NULL, estimation_method = NULL
+WHERE validation_rule IS NOT NULL AND estimated_by IS DISTINCT FROM 'platform'
+"""
+
+# the day as published (in the order `day_readings` was made)
 EDITED_SQL = """
-SELECT
-    day.meter_id,
-    day.read_at,
-    -- the column's type as published before estimation existed: a lake's days must read together
-    CAST(CASE WHEN estimates.kwh IS NOT NULL THEN estimates.kwh
-              WHEN day.validation_rule IS NULL THEN day.kwh END AS DECIMAL(12, 3)) AS kwh,
-    CASE WHEN estimates.kwh IS NOT NULL THEN 'estimated'
-         WHEN day.validation_rule IS NOT NULL THEN 'missing'
-         ELSE day.quality_flag END                                                AS quality_flag,
-    CASE WHEN estimates.kwh IS NOT NULL THEN 'platform'
-         WHEN day.quality_flag = 'estimated' THEN 'head-end' END                  AS estimated_by,
-    CASE WHEN estimates.kwh IS NOT NULL THEN estimates.method
-         WHEN day.quality_flag = 'estimated' THEN 'head-end' END                  AS estimation_method,
-    day.validation_rule,
-    CASE WHEN day.validation_rule IS NOT NULL THEN day.kwh END                    AS measured_kwh,
-    day.version, day.device_read_at, day.received_at, day.clock_offset_s, day.copies, day.source_file,
-    day.ingested_at
-FROM validated AS day
-LEFT JOIN estimates USING (meter_id, read_at)
+SELECT meter_id, read_at, CAST(kwh AS DECIMAL(12, 3)) AS kwh, quality_flag, estimated_by, estimation_method,
+       validation_rule, measured_kwh, version, device_read_at, received_at, clock_offset_s, copies, source_file,
+       ingested_at
+FROM day_readings
 """
 
 
@@ -322,8 +337,11 @@ class Estimator:
         """
         con = self.con
         meters = {"first_meter": first_meter, "last_meter": last_meter}
+        params = self.rules.params()
         con.execute(METER_HISTORY_SQL, {**meters, "day_start": day_start})
-        con.execute(VALIDATE_SQL, self.rules.params())
+        con.execute(FLAGS_SQL, params)
+        con.execute(FLAG_SQL)
+        con.execute(VALIDATED_SQL)
         con.execute(GAPS_SQL, {**meters, "tz": self.tz, "day_start": day_start})
         con.execute(
             LIKE_DAYS_SQL, {**meters, "tz": self.tz, "linear_max": LINEAR_MAX_INTERVALS, "day_start": day_start}
@@ -345,8 +363,11 @@ class Estimator:
                 "level_max_factor": LEVEL_MAX_FACTOR,
                 "max_kwh": self.rules.max_kwh,
                 "day_start": day_start,
+                **meters,
             },
         )
+        con.execute(ESTIMATED_SQL)
+        con.execute(UNESTIMATED_SQL)
         return EDITED_SQL
 
 
@@ -379,7 +400,13 @@ def edit_tables(
 
 
 ARROW_INPUTS_SQL = """
-CREATE TEMP TABLE day_readings AS SELECT * FROM day_table;
+CREATE TEMP TABLE day_readings AS
+SELECT meter_id, read_at, kwh, quality_flag,
+       CASE WHEN quality_flag = 'estimated' THEN 'head-end' END AS estimated_by,
+       CASE WHEN quality_flag = 'estimated' THEN 'head-end' END AS estimation_method,
+       CAST(NULL AS VARCHAR) AS validation_rule, CAST(NULL AS DECIMAL(12, 3)) AS measured_kwh,
+       version, device_read_at, received_at, clock_offset_s, copies, source_file, ingested_at, replaced_kwh
+FROM day_table ORDER BY meter_id, read_at;
 CREATE TEMP VIEW history AS SELECT meter_id, read_at, kwh, quality_flag FROM history_table;
 CREATE TEMP TABLE meter_classes AS SELECT meter_id, load_class, region FROM classes_table;
 CREATE TEMP VIEW staged AS

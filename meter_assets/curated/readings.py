@@ -293,11 +293,16 @@ CREATE OR REPLACE TEMP TABLE day_readings AS
         ANTI JOIN delivered_by_incomplete AS delivered USING (meter_id, read_at)
         WHERE local_day.read_at >= incomplete.expected_from AND local_day.read_at < incomplete.expected_until
     )
+    -- in the published column order, sorted: validation and estimation edit rows in place
     SELECT
         meter_id,
         read_at,
         kwh,
         quality_flag,
+        CASE WHEN quality_flag = 'estimated' THEN 'head-end' END AS estimated_by,
+        CASE WHEN quality_flag = 'estimated' THEN 'head-end' END AS estimation_method,
+        CAST(NULL AS VARCHAR)            AS validation_rule,
+        CAST(NULL AS DECIMAL(12, 3))     AS measured_kwh,
         version,
         device_read_at,
         received_at,
@@ -310,13 +315,14 @@ CREATE OR REPLACE TEMP TABLE day_readings AS
     JOIN files USING (file_id)
     UNION ALL
     SELECT
-        meter_id, read_at, NULL, 'missing', NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL
+        meter_id, read_at, NULL, 'missing', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL
     FROM missing
+    ORDER BY meter_id, read_at
 """
 
-# the edited day, sorted by meter and time
+# the edited day, in the order it was made (by meter and time)
 WRITE_SQL = """
-COPY ({edited} ORDER BY meter_id, read_at) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)
+COPY ({edited}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)
 """
 
 
