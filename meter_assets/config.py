@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     # on a residential single-phase supply.
     max_interval_kwh: Decimal = Field(Decimal("6.000"), gt=0)
     # validation: a reading above this many times the meter's largest on its like days (and
-    # above 1 kWh) is a spike; this many hours of exact zeros on a meter that consumes are a
+    # above 2.5 kWh) is a spike; this many hours of exact zeros on a meter that consumes are a
     # stopped register; a correction this many times larger or smaller than the reading it
     # replaces (and 1 kWh from it) is a jump
     spike_factor: Decimal = Field(Decimal("5"), gt=1)

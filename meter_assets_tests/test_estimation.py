@@ -241,6 +241,19 @@ def test_the_same_readings_pass_on_a_meter_that_can_draw_them():
     assert out[(5, times[50])]["kwh"] == Decimal("3.100")
 
 
+def test_a_households_first_ev_charge_is_not_a_spike():
+    day = dt.date(2024, 5, 14)
+    times = quarter_hours(day)
+    # a home charger's quarter hour (7.4 kW, the simulator's largest was 2.267 kWh) on a meter
+    # whose like days never drew more than 0.25 kWh: nine times its maximum, yet real
+    rows = [
+        {"meter_id": 6, "read_at": t, "kwh": Decimal("2.267") if 80 <= i < 88 else Decimal("0.200")}
+        for i, t in enumerate(times)
+    ]
+    out = run(rows, like_history(6, day, lambda w, t: Decimal("0.250")), {6: ("ev", "London")})
+    assert all(r["validation_rule"] is None and r["estimated_by"] is None for r in out.values())
+
+
 def test_hours_of_zeros_are_a_stopped_register_only_on_a_meter_that_consumes():
     day = dt.date(2024, 5, 14)
     times = quarter_hours(day)

@@ -56,6 +56,11 @@ HOSTILE_ROWS = {
         "meter_id: not an integer",
     ),
     "energy with an exponent": (lambda m: row(m, 15, kwh="1e-1"), "energy: not a number: 1e-1"),
+    # fits the reader's number but not a reading's column: once a failed cast that lost its file
+    "energy too large for a reading": (
+        lambda m: row(m, 15, kwh="99999999999999"),
+        "energy: 99999999999999 is too large for a meter reading",
+    ),
     "received in 1960": (
         lambda m: row(m, 15, meter_clock="1960-01-01T00:00:00Z", received="1960-01-01T00:00:00Z"),
         "received_at: 1960-01-01 00:00:00 is before the interval",

@@ -34,9 +34,10 @@ from meter_assets.config import settings
 
 # two hours of quarter hours: the longest gap drawn as a straight line
 LINEAR_MAX_INTERVALS = 8
-# a spike must also be this large to count: a meter that never drew more than 0.1 kWh may
-# well draw 0.5 kWh once
-SPIKE_FLOOR_KWH = Decimal("1.000")
+# a spike must also be this large to count: more than a home charger (7.4 kW) or an electric
+# shower (9.5 kW) draws in a quarter hour, so a household's first EV charge is not refused
+# (at a 1 kWh floor the simulator's EV meters lost 0.013 % of a day's readings to the rule)
+SPIKE_FLOOR_KWH = Decimal("2.500")
 # a correction is a jump only when it also moves the reading by this much
 JUMP_FLOOR_KWH = Decimal("1.000")
 # a meter "normally consumes" when fewer of its actual readings than this were exactly zero
