@@ -16,10 +16,9 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 import time
 
-from fullscale import bench_parser, prepare_workdir, step_result, write_readings
+from fullscale import bench_parser, prepare_workdir, run_step, step_result, write_readings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DAY = dt.date(2024, 5, 14)
@@ -62,16 +61,7 @@ def step(name: str, lake: str, meters: int) -> dict:
 
 
 def run(name: str, args, env: dict) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--step", name, "--meters", str(args.meters), "--workdir", args.workdir],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode:
-        sys.stderr.write(out.stderr[-5000:])
-        raise SystemExit(f"step {name} failed")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_step(__file__, name, ["--meters", str(args.meters), "--workdir", args.workdir], env)
     print(f"{name:>22}: {result['seconds']:7.2f} s  peak {result['peak_memory_mb']:>6,} MB", flush=True)
     return result
 
