@@ -23,6 +23,7 @@ table `meter_classes` (`meter_id`, `load_class`, `region`).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -49,24 +50,27 @@ LEVEL_WINDOW_HOURS = 6
 LEVEL_MIN_INTERVALS = 4
 LEVEL_MAX_FACTOR = 2.0
 
+# the days before a day that estimation may read: the longest like-day setting (8 weeks), and
+# the day before
+HISTORY_DAYS = 8 * 7 + 1
+
 RULES = ("above_connection_limit", "above_own_maximum", "zero_run", "correction_jump")
 METHODS = ("linear", "like_day", "class_profile")
 
-# each meter's actual readings on its like days: the largest, and how often exactly zero
-METER_HISTORY_SQL = """
-CREATE OR REPLACE TEMP TABLE meter_history AS
-SELECT meter_id, max(kwh) AS max_kwh, count(*) FILTER (WHERE kwh = 0) / count(*) AS zero_share
-FROM history
-WHERE quality_flag = 'actual' AND meter_id BETWEEN $first_meter AND $last_meter
-  AND read_at < $day_start - INTERVAL 2 DAY
-GROUP BY meter_id
+# the local time of day of every quarter hour from the earliest like day to the day after:
+# converted once, not once per reading
+LOCAL_TIMES_SQL = """
+CREATE OR REPLACE TEMP TABLE local_times AS
+SELECT read_at, CAST(timezone($tz, read_at AT TIME ZONE 'UTC') AS TIME) AS local_time
+FROM (SELECT unnest(generate_series($day_start - to_days($history_days), $day_start + INTERVAL 2 DAY,
+                                    INTERVAL 15 MINUTE)) AS read_at)
 """
 
-# the readings a rule could refuse (large ones, corrections, runs of exact zeros: only meters
-# with enough zeros can hold a run, the windows are theirs alone) against the rules; the
-# first rule a reading breaks names it. Every other reading passes without a second look.
-FLAGS_SQL = """
-CREATE OR REPLACE TEMP TABLE flags AS
+# the readings a rule could refuse: large ones, corrections, runs of exact zeros (only
+# meters with enough zeros can hold a run, the windows are theirs alone). Every other
+# reading passes without a second look.
+CANDIDATES_SQL = """
+CREATE OR REPLACE TEMP TABLE candidates AS
 WITH zero_meters AS (
     SELECT meter_id FROM day_readings WHERE kwh = 0 GROUP BY meter_id HAVING count(*) >= $zero_run
 ),
@@ -78,12 +82,25 @@ zeros AS (
 ),
 zero_runs AS (
     SELECT meter_id, read_at FROM zeros QUALIFY count(*) OVER (PARTITION BY meter_id, run) >= $zero_run
-),
-candidates AS (
-    SELECT day.meter_id, day.read_at, day.kwh, day.replaced_kwh, zero_runs.meter_id IS NOT NULL AS in_zero_run
-    FROM day_readings AS day
-    LEFT JOIN zero_runs USING (meter_id, read_at)
-    WHERE day.kwh > least($max_kwh, $spike_floor) OR day.replaced_kwh IS NOT NULL OR zero_runs.meter_id IS NOT NULL
+)
+SELECT day.meter_id, day.read_at, day.kwh, day.replaced_kwh, zero_runs.meter_id IS NOT NULL AS in_zero_run
+FROM day_readings AS day
+LEFT JOIN zero_runs USING (meter_id, read_at)
+WHERE day.kwh > least($max_kwh, $spike_floor) OR day.replaced_kwh IS NOT NULL OR zero_runs.meter_id IS NOT NULL
+"""
+
+# the candidates against the rules; the first rule a reading breaks names it. The like days
+# are read only for the meters of a reading the own-maximum or zero-run rule could refuse
+# (their largest actual reading, and how often it was exactly zero).
+FLAGS_SQL = """
+CREATE OR REPLACE TEMP TABLE flags AS
+WITH meter_history AS (
+    SELECT meter_id, max(kwh) AS max_kwh, count(*) FILTER (WHERE kwh = 0) / count(*) AS zero_share
+    FROM history
+    SEMI JOIN (SELECT meter_id FROM candidates WHERE kwh > $spike_floor OR in_zero_run) USING (meter_id)
+    WHERE quality_flag = 'actual' AND meter_id BETWEEN $first_meter AND $last_meter
+      AND read_at < $day_start - INTERVAL 2 DAY  -- the like days, not the day before
+    GROUP BY meter_id
 ),
 ruled AS (
     SELECT candidates.meter_id, candidates.read_at,
@@ -109,8 +126,8 @@ WHERE day_readings.meter_id = flags.meter_id AND day_readings.read_at = flags.re
 """
 VALIDATED_SQL = "CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM day_readings"
 
-# every quarter hour without a kept value, with its gap (a run of them) and the kept
-# readings either side
+# every quarter hour without a kept value, with its gap (a run of them), the kept readings
+# either side (found in one pass over the day) and whether the gap is drawn as a line
 GAPS_SQL = """
 CREATE OR REPLACE TEMP TABLE gaps AS
 WITH gap_rows AS (
@@ -120,28 +137,44 @@ WITH gap_rows AS (
     WHERE kwh IS NULL OR validation_rule IS NOT NULL
 ),
 runs AS (
-    SELECT meter_id, read_at, run,
-           min(read_at) OVER (PARTITION BY meter_id, run)                     AS gap_start,
-           max(read_at) OVER (PARTITION BY meter_id, run)                     AS gap_end,
-           count(*) OVER (PARTITION BY meter_id, run)                         AS gap_intervals,
-           row_number() OVER (PARTITION BY meter_id, run ORDER BY read_at)    AS position
+    SELECT meter_id, read_at,
+           min(read_at) OVER run                       AS gap_start,
+           max(read_at) OVER run                       AS gap_end,
+           count(*) OVER run                           AS gap_intervals,
+           row_number() OVER (run ORDER BY read_at)    AS position
     FROM gap_rows
+    WINDOW run AS (PARTITION BY meter_id, run)
+),
+ends AS (
+    SELECT DISTINCT meter_id, gap_start, gap_end FROM runs
+),
+neighbours AS (
+    SELECT meter_id, gap_start, gap_start - INTERVAL 15 MINUTE AS read_at, TRUE AS is_before FROM ends
+    UNION ALL
+    SELECT meter_id, gap_start, gap_end + INTERVAL 15 MINUTE, FALSE FROM ends
+),
+kept AS (
+    SELECT meter_id, read_at, kwh FROM validated WHERE kwh IS NOT NULL AND validation_rule IS NULL
+    UNION ALL
+    -- a gap from midnight: the line starts at the day before's last reading
+    SELECT meter_id, read_at, kwh FROM history
+    WHERE read_at = $day_start - INTERVAL 15 MINUTE AND quality_flag = 'actual'
+      AND meter_id BETWEEN $first_meter AND $last_meter
+),
+bounds AS (
+    SELECT neighbours.meter_id, neighbours.gap_start,
+           any_value(kept.kwh) FILTER (WHERE is_before)     AS kwh_before,
+           any_value(kept.kwh) FILTER (WHERE NOT is_before) AS kwh_after
+    FROM neighbours JOIN kept USING (meter_id, read_at)
+    GROUP BY ALL
 )
-SELECT runs.*, coalesce(before.kwh, last_of_day_before.kwh) AS kwh_before, after.kwh AS kwh_after,
-       CAST(timezone($tz, runs.read_at AT TIME ZONE 'UTC') AS TIME) AS local_time
+SELECT runs.*, bounds.kwh_before, bounds.kwh_after,
+       runs.gap_intervals <= $linear_max AND bounds.kwh_before IS NOT NULL AND bounds.kwh_after IS NOT NULL
+           AS linear,
+       local_times.local_time
 FROM runs
-LEFT JOIN validated AS before
-       ON before.meter_id = runs.meter_id AND before.read_at = runs.gap_start - INTERVAL 15 MINUTE
-      AND before.validation_rule IS NULL
--- a gap from midnight: the line starts at the day before's last reading
-LEFT JOIN (SELECT meter_id, read_at, kwh FROM history
-           WHERE read_at = $day_start - INTERVAL 15 MINUTE AND quality_flag = 'actual'
-             AND meter_id BETWEEN $first_meter AND $last_meter) AS last_of_day_before
-       ON last_of_day_before.meter_id = runs.meter_id
-      AND last_of_day_before.read_at = runs.gap_start - INTERVAL 15 MINUTE
-LEFT JOIN validated AS after
-       ON after.meter_id = runs.meter_id AND after.read_at = runs.gap_end + INTERVAL 15 MINUTE
-      AND after.validation_rule IS NULL
+LEFT JOIN bounds USING (meter_id, gap_start)
+LEFT JOIN local_times USING (read_at)
 """
 
 # the like days of the meters whose gaps are not drawn as lines: their mean actual reading
@@ -149,12 +182,10 @@ LEFT JOIN validated AS after
 LIKE_DAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE like_days AS
 WITH needed AS (
-    SELECT DISTINCT meter_id FROM gaps
-    WHERE NOT (gap_intervals <= $linear_max AND kwh_before IS NOT NULL AND kwh_after IS NOT NULL)
+    SELECT DISTINCT meter_id FROM gaps WHERE NOT linear
 )
-SELECT meter_id, CAST(timezone($tz, read_at AT TIME ZONE 'UTC') AS TIME) AS local_time,
-       avg(kwh) AS kwh
-FROM history SEMI JOIN needed USING (meter_id)
+SELECT meter_id, local_times.local_time, avg(kwh) AS kwh
+FROM history SEMI JOIN needed USING (meter_id) JOIN local_times USING (read_at)
 WHERE quality_flag = 'actual' AND meter_id BETWEEN $first_meter AND $last_meter
   AND read_at < $day_start - INTERVAL 2 DAY  -- not the day before: it is a different weekday
 GROUP BY ALL
@@ -179,8 +210,7 @@ GROUP BY GROUPING SETS ((classes.load_class, classes.region, staged.read_at), (c
 
 # gaps neither a line nor the meter's own like days can fill
 WITHOUT_HISTORY_SQL = """
-SELECT count(*) FROM gaps ANTI JOIN like_days USING (meter_id, local_time)
-WHERE NOT (gap_intervals <= $linear_max AND kwh_before IS NOT NULL AND kwh_after IS NOT NULL)
+SELECT count(*) FROM gaps ANTI JOIN like_days USING (meter_id, local_time) WHERE NOT linear
 """
 EMPTY_CLASS_PROFILE = (
     "CREATE OR REPLACE TEMP TABLE class_profile AS SELECT NULL::VARCHAR AS scope, NULL::VARCHAR AS load_class, "
@@ -191,17 +221,19 @@ EMPTY_CLASS_PROFILE = (
 # the meter's actual readings around the gap against what the same source says for them
 ESTIMATE_SQL = """
 CREATE OR REPLACE TEMP TABLE estimates AS
-WITH sources AS (
+WITH profiled AS (
+    SELECT DISTINCT meter_id FROM gaps WHERE NOT linear
+),
+sources AS (
     -- what the like days and the class say for every quarter hour of a meter with a gap
     SELECT day.meter_id, day.read_at, day.kwh, day.quality_flag, day.validation_rule,
            like_days.kwh AS like_kwh,
            coalesce(by_region.kwh, by_class.kwh, everyone.kwh, whole_day.kwh) AS class_kwh
     FROM validated AS day
-    SEMI JOIN (SELECT DISTINCT meter_id FROM gaps) USING (meter_id)
+    SEMI JOIN profiled USING (meter_id)
     LEFT JOIN meter_classes AS classes USING (meter_id)
-    LEFT JOIN like_days
-           ON like_days.meter_id = day.meter_id
-          AND like_days.local_time = CAST(timezone($tz, day.read_at AT TIME ZONE 'UTC') AS TIME)
+    LEFT JOIN local_times USING (read_at)
+    LEFT JOIN like_days USING (meter_id, local_time)
     LEFT JOIN class_profile AS by_region
            ON by_region.scope = 'region' AND by_region.load_class = classes.load_class
           AND by_region.region = classes.region AND by_region.read_at = day.read_at
@@ -213,21 +245,19 @@ WITH sources AS (
     -- the evening before, so a gap from midnight has a level too (against the like days' evening)
     SELECT evening.meter_id, evening.read_at, evening.kwh, evening.quality_flag, NULL, like_days.kwh, NULL
     FROM history AS evening
-    SEMI JOIN (SELECT DISTINCT meter_id FROM gaps) USING (meter_id)
-    LEFT JOIN like_days
-           ON like_days.meter_id = evening.meter_id
-          AND like_days.local_time = CAST(timezone($tz, evening.read_at AT TIME ZONE 'UTC') AS TIME)
+    SEMI JOIN profiled USING (meter_id)
+    LEFT JOIN local_times USING (read_at)
+    LEFT JOIN like_days USING (meter_id, local_time)
     WHERE evening.read_at >= $day_start - to_hours($level_window) AND evening.read_at < $day_start
       AND evening.meter_id BETWEEN $first_meter AND $last_meter
 ),
 methods AS (
     SELECT gaps.*, sources.like_kwh, sources.class_kwh,
-           CASE WHEN gaps.gap_intervals <= $linear_max AND gaps.kwh_before IS NOT NULL AND gaps.kwh_after IS NOT NULL
-                THEN 'linear'
+           CASE WHEN gaps.linear THEN 'linear'
                 WHEN sources.like_kwh IS NOT NULL THEN 'like_day'
                 WHEN sources.class_kwh IS NOT NULL THEN 'class_profile' END AS method
     FROM gaps
-    JOIN sources USING (meter_id, read_at)
+    LEFT JOIN sources USING (meter_id, read_at)
 ),
 -- the meter's actual readings around each gap, beside what the gap's source says for them
 around AS (
@@ -286,12 +316,10 @@ SET kwh = NULL, quality_flag = 'missing', estimated_by = NULL, estimation_method
 WHERE validation_rule IS NOT NULL AND estimated_by IS DISTINCT FROM 'platform'
 """
 
-# the day as published (in the order `day_readings` was made)
+# the day as edited, in the order `day_readings` was made and in its columns (the published
+# kWh type kept), without the first version's reading
 EDITED_SQL = """
-SELECT meter_id, read_at, CAST(kwh AS DECIMAL(12, 3)) AS kwh, quality_flag, estimated_by, estimation_method,
-       validation_rule, measured_kwh, version, device_read_at, received_at, clock_offset_s, copies, source_file,
-       ingested_at
-FROM day_readings
+SELECT * EXCLUDE (replaced_kwh) REPLACE (CAST(kwh AS DECIMAL(12, 3)) AS kwh) FROM day_readings
 """
 
 
@@ -329,6 +357,7 @@ class Estimator:
         self.rules = rules
         self.tz = settings().market_tz
         self.class_profile = False  # built on first need, from the day's `staged` rows
+        self.local_times = False
 
     def edit(self, first_meter: int, last_meter: int, day_start: dt.datetime) -> str:
         """Validate `day_readings` of the meters from `first_meter` to `last_meter` and estimate
@@ -336,40 +365,34 @@ class Estimator:
 
         `day_start` (UTC) is where the day begins: `history` holds its like days and the day before.
         """
-        con = self.con
-        meters = {"first_meter": first_meter, "last_meter": last_meter}
-        params = self.rules.params()
-        con.execute(METER_HISTORY_SQL, {**meters, "day_start": day_start})
-        con.execute(FLAGS_SQL, params)
-        con.execute(FLAG_SQL)
-        con.execute(VALIDATED_SQL)
-        con.execute(GAPS_SQL, {**meters, "tz": self.tz, "day_start": day_start})
-        con.execute(
-            LIKE_DAYS_SQL, {**meters, "tz": self.tz, "linear_max": LINEAR_MAX_INTERVALS, "day_start": day_start}
-        )
+        params = {
+            **self.rules.params(),
+            "first_meter": first_meter,
+            "last_meter": last_meter,
+            "day_start": day_start,
+            "tz": self.tz,
+            "linear_max": LINEAR_MAX_INTERVALS,
+            "level_window": LEVEL_WINDOW_HOURS,
+            "level_min_intervals": LEVEL_MIN_INTERVALS,
+            "level_max_factor": LEVEL_MAX_FACTOR,
+            "history_days": HISTORY_DAYS,
+        }
+        if not self.local_times:
+            self._run(LOCAL_TIMES_SQL, params)
+            self.local_times = True
+        for sql in (CANDIDATES_SQL, FLAGS_SQL, FLAG_SQL, VALIDATED_SQL, GAPS_SQL, LIKE_DAYS_SQL):
+            self._run(sql, params)
         if not self.class_profile:
-            needed = con.execute(WITHOUT_HISTORY_SQL, {"linear_max": LINEAR_MAX_INTERVALS}).fetchone()[0]
-            if needed:
-                con.execute(CLASS_PROFILE_SQL, {"max_kwh": self.rules.max_kwh})
-            else:
-                con.execute(EMPTY_CLASS_PROFILE)
+            needed = self.con.execute(WITHOUT_HISTORY_SQL).fetchone()[0]
+            self._run(CLASS_PROFILE_SQL if needed else EMPTY_CLASS_PROFILE, params)
             self.class_profile = bool(needed)
-        con.execute(
-            ESTIMATE_SQL,
-            {
-                "tz": self.tz,
-                "linear_max": LINEAR_MAX_INTERVALS,
-                "level_window": LEVEL_WINDOW_HOURS,
-                "level_min_intervals": LEVEL_MIN_INTERVALS,
-                "level_max_factor": LEVEL_MAX_FACTOR,
-                "max_kwh": self.rules.max_kwh,
-                "day_start": day_start,
-                **meters,
-            },
-        )
-        con.execute(ESTIMATED_SQL)
-        con.execute(UNESTIMATED_SQL)
+        for sql in (ESTIMATE_SQL, ESTIMATED_SQL, UNESTIMATED_SQL):
+            self._run(sql, params)
         return EDITED_SQL
+
+    def _run(self, sql: str, params: dict) -> None:
+        """One statement with the parameters it names (DuckDB refuses any it does not)."""
+        self.con.execute(sql, {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)})
 
 
 def edit_tables(

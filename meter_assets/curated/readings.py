@@ -308,7 +308,7 @@ CREATE OR REPLACE TEMP TABLE day_readings AS
         received_at,
         clock_offset_s,
         CAST(least(copies, $max_copies) AS SMALLINT) AS copies,
-        files.file_key                   AS source_file,
+        CAST(files.file_key AS source_files) AS source_file,
         files.arrived_at                 AS ingested_at,
         replaced_kwh
     FROM latest_version
@@ -320,9 +320,16 @@ CREATE OR REPLACE TEMP TABLE day_readings AS
     ORDER BY meter_id, read_at
 """
 
+# the day's file keys as an enumeration: the curated rows carry a small number for the file
+# they came in until the day is written
+SOURCE_FILES_SQL = """
+DROP TYPE IF EXISTS source_files;
+CREATE TYPE source_files AS ENUM (SELECT file_key FROM files ORDER BY file_id)
+"""
 # the edited day, in the order it was made (by meter and time)
 WRITE_SQL = """
-COPY ({edited}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)
+COPY (SELECT * REPLACE (CAST(source_file AS VARCHAR) AS source_file) FROM ({edited}))
+TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)
 """
 
 
@@ -461,6 +468,7 @@ def curate_day(
             {"chunk": CHUNK_METERS},
         ).fetchall()
     ]
+    con.execute(SOURCE_FILES_SQL)
     rules = Rules.from_settings()
     estimator = Estimator(con, rules)
     curated_parts = []
