@@ -1,14 +1,14 @@
 """How close the platform's estimates come to readings it never saw: gaps blanked in real and simulated data.
 
 Known actual quarter hours are blanked (gaps of 15 minutes, 1 hour, 2 hours, 6 hours, 1 day,
-3 days and 7 days, at random times) and each day the gap touches goes through the same
-validation and estimation statements as curation (`edit_tables`), with the meter's like days
-as they would be in the lake (an earlier day's blanked quarter hours are estimates there, so
-not like-day material). Printed for each gap length and method: the mean absolute error and
-the bias, both as a share of the series' mean load, against two naive fills over the same
-quarter hours (zero, and the same time on the last day before the gap). Then a month of
-one-day gaps: each day of a month blanked on its own, the month's estimated energy against
-its actual energy.
+3 days and 7 days, at random times, and as many again of the short ones ending at midnight)
+and each day the gap touches goes through the same validation and estimation statements as
+curation (`edit_tables`), with the meter's like days as they would be in the lake (an
+earlier day's blanked quarter hours are estimates there, so not like-day material).
+Printed for each gap length and method: the mean absolute error and the bias, both as a
+share of the series' mean load, against two naive fills over the same quarter hours (zero,
+and the same time on the last day before the gap). Then a month of one-day gaps: each day
+of a month blanked on its own, the month's estimated energy against its actual energy.
 
 - real: one house in Sceaux, near Paris, a reading a minute from December 2006 to November
   2010 (the UCI "individual household electric power consumption" data, shipped by the
@@ -31,6 +31,9 @@ from decimal import Decimal
 import numpy as np
 
 GAPS = {"15 min": 1, "1 hour": 4, "2 hours": 8, "6 hours": 24, "1 day": 96, "3 days": 288, "7 days": 672}
+# short gaps up to the end of a day (no reading after them yet), which random placement
+# seldom draws: as many again, each ending at a local midnight
+END_OF_DAY_GAPS = {"15 min to midnight": 1, "1 hour to midnight": 4, "2 hours to midnight": 8}
 Q = np.timedelta64(15, "m")
 RNG_SEED = 2024
 
@@ -84,6 +87,7 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
     day's slice and the edited rows as arrays (meter index, quarter-hour index, method, Wh)."""
     import pyarrow as pa
 
+    from meter_assets.config import settings
     from meter_assets.curated.estimation import Rules, edit_tables, readings_table
 
     day_slice = series.day_slice(day)
@@ -98,7 +102,8 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
     day_table = readings_table(ids.tolist(), times.astype("datetime64[us]").tolist(), kwh)
 
     like = []
-    for earlier in [dt.timedelta(days=1)] + [dt.timedelta(weeks=w) for w in range(1, 5)]:
+    weeks = settings().like_day_weeks
+    for earlier in [dt.timedelta(days=1)] + [dt.timedelta(weeks=w) for w in range(1, weeks + 1)]:
         s = series.day_slice(day - earlier)
         if s is None:
             continue
@@ -160,7 +165,9 @@ def evaluate(series: Series, trials: int, meters_of_trial, classes, no_history, 
     results = []
     span = series.wh.shape[1]
     first = 40 * 96  # like days exist
-    for name, length in GAPS.items():
+    gaps = [(name, length, False) for name, length in GAPS.items()]
+    gaps += [(name, length, True) for name, length in END_OF_DAY_GAPS.items()]
+    for name, length, to_midnight in gaps:
         by_method = defaultdict(lambda: {"est": [], "actual": [], "zero": [], "previous": []})
         for _ in range(trials):
             meters = meters_of_trial(rng)
@@ -168,6 +175,9 @@ def evaluate(series: Series, trials: int, meters_of_trial, classes, no_history, 
             start = {}
             for m in meters:
                 t0 = int(rng.integers(first, span - length - 2 * 96))
+                if to_midnight:
+                    day = series.day_slice(local_day(series.starts[t0], series.tz))
+                    t0 = day.stop - length if day is not None else t0
                 blank[m, t0 : t0 + length] = True
                 start[m] = t0
             days = sorted(

@@ -9,7 +9,8 @@ order, each flagged with its method:
 2. `like_day`: the mean of the meter's own actual readings at the same local time of day on
    the same weekday of the previous `METER_LIKE_DAY_WEEKS` weeks (as many of them as were
    curated; one is enough), scaled to the meter's level around the gap (its actual readings
-   either side, the evening before included);
+   either side, the evening before included; for a gap of up to `LINEAR_MAX_INTERVALS` with
+   a reading on one side only, the hour next to it);
 3. `class_profile`: a meter with no such history gets the mean of the same quarter hour
    over the meters of its load class in its region that day (its class anywhere, then every
    meter, when that region has none), scaled the same way.
@@ -43,8 +44,10 @@ SPIKE_FLOOR_KWH = Decimal("2.500")
 JUMP_FLOOR_KWH = Decimal("1.000")
 # a meter "normally consumes" when fewer of its actual readings than this were exactly zero
 NORMAL_ZERO_SHARE = 0.05
-# the level around a gap: the meter's actual readings this long before and after it
+# the level around a gap: the meter's actual readings this long before and after it (a short
+# gap not drawn as a line, at the end of the day: the hour next to it)
 LEVEL_WINDOW_HOURS = 6
+SHORT_LEVEL_WINDOW_HOURS = 1
 # a level is measured on at least this many quarter hours, and moves an estimate at most
 # by this factor either way (a few unusual hours must not double a day's estimate)
 LEVEL_MIN_INTERVALS = 4
@@ -263,12 +266,16 @@ methods AS (
 around AS (
     SELECT gap.meter_id, gap.gap_start, gap.method, sources.kwh AS actual_kwh,
            CASE gap.method WHEN 'like_day' THEN sources.like_kwh ELSE sources.class_kwh END AS source_kwh
-    FROM (SELECT DISTINCT meter_id, gap_start, gap_end, method FROM methods
+    FROM (SELECT DISTINCT meter_id, gap_start, gap_end, method,
+                 -- a short gap with a reading on one side only (up to the day's end): the
+                 -- like days' shape at the height of the hour next to it
+                 CASE WHEN gap_intervals <= $linear_max THEN $short_level_window ELSE $level_window END AS hours
+          FROM methods
           WHERE method IN ('like_day', 'class_profile')) AS gap
     JOIN sources
       ON sources.meter_id = gap.meter_id AND sources.quality_flag = 'actual' AND sources.validation_rule IS NULL
-     AND sources.read_at >= gap.gap_start - to_hours($level_window)
-     AND sources.read_at <= gap.gap_end + to_hours($level_window)
+     AND sources.read_at >= gap.gap_start - to_hours(gap.hours)
+     AND sources.read_at <= gap.gap_end + to_hours(gap.hours)
      AND (sources.read_at < gap.gap_start OR sources.read_at > gap.gap_end)
 ),
 -- per method: a gap whose like days lack some times of day (a day the clocks changed) is
@@ -373,6 +380,7 @@ class Estimator:
             "tz": self.tz,
             "linear_max": LINEAR_MAX_INTERVALS,
             "level_window": LEVEL_WINDOW_HOURS,
+            "short_level_window": SHORT_LEVEL_WINDOW_HOURS,
             "level_min_intervals": LEVEL_MIN_INTERVALS,
             "level_max_factor": LEVEL_MAX_FACTOR,
             "history_days": HISTORY_DAYS,
