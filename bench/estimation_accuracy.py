@@ -16,7 +16,7 @@ of a month blanked on its own, the month's estimated energy against its actual e
 - simulated: the simulator's ground-truth load of a retailer's meters, where a third of the
   meters have no history (so their gaps take their class's profile).
 
-    .venv/bin/python bench/estimation_accuracy.py [--trials 40] [--json out.json]
+    .venv/bin/python bench/estimation_accuracy.py [--trials 40] [--json out.json] [--gaps "1 hour" ...]
 """
 
 import argparse
@@ -31,9 +31,17 @@ from decimal import Decimal
 import numpy as np
 
 GAPS = {"15 min": 1, "1 hour": 4, "2 hours": 8, "6 hours": 24, "1 day": 96, "3 days": 288, "7 days": 672}
-# short gaps up to the end of a day (no reading after them yet), which random placement
-# seldom draws: as many again, each ending at a local midnight
-END_OF_DAY_GAPS = {"15 min to midnight": 1, "1 hour to midnight": 4, "2 hours to midnight": 8}
+# Short gaps at random times are kept within a day; where a day ends they are drawn on
+# purpose, as many again: up to midnight (no reading after them yet) and across it (then
+# the part after midnight has no reading before it either)
+AT_MIDNIGHT_GAPS = {
+    "15 min to midnight": (1, "to"),
+    "1 hour to midnight": (4, "to"),
+    "2 hours to midnight": (8, "to"),
+    "1 hour across midnight": (4, "across"),
+    "2 hours across midnight": (8, "across"),
+}
+SHORT = 8
 Q = np.timedelta64(15, "m")
 RNG_SEED = 2024
 
@@ -159,15 +167,17 @@ def previous_day_fill(series: Series, blank: np.ndarray, m: int, t: int) -> int:
     return int(series.wh[m, back]) if back >= 0 else 0
 
 
-def evaluate(series: Series, trials: int, meters_of_trial, classes, no_history, rng, label: str) -> list[dict]:
+def evaluate(series: Series, trials: int, meters_of_trial, classes, no_history, rng, label: str, only=()) -> list[dict]:
     """Blank gaps of every length and score the estimates; one row per (gap length, method)."""
     mean_load = series.wh[series.wh >= 0].mean()
     results = []
     span = series.wh.shape[1]
     first = 40 * 96  # like days exist
-    gaps = [(name, length, False) for name, length in GAPS.items()]
-    gaps += [(name, length, True) for name, length in END_OF_DAY_GAPS.items()]
-    for name, length, to_midnight in gaps:
+    gaps = [(name, length, None) for name, length in GAPS.items()]
+    gaps += [(name, length, where) for name, (length, where) in AT_MIDNIGHT_GAPS.items()]
+    for name, length, at_midnight in gaps:
+        if only and name not in only:
+            continue
         by_method = defaultdict(lambda: {"est": [], "actual": [], "zero": [], "previous": []})
         for _ in range(trials):
             meters = meters_of_trial(rng)
@@ -175,9 +185,13 @@ def evaluate(series: Series, trials: int, meters_of_trial, classes, no_history, 
             start = {}
             for m in meters:
                 t0 = int(rng.integers(first, span - length - 2 * 96))
-                if to_midnight:
-                    day = series.day_slice(local_day(series.starts[t0], series.tz))
-                    t0 = day.stop - length if day is not None else t0
+                day = series.day_slice(local_day(series.starts[t0], series.tz))
+                if day is not None and at_midnight == "to":
+                    t0 = day.stop - length
+                elif day is not None and at_midnight == "across":
+                    t0 = day.stop - int(rng.integers(1, length))
+                elif day is not None and length <= SHORT:  # within the day, a reading after it
+                    t0 = day.start + int(rng.integers(0, day.stop - day.start - length))
                 blank[m, t0 : t0 + length] = True
                 start[m] = t0
             days = sorted(
@@ -308,6 +322,7 @@ def main():
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--meters", type=int, default=600, help="simulated meters")
     parser.add_argument("--json")
+    parser.add_argument("--gaps", nargs="*", default=(), help="only these gap names (and no months)")
     args = parser.parse_args()
     rng = np.random.default_rng(RNG_SEED)
     began = time.perf_counter()
@@ -328,9 +343,10 @@ def main():
     classes = {0: ("ordinary", "Sceaux")}
     no_history = np.zeros(1, dtype=bool)
     print(f"the house: {len(starts):,} complete quarter hours, mean {wh.mean() / 1000:.3f} kWh", flush=True)
-    report["real"] = evaluate(house, args.trials, lambda r: [0], classes, no_history, rng, "real")
-    months = [f"{y}-{m:02d}" for y in (2008, 2009) for m in range(1, 13)]
-    report["months"] = month_of_day_gaps(house, months, 0, classes, no_history, rng)
+    report["real"] = evaluate(house, args.trials, lambda r: [0], classes, no_history, rng, "real", args.gaps)
+    if not args.gaps:
+        months = [f"{y}-{m:02d}" for y in (2008, 2009) for m in range(1, 13)]
+        report["months"] = month_of_day_gaps(house, months, 0, classes, no_history, rng)
 
     os.environ["METER_MARKET_TZ"] = "Europe/London"
     settings.cache_clear()
@@ -342,7 +358,7 @@ def main():
         return sorted(r.choice(args.meters, size=max(6, args.meters // 20), replace=False).tolist())
 
     report["simulated"] = evaluate(
-        sim, max(4, args.trials // 8), some_meters, sim_classes, no_history, rng, "simulated"
+        sim, max(4, args.trials // 8), some_meters, sim_classes, no_history, rng, "simulated", args.gaps
     )
     print(f"{time.perf_counter() - began:.0f} s", flush=True)
     if args.json:

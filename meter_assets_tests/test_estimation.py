@@ -91,7 +91,7 @@ def expected_like_day(meter_rows, history, gap: set[dt.datetime]) -> dict[dt.dat
         by_time[local_time(h["read_at"])].append(h["kwh"])
     mean = {t: sum(v) / len(v) for t, v in by_time.items()}
     start, end = min(gap), max(gap)
-    # a short gap (it has a reading on one side only) takes the hour next to it
+    # a short gap (it has a reading on one side only) takes the two hours next to it
     window = dt.timedelta(hours=SHORT_LEVEL_WINDOW_HOURS if len(gap) <= LINEAR_MAX_INTERVALS else LEVEL_WINDOW_HOURS)
     around = [
         r
@@ -279,7 +279,7 @@ def test_hours_of_zeros_are_a_stopped_register_only_on_a_meter_that_consumes():
 DAYS = [dt.date(2024, 3, 31), dt.date(2024, 10, 27), dt.date(2024, 5, 14), dt.date(2024, 12, 25)]
 
 
-def test_a_short_gap_to_the_end_of_the_day_follows_the_like_days_from_the_hour_before():
+def test_a_short_gap_to_the_end_of_the_day_follows_the_like_days_from_the_hours_before():
     day = dt.date(2024, 3, 31)  # the clocks go forward: a 23-hour day ends all the same
     times = quarter_hours(day)
 
@@ -293,7 +293,7 @@ def test_a_short_gap_to_the_end_of_the_day_follows_the_like_days_from_the_hour_b
     ]
     out = run(rows, history, {5: ("ordinary", "London")})
     gap = set(times[-3:])
-    # the hour before is 1.2 times the like days' (0.360 against 0.300), and 1.2 x 0.150 after
+    # the two hours before are 1.2 times the like days' (0.360 against 0.300), and 1.2 x 0.150 after
     expected = expected_like_day(rows, history, gap)
     assert {t: out[(5, t)]["kwh"] for t in gap} == expected
     assert {out[(5, t)]["kwh"] for t in gap} == {Decimal("0.180")}

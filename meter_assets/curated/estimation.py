@@ -10,7 +10,7 @@ order, each flagged with its method:
    the same weekday of the previous `METER_LIKE_DAY_WEEKS` weeks (as many of them as were
    curated; one is enough), scaled to the meter's level around the gap (its actual readings
    either side, the evening before included; for a gap of up to `LINEAR_MAX_INTERVALS` with
-   a reading on one side only, the hour next to it);
+   a reading on one side only, the two hours next to it);
 3. `class_profile`: a meter with no such history gets the mean of the same quarter hour
    over the meters of its load class in its region that day (its class anywhere, then every
    meter, when that region has none), scaled the same way.
@@ -45,9 +45,9 @@ JUMP_FLOOR_KWH = Decimal("1.000")
 # a meter "normally consumes" when fewer of its actual readings than this were exactly zero
 NORMAL_ZERO_SHARE = 0.05
 # the level around a gap: the meter's actual readings this long before and after it (a short
-# gap not drawn as a line, at the end of the day: the hour next to it)
+# gap not drawn as a line, at the end of the day: the two hours next to it)
 LEVEL_WINDOW_HOURS = 6
-SHORT_LEVEL_WINDOW_HOURS = 1
+SHORT_LEVEL_WINDOW_HOURS = 2
 # a level is measured on at least this many quarter hours, and moves an estimate at most
 # by this factor either way (a few unusual hours must not double a day's estimate)
 LEVEL_MIN_INTERVALS = 4
@@ -268,7 +268,7 @@ around AS (
            CASE gap.method WHEN 'like_day' THEN sources.like_kwh ELSE sources.class_kwh END AS source_kwh
     FROM (SELECT DISTINCT meter_id, gap_start, gap_end, method,
                  -- a short gap with a reading on one side only (up to the day's end): the
-                 -- like days' shape at the height of the hour next to it
+                 -- like days' shape at the height of the two hours next to it
                  CASE WHEN gap_intervals <= $linear_max THEN $short_level_window ELSE $level_window END AS hours
           FROM methods
           WHERE method IN ('like_day', 'class_profile')) AS gap
