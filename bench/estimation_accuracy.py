@@ -125,7 +125,7 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
         h_ids, h_times, h_wh = np.array([], np.int64), np.array([], "datetime64[m]"), np.array([], np.int64)
     history = pa.table(
         {
-            "meter_id": pa.array(h_ids, pa.int32()),
+            "meter_id": as_meter_ids(h_ids),
             "read_at": pa.array(h_times.astype("datetime64[us]")),
             "kwh": pa.array([Decimal(int(v)) / 1000 for v in h_wh], pa.decimal128(12, 3)),
             "quality_flag": pa.array(["actual"] * len(h_ids)),
@@ -138,14 +138,14 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
     a_idx, t_idx = np.nonzero(shown)
     actuals = pa.table(
         {
-            "meter_id": pa.array(everyone[a_idx], pa.int32()),
+            "meter_id": as_meter_ids(everyone[a_idx]),
             "read_at": pa.array(series.starts[day_slice][t_idx].astype("datetime64[us]")),
             "kwh": pa.array([Decimal(int(v)) / 1000 for v in all_wh[a_idx, t_idx]], pa.decimal128(12, 3)),
         }
     )
     all_classes = pa.table(
         {
-            "meter_id": pa.array(everyone, pa.int32()),
+            "meter_id": as_meter_ids(everyone),
             "load_class": [classes[m][0] for m in everyone],
             "region": [classes[m][1] for m in everyone],
         }
@@ -154,9 +154,17 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
     edited = edit_tables(day_table, history, all_classes, actuals, Rules.from_settings(), day_start)
     method = np.array(edited.column("estimation_method").to_pylist(), dtype=object)
     out_wh = np.array([-1 if v is None else int(v * 1000) for v in edited.column("kwh").to_pylist()])
-    out_meter = np.array(edited.column("meter_id").to_pylist())
+    out_meter = np.array(edited.column("meter_id").to_pylist(), dtype=np.int64)
     out_time = np.array(edited.column("read_at").to_numpy()).astype("datetime64[m]")
     return day_slice, out_meter, out_time, method, out_wh
+
+
+def as_meter_ids(numbers: np.ndarray):
+    """The series' row numbers as the platform's meter ids, which are text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.cast(pa.array(numbers, pa.int64()), pa.string())
 
 
 def previous_day_fill(series: Series, blank: np.ndarray, m: int, t: int) -> int:

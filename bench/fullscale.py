@@ -57,7 +57,7 @@ def write_readings(lake_root: str, meters: int, days: list[dt.date]) -> int:
         kwh = pa.compute.if_else(pa.array(quality == 2), pa.scalar(None, pa.decimal128(12, 3)), kwh)
         table = pa.table(
             {
-                "meter_id": pa.array(np.repeat(pop.meter_id, load.shape[1]), pa.int32()),
+                "meter_id": pa.compute.cast(pa.array(np.repeat(pop.meter_id, load.shape[1])), pa.string()),
                 "read_at": pa.array(np.tile(starts, load.shape[0]).astype("datetime64[us]")),
                 "kwh": kwh,
                 "quality_flag": pa.array(np.array(["actual", "estimated", "missing"])[quality]),

@@ -32,10 +32,10 @@ def month_customers(first: int) -> list[dict]:
 
 def month_assignments(first: int) -> list[dict]:
     return [
-        dict(meter_id=1, customer_id=first, valid_from=dt.date(2020, 1, 1), valid_to=dt.date(2025, 2, 10)),
-        dict(meter_id=1, customer_id=first + 1, valid_from=dt.date(2025, 2, 11), valid_to=None),
-        dict(meter_id=2, customer_id=first + 2, valid_from=dt.date(2020, 1, 1), valid_to=None),
-        dict(meter_id=3, customer_id=first + 3, valid_from=dt.date(2020, 1, 1), valid_to=None),
+        dict(meter_id="1", customer_id=first, valid_from=dt.date(2020, 1, 1), valid_to=dt.date(2025, 2, 10)),
+        dict(meter_id="1", customer_id=first + 1, valid_from=dt.date(2025, 2, 11), valid_to=None),
+        dict(meter_id="2", customer_id=first + 2, valid_from=dt.date(2020, 1, 1), valid_to=None),
+        dict(meter_id="3", customer_id=first + 3, valid_from=dt.date(2020, 1, 1), valid_to=None),
     ]
 
 
@@ -43,7 +43,7 @@ def month_readings() -> pa.Table:
     return pa.Table.from_pylist(
         [
             dict(
-                meter_id=m,
+                meter_id=str(m),
                 read_at=at,
                 kwh=Decimal(100 + (i * 37 + m * 11) % 900) / 1000,
                 quality_flag="estimated" if (i + m) % 97 == 0 else "actual",
@@ -53,7 +53,7 @@ def month_readings() -> pa.Table:
         ],
         schema=pa.schema(
             [
-                ("meter_id", pa.int32()),
+                ("meter_id", pa.string()),
                 ("read_at", pa.timestamp("us")),
                 ("kwh", pa.decimal128(12, 3)),
                 ("quality_flag", pa.string()),
@@ -93,7 +93,7 @@ def reference_exports(lake: Lake) -> tuple[list[dict], list[dict], list[dict]]:
 
     assignments = [
         dict(
-            meter_id=int(r["meter_id"]),
+            meter_id=r["meter_id"],
             customer_id=int(r["customer_id"]),
             valid_from=date(r["valid_from"]),
             valid_to=date(r["valid_to"]),

@@ -48,16 +48,19 @@ def local_time(read_at: dt.datetime) -> dt.time:
 
 
 def run(day_rows: list[dict], history: list[dict], classes: dict[int, tuple[str, str]]) -> dict:
-    """The estimator over these rows; returns the edited day by (meter, read_at)."""
+    """The estimator over these rows; returns the edited day by (meter, read_at).
+
+    Meters are numbered here for brevity; the platform's meter ids are text (so 10 sorts before 9).
+    """
     day = readings_table(
-        [r["meter_id"] for r in day_rows],
+        [str(r["meter_id"]) for r in day_rows],
         [r["read_at"] for r in day_rows],
         [r.get("kwh") for r in day_rows],
         replaced_kwh=[r.get("replaced_kwh") for r in day_rows],
     )
     hist = pa.table(
         {
-            "meter_id": pa.array([r["meter_id"] for r in history], pa.int32()),
+            "meter_id": pa.array([str(r["meter_id"]) for r in history], pa.string()),
             "read_at": pa.array([r["read_at"] for r in history], pa.timestamp("us")),
             "kwh": pa.array([r["kwh"] for r in history], pa.decimal128(12, 3)),
             "quality_flag": ["actual"] * len(history),
@@ -65,7 +68,7 @@ def run(day_rows: list[dict], history: list[dict], classes: dict[int, tuple[str,
     )
     meter_classes = pa.table(
         {
-            "meter_id": pa.array(list(classes), pa.int32()),
+            "meter_id": pa.array([str(m) for m in classes], pa.string()),
             "load_class": [c for c, _ in classes.values()],
             "region": [r for _, r in classes.values()],
         }
@@ -73,7 +76,7 @@ def run(day_rows: list[dict], history: list[dict], classes: dict[int, tuple[str,
     actuals = day.filter(pa.compute.is_valid(day.column("kwh"))).select(["meter_id", "read_at", "kwh"])
     day_start = local_day_bounds(local_time_day(min(r["read_at"] for r in day_rows)), "Europe/London")[0]
     rows = edit_tables(day, hist, meter_classes, actuals, RULES, day_start).to_pylist()
-    return {(r["meter_id"], r["read_at"]): r for r in rows}
+    return {(int(r["meter_id"]), r["read_at"]): r for r in rows}
 
 
 def like_history(meter: int, day: dt.date, kwh_of, weeks: int = 4) -> list[dict]:

@@ -12,10 +12,8 @@ import shutil
 import zlib
 from decimal import Decimal
 
-import duckdb
 import pytest
 
-from meter_assets.curated import readings
 from meter_assets.simulator.cli import release_late
 from meter_assets.storage import Lake
 from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN, REPORT_TABLES
@@ -43,17 +41,27 @@ def row(
 # case -> (hostile row, reason it is quarantined with); each case's neighbour is meter
 # FIRST_METER + 10 * n at 10:00 and the hostile row names FIRST_METER + 10 * n + 1 at 10:15
 # unless it carries another meter id
+NOT_ALPHA_ID = "meter_id: not a meter id of the alpha head-end: "
 HOSTILE_ROWS = {
     "negative version": (lambda m: row(m, 15, version="-5"), "version: not a whole number from 0 to 32767: -5"),
     "fractional version": (lambda m: row(m, 15, version="1.6"), "version: not a whole number from 0 to 32767: 1.6"),
     "version with an exponent": (lambda m: row(m, 15, version="1e1"), "not a whole number from 0 to 32767: 1e1"),
     "version beyond SMALLINT": (lambda m: row(m, 15, version="99999"), "not a whole number from 0 to 32767: 99999"),
-    "fractional meter id": (lambda m: row("1000090.5", 15), "meter_id: not an integer: 1000090.5"),
-    "hexadecimal meter id": (lambda m: row("0x0F42A5", 15), "meter_id: not an integer: 0x0F42A5"),
-    "meter id with a sign": (lambda m: row(f"+{m}", 15), "meter_id: not an integer: +10000"),
+    "fractional meter id": (
+        lambda m: row("1000090.5", 15),
+        NOT_ALPHA_ID + "1000090.5",
+    ),
+    "hexadecimal meter id": (lambda m: row("0x0F42A5", 15), NOT_ALPHA_ID + "0x0F42A5"),
+    "meter id with a sign": (lambda m: row(f"+{m}", 15), NOT_ALPHA_ID + "+10000"),
+    # ids are text: "01000010" would be another meter than 1000010, so the vendor's form is enforced
+    "meter id with a leading zero": (
+        lambda m: row(f"0{m}", 15),
+        NOT_ALPHA_ID + "01",
+    ),
+    "meter id with a space": (lambda m: row(f" {m}", 15), NOT_ALPHA_ID + " 1"),
     "meter id in Arabic digits": (
         lambda m: row("\u0661\u0660\u0660\u0660\u0660\u0669\u0660", 15),
-        "meter_id: not an integer",
+        NOT_ALPHA_ID,
     ),
     "energy with an exponent": (lambda m: row(m, 15, kwh="1e-1"), "energy: not a number: 1e-1"),
     # fits the reader's number but not a reading's column: once a failed cast that lost its file
@@ -80,6 +88,7 @@ HOSTILE_ROWS = {
     ),
     "meter below the first known": (lambda m: row(FIRST_METER - 1, 15), f"meter_id: unknown meter {FIRST_METER - 1}"),
     "meter beyond the last known": (lambda m: row(2_000_000_000, 15), "meter_id: unknown meter 2000000000"),
+    "meter id that extends a known one": (lambda m: row(f"{m}0", 15), "meter_id: unknown meter 1000"),
 }
 
 
@@ -269,18 +278,3 @@ def test_keys_outside_the_raw_layout_are_reported_as_unrecognised_and_not_read(h
         "unrecognised key: not raw/YYYY/MM/DD/HH/<file>, so the hour of its readings is unknown; not read",
         len(STRAYS),
     ) in reasons
-
-
-@pytest.mark.parametrize("bitmap_bits", [1 << 27, 1], ids=["bitmap", "join"])
-def test_known_meters_are_told_apart_from_unknown_ones_by_bitmap_and_by_join(monkeypatch, bitmap_bits):
-    monkeypatch.setattr(readings, "KNOWN_METER_BITMAP_BITS", bitmap_bits)
-    con = duckdb.connect()
-    known = [5, 7, 7, 1000, 2_147_483_647 if bitmap_bits == 1 else 1001]
-    meters = "(SELECT * FROM (VALUES " + ", ".join(f"({m})" for m in known) + ") AS t(meter_id))"
-    test = readings._known_meter_test(con, meters)
-    candidates = [-1, 0, 4, 5, 6, 7, 8, 999, 1000, 1001, 1002, 2_147_483_647, None]
-    found = con.execute(
-        f"SELECT list(meter_id ORDER BY meter_id) FROM unnest(?) AS t(meter_id) WHERE {test}", [candidates]
-    ).fetchone()[0]
-    assert found == sorted(set(known))
-    assert readings._known_meter_test(con, "(SELECT 1 AS meter_id WHERE FALSE)") == "FALSE"

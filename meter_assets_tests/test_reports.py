@@ -85,12 +85,12 @@ def test_silent_meters_are_the_ones_the_simulator_took_offline_for_the_whole_day
             else:
                 assert meter["last_reading_at"] is None and meter["silent_hours"] is None
         holders = {
-            int(a["meter_id"]): int(a["customer_id"])
+            a["meter_id"]: int(a["customer_id"])
             for a in reference(after_release, "meter_assignments")
             if dt.date.fromisoformat(a["valid_from"]) <= day
             and (not a["valid_to"] or day < dt.date.fromisoformat(a["valid_to"]))
         }
-        regions = {int(m["meter_id"]): m["region"] for m in reference(after_release, "meters")}
+        regions = {m["meter_id"]: m["region"] for m in reference(after_release, "meters")}
         assert [(m["customer_id"], m["region"]) for m in silent] == [
             (holders.get(m["meter_id"]), regions[m["meter_id"]]) for m in silent
         ]
@@ -154,11 +154,11 @@ def test_interval_shares_and_arrival_delay(after_release, generated):
 
 
 def test_region_totals_and_top_customers_from_the_readings(after_release):
-    regions = {int(m["meter_id"]): m["region"] for m in reference(after_release, "meters")}
+    regions = {m["meter_id"]: m["region"] for m in reference(after_release, "meters")}
     customers = {int(c["customer_id"]): c for c in reference(after_release, "customers")}
     for day in spring_days():
         holders = {
-            int(a["meter_id"]): int(a["customer_id"])
+            a["meter_id"]: int(a["customer_id"])
             for a in reference(after_release, "meter_assignments")
             if dt.date.fromisoformat(a["valid_from"]) <= day
             and (not a["valid_to"] or day < dt.date.fromisoformat(a["valid_to"]))
@@ -167,7 +167,7 @@ def test_region_totals_and_top_customers_from_the_readings(after_release):
         by_meter = defaultdict(Decimal)
         for meter, kwh in zip(r["meter_id"], r["kwh"], strict=True):
             if kwh is not None:
-                by_meter[int(meter)] += kwh
+                by_meter[meter] += kwh
         by_region = defaultdict(Decimal)
         by_customer = defaultdict(Decimal)
         for meter, kwh in by_meter.items():
@@ -211,7 +211,7 @@ def test_change_on_a_week_earlier_and_the_silent_meter_warning(after_release, tm
     assert silent > 0 and not checks["silent_meters_below_alert_threshold"].passed
     assert checks["silent_meters_below_alert_threshold"].severity == dg.AssetCheckSeverity.WARN
 
-    regions = {int(m["meter_id"]): m["region"] for m in reference(root, "meters")}
+    regions = {m["meter_id"]: m["region"] for m in reference(root, "meters")}
     before = defaultdict(Decimal)
     for meter, kwh in zip(earlier.column("meter_id").to_pylist(), halved, strict=True):
         before[regions[meter]] += kwh or 0

@@ -366,7 +366,7 @@ class Estimator:
         self.class_profile = False  # built on first need, from the day's `staged` rows
         self.local_times = False
 
-    def edit(self, first_meter: int, last_meter: int, day_start: dt.datetime) -> str:
+    def edit(self, first_meter: str, last_meter: str, day_start: dt.datetime) -> str:
         """Validate `day_readings` of the meters from `first_meter` to `last_meter` and estimate
         their gaps; returns the SELECT of the edited rows (over temp tables this leaves behind).
 
@@ -427,7 +427,8 @@ def edit_tables(
         ):
             con.register(name, table)
         con.execute(ARROW_INPUTS_SQL)
-        edited = Estimator(con, rules).edit(-(2**31), 2**31 - 1, day_start)
+        first, last = con.execute("SELECT min(meter_id), max(meter_id) FROM day_readings").fetchone()
+        edited = Estimator(con, rules).edit(first, last, day_start)
         return con.execute(EDITED_ORDERED_SQL.format(edited=edited)).to_arrow_table()
 
 
@@ -456,7 +457,7 @@ def readings_table(meter_id, read_at, kwh, quality_flag=None, replaced_kwh=None)
         quality_flag = pa.compute.if_else(pa.compute.is_null(kwh), "missing", "actual")
     return pa.table(
         {
-            "meter_id": pa.array(meter_id, pa.int32()),
+            "meter_id": pa.compute.cast(pa.array(meter_id), pa.string()),
             "read_at": pa.array(read_at, pa.timestamp("us")),
             "kwh": kwh,
             "quality_flag": pa.array(quality_flag, pa.string()),

@@ -39,8 +39,6 @@ VERSION_PATTERN = "0|[1-9][0-9]{0,4}"
 ENERGY_PATTERN = r"-?[0-9]{1,15}(\.[0-9]{1,6})?"
 # the readers' limit on one line (DuckDB's default, stated): a longer line is quarantined
 MAX_LINE_BYTES = 2_000_000
-# meter ids tested against a bitmap up to this span (16 MB), beyond it by a join
-KNOWN_METER_BITMAP_BITS = 1 << 27
 # `copies` is a SMALLINT: a reading delivered more often than this is counted as this often
 MAX_COPIES = 32_767
 
@@ -60,7 +58,7 @@ typed AS (
         -- identifiers and versions exactly as the contract writes them: "1000090.5", "0x0F42A5",
         -- "1e1" and "1.6" are not rounded or converted into something else
         CASE WHEN regexp_full_match(fields.meter_id, $meter_id_pattern)
-             THEN TRY_CAST(fields.meter_id AS INTEGER) END                      AS meter_id,
+             THEN fields.meter_id END                                           AS meter_id,
         CASE WHEN ends_with(fields.interval_start, 'Z')
              THEN TRY_CAST(fields.interval_start AS TIMESTAMP) END              AS device_read_at,
         CASE WHEN regexp_full_match(fields.energy, $energy_pattern)
@@ -109,8 +107,9 @@ FROM (
         CASE
             WHEN fields IS NULL                THEN 'not valid JSON'
             WHEN meter_id IS NULL              THEN 'meter_id: '
-                || coalesce('not an integer: ' || fields.meter_id, 'missing')
-            WHEN NOT ({known_meter})           THEN 'meter_id: unknown meter ' || meter_id
+                || coalesce('not a meter id of the ' || $vendor || ' head-end: ' || fields.meter_id, 'missing')
+            WHEN meter_id NOT IN (SELECT meter_id FROM known_meters)
+                                               THEN 'meter_id: unknown meter ' || meter_id
             WHEN device_read_at IS NULL        THEN 'interval_start: '
                 || coalesce('not an ISO 8601 UTC time: ' || fields.interval_start, 'missing')
             WHEN energy IS NULL                THEN 'energy: ' || coalesce('not a number: ' || fields.energy, 'missing')
@@ -183,7 +182,7 @@ COPY (
     ),
     unsplittable_rows AS (
         SELECT files.file_id, errors.line, errors.error_type || ': ' || errors.error_message AS reason,
-               rtrim(errors.csv_line, chr(10)) AS record, CAST(NULL AS INTEGER) AS meter_id,
+               rtrim(errors.csv_line, chr(10)) AS record, CAST(NULL AS VARCHAR) AS meter_id,
                CAST(NULL AS TIMESTAMP) AS read_at
         FROM reject_errors AS errors
         JOIN reject_scans AS scans USING (scan_id, file_id)
@@ -191,7 +190,7 @@ COPY (
     ),
     unreadable_files AS (
         SELECT file_id, CAST(NULL AS BIGINT) AS line, reason, CAST(NULL AS VARCHAR) AS record,
-               CAST(NULL AS INTEGER) AS meter_id, CAST(NULL AS TIMESTAMP) AS read_at
+               CAST(NULL AS VARCHAR) AS meter_id, CAST(NULL AS TIMESTAMP) AS read_at
         FROM files
         WHERE status <> 'ok'
     ),
@@ -214,7 +213,7 @@ COPY (
                        THEN 'the longest line has ' || files.longest_line_bytes || ' bytes, more than the '
                             || $max_line_bytes || ' a line may have'
                        ELSE 'blank lines, or a line break inside a quoted field' END AS reason,
-               CAST(NULL AS VARCHAR) AS record, CAST(NULL AS INTEGER) AS meter_id, CAST(NULL AS TIMESTAMP) AS read_at
+               CAST(NULL AS VARCHAR) AS record, CAST(NULL AS VARCHAR) AS meter_id, CAST(NULL AS TIMESTAMP) AS read_at
         FROM files
         LEFT JOIN read_lines USING (file_id)
         LEFT JOIN rejected_lines USING (uri)
@@ -399,7 +398,7 @@ def curate_day(
     con.register("files", files)
     meters = parquet(meters_uris)
     con.execute(EXPECTED_METERS_SQL.format(meters=meters), {"day_start": day_start, "day_end": day_end})
-    known_meter = _known_meter_test(con, meters)
+    con.execute(KNOWN_METERS_SQL.format(meters=meters))
     con.execute(METER_CLASSES_SQL.format(meters=meters))
     if history_uris:
         con.execute(HISTORY_SQL.format(files=parquet(history_uris)))
@@ -421,6 +420,7 @@ def curate_day(
             "max_clock_offset": MAX_CLOCK_OFFSET_S,
             "receive_tolerance": RECEIVE_TOLERANCE_S,
             "meter_id_pattern": contract.meter_id_pattern,
+            "vendor": contract.vendor,
             "version_pattern": VERSION_PATTERN,
             "energy_pattern": ENERGY_PATTERN,
             "day_start": day_start,
@@ -429,14 +429,14 @@ def curate_day(
         target = f"{scratch}/staged-{name}.parquet"
         last_scan = _last_reject_scan(con)
         try:
-            _stage(con, contract, uris, target, params, known_meter)
+            _stage(con, contract, uris, target, params)
             staged_parts.append(target)
         except duckdb.Error:
             # One file the reader cannot take must not stop the day: find it, set it aside.
             _forget_rejects_after(con, last_scan)
             for i, uri in enumerate(uris):
                 try:
-                    _stage(con, contract, [uri], f"{target}.{i}", params, known_meter)
+                    _stage(con, contract, [uri], f"{target}.{i}", params)
                     staged_parts.append(f"{target}.{i}")
                 except duckdb.Error as exc:
                     unreadable[uri] = f"the {name} reader failed on this file: {str(exc).splitlines()[0]}"
@@ -453,28 +453,14 @@ def curate_day(
     con.execute(QUARANTINE_SQL.format(target=quarantine_uri), {"max_line_bytes": MAX_LINE_BYTES})
     # The dedupe is a hash aggregate over every meter and interval; in meter ranges it stays
     # small, and ranges written in order keep the day sorted by meter across files. Only ranges
-    # that hold a meter: ids may be sparse, and a quarantined row's id is not a meter's.
-    ranges = [
-        low
-        for (low,) in con.execute(
-            """
-        WITH ids AS (
-            SELECT meter_id FROM staged WHERE reason IS NULL UNION ALL SELECT meter_id FROM expected_meters
-        )
-        SELECT DISTINCT first + (meter_id - first) // $chunk * $chunk AS low
-        FROM ids, (SELECT min(meter_id) AS first FROM ids)
-        ORDER BY low
-        """,
-            {"chunk": CHUNK_METERS},
-        ).fetchall()
-    ]
+    # that hold a meter: a quarantined row's id is not a meter's.
+    ranges = con.execute(METER_RANGES_SQL, {"chunk": CHUNK_METERS}).fetchall()
     con.execute(SOURCE_FILES_SQL)
     rules = Rules.from_settings()
     estimator = Estimator(con, rules)
     curated_parts = []
-    for part, low in enumerate(ranges or [0]):
+    for part, (low, high) in enumerate(ranges or [("", "")]):
         curated_parts.append(curated_uri(f"part-{part:04d}.parquet"))
-        high = low + CHUNK_METERS - 1
         con.execute(
             CURATE_SQL,
             {
@@ -510,6 +496,16 @@ def curate_day(
     )
 
 
+# the first and last meter id of each range of `$chunk` meters, in the order ids sort
+METER_RANGES_SQL = """
+WITH ids AS (
+    SELECT meter_id FROM staged WHERE reason IS NULL UNION SELECT meter_id FROM expected_meters
+)
+SELECT min(meter_id), max(meter_id)
+FROM (SELECT meter_id, (row_number() OVER (ORDER BY meter_id) - 1) // $chunk AS part FROM ids)
+GROUP BY part
+ORDER BY part
+"""
 # the meters installed for some of the day, and the part of it they were expected to report
 EXPECTED_METERS_SQL = """
 CREATE OR REPLACE TEMP TABLE expected_meters AS
@@ -523,7 +519,7 @@ WHERE CAST(installed_on AS TIMESTAMP) < $day_end
 METER_CLASSES_SQL = "CREATE OR REPLACE TEMP TABLE meter_classes AS SELECT meter_id, load_class, region FROM {meters}"
 HISTORY_SQL = "CREATE OR REPLACE TEMP VIEW history AS SELECT meter_id, read_at, kwh, quality_flag FROM {files}"
 EMPTY_HISTORY = (
-    "CREATE OR REPLACE TEMP VIEW history AS SELECT NULL::INTEGER AS meter_id, NULL::TIMESTAMP AS read_at, "
+    "CREATE OR REPLACE TEMP VIEW history AS SELECT NULL::VARCHAR AS meter_id, NULL::TIMESTAMP AS read_at, "
     "NULL::DECIMAL(12, 3) AS kwh, NULL::VARCHAR AS quality_flag WHERE FALSE"
 )
 CURATED_COUNTS_SQL = """
@@ -539,39 +535,9 @@ QUARANTINED_COUNTS_SQL = (
     "SELECT count(*) FILTER (WHERE scope = 'row'), count(*) FILTER (WHERE scope = 'file') FROM {files}"
 )
 KNOWN_METERS_SQL = "CREATE OR REPLACE TEMP TABLE known_meters AS SELECT DISTINCT meter_id FROM {meters}"
-# the span of known ids and one bit per id in it, as variables the test in the staging SQL reads
-KNOWN_METER_SPAN_SQL = (
-    "SET VARIABLE known_low = (SELECT min(meter_id) FROM known_meters); "
-    "SET VARIABLE known_high = (SELECT max(meter_id) FROM known_meters)"
-)
-KNOWN_METER_BITS_SQL = "SET VARIABLE known_meter_bits = (SELECT bitstring_agg(meter_id, $low, $high) FROM known_meters)"
 
 
-def _known_meter_test(con: duckdb.DuckDBPyConnection, meters: str) -> str:
-    """An SQL test that `meter_id` is in the meters dimension.
-
-    A join would carry every staged row's text through a hash table (about a third of the
-    staging time at full scale); one bit per possible meter id is a lookup instead, while
-    the ids span a range that fits `KNOWN_METER_BITMAP_BITS`.
-    """
-    con.execute(KNOWN_METERS_SQL.format(meters=meters))
-    low, high = con.execute("SELECT min(meter_id), max(meter_id) FROM known_meters").fetchone()
-    if low is None:
-        return "FALSE"
-    if high - low >= KNOWN_METER_BITMAP_BITS:
-        return "meter_id IN (SELECT meter_id FROM known_meters)"
-    con.execute(KNOWN_METER_SPAN_SQL)
-    con.execute(KNOWN_METER_BITS_SQL, {"low": low, "high": high})
-    # CASE, not AND: only CASE keeps an id outside the range away from get_bit
-    return (
-        "CASE WHEN meter_id BETWEEN getvariable('known_low') AND getvariable('known_high') "
-        "THEN get_bit(getvariable('known_meter_bits'), meter_id - getvariable('known_low')) = 1 ELSE FALSE END"
-    )
-
-
-def _stage(
-    con: duckdb.DuckDBPyConnection, contract: Contract, uris: list[str], target: str, params: dict, known_meter: str
-) -> None:
+def _stage(con: duckdb.DuckDBPyConnection, contract: Contract, uris: list[str], target: str, params: dict) -> None:
     wh = contract.energy_unit == "Wh"
     if os.path.exists(target):
         os.remove(target)
@@ -580,7 +546,6 @@ def _stage(
             source=_source(contract, uris),
             kwh_expression="energy * 0.001" if wh else "energy",
             whole_check="energy <> round(energy)" if wh else "FALSE",
-            known_meter=known_meter,
             target=target,
         ),
         params,
@@ -617,7 +582,7 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 # A day with no readable file still gets a (file-level) quarantine and an all-missing day.
 EMPTY_STAGED = """
 CREATE OR REPLACE TEMP TABLE staged AS
-SELECT NULL::INTEGER AS file_id, NULL::VARCHAR AS record, NULL::INTEGER AS meter_id,
+SELECT NULL::INTEGER AS file_id, NULL::VARCHAR AS record, NULL::VARCHAR AS meter_id,
        NULL::TIMESTAMP AS device_read_at, NULL::TIMESTAMP AS read_at, NULL::DECIMAL(12, 3) AS kwh,
        NULL::VARCHAR AS quality_flag, NULL::SMALLINT AS version, NULL::TIMESTAMP AS received_at,
        NULL::INTEGER AS clock_offset_s, NULL::VARCHAR AS reason

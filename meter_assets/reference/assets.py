@@ -21,7 +21,7 @@ CONTRACTS: dict[str, dict[str, str]] = {
         "joined_on": "DATE",
     },
     "meters": {
-        "meter_id": "INTEGER",
+        "meter_id": "VARCHAR",
         "region": "VARCHAR",
         "collection_group": "INTEGER",
         "head_end": "VARCHAR",
@@ -31,7 +31,7 @@ CONTRACTS: dict[str, dict[str, str]] = {
         "load_class": "VARCHAR",
     },
     "meter_assignments": {
-        "meter_id": "INTEGER",
+        "meter_id": "VARCHAR",
         "customer_id": "INTEGER",
         "valid_from": "DATE",
         "valid_to": "DATE",

@@ -23,7 +23,7 @@ FAULT_SCHEMA = pa.schema(
     [
         ("kind", pa.string()),
         ("file_key", pa.string()),
-        ("meter_id", pa.int32()),
+        ("meter_id", pa.string()),
         ("read_at", pa.timestamp("s")),  # UTC interval start (or span start)
         ("read_until", pa.timestamp("s")),  # UTC end of a span, exclusive
         ("line", pa.int32()),  # 1-based line number in the decompressed file
@@ -34,7 +34,7 @@ FAULT_SCHEMA = pa.schema(
 
 TRUTH_SCHEMA = pa.schema(
     [
-        ("meter_id", pa.int32()),
+        ("meter_id", pa.string()),
         ("read_at", pa.timestamp("s")),
         ("kwh", pa.decimal128(9, 3)),
         ("quality_flag", pa.string()),
@@ -463,7 +463,7 @@ class HeadEnd:
             {
                 "kind": [f["kind"] for f in faults],
                 "file_key": [f.get("file_key") for f in faults],
-                "meter_id": [None if f.get("meter_id") is None else int(f["meter_id"]) for f in faults],
+                "meter_id": [None if f.get("meter_id") is None else str(int(f["meter_id"])) for f in faults],
                 "read_at": [seconds(f.get("read_at")) for f in faults],
                 "read_until": [seconds(f.get("read_until")) for f in faults],
                 "line": [f.get("line") for f in faults],
@@ -501,7 +501,12 @@ class HeadEnd:
         flags = pa.array(["actual", "estimated", "missing"]).take(pa.array(quality))
         kwh = pc.if_else(pc.equal(pa.array(quality), 2), pa.scalar(None, pa.decimal128(9, 3)), kwh_decimal(flat_wh))
         table = pa.table(
-            {"meter_id": meter, "read_at": read_at.astype("datetime64[s]"), "kwh": kwh, "quality_flag": flags},
+            {
+                "meter_id": pc.cast(pa.array(meter), pa.string()),
+                "read_at": read_at.astype("datetime64[s]"),
+                "kwh": kwh,
+                "quality_flag": flags,
+            },
             schema=TRUTH_SCHEMA,
         )
         self._write_parquet(f"simulator/truth/date={day.isoformat()}/reads.parquet", table)
