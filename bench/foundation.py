@@ -51,7 +51,8 @@ def step(name: str, lake: str, meters: int, day: str) -> dict:
         rows = meters
     elif name in ("raw_meter_files", "reads_15min"):
         # the quarantine is an asset of the same step (in the code before Delta, part of reads_15min)
-        selection = [name, "reads_15min_quarantine"] if name == "reads_15min" and delta_lake() else [name]
+        curated = [name, "reads_15min_quarantine", "reads_15min_export"]
+        selection = curated if name == "reads_15min" and delta_lake() else [name]
         result = dg.materialize(daily_assets(), partition_key=day, resources=resources, selection=selection)
         (event,) = [
             e.materialization for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(name)

@@ -41,7 +41,14 @@ def step(name: str, lake: str, meters: int, day: dt.date) -> dict:
                 daily_assets(),
                 partition_key=d.isoformat(),
                 resources=resources(lake),
-                selection=["raw_meter_files", "reads_15min", "reads_15min_quarantine", "reads_hourly", "reads_daily"],
+                selection=[
+                    "raw_meter_files",
+                    "reads_15min",
+                    "reads_15min_quarantine",
+                    "reads_15min_export",
+                    "reads_hourly",
+                    "reads_daily",
+                ],
             )
         facts["rows"] = summary["rows"]
     elif name == "report":

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # replaced files stay readable (time travel) this long before a vacuum deletes them
     lake_retention_hours: int = Field(168, ge=0)
     market_tz: str = "Europe/London"
+    # the time of NEM12 files' interval dates: AEMO's market time, AEST without clock changes
+    nem12_tz: str = "Australia/Brisbane"
     start_date: dt.date = dt.date(2024, 1, 1)
     duckdb_threads: int = Field(2, ge=1)
     duckdb_memory_limit: str = "3GB"
@@ -122,7 +124,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be 15, 30, 60 or a divisor of a day in hours, not {minutes}")
         return minutes
 
-    @field_validator("market_tz")
+    @field_validator("market_tz", "nem12_tz")
     @classmethod
     def _known_zone(cls, name: str) -> str:
         try:

@@ -8,6 +8,7 @@ DAILY_CHAIN = (
     "raw_meter_files",
     "reads_15min",
     "reads_15min_quarantine",
+    "reads_15min_export",
     "reads_hourly",
     "reads_daily",
     "usage_serving",

@@ -43,6 +43,7 @@ def _dimension(name: str, asset: str | None = None) -> LakeTable:
 RAW_METER_FILES = _daily("inventory/raw_meter_files", "raw_meter_files")
 READS_15MIN = _daily("curated/reads_15min", "reads_15min")
 QUARANTINE = _daily("quarantine/reads_15min", "reads_15min_quarantine")
+READS_15MIN_EXPORT = _daily("curated/reads_15min_export", "reads_15min_export")
 READS_HOURLY = _daily("rollups/reads_hourly", "reads_hourly")
 READS_DAILY = _daily("rollups/reads_daily", "reads_daily")
 PORTFOLIO_LOAD = _daily("rollups/portfolio_load", "portfolio_load")
@@ -83,6 +84,7 @@ ALL = [
     RAW_METER_FILES,
     READS_15MIN,
     QUARANTINE,
+    READS_15MIN_EXPORT,
     READS_HOURLY,
     READS_DAILY,
     PORTFOLIO_LOAD,

@@ -127,3 +127,48 @@ def test_files_for_old_dates_are_found_by_the_sweep_once(lake_root):
     assert next_day == []
     later, _ = look(lake, cursor, now + dt.timedelta(hours=75))
     assert later == []
+
+
+def nem12_file(*dates: dt.date) -> bytes:
+    days = [",".join(["300", f"{d:%Y%m%d}", *["0.1"] * 48, "A", "", "", "", ""]) for d in dates]
+    return "\n".join(
+        ["100,NEM12,202611280300,MDP1,RETAILER1", "200,QB01000001,E1,1,E1,N1,S1,kWh,30,", *days, "900"]
+    ).encode()
+
+
+def test_a_nem12_file_requests_exactly_the_days_it_carries_and_only_once(lake_root):
+    lake = Lake(lake_root)
+    # landing times as S3 keeps them: the upload's
+    lake.write_bytes(
+        "raw/nem12/agent/first.csv", nem12_file(dt.date(2026, 11, 1)), landed_at=dt.datetime(2026, 11, 2, 3)
+    )
+    now = dt.datetime(2026, 11, 28, 9)
+    arrivals, cursor = look(lake, Cursor(), now)
+    assert arrivals == [], "the first look records the lake as it is"
+
+    # AEST days: 5 November is 4 Nov 14:00 to 5 Nov 14:00 UTC, so London's 4th and 5th; 20
+    # November's also reach into the 19th; a file any name, zipped or not, anywhere below the prefix
+    lake.write_bytes(
+        "raw/nem12/agent/b/late.dat",
+        gzip.compress(nem12_file(dt.date(2026, 11, 5), dt.date(2026, 11, 20))),
+        landed_at=dt.datetime(2026, 11, 24, 8),
+    )
+    arrivals, cursor = look(lake, cursor, now + dt.timedelta(minutes=1))
+    by_date = {a.partition: sorted(o.key for o in a.files) for a in arrivals}
+    late = ["raw/nem12/agent/b/late.dat"]
+    assert by_date == {
+        dt.date(2026, 11, 4): late,
+        dt.date(2026, 11, 5): late,
+        dt.date(2026, 11, 19): late,
+        dt.date(2026, 11, 20): late,
+    }
+    assert {a.path for a in arrivals} == {"nem12"}
+
+    again, cursor = look(lake, cursor, now + dt.timedelta(minutes=2))
+    assert again == []
+    # the same key delivered again with other content is a new arrival
+    lake.write_bytes(
+        "raw/nem12/agent/b/late.dat", nem12_file(dt.date(2026, 11, 6)), landed_at=dt.datetime(2026, 11, 26)
+    )
+    arrivals, cursor = look(lake, cursor, now + dt.timedelta(minutes=3))
+    assert sorted(a.partition for a in arrivals) == [dt.date(2026, 11, 5), dt.date(2026, 11, 6)]

@@ -11,7 +11,7 @@ from meter_assets.config import Settings
 
 DOCUMENTED = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 # | `METER_X` | `default` ... | what it does |
-ROW = re.compile(r"^\| `((?:METER|AWS)_[A-Z_]+)`(?:, `[A-Z_]+`)* \| ([^|]*) \|", re.MULTILINE)
+ROW = re.compile(r"^\| `((?:METER|AWS)_[A-Z0-9_]+)`(?:, `[A-Z0-9_]+`)* \| ([^|]*) \|", re.MULTILINE)
 
 
 def _variable(name: str) -> str:

@@ -63,7 +63,7 @@ def test_interrupted_rebuild_leaves_the_previous_partition_whole(after_release, 
             daily_assets(),
             partition_key=DAY.isoformat(),
             resources=resources_for(root),
-            selection=["reads_15min", "reads_15min_quarantine"],
+            selection=["reads_15min", "reads_15min_quarantine", "reads_15min_export"],
         )
     monkeypatch.undo()
 

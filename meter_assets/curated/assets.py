@@ -16,7 +16,7 @@ from meter_assets.market_calendar import intervals_in_day, local_day_bounds
 from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import meters
 from meter_assets.resources import CheckThresholds, LakeResource, lake_duckdb, scratch_dir
-from meter_assets.tables import METERS, QUARANTINE, READS_15MIN
+from meter_assets.tables import METERS, QUARANTINE, READS_15MIN, READS_15MIN_EXPORT
 
 # Estimation reads the same weekday of earlier weeks (up to the longest setting, 8 weeks)
 # and the day before. Dagster's graph shows it; the late-data path does not follow it
@@ -47,6 +47,7 @@ def curated_readings(
 
     curated = store.build(READS_15MIN, partition)
     quarantine = store.build(QUARANTINE, partition, same_as=curated)
+    export = store.build(READS_15MIN_EXPORT, partition, same_as=curated)
     with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
         result = curate_day(
             con,
@@ -58,11 +59,13 @@ def curated_readings(
             curated_uri=curated.uri,
             quarantine_uri=quarantine.uri("part-0000.parquet"),
             scratch=scratch,
+            read_bytes=store.read_bytes,
+            export_uri=export.uri("part-0000.parquet"),
         )
         day_start, day_end = local_day_bounds(day)
         checks = curated_checks(con, result.files, result, intervals_in_day(day), day_start, day_end, thresholds)
     # the quarantine first: whoever reads a day's readings finds its quarantine already there
-    gate = audit_and_publish(context, store, [quarantine, curated], checks)
+    gate = audit_and_publish(context, store, [quarantine, export, curated], checks)
     yield from gate.results(
         {
             READS_15MIN.asset: {
@@ -86,6 +89,10 @@ def curated_readings(
                 "quarantined_rows": result.quarantined_rows,
                 "quarantined_files": result.quarantined_files,
                 "path": dg.MetadataValue.path(store.uri(QUARANTINE.folder(partition))),
+            },
+            READS_15MIN_EXPORT.asset: {
+                "rows": result.export_rows,
+                "path": dg.MetadataValue.path(store.uri(READS_15MIN_EXPORT.folder(partition))),
             },
         }
     )
@@ -111,6 +118,14 @@ def build() -> list[dg.AssetsDefinition]:
                     skippable=True,
                     description="Every raw row and file kept out of reads_15min, with the reason, for the "
                     "head-end team to fix at the source.",
+                ),
+                dg.AssetSpec(
+                    READS_15MIN_EXPORT.asset,
+                    deps=["raw_meter_files", meters],
+                    kinds={"duckdb", "delta"},
+                    skippable=True,
+                    description="What premises fed into the grid per quarter hour (NEM12 export registers), "
+                    "kept apart so it is never billed or reported as consumption.",
                 ),
             ],
             partitions_def=daily_partitions(),

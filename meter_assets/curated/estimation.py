@@ -438,7 +438,8 @@ SELECT meter_id, read_at, kwh, quality_flag,
        CASE WHEN quality_flag = 'estimated' THEN 'head-end' END AS estimated_by,
        CASE WHEN quality_flag = 'estimated' THEN 'head-end' END AS estimation_method,
        CAST(NULL AS VARCHAR) AS validation_rule, CAST(NULL AS DECIMAL(12, 3)) AS measured_kwh,
-       version, device_read_at, received_at, clock_offset_s, copies, source_file, ingested_at, replaced_kwh
+       version, device_read_at, received_at, clock_offset_s, copies, source_file, ingested_at, interval_minutes,
+       replaced_kwh
 FROM day_table ORDER BY meter_id, read_at;
 CREATE TEMP VIEW history AS SELECT meter_id, read_at, kwh, quality_flag FROM history_table;
 CREATE TEMP TABLE meter_classes AS SELECT meter_id, load_class, region FROM classes_table;
@@ -468,6 +469,7 @@ def readings_table(meter_id, read_at, kwh, quality_flag=None, replaced_kwh=None)
             "copies": pa.nulls(n, pa.int32()),
             "source_file": pa.nulls(n, pa.string()),
             "ingested_at": pa.nulls(n, pa.timestamp("us")),
+            "interval_minutes": pa.nulls(n, pa.int16()),
             "replaced_kwh": pa.array(replaced_kwh if replaced_kwh is not None else [None] * n, pa.decimal128(12, 3)),
         }
     )

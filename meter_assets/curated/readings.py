@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from meter_assets.config import settings
 from meter_assets.curated.estimation import Estimator, Rules
+from meter_assets.ingest import nem12
 from meter_assets.ingest.contracts import BY_NAME, Contract
 from meter_assets.market_calendar import INTERVAL, local_day_bounds
 from meter_assets.sql import VIEW_SQL, parquet, sql_list
@@ -99,7 +101,9 @@ SELECT
     file_id,
     CASE WHEN reason IS NOT NULL THEN coalesce(record, concat_ws(',', fields.meter_id, fields.interval_start,
         fields.energy, fields.quality, fields.version, fields.meter_clock, fields.received_at)) END AS record,
+    CAST(NULL AS BIGINT) AS line,
     meter_id, device_read_at, read_at, kwh, quality_flag, version, received_at, clock_offset_s,
+    CAST(15 AS SMALLINT) AS interval_minutes,
     reason
 FROM (
     SELECT
@@ -176,7 +180,7 @@ JSONL_SOURCE = """
 QUARANTINE_SQL = """
 COPY (
     WITH bad_rows AS (
-        SELECT file_id, CAST(NULL AS BIGINT) AS line, reason, record, meter_id, read_at
+        SELECT file_id, line, reason, record, meter_id, read_at
         FROM staged
         WHERE reason IS NOT NULL
     ),
@@ -217,7 +221,7 @@ COPY (
         FROM files
         LEFT JOIN read_lines USING (file_id)
         LEFT JOIN rejected_lines USING (uri)
-        WHERE files.status = 'ok'
+        WHERE files.status = 'ok' AND files.contract <> 'nem12'  -- a NEM12 line holds a day, not a reading
           AND files.rows > coalesce(read_lines.lines, 0) + coalesce(rejected_lines.lines, 0)
     )
     SELECT files.file_key AS source_file, files.contract, q.line, q.reason, q.record, q.meter_id, q.read_at,
@@ -250,7 +254,7 @@ CREATE OR REPLACE TEMP TABLE day_readings AS
         -- one row, a correction (higher version) wins, and among equal versions the one
         -- received last (choosing among copies is the costly part, so only repeated keys pay it)
         SELECT meter_id, read_at, kwh, quality_flag, version, device_read_at, received_at, clock_offset_s, file_id,
-               1 AS copies, CAST(NULL AS DECIMAL(12, 3)) AS replaced_kwh
+               interval_minutes, 1 AS copies, CAST(NULL AS DECIMAL(12, 3)) AS replaced_kwh
         FROM ranked ANTI JOIN repeated USING (meter_id, read_at)
         UNION ALL
         SELECT
@@ -263,6 +267,7 @@ CREATE OR REPLACE TEMP TABLE day_readings AS
             arg_max(received_at, rank)    AS received_at,
             arg_max(clock_offset_s, rank) AS clock_offset_s,
             arg_max(file_id, rank)        AS file_id,
+            arg_max(interval_minutes, rank) AS interval_minutes,
             count(*)                      AS copies,
             -- the first version's reading, when a later version replaced it (a correction)
             CASE WHEN min(version) < max(version) THEN arg_min(kwh, rank) END AS replaced_kwh
@@ -309,12 +314,14 @@ CREATE OR REPLACE TEMP TABLE day_readings AS
         CAST(least(copies, $max_copies) AS SMALLINT) AS copies,
         CAST(files.file_key AS source_files) AS source_file,
         files.arrived_at                 AS ingested_at,
+        -- the meter's own interval: 30 means this quarter hour is half of a half-hour reading
+        interval_minutes,
         replaced_kwh
     FROM latest_version
     JOIN files USING (file_id)
     UNION ALL
     SELECT
-        meter_id, read_at, NULL, 'missing', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL
+        meter_id, read_at, NULL, 'missing', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL
     FROM missing
     ORDER BY meter_id, read_at
 """
@@ -345,6 +352,7 @@ class CurationResult:
     clock_corrected_rows: int
     by_rule: dict[str, int] = field(default_factory=dict)  # readings flagged by each validation rule
     by_method: dict[str, int] = field(default_factory=dict)  # estimated quarter hours by method (`head-end` too)
+    export_rows: int = 0  # quarter hours of export registers, kept apart in reads_15min_export
 
 
 def _source(contract: Contract, uris: list[str]) -> str:
@@ -376,6 +384,8 @@ def curate_day(
     curated_uri: Callable[[str], str],
     quarantine_uri: str,
     scratch: str,
+    read_bytes: Callable[[str], bytes] | None = None,
+    export_uri: str | None = None,
 ) -> CurationResult:
     """Stage, quarantine and curate one local day: curated Parquet files where `curated_uri`
     puts a file name, quarantined rows in the file `quarantine_uri`.
@@ -385,6 +395,10 @@ def curate_day(
 
     `scratch` is a local folder for the staged rows; staging streams to Parquet there so a
     full day never has to sit in memory at once.
+
+    `read_bytes` reads a raw file by its key: NEM12 files are unpacked and split into lines
+    in Python before DuckDB parses them. Their export registers' readings go to the file
+    `export_uri` (written empty when there are none), never into the day's consumption.
     """
     day_start, day_end = local_day_bounds(day)
     intervals = int((day_end - day_start) / INTERVAL)
@@ -397,7 +411,10 @@ def curate_day(
     )
     con.register("files", files)
     meters = parquet(meters_uris)
-    con.execute(EXPECTED_METERS_SQL.format(meters=meters), {"day_start": day_start, "day_end": day_end})
+    con.execute(
+        EXPECTED_METERS_SQL.format(meters=meters),
+        {"day_start": day_start, "day_end": day_end, "export_meter": nem12.EXPORT_METER_PATTERN},
+    )
     con.execute(KNOWN_METERS_SQL.format(meters=meters))
     con.execute(METER_CLASSES_SQL.format(meters=meters))
     if history_uris:
@@ -409,6 +426,11 @@ def curate_day(
     staged_parts: list[str] = []
     unreadable: dict[str, str] = {}
     for name in sorted(set(ok.column("contract").to_pylist())):
+        if name == nem12.CONTRACT:
+            target = f"{scratch}/staged-{name}.parquet"
+            unreadable.update(_stage_nem12(con, ok, read_bytes, target, day_start, day_end))
+            staged_parts.append(target)
+            continue
         contract = BY_NAME[name]
         uris = [
             u for u, c in zip(ok.column("uri").to_pylist(), ok.column("contract").to_pylist(), strict=True) if c == name
@@ -440,6 +462,7 @@ def curate_day(
                     staged_parts.append(f"{target}.{i}")
                 except duckdb.Error as exc:
                     unreadable[uri] = f"the {name} reader failed on this file: {str(exc).splitlines()[0]}"
+    export_rows = nem12.write_export(con, export_uri, day_start, day_end) if export_uri else 0
     if unreadable:
         files = _mark_unreadable(files, unreadable)
         con.register("files", files)
@@ -493,6 +516,7 @@ def curate_day(
         clock_corrected_rows=staged[1],
         by_rule={rule: count for kind, rule, count in edits if kind == "rule"},
         by_method={method: count for kind, method, count in edits if kind == "method"},
+        export_rows=export_rows,
     )
 
 
@@ -507,6 +531,7 @@ GROUP BY part
 ORDER BY part
 """
 # the meters installed for some of the day, and the part of it they were expected to report
+# (consumption only: an export register's readings are kept apart, never a missing consumption)
 EXPECTED_METERS_SQL = """
 CREATE OR REPLACE TEMP TABLE expected_meters AS
 SELECT meter_id,
@@ -515,6 +540,7 @@ SELECT meter_id,
 FROM {meters}
 WHERE CAST(installed_on AS TIMESTAMP) < $day_end
   AND (removed_on IS NULL OR CAST(removed_on AS TIMESTAMP) > $day_start)
+  AND NOT regexp_full_match(meter_id, $export_meter)
 """
 METER_CLASSES_SQL = "CREATE OR REPLACE TEMP TABLE meter_classes AS SELECT meter_id, load_class, region FROM {meters}"
 HISTORY_SQL = "CREATE OR REPLACE TEMP VIEW history AS SELECT meter_id, read_at, kwh, quality_flag FROM {files}"
@@ -535,6 +561,24 @@ QUARANTINED_COUNTS_SQL = (
     "SELECT count(*) FILTER (WHERE scope = 'row'), count(*) FILTER (WHERE scope = 'file') FROM {files}"
 )
 KNOWN_METERS_SQL = "CREATE OR REPLACE TEMP TABLE known_meters AS SELECT DISTINCT meter_id FROM {meters}"
+
+
+def _stage_nem12(
+    con: duckdb.DuckDBPyConnection,
+    ok: pa.Table,
+    read_bytes: Callable[[str], bytes],
+    target: str,
+    day_start: dt.datetime,
+    day_end: dt.datetime,
+) -> dict[str, str]:
+    """Stage the day's NEM12 files; returns the uris of those refused whole, with the reason."""
+    ids, keys, uris = (ok.column(c).to_pylist() for c in ("file_id", "file_key", "uri"))
+    chosen = [i for i, c in enumerate(ok.column("contract").to_pylist()) if c == nem12.CONTRACT]
+    data = {ids[i]: read_bytes(keys[i]) for i in chosen}
+    limit = settings().max_raw_file_mb << 20
+    refused = nem12.stage(con, data, target, day_start, day_end, settings().nem12_tz, limit)
+    uri_of = {ids[i]: uris[i] for i in chosen}
+    return {uri_of[file_id]: reason for file_id, reason in refused.items()}
 
 
 def _stage(con: duckdb.DuckDBPyConnection, contract: Contract, uris: list[str], target: str, params: dict) -> None:
@@ -582,10 +626,10 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 # A day with no readable file still gets a (file-level) quarantine and an all-missing day.
 EMPTY_STAGED = """
 CREATE OR REPLACE TEMP TABLE staged AS
-SELECT NULL::INTEGER AS file_id, NULL::VARCHAR AS record, NULL::VARCHAR AS meter_id,
+SELECT NULL::INTEGER AS file_id, NULL::VARCHAR AS record, NULL::BIGINT AS line, NULL::VARCHAR AS meter_id,
        NULL::TIMESTAMP AS device_read_at, NULL::TIMESTAMP AS read_at, NULL::DECIMAL(12, 3) AS kwh,
        NULL::VARCHAR AS quality_flag, NULL::SMALLINT AS version, NULL::TIMESTAMP AS received_at,
-       NULL::INTEGER AS clock_offset_s, NULL::VARCHAR AS reason
+       NULL::INTEGER AS clock_offset_s, NULL::SMALLINT AS interval_minutes, NULL::VARCHAR AS reason
 WHERE FALSE
 """
 

@@ -8,7 +8,10 @@ Two paths, so the cost of a tick does not grow with the years of history in the 
   shows as a changed fingerprint;
 - older dates are covered by a sweep of the whole `raw/` prefix at most every
   `METER_SWEEP_INTERVAL_HOURS` (24 by default), which picks out files modified since the
-  previous sweep.
+  previous sweep;
+- NEM12 files (`raw/nem12/`, any key below it) say nothing of their days in their keys: the
+  prefix is listed on every tick, and each file modified since the newest one seen is scanned
+  for the days it carries (the scan is kept for the inventory); it requests exactly those.
 
 The first look at a lake records what is there without requesting anything: dates that
 were never built are a backfill, not an arrival.
@@ -22,6 +25,8 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from meter_assets.config import settings
+from meter_assets.ingest import nem12
 from meter_assets.ingest.inventory import stray_day
 from meter_assets.market_calendar import local_day_of
 from meter_assets.storage import Lake, LakeObject
@@ -73,6 +78,9 @@ class Cursor:
     swept_until: str | None = None  # files modified before this were seen by a sweep
     last_sweep: str | None = None
     initialised: bool = False
+    # NEM12: the newest modification seen, and the files modified in the overlap before it
+    nem12_until: str | None = None
+    nem12_recent: dict[str, str] = field(default_factory=dict)  # key -> ETag
 
     @classmethod
     def parse(cls, text: str | None) -> Cursor:
@@ -184,7 +192,42 @@ def find_arrivals(
             )
         swept_until, last_sweep = now.isoformat(), now.isoformat()
 
-    return arrivals, Cursor(recent=recent, swept_until=swept_until, last_sweep=last_sweep, initialised=True)
+    nem12_arrivals, nem12_until, nem12_recent = nem12_since(lake, cursor, today, first_partition)
+    arrivals += nem12_arrivals
+    return arrivals, Cursor(
+        recent=recent,
+        swept_until=swept_until,
+        last_sweep=last_sweep,
+        initialised=True,
+        nem12_until=nem12_until,
+        nem12_recent=nem12_recent,
+    )
+
+
+def nem12_since(
+    lake: Lake, cursor: Cursor, today: dt.date, first_partition: dt.date
+) -> tuple[list[Arrival], str | None, dict[str, str]]:
+    """NEM12 files new or replaced since the cursor, by the complete local days they carry
+    (a file with no readable day, by the day it landed); the cursor's new NEM12 fields."""
+    objects = lake.list(nem12.PREFIX)
+    if not objects:
+        return [], cursor.nem12_until, {}
+    newest = max(o.modified_at for o in objects)
+    recent = {o.key: o.etag for o in objects if o.modified_at > newest - SWEEP_OVERLAP}
+    if not cursor.initialised:
+        return [], newest.isoformat(), recent
+    since = dt.datetime.fromisoformat(cursor.nem12_until) - SWEEP_OVERLAP if cursor.nem12_until else dt.datetime.min
+    new = [o for o in objects if o.modified_at > since and cursor.nem12_recent.get(o.key) != o.etag]
+    by_date: dict[dt.date, list[LakeObject]] = {}
+    limit = settings().max_raw_file_mb << 20
+    for obj in new:
+        scan = nem12.scan_object(lake, obj, limit)
+        days = scan.market_days(settings().nem12_tz) if scan.dates else [local_day_of(obj.modified_at)]
+        for day in days:
+            if first_partition <= day < today:
+                by_date.setdefault(day, []).append(obj)
+    arrivals = [Arrival(day, objects, "nem12") for day, objects in sorted(by_date.items())]
+    return arrivals, max(newest, since + SWEEP_OVERLAP).isoformat(), recent
 
 
 def sweep(lake: Lake, modified_after: dt.datetime, before: dt.date, first_partition: dt.date) -> list[Arrival]:

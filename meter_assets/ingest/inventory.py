@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from meter_assets.config import settings
+from meter_assets.ingest import nem12
 from meter_assets.ingest.contracts import file_format, match_contract
 from meter_assets.market_calendar import local_day_of, utc_hours
 from meter_assets.storage import Lake, LakeObject
@@ -216,7 +217,37 @@ def inventory(lake: Lake, day: dt.date, threads: int = 4) -> list[RawFile]:
     """Inspect every raw file of the day; zlib and network reads release the GIL."""
     objects, strays = raw_objects(lake, day)
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(lambda ho: inspect(lake, *ho), objects)) + [unrecognised(o) for o in strays]
+        filed = list(pool.map(lambda ho: inspect(lake, *ho), objects))
+        return filed + nem12_files(lake, day, pool) + [unrecognised(o) for o in strays]
+
+
+def nem12_files(lake: Lake, day: dt.date, pool: ThreadPoolExecutor) -> list[RawFile]:
+    """The NEM12 files under `raw/nem12/` that carry readings of the local day. Their keys do
+    not say which days they carry, so each file is scanned once for its interval dates (the
+    scan is kept); a file with no readable date is reported on the day it landed."""
+    objects = lake.list(nem12.PREFIX)
+    limit = settings().max_raw_file_mb << 20
+    scans = pool.map(lambda o: nem12.scan_object(lake, o, limit), objects)
+    found = []
+    for obj, scan in zip(objects, scans, strict=True):
+        days = scan.market_days(settings().nem12_tz) if scan.dates else [local_day_of(obj.modified_at)]
+        if day not in days:
+            continue
+        found.append(
+            RawFile(
+                file_key=obj.key,
+                hour=None,
+                size_bytes=obj.size,
+                arrived_at=obj.modified_at,
+                format=nem12.CONTRACT,
+                contract=nem12.CONTRACT if scan.reason is None else None,
+                status="ok" if scan.reason is None else "unreadable",
+                reason=scan.reason,
+                rows=scan.lines if scan.reason is None else None,
+                longest_line_bytes=scan.longest_line_bytes if scan.reason is None else None,
+            )
+        )
+    return found
 
 
 def inventory_table(files: list[RawFile]) -> pa.Table:

@@ -42,10 +42,13 @@ HEADER_PREFIX = "100,NEM12,"
 INTERVAL_MINUTES = (5, 15, 30)
 NMI_PATTERN = "[A-Z0-9]{10}"
 SUFFIX_PATTERN = "[A-Z][A-Z0-9]"
+# the meter id of an export register (`<NMI>-B<n>`): what a premises feeds into the grid
+EXPORT_METER_PATTERN = f"{NMI_PATTERN}-B[A-Z0-9]"
 # a quality flag and, but for actual, null and variable data, the method that made the value
 QUALITY_PATTERN = "[AN]|V|[AEFS][0-9]{2}|[EFS]"
-# a value as agents write one (".25" too), never negative, with no exponent
-VALUE_PATTERN = r"[0-9]{1,12}(\.[0-9]{1,6})?|\.[0-9]{1,6}"
+# a value as agents write one (".25" too), never negative, with no exponent; up to a billion
+# of its unit, so that in kWh it fits an exact 64-bit decimal
+VALUE_PATTERN = r"[0-9]{1,9}(\.[0-9]{1,6})?|\.[0-9]{1,6}"
 # a file this large once unpacked is not read (the inventory bounds gzip the same way)
 MAX_UNPACKED_BYTES = 2 << 30
 
@@ -106,9 +109,9 @@ class Scan:
         return sorted(days)
 
 
-def scan(data: bytes) -> Scan:
+def scan(data: bytes, limit: int = MAX_UNPACKED_BYTES) -> Scan:
     try:
-        text = unpack(data)
+        text = unpack(data, limit)
     except UnreadableFile as exc:
         return Scan((), 0, 0, str(exc))
     if not text.startswith(HEADER_PREFIX.encode()):
@@ -128,14 +131,14 @@ def _index_key(obj: LakeObject) -> str:
     return f"{INDEX_PREFIX}{digest}.json"
 
 
-def scan_object(lake: Lake, obj: LakeObject) -> Scan:
+def scan_object(lake: Lake, obj: LakeObject, limit: int = MAX_UNPACKED_BYTES) -> Scan:
     """A raw NEM12 file's scan, read once: raw files never change in place (a replaced file
     has another ETag), so the scan is kept beside the inventory and read back after."""
     key = _index_key(obj)
     if lake.exists(key):
         kept = json.loads(lake.read_bytes(key))
         return Scan(tuple(dt.date.fromisoformat(d) for d in kept["dates"]), *kept["counts"], kept["reason"])
-    found = scan(lake.read_bytes(obj.key))
+    found = scan(lake.read_bytes(obj.key), limit)
     kept = {
         "key": obj.key,
         "etag": obj.etag,
@@ -147,7 +150,7 @@ def scan_object(lake: Lake, obj: LakeObject) -> Scan:
     return found
 
 
-def lines_table(files: dict[int, bytes]) -> tuple[pa.Table, dict[int, str]]:
+def lines_table(files: dict[int, bytes], limit: int = MAX_UNPACKED_BYTES) -> tuple[pa.Table, dict[int, str]]:
     """Every line of each file (`file_id`, `line_no` from 1, `line`), and the files that could
     not be read at all, with the reason."""
     file_ids: list[pa.Array] = []
@@ -156,7 +159,7 @@ def lines_table(files: dict[int, bytes]) -> tuple[pa.Table, dict[int, str]]:
     unreadable: dict[int, str] = {}
     for file_id, data in files.items():
         try:
-            text = unpack(data).decode("utf-8")
+            text = unpack(data, limit).decode("utf-8")
         except UnreadableFile as exc:
             unreadable[file_id] = str(exc)
             continue
@@ -226,6 +229,7 @@ SELECT file_id, line_no AS channel_line,
        TRY_CAST(f[9] AS INTEGER) AS interval_minutes,
        CAST(CASE lower(f[8]) WHEN 'wh' THEN 0.001 WHEN 'kwh' THEN 1 WHEN 'mwh' THEN 1000 END AS DECIMAL(7, 3))
                                                                               AS kwh_per_unit,
+       CASE left(f[5], 1) WHEN 'E' THEN 'import' WHEN 'B' THEN 'export' END      AS flow,
        CASE
            -- NextScheduledReadDate, the last field, may be left out
            WHEN len(f) NOT IN (9, 10) THEN '200 record: ' || len(f) || ' fields, not 10'
@@ -234,6 +238,8 @@ SELECT file_id, line_no AS channel_line,
            WHEN lower(f[8]) NOT IN ('wh', 'kwh', 'mwh')
                 THEN 'UOM: ' || f[8] || ' is not active energy (Wh, kWh or MWh); not curated'
            WHEN f[9] NOT IN ('5', '15', '30') THEN 'IntervalLength: not 5, 15 or 30: ' || f[9]
+           WHEN left(f[5], 1) NOT IN ('E', 'B')
+                THEN 'NMISuffix: ' || f[5] || ' is neither consumption (E) nor export (B)'
        END AS reason
 FROM nem12_records
 WHERE record = '200'
@@ -244,14 +250,14 @@ DAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE nem12_days AS
 WITH days AS (
     SELECT records.file_id, records.line_no AS day_line, records.f, records.channel_line,
-           channels.nmi, channels.suffix, channels.interval_minutes, channels.kwh_per_unit,
+           channels.nmi, channels.suffix, channels.flow, channels.interval_minutes, channels.kwh_per_unit, channels.uom,
            channels.reason AS channel_reason,
            1440 // channels.interval_minutes AS n
     FROM nem12_records AS records
     LEFT JOIN nem12_channels AS channels USING (file_id, channel_line)
     WHERE records.record = '300'
 )
-SELECT file_id, day_line, channel_line, nmi, suffix, interval_minutes, kwh_per_unit, n,
+SELECT file_id, day_line, channel_line, nmi, suffix, flow, interval_minutes, kwh_per_unit, uom, n,
        f[3 : 2 + n] AS values,
        try_strptime(f[2], '%Y%m%d') AS interval_date,
        f[n + 3] AS quality_method,
@@ -303,40 +309,56 @@ WHERE records.record = '400'
 # every interval of the accepted days, with the quality its 400 record gives it on a variable day
 INTERVALS_SQL = """
 CREATE OR REPLACE TEMP TABLE nem12_intervals AS
-WITH intervals AS (
-    SELECT file_id, day_line, nmi, suffix, interval_minutes, kwh_per_unit, interval_date, updated_at,
-           quality_method AS day_quality, reason_code AS day_reason_code,
-           unnest(generate_series(1, n)) AS interval_no, unnest(values) AS value
+WITH day_values AS (
+    -- only the keys go through the unnest (carrying every column through it costs ten times more)
+    SELECT file_id, day_line, unnest(generate_series(1, n)) AS interval_no, unnest(values) AS value
     FROM nem12_days
     WHERE reason IS NULL
 ),
-covered AS (
-    SELECT intervals.*, events.quality_method AS event_quality, events.reason_code AS event_reason_code,
-           events.event_line, count(events.event_line) OVER (PARTITION BY intervals.file_id, intervals.day_line,
-                                                                         intervals.interval_no) AS events
-    FROM intervals
-    LEFT JOIN nem12_events AS events
-           ON events.file_id = intervals.file_id AND events.day_line = intervals.day_line
-          AND events.reason IS NULL
-          AND intervals.interval_no BETWEEN events.first_interval AND events.last_interval
+days AS (
+    SELECT file_id, day_line, nmi, suffix, flow, nmi || '-' || suffix AS meter_id, interval_minutes, kwh_per_unit, uom,
+           updated_at, quality_method AS day_quality, reason_code AS day_reason_code,
+           -- market time has no clock changes: the intervals follow the day's start in fixed steps
+           timezone('UTC', timezone($tz, interval_date)) AS day_start
+    FROM nem12_days
+    WHERE reason IS NULL
+),
+intervals AS (
+    SELECT * FROM day_values JOIN days USING (file_id, day_line)
+),
+event_intervals AS (
+    SELECT file_id, day_line, unnest(generate_series(first_interval, last_interval)) AS interval_no,
+           quality_method, reason_code, event_line
+    FROM nem12_events
+    WHERE reason IS NULL
+),
+events AS (
+    SELECT file_id, day_line, interval_no, count(*) AS events,
+           arg_min(quality_method, event_line) AS event_quality, arg_min(reason_code, event_line) AS event_reason_code
+    FROM event_intervals
+    GROUP BY ALL
 )
-SELECT file_id, day_line, interval_no, nmi, suffix, nmi || '-' || suffix AS meter_id, interval_minutes,
-       timezone('UTC', timezone($tz, interval_date + to_minutes(interval_minutes * (interval_no - 1)))) AS read_at,
+SELECT file_id, day_line, interval_no, nmi, suffix, flow, meter_id, interval_minutes,
+       day_start + to_minutes(interval_minutes * (interval_no - 1)) AS read_at,
+       -- try(): thousands of MWh in a quarter hour overflow the exact decimal; refused below, not a failed day
        CASE WHEN regexp_full_match(value, $value_pattern)
-            THEN CAST(CAST(value AS DECIMAL(38, 6)) * kwh_per_unit AS DECIMAL(38, 6)) END AS kwh,
+            THEN try(CAST(CAST(value AS DECIMAL(18, 6)) * kwh_per_unit AS DECIMAL(18, 6))) END AS kwh,
        coalesce(event_quality, day_quality) AS quality_method,
        nullif(coalesce(event_reason_code, day_reason_code), '') AS reason_code,
        updated_at,
        CASE
            WHEN NOT regexp_full_match(value, $value_pattern)
                 THEN 'IntervalValue' || interval_no || ': '
-                     || CASE WHEN starts_with(value, '-') THEN 'negative: ' ELSE 'not a number: ' END || value
-           WHEN day_quality = 'V' AND events = 0 THEN 'IntervalValue' || interval_no
+                     || CASE WHEN starts_with(value, '-') THEN 'negative: '
+                             WHEN regexp_full_match(value, '[0-9]+(\\.[0-9]+)?') THEN 'too large or too precise: '
+                             ELSE 'not a number: ' END || value
+           WHEN kwh IS NULL THEN 'IntervalValue' || interval_no || ': too large: ' || value || ' ' || uom
+           WHEN day_quality = 'V' AND events IS NULL THEN 'IntervalValue' || interval_no
                 || ': the day''s quality is V and no 400 record covers this interval'
            WHEN events > 1 THEN 'IntervalValue' || interval_no || ': covered by more than one 400 record'
        END AS reason
-FROM covered
-QUALIFY row_number() OVER (PARTITION BY file_id, day_line, interval_no ORDER BY event_line) = 1
+FROM intervals
+LEFT JOIN events USING (file_id, day_line, interval_no)
 """
 
 # every refused record or value, with its file, line and reason
@@ -372,28 +394,128 @@ WITH good AS (
     WHERE reason IS NULL AND file_id NOT IN (SELECT file_id FROM nem12_file_errors)
 ),
 five AS (
-    SELECT file_id, meter_id, time_bucket(INTERVAL 15 MINUTE, read_at) AS read_at, 5 AS interval_minutes,
+    SELECT file_id, meter_id, flow, time_bucket(INTERVAL 15 MINUTE, read_at) AS read_at, 5 AS interval_minutes,
            sum(kwh) AS kwh, max(quality_method) FILTER (WHERE quality_method <> 'A') AS worst,
            count(*) AS parts, max(day_line) AS day_line, max(updated_at) AS updated_at
     FROM good WHERE interval_minutes = 5
     GROUP BY ALL
 ),
 halves AS (
-    SELECT file_id, meter_id, read_at + to_minutes(15 * half) AS read_at, 30 AS interval_minutes,
+    SELECT file_id, meter_id, flow, read_at + to_minutes(15 * half) AS read_at, 30 AS interval_minutes,
            CASE half WHEN 0 THEN round(kwh * 0.5, 3) ELSE round(kwh, 3) - round(kwh * 0.5, 3) END AS kwh,
            quality_method, day_line, updated_at
     FROM good, (SELECT unnest([0, 1]) AS half)
     WHERE interval_minutes = 30
 )
-SELECT file_id, meter_id, read_at, interval_minutes, CAST(round(kwh, 3) AS DECIMAL(12, 3)) AS kwh, quality_method,
-       day_line, updated_at
+SELECT file_id, meter_id, flow, read_at, interval_minutes, CAST(round(kwh, 3) AS DECIMAL(12, 3)) AS kwh,
+       quality_method, day_line, updated_at
 FROM good WHERE interval_minutes = 15
 UNION ALL
-SELECT file_id, meter_id, read_at, interval_minutes, round(kwh, 3), coalesce(worst, 'A'), day_line, updated_at
+SELECT file_id, meter_id, flow, read_at, interval_minutes, round(kwh, 3), coalesce(worst, 'A'), day_line, updated_at
 FROM five WHERE parts = 3
 UNION ALL
-SELECT file_id, meter_id, read_at, interval_minutes, kwh, quality_method, day_line, updated_at FROM halves
+SELECT file_id, meter_id, flow, read_at, interval_minutes, kwh, quality_method, day_line, updated_at FROM halves
 """
+
+
+# The day's readings from NEM12 files, in the staged shape of every contract (see
+# `meter_assets/curated/readings.py`): the quarter hours of the local day, and the refused
+# records and values (those of this day, and those with no time, on every day the file feeds).
+# A later UpdateDateTime wins over an earlier one; null data (`N`) is no reading at all.
+STAGE_SQL = """
+COPY (
+    SELECT
+        q.file_id,
+        CAST(NULL AS VARCHAR)                                                  AS record,
+        CAST(q.day_line AS BIGINT)                                             AS line,
+        q.meter_id,
+        q.read_at                                                              AS device_read_at,
+        q.read_at,
+        try(CAST(q.kwh AS DECIMAL(12, 3)))                                     AS kwh,
+        CASE WHEN starts_with(q.quality_method, 'A') THEN 'actual' ELSE 'estimated' END AS quality_flag,
+        CAST(1 AS SMALLINT)                                                    AS version,
+        coalesce(timezone('UTC', timezone($tz, q.updated_at)), files.arrived_at) AS received_at,
+        CAST(0 AS BIGINT)                                                      AS clock_offset_s,
+        CAST(q.interval_minutes AS SMALLINT)                                   AS interval_minutes,
+        CASE
+            WHEN q.meter_id NOT IN (SELECT meter_id FROM known_meters) THEN 'meter_id: unknown meter ' || q.meter_id
+            WHEN try(CAST(q.kwh AS DECIMAL(12, 3))) IS NULL
+                 THEN 'energy: ' || q.kwh || ' kWh is too large for a meter reading'
+        END                                                                    AS reason
+    FROM nem12_quarter_hours AS q
+    JOIN files USING (file_id)
+    WHERE q.read_at >= $day_start AND q.read_at < $day_end AND q.quality_method <> 'N'
+      -- an export register's good readings go to reads_15min_export (EXPORT_SQL), never here
+      AND (q.flow = 'import' OR q.meter_id NOT IN (SELECT meter_id FROM known_meters)
+           OR try(CAST(q.kwh AS DECIMAL(12, 3))) IS NULL)
+    UNION ALL
+    SELECT refused.file_id, lines.line, CAST(refused.line_no AS BIGINT), refused.meter_id, NULL, refused.read_at,
+           NULL, NULL, NULL, NULL, NULL, NULL, refused.reason
+    FROM nem12_refused AS refused
+    LEFT JOIN nem12_lines AS lines USING (file_id, line_no)
+    WHERE refused.scope = 'row'
+      AND (refused.read_at IS NULL OR (refused.read_at >= $day_start AND refused.read_at < $day_end))
+) TO '{target}' (FORMAT parquet, COMPRESSION lz4_raw)
+"""
+
+
+# The day's readings of export registers (suffix B: what the premises fed into the grid),
+# kept apart from consumption: the latest delivery of each quarter hour.
+EXPORT_SQL = """
+COPY (
+    SELECT
+        q.meter_id,
+        q.read_at,
+        CAST(q.kwh AS DECIMAL(12, 3))                                          AS kwh,
+        CASE WHEN starts_with(q.quality_method, 'A') THEN 'actual' ELSE 'estimated' END AS quality_flag,
+        q.quality_method,
+        CAST(q.interval_minutes AS SMALLINT)                                   AS interval_minutes,
+        files.file_key                                                         AS source_file,
+        files.arrived_at                                                       AS ingested_at
+    FROM nem12_quarter_hours AS q
+    JOIN files USING (file_id)
+    WHERE q.flow = 'export' AND q.read_at >= $day_start AND q.read_at < $day_end AND q.quality_method <> 'N'
+      AND q.meter_id IN (SELECT meter_id FROM known_meters) AND try(CAST(q.kwh AS DECIMAL(12, 3))) IS NOT NULL
+    QUALIFY row_number() OVER (
+        PARTITION BY q.meter_id, q.read_at ORDER BY q.updated_at DESC NULLS LAST, files.arrived_at DESC, q.file_id DESC
+    ) = 1
+    ORDER BY q.meter_id, q.read_at
+) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
+"""
+EMPTY_EXPORT_SQL = """
+COPY (
+    SELECT NULL::VARCHAR AS meter_id, NULL::TIMESTAMP AS read_at, NULL::DECIMAL(12, 3) AS kwh,
+           NULL::VARCHAR AS quality_flag, NULL::VARCHAR AS quality_method, NULL::SMALLINT AS interval_minutes,
+           NULL::VARCHAR AS source_file, NULL::TIMESTAMP AS ingested_at
+    WHERE FALSE
+) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
+"""
+
+
+def stage(
+    con: duckdb.DuckDBPyConnection,
+    files: dict[int, bytes],
+    target: str,
+    day_start: dt.datetime,
+    day_end: dt.datetime,
+    tz: str,
+    limit: int = MAX_UNPACKED_BYTES,
+) -> dict[int, str]:
+    """Stage the local day's readings of these NEM12 files (by the day's file ids) to the
+    Parquet file `target`; returns the files refused whole, with the reason."""
+    parse(con, files, tz, limit)
+    con.execute(STAGE_SQL.format(target=target), {"tz": tz, "day_start": day_start, "day_end": day_end})
+    return dict(con.execute("SELECT file_id, reason FROM nem12_file_errors").fetchall())
+
+
+def write_export(con: duckdb.DuckDBPyConnection, target: str, day_start: dt.datetime, day_end: dt.datetime) -> int:
+    """Write the day's export readings of the files `stage` parsed (none if it parsed none)
+    to the Parquet file `target`; returns the rows written."""
+    parsed = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'nem12_quarter_hours'").fetchone()[0]
+    if not parsed:
+        con.execute(EMPTY_EXPORT_SQL.format(target=target))
+        return 0
+    return con.execute(EXPORT_SQL.format(target=target), {"day_start": day_start, "day_end": day_end}).fetchone()[0]
 
 
 @dataclass(frozen=True)
@@ -405,9 +527,9 @@ class Parsed:
     quarter_hours: str = "nem12_quarter_hours"  # good intervals on the curated grid
 
 
-def parse(con: duckdb.DuckDBPyConnection, files: dict[int, bytes], tz: str) -> Parsed:
+def parse(con: duckdb.DuckDBPyConnection, files: dict[int, bytes], tz: str, limit: int = MAX_UNPACKED_BYTES) -> Parsed:
     """Parse NEM12 files (by file id) into the connection's temp tables."""
-    lines, unreadable = lines_table(files)
+    lines, unreadable = lines_table(files, limit)
     con.register("nem12_lines", lines)
     con.register("nem12_files", pa.table({"file_id": pa.array(list(files), pa.int32())}))
     con.execute(RECORDS_SQL)
