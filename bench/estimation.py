@@ -9,7 +9,7 @@ step runs twice, each in its own process: with the code before validation and es
 existed (a `git worktree` of `--baseline`, imported ahead of this checkout), then with this
 checkout. Prints seconds and peak memory of each, the ratio, and what the estimation did.
 
-The baseline reads integer meter ids; since ids are text (commit 537eec3) it cannot read
+The baseline reads integer meter ids; since ids are text (commit 6649e4d) it cannot read
 the lake this checkout's simulator writes, so it runs only when named (`--baseline`, from a
 checkout before that commit); without it the benchmark times this checkout's step alone.
 

@@ -18,7 +18,7 @@ from meter_assets.resources import CheckThresholds
 from meter_assets.simulator.cli import generate
 from meter_assets.simulator.headend import FaultRates
 from meter_assets.storage import Lake
-from meter_assets.tables import QUARANTINE, READS_15MIN, READS_15MIN_EXPORT
+from meter_assets.tables import QUARANTINE, READS_15MIN, READS_15MIN_EXPORT, REPORT_TABLES
 
 from .conftest import query, resources_for, table_files
 
@@ -74,7 +74,15 @@ def curated(tmp_path_factory) -> str:
             daily_assets(),
             partition_key=day.isoformat(),
             resources=resources,
-            selection=["raw_meter_files", "reads_15min", "reads_15min_quarantine", "reads_15min_export"],
+            selection=[
+                "raw_meter_files",
+                "reads_15min",
+                "reads_15min_quarantine",
+                "reads_15min_export",
+                "reads_hourly",
+                "reads_daily",
+                "ops_daily_report",
+            ],
         )
         assert result.success
     return root
@@ -145,3 +153,18 @@ def test_refused_records_and_unknown_meters_are_quarantined_with_file_and_line(c
 def test_an_export_register_is_never_consumption(curated):
     """Not read into reads_15min, and not expected there: no missing rows, no estimates, no bill."""
     assert readings(curated, f"{KNOWN}-B1") == []
+
+
+def test_the_report_counts_the_quarter_hours_halved_from_half_hours(curated):
+    counted = []
+    for day in DAYS:
+        (summary,) = query(
+            f"SELECT derived_intervals FROM read_parquet({table_files(curated, REPORT_TABLES['summary'], day)})"
+        )
+        (halved,) = query(
+            f"SELECT count(*) FROM read_parquet({table_files(curated, READS_15MIN, day)}) WHERE interval_minutes = 30"
+        )
+        assert summary == halved
+        counted.append(summary[0])
+    # London keeps BST: the AEST day is 36 quarter hours of the 13th and 60 of the 14th
+    assert counted == [36, 60]

@@ -3,6 +3,7 @@
 import datetime as dt
 import os
 import time
+from decimal import Decimal
 
 import dagster as dg
 
@@ -143,3 +144,79 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
     assert mismatches == [], "late readings and corrected values are in the rebuilt dates"
     (corrected,) = query(f"SELECT count(*) FROM {curated} WHERE version = 2", lake=lake)[0]
     assert corrected > 0
+
+
+def test_a_late_nem12_file_rebuilds_exactly_the_days_it_carries(tmp_path):
+    """A NEM12 file's key says nothing of its days: the sensor reads them from the file."""
+    home, workspace = dagster_home(tmp_path)
+    lake_root = str(tmp_path / "lake")
+    today = dt.datetime.now(settings().tz).date()
+    start = dt.date(2025, 3, 3)
+    days = [start + dt.timedelta(days=d) for d in range(4)]
+    clean = FaultRates(late_file=0, resend=0, correction=0, dead=0, malformed=0, truncated_files=0)
+    lake = Lake(lake_root)
+    generate(lake, meters=40, start=start, days=len(days), seed=4, rates=clean, log=lambda *_: None)
+    nem12_meter = "QB01000001-E1"
+    meters = lake.read_bytes("reference/meters.csv").decode()
+    lake.write_bytes("reference/meters.csv", (meters + f"{nem12_meter},North,99,nem12,2019-01-01,,ordinary\n").encode())
+
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "METER_LAKE": lake_root,
+        "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
+        "METER_RECENT_WINDOW_DAYS": str((today - start).days + 1),
+        "PYTHONUNBUFFERED": "1",
+    }
+    # one AEST day, 5 March: 4 March 14:00 to 5 March 14:00 UTC, the 4th and 5th in London (GMT)
+    carried = {days[1], days[2]}
+    values = [f"0.{100 + i}" for i in range(48)]
+    nem12_file = "\n".join(
+        [
+            "100,NEM12,202503060300,MDP1,RETAILER1",
+            "200,QB01000001,E1,1,E1,N1,SERIAL1,kWh,30,",
+            ",".join(["300", "20250305", *values, "A", "", "", "20250306020000", ""]),
+            "900",
+        ]
+    ).encode()
+    daemon_log = open(tmp_path / "daemon.log", "w")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        materialize_days(lake_root, days, instance=instance)
+        before = _snapshot(lake, days)
+        daemon = start_daemon(workspace, env, daemon_log)
+        try:
+            wait_for(
+                lambda: (s := _sensor_state(instance)) is not None and getattr(s.instigator_data, "cursor", None),
+                120,
+                "the sensor's first tick",
+            )
+            lake.write_bytes("raw/nem12/agent/NEM12#late#MDP1#RETAILER1.csv", nem12_file)
+            delivered_wall = time.time()
+
+            def finished():
+                ended = {"SUCCESS", "SKIPPED"}
+                if not any(t.timestamp > delivered_wall and t.status.value in ended for t in _ticks(instance)):
+                    return None
+                runs = _sensor_runs(instance)
+                rebuilt = {dt.date.fromisoformat(r.tags["dagster/partition"]) for r in runs}
+                return runs if rebuilt >= carried and all(r.is_finished for r in runs) else None
+
+            runs = wait_for(finished, 300, "the sensor's runs to finish")
+        finally:
+            stop(daemon)
+            daemon_log.close()
+
+    assert {r.tags["dagster/partition"] for r in runs} == {d.isoformat() for d in carried}
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    assert {r.tags["meter/trigger"] for r in runs} == {"raw_arrivals_nem12"}
+    after = _snapshot(lake, days)
+    assert [k for k in before if k[1] not in carried and before[k] != after[k]] == []
+    curated = parquet([f for d in sorted(carried) for f in lake.files(READS_15MIN, d.isoformat())])
+    rows = query(
+        f"SELECT count(*), sum(kwh), min(read_at), max(read_at) FROM {curated} "
+        "WHERE meter_id = ? AND quality_flag = 'actual'",
+        [nem12_meter],
+        lake=lake,
+    )
+    total = sum(Decimal(v) for v in values)
+    assert rows == [(96, total, dt.datetime(2025, 3, 4, 14), dt.datetime(2025, 3, 5, 13, 45))]

@@ -233,6 +233,8 @@ SELECT
     CAST(intervals.missing AS BIGINT)                                   AS missing_intervals,
     CAST(intervals.platform_estimated AS BIGINT)                        AS platform_estimated_intervals,
     CAST((SELECT sum(intervals) FROM estimation WHERE kind = 'rule') AS BIGINT) AS flagged_readings,
+    -- quarter hours made by halving a half-hour NEM12 reading: billed, but not measured as such
+    CAST((SELECT count(*) FROM readings WHERE interval_minutes = 30) AS BIGINT) AS derived_intervals,
     intervals.actual / intervals.intervals                              AS actual_share,
     intervals.estimated / intervals.intervals                           AS estimated_share,
     intervals.missing / intervals.intervals                             AS missing_share,
@@ -263,7 +265,7 @@ EVOLVED_VIEW_SQL = "CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {files} 
 DAILY_SINCE_ESTIMATION = "SELECT NULL::SMALLINT AS platform_estimated_intervals WHERE false"
 READINGS_SINCE_ESTIMATION = (
     "SELECT NULL::VARCHAR AS estimation_method, NULL::VARCHAR AS validation_rule, "
-    "NULL::DECIMAL(12, 3) AS measured_kwh WHERE false"
+    "NULL::DECIMAL(12, 3) AS measured_kwh, NULL::SMALLINT AS interval_minutes WHERE false"
 )
 # the inventories of the report's day and of the days before it
 INVENTORIES_SQL = (

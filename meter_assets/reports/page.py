@@ -157,7 +157,7 @@ def render(report: Report, tz: str, generated_at: dt.datetime, silent_warn: int)
         (
             "estimated by the platform",
             _pct(s["platform_estimated_share"]),
-            f"{s['flagged_readings']:,} readings flagged",
+            f"{s['flagged_readings']:,} readings flagged, {s['derived_intervals']:,} halved from half hours",
             "",
         ),
         ("arrival delay p50", f"{_num(s['delay_p50_minutes'])} min", f"p95 {_num(s['delay_p95_minutes'])} min", ""),
