@@ -43,6 +43,18 @@ def _sensor_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return [r for r in instance.get_runs() if r.tags.get("meter/trigger", "").startswith("raw_arrivals")]
 
 
+def _runs_done(instance: dg.DagsterInstance, delivered_wall: float, dates: set[dt.date]) -> list | None:
+    """The sensor's runs, once a tick that began after the delivery has ended and runs of every
+    one of `dates` have finished (None before). A delivery the sensor sees half-written is two
+    arrivals for a date, two runs of it; a tick begun after it ended has seen every file."""
+    ended = {"SUCCESS", "SKIPPED"}
+    if not any(t.timestamp > delivered_wall and t.status.value in ended for t in _ticks(instance)):
+        return None
+    runs = _sensor_runs(instance)
+    rebuilt = {dt.date.fromisoformat(r.tags["dagster/partition"]) for r in runs}
+    return runs if rebuilt >= dates and all(r.is_finished for r in runs) else None
+
+
 def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
     home, workspace = dagster_home(tmp_path)
 
@@ -88,17 +100,7 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
             released_at, released_wall = time.monotonic(), time.time()
             assert any("-b1" in k for k in released) and any("-c1" in k for k in released)
 
-            def finished():
-                # a release the sensor sees half-written is two arrivals for a date: two runs of it;
-                # a tick that began after the release ended has seen (and requested) every file
-                ended = {"SUCCESS", "SKIPPED"}
-                if not any(t.timestamp > released_wall and t.status.value in ended for t in _ticks(instance)):
-                    return None
-                runs = _sensor_runs(instance)
-                rebuilt = {dt.date.fromisoformat(r.tags["dagster/partition"]) for r in runs}
-                return runs if rebuilt >= late_dates and all(r.is_finished for r in runs) else None
-
-            runs = wait_for(finished, 300, "the sensor's runs to finish")
+            runs = wait_for(lambda: _runs_done(instance, released_wall, late_dates), 300, "the sensor's runs")
             seconds_to_rebuilt = time.monotonic() - released_at
             print(f"late file to rebuilt partition: {seconds_to_rebuilt:.1f} s, {len(runs)} runs")
 
@@ -193,15 +195,7 @@ def test_a_late_nem12_file_rebuilds_exactly_the_days_it_carries(tmp_path):
             lake.write_bytes("raw/nem12/agent/NEM12#late#MDP1#RETAILER1.csv", nem12_file)
             delivered_wall = time.time()
 
-            def finished():
-                ended = {"SUCCESS", "SKIPPED"}
-                if not any(t.timestamp > delivered_wall and t.status.value in ended for t in _ticks(instance)):
-                    return None
-                runs = _sensor_runs(instance)
-                rebuilt = {dt.date.fromisoformat(r.tags["dagster/partition"]) for r in runs}
-                return runs if rebuilt >= carried and all(r.is_finished for r in runs) else None
-
-            runs = wait_for(finished, 300, "the sensor's runs to finish")
+            runs = wait_for(lambda: _runs_done(instance, delivered_wall, carried), 300, "the sensor's runs")
         finally:
             stop(daemon)
             daemon_log.close()

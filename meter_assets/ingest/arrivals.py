@@ -222,7 +222,7 @@ def nem12_since(
     limit = settings().max_raw_file_mb << 20
     for obj in new:
         scan = nem12.scan_object(lake, obj, limit)
-        days = scan.market_days(settings().nem12_tz) if scan.dates else [local_day_of(obj.modified_at)]
+        days = nem12.reported_days(scan, obj.modified_at, settings().nem12_tz)
         for day in days:
             if first_partition <= day < today:
                 by_date.setdefault(day, []).append(obj)

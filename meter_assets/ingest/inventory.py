@@ -230,7 +230,7 @@ def nem12_files(lake: Lake, day: dt.date, pool: ThreadPoolExecutor) -> list[RawF
     scans = pool.map(lambda o: nem12.scan_object(lake, o, limit), objects)
     found = []
     for obj, scan in zip(objects, scans, strict=True):
-        days = scan.market_days(settings().nem12_tz) if scan.dates else [local_day_of(obj.modified_at)]
+        days = nem12.reported_days(scan, obj.modified_at, settings().nem12_tz)
         if day not in days:
             continue
         found.append(

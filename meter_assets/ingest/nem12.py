@@ -109,6 +109,12 @@ class Scan:
         return sorted(days)
 
 
+def reported_days(scan: Scan, landed_at: dt.datetime, nem12_tz: str) -> list[dt.date]:
+    """The local days a NEM12 file belongs to: those its intervals fall in, or, when it has no
+    readable date (not NEM12, damaged), the day it landed, so that its refusal is reported."""
+    return scan.market_days(nem12_tz) if scan.dates else [local_day_of(landed_at)]
+
+
 def scan(data: bytes, limit: int = MAX_UNPACKED_BYTES) -> Scan:
     try:
         text = unpack(data, limit)
