@@ -23,6 +23,7 @@ def step(name: str, lake: str, meters: int, day: dt.date) -> dict:
     import dagster as dg
 
     from meter_assets.definitions import daily_assets
+    from meter_assets.jobs import DAILY_CHAIN
     from meter_assets.reference.assets import reference_assets
     from meter_assets.resources import resources
     from meter_assets.simulator.cli import generate, release_late
@@ -41,14 +42,8 @@ def step(name: str, lake: str, meters: int, day: dt.date) -> dict:
                 daily_assets(),
                 partition_key=d.isoformat(),
                 resources=resources(lake),
-                selection=[
-                    "raw_meter_files",
-                    "reads_15min",
-                    "reads_15min_quarantine",
-                    "reads_15min_export",
-                    "reads_hourly",
-                    "reads_daily",
-                ],
+                # the chain up to the daily rollup: what the report reads
+                selection=list(DAILY_CHAIN[: DAILY_CHAIN.index("reads_daily") + 1]),
             )
         facts["rows"] = summary["rows"]
     elif name == "report":

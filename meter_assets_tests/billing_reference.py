@@ -12,7 +12,9 @@ throughout. The rules, as docs/billing.md states them for a billing team:
   days at one daily rate, rounded once;
 - tax is one line: the rate times the sum of the rounded energy and standing lines,
   rounded once; the charges are the sum of the rounded lines and the tax;
-- a reading of a meter nobody holds that day is a vacant premises' use, billed to no one.
+- a reading of a meter nobody holds that day is a vacant premises' use, billed to no one;
+- a quarter hour halved from a half-hour reading (`interval_minutes` 30) is priced like any
+  other, and each line says how much of its energy was derived that way.
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ class ReferenceBill:
     energy: dict[tuple[str, Decimal], list[Decimal]] = field(default_factory=dict)
     # daily rate -> days
     standing: dict[Decimal, int] = field(default_factory=dict)
+    # (band, unit rate) -> kWh halved from half-hour readings
+    derived: dict[tuple[str, Decimal], Decimal] = field(default_factory=dict)
+
+    def derived_lines(self) -> set[tuple[str, Decimal, Decimal]]:
+        """(band, rate, derived kWh) of each energy line."""
+        return {(band, rate, self.derived.get((band, rate), Decimal("0"))) for band, rate in self.energy}
+
+    @property
+    def derived_kwh(self) -> Decimal:
+        return sum(self.derived.values(), Decimal("0"))
 
     def energy_lines(self) -> set[tuple[str, Decimal, Decimal, Decimal, Decimal]]:
         """(band, rate, measured kWh, estimated kWh, amount) of each line."""
@@ -107,8 +119,8 @@ def reference_bills(
 ) -> ReferenceMonth:
     """Every supplied customer's bill for the month, one reading at a time.
 
-    `readings`: dicts with `meter_id`, `read_at` (naive UTC), `kwh` (Decimal or None) and
-    `quality_flag`; the reference rows as dicts with the export's column names.
+    `readings`: dicts with `meter_id`, `read_at` (naive UTC), `kwh` (Decimal or None),
+    `quality_flag` and, optionally, `interval_minutes`; the reference rows as dicts with the export's column names.
     """
     zone = ZoneInfo(tz)
     days = _month_days(month)
@@ -158,6 +170,9 @@ def reference_bills(
             (price_cache[key],) = prices
         line = bill(customer).energy.setdefault(price_cache[key], [Decimal("0"), Decimal("0")])
         line[0 if r["quality_flag"] == "actual" else 1] += r["kwh"]
+        if r.get("interval_minutes") == 30:
+            derived = bill(customer).derived
+            derived[price_cache[key]] = derived.get(price_cache[key], Decimal("0")) + r["kwh"]
         daily_kwh[(customer, day)] = daily_kwh.get((customer, day), Decimal("0")) + r["kwh"]
     return ReferenceMonth(bills=bills, vacant_kwh=vacant, daily_kwh=daily_kwh)
 

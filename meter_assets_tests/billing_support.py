@@ -47,6 +47,7 @@ def month_readings() -> pa.Table:
                 read_at=at,
                 kwh=Decimal(100 + (i * 37 + m * 11) % 900) / 1000,
                 quality_flag="estimated" if (i + m) % 97 == 0 else "actual",
+                interval_minutes=15,
             )
             for m in (1, 2, 3)
             for i, at in enumerate(utc_intervals(MONTH))
@@ -57,6 +58,7 @@ def month_readings() -> pa.Table:
                 ("read_at", pa.timestamp("us")),
                 ("kwh", pa.decimal128(12, 3)),
                 ("quality_flag", pa.string()),
+                ("interval_minutes", pa.int16()),
             ]
         ),
     )
@@ -122,6 +124,6 @@ def published_readings(lake: Lake, month: str) -> list[dict]:
     readings = []
     for day in month_days(month):
         for uri in lake.files(READS_15MIN, day):
-            table = pq.read_table(uri, columns=["meter_id", "read_at", "kwh", "quality_flag"])
+            table = pq.read_table(uri, columns=["meter_id", "read_at", "kwh", "quality_flag", "interval_minutes"])
             readings.extend(table.to_pylist())
     return readings

@@ -88,6 +88,8 @@ FAULTY = FaultRates(
     malformed=0.0005,
     truncated_files=1,
     format_change=dt.date(2024, 3, 31),
+    nem12_late_file=0.35,
+    nem12_correction=0.6,
 )
 
 
@@ -113,7 +115,8 @@ def spring_days() -> list[dt.date]:
 
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory) -> str:
-    """A faulty simulated retailer over the spring DST change, as the head-end left it."""
+    """A faulty simulated retailer over the spring DST change, as its head-ends and its NEM12 meter
+    data agent left it."""
     root = str(tmp_path_factory.mktemp("generated") / "lake")
     generate(
         Lake(root),
@@ -123,6 +126,7 @@ def generated(tmp_path_factory) -> str:
         seed=11,
         rates=FAULTY,
         truth=True,
+        nem12=True,
         log=lambda *_: None,
     )
     return root

@@ -1,10 +1,13 @@
 """Dagster's real daemon over a fresh instance configured by the project's dagster.yaml."""
 
+import datetime as dt
 import os
 import shutil
 import subprocess
 import sys
 import time
+
+from meter_assets.config import settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # seconds between sensor ticks in the daemon tests
@@ -32,6 +35,21 @@ def dagster_home(tmp_path):
         f"      working_directory: {REPO}\n      location_name: meter_assets\n"
     )
     return home, workspace
+
+
+def daemon_env(home, lake_root: str, first_day: dt.date, **more: str) -> dict[str, str]:
+    """The daemon's environment: this instance and lake, a sensor tick every INTERVAL_S, and a
+    recent window that reaches back to `first_day`, however long ago it was."""
+    today = dt.datetime.now(settings().tz).date()
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "METER_LAKE": lake_root,
+        "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
+        "METER_RECENT_WINDOW_DAYS": str((today - first_day).days + 1),
+        "PYTHONUNBUFFERED": "1",
+        **more,
+    }
 
 
 def start_daemon(workspace, env, log) -> subprocess.Popen:

@@ -9,7 +9,6 @@ from the published readings and the retailer's exports by the slow reference
 """
 
 import datetime as dt
-import os
 from decimal import Decimal
 
 import dagster as dg
@@ -29,7 +28,7 @@ from meter_assets.tables import BILLS_EXPORT, READS_15MIN
 from .billing_reference import reference_bills
 from .billing_support import published_readings, reference_exports
 from .conftest import materialize_days, resources_for
-from .daemon_support import INTERVAL_S, dagster_home, start_daemon, stop, wait_for
+from .daemon_support import daemon_env, dagster_home, start_daemon, stop, wait_for
 
 MONTH = "2025-10"
 
@@ -92,18 +91,8 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
     generate(lake, meters=40, start=days[0], days=len(days), seed=5, rates=rates, log=lambda *_: None)
 
     resources = {**resources_for(root), "postgres": PostgresResource(dsn=dsn)}
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "METER_LAKE": root,
-        "METER_PG_PIPELINE_DSN": dsn,
-        "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
-        # the sensor's recent window reaches back to the month's first day, and the back-billing
-        # limit (test_billing_ledger's) does not apply, however long ago the month ended
-        "METER_RECENT_WINDOW_DAYS": str((dt.datetime.now(settings().tz).date() - days[0]).days + 1),
-        "METER_BACKBILLING_MONTHS": "1200",
-        "PYTHONUNBUFFERED": "1",
-    }
+    # the back-billing limit (test_billing_ledger's) does not apply, however long ago the month ended
+    env = daemon_env(home, root, days[0], METER_PG_PIPELINE_DSN=dsn, METER_BACKBILLING_MONTHS="1200")
     daemon_log = open(tmp_path / "daemon.log", "w")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialize_days(root, days, instance=instance)

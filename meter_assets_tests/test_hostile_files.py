@@ -39,8 +39,8 @@ def row(
 
 
 # case -> (hostile row, reason it is quarantined with); each case's neighbour is meter
-# FIRST_METER + 10 * n at 10:00 and the hostile row names FIRST_METER + 10 * n + 1 at 10:15
-# unless it carries another meter id
+# FIRST_METER + 5 * n at 10:00 and the hostile row names FIRST_METER + 5 * n + 1 at 10:15
+# unless it carries another meter id (all in the first vendor's groups, below the NEM12 agent's)
 NOT_ALPHA_ID = "meter_id: not a meter id of the alpha head-end: "
 HOSTILE_ROWS = {
     "negative version": (lambda m: row(m, 15, version="-5"), "version: not a whole number from 0 to 32767: -5"),
@@ -98,7 +98,7 @@ def hostile_key(n: int) -> str:
 
 def neighbour(n: int) -> tuple[int, str]:
     # a plausible correction (well within a validation rule), unique to the row
-    return FIRST_METER + 10 * n, f"{0.5 + n / 1000:.3f}"
+    return FIRST_METER + 5 * n, f"{0.5 + n / 1000:.3f}"
 
 
 COPIES = 40_000
@@ -173,7 +173,7 @@ def curated_reading(root: str, meter: int, read_at: dt.datetime) -> tuple:
     (found,) = query(
         f"SELECT kwh, version, source_file, copies FROM read_parquet({table_files(root, READS_15MIN, DAY)}) "
         "WHERE meter_id = ? AND read_at = ?",
-        [meter, read_at],
+        [str(meter), read_at],
     )
     return found
 
@@ -182,7 +182,7 @@ def truth(generated: str, meter: int, read_at: dt.datetime):
     (found,) = query(
         f"SELECT kwh FROM read_parquet('{generated}/simulator/truth/*/reads.parquet') "
         "WHERE meter_id = ? AND read_at = ?",
-        [meter, read_at],
+        [str(meter), read_at],
     )
     return found[0]
 

@@ -259,10 +259,10 @@ def test_migration_keeps_bills_issued_under_the_old_rules_as_issued(tmp_path_fac
     ):
         exported = b"".join(bytes(chunk) for chunk in copy).decode().splitlines()
     assert exported == [
-        "bill_id,customer_id,line_no,kind,band,rate,measured_kwh,estimated_kwh,kwh,days,amount",
-        "B-5000010-2024-06,5000010,1,energy,standard,0.2750,,,91.663,,25.21",
-        "B-5000010-2024-06,5000010,2,standing,,,,,,30,17.40",
-        "B-5000010-2024-06,5000010,3,tax,,,,,,,3.13",
+        "bill_id,customer_id,line_no,kind,band,rate,measured_kwh,estimated_kwh,derived_kwh,kwh,days,amount",
+        "B-5000010-2024-06,5000010,1,energy,standard,0.2750,,,,91.663,,25.21",
+        "B-5000010-2024-06,5000010,2,standing,,,,,,,30,17.40",
+        "B-5000010-2024-06,5000010,3,tax,,,,,,,,3.13",
     ]
 
 

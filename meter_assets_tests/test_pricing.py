@@ -32,6 +32,7 @@ def _dicts(bills) -> dict:
             charges=b.charges,
             measured=b.measured_kwh,
             estimated=b.estimated_kwh,
+            derived=sorted((line.band, line.unit_rate, line.derived_kwh) for line in b.energy),
         )
         for c, b in bills.items()
     }
@@ -50,6 +51,7 @@ def _reference_dicts(bills) -> dict:
             charges=b.charges,
             measured=b.measured_kwh,
             estimated=b.estimated_kwh,
+            derived=sorted(b.derived_lines()),
         )
         for c, b in bills.items()
     }
@@ -120,7 +122,14 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(zone_month,
                 continue
             kwh = Decimal(int(rng.integers(0, 2500))) / 1000
             reads.append(
-                dict(meter_id=meter, read_at=at, kwh=kwh, quality_flag="estimated" if rng.random() < 0.05 else "actual")
+                dict(
+                    meter_id=meter,
+                    read_at=at,
+                    kwh=kwh,
+                    quality_flag="estimated" if rng.random() < 0.05 else "actual",
+                    # meter 2 is a half-hour NEM12 register: its quarter hours are derived
+                    interval_minutes=30 if meter == 2 else 15,
+                )
             )
     moved_out = min(start + dt.timedelta(days=move), end - dt.timedelta(days=1))
     second_from = start + dt.timedelta(days=second_meter[0])

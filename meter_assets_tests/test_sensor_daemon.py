@@ -1,7 +1,6 @@
 """Late and corrected files, picked up by the raw arrivals sensor under Dagster's real daemon."""
 
 import datetime as dt
-import os
 import time
 from decimal import Decimal
 
@@ -16,7 +15,7 @@ from meter_assets.storage import Lake
 from meter_assets.tables import RAW_METER_FILES, READS_15MIN, READS_DAILY, READS_HOURLY, REPORT_TABLES
 
 from .conftest import materialize_days, query
-from .daemon_support import INTERVAL_S, dagster_home, start_daemon, stop, wait_for
+from .daemon_support import daemon_env, dagster_home, start_daemon, stop, wait_for
 
 TABLES = (RAW_METER_FILES, READS_15MIN, READS_HOURLY, READS_DAILY)
 
@@ -68,15 +67,7 @@ def test_late_files_rebuild_exactly_their_dates(tmp_path, lake_root):
     lake = Lake(lake_root)
     generate(lake, meters=120, start=start, days=len(days), seed=21, rates=rates, truth=True, log=lambda *_: None)
 
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "METER_LAKE": lake_root,
-        "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
-        # the sensor's recent window reaches back to the week
-        "METER_RECENT_WINDOW_DAYS": str((today - start).days + 1),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = daemon_env(home, lake_root, start)
     daemon_log = open(tmp_path / "daemon.log", "w")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialize_days(lake_root, days, instance=instance)
@@ -152,7 +143,6 @@ def test_a_late_nem12_file_rebuilds_exactly_the_days_it_carries(tmp_path):
     """A NEM12 file's key says nothing of its days: the sensor reads them from the file."""
     home, workspace = dagster_home(tmp_path)
     lake_root = str(tmp_path / "lake")
-    today = dt.datetime.now(settings().tz).date()
     start = dt.date(2025, 3, 3)
     days = [start + dt.timedelta(days=d) for d in range(4)]
     clean = FaultRates(late_file=0, resend=0, correction=0, dead=0, malformed=0, truncated_files=0)
@@ -162,14 +152,7 @@ def test_a_late_nem12_file_rebuilds_exactly_the_days_it_carries(tmp_path):
     meters = lake.read_bytes("reference/meters.csv").decode()
     lake.write_bytes("reference/meters.csv", (meters + f"{nem12_meter},North,99,nem12,2019-01-01,,ordinary\n").encode())
 
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "METER_LAKE": lake_root,
-        "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
-        "METER_RECENT_WINDOW_DAYS": str((today - start).days + 1),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = daemon_env(home, lake_root, start)
     # one AEST day, 5 March: 4 March 14:00 to 5 March 14:00 UTC, the 4th and 5th in London (GMT)
     carried = {days[1], days[2]}
     values = [f"0.{100 + i}" for i in range(48)]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from meter_assets.config import settings
+from meter_assets.ingest import nem12
 from meter_assets.simulator.cli import generate, release_late
 from meter_assets.simulator.retailer import hourly_temperature, interval_load_kwh, population
 from meter_assets.storage import Lake
@@ -85,8 +86,18 @@ def test_malformed_rows_are_where_the_manifest_says(generated):
             if lake.exists(key)
             else lake.read_bytes(next(o.key for o in lake.list("simulator/held/") if o.key.endswith(key)))
         )
-        line = gzip.decompress(source).decode().split("\n")[fault["line"] - 1]
-        assert str(fault["meter_id"]) in line or json.loads(fault["detail"])["variant"] == "cut_short"
+        lines = nem12.unpack(source).decode().split("\n")
+        line, detail = lines[fault["line"] - 1], json.loads(fault["detail"])
+        if key.startswith(nem12.PREFIX):
+            # the day's 300 record, under its register's 200 record, with the value spoiled
+            field = int(detail["field"].removeprefix("IntervalValue")) + 1
+            value = line.split(",")[field]
+            assert line.startswith("300,") and lines[fault["line"] - 2].startswith("200,"), fault
+            assert fault["meter_id"].split("-")[0] in lines[fault["line"] - 2], fault
+            assert value == "N/A" if detail["variant"] == "not_a_number" else value.startswith("-"), (fault, value)
+        else:
+            assert str(fault["meter_id"]) in line or detail["variant"] == "cut_short"
+    assert any(f["file_key"].startswith(nem12.PREFIX) for f in faults(generated, "malformed_row"))
 
 
 def test_release_late_moves_due_files_only(generated, tmp_path):

@@ -132,6 +132,8 @@ COPY (
     SELECT bill_id, customer_id, period_start, period_end, measured_kwh, estimated_kwh,
            -- the share of the bill's energy that was estimated (by the head-end or the platform)
            round(estimated_kwh / nullif(measured_kwh + estimated_kwh, 0), 4) AS estimated_share,
+           -- the energy halved from half-hour readings (NEM12), measured or estimated
+           derived_kwh,
            energy_charge, supply_days,
            standing_charge, adjustments_carried, tax_rate, tax, total_due, is_estimated, currency, issued_at,
            pricing_rules, energy_lines::text, standing_lines::text, inputs_fingerprint
@@ -157,36 +159,37 @@ COPY (
                (line.value ->> 'unit_rate')::numeric    AS rate,
                (line.value ->> 'measured_kwh')::numeric AS measured_kwh,
                (line.value ->> 'estimated_kwh')::numeric AS estimated_kwh,
+               coalesce((line.value ->> 'derived_kwh')::numeric, 0) AS derived_kwh,
                (line.value ->> 'kwh')::numeric          AS kwh,
                NULL::integer                            AS days,
                (line.value ->> 'amount')::numeric       AS amount
         FROM issued, jsonb_array_elements(issued.energy_lines) WITH ORDINALITY AS line (value, position)
         UNION ALL
         SELECT issued.bill_id, issued.customer_id, 1, row_number() OVER (PARTITION BY issued.bill_id ORDER BY line.key),
-               'energy', split_part(line.key, '@', 1), (line.value ->> 'rate')::numeric, NULL, NULL,
+               'energy', split_part(line.key, '@', 1), (line.value ->> 'rate')::numeric, NULL, NULL, NULL,
                (line.value ->> 'kwh')::numeric, NULL, (line.value ->> 'amount')::numeric
         FROM issued, jsonb_each(issued.energy_by_band) AS line (key, value)
         WHERE issued.energy_lines IS NULL
         UNION ALL
         SELECT issued.bill_id, issued.customer_id, 2, line.position, 'standing', NULL,
-               (line.value ->> 'daily_rate')::numeric, NULL, NULL, NULL,
+               (line.value ->> 'daily_rate')::numeric, NULL, NULL, NULL, NULL,
                (line.value ->> 'days')::integer, (line.value ->> 'amount')::numeric
         FROM issued, jsonb_array_elements(issued.standing_lines) WITH ORDINALITY AS line (value, position)
         UNION ALL
-        SELECT bill_id, customer_id, 2, 1, 'standing', NULL, NULL, NULL, NULL, NULL, supply_days, standing_charge
+        SELECT bill_id, customer_id, 2, 1, 'standing', NULL, NULL, NULL, NULL, NULL, NULL, supply_days, standing_charge
         FROM issued
         WHERE standing_lines IS NULL
         UNION ALL
-        SELECT bill_id, customer_id, 3, 1, 'tax', NULL, tax_rate, NULL, NULL, NULL, NULL, tax
+        SELECT bill_id, customer_id, 3, 1, 'tax', NULL, tax_rate, NULL, NULL, NULL, NULL, NULL, tax
         FROM issued
         UNION ALL
-        SELECT bill_id, customer_id, 4, 1, 'adjustments_carried', NULL, NULL, NULL, NULL, NULL, NULL,
+        SELECT bill_id, customer_id, 4, 1, 'adjustments_carried', NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                adjustments_carried
         FROM issued
         WHERE adjustments_carried <> 0
     )
     SELECT bill_id, customer_id, row_number() OVER (PARTITION BY bill_id ORDER BY section, position) AS line_no,
-           kind, band, rate, measured_kwh, estimated_kwh, kwh, days, amount
+           kind, band, rate, measured_kwh, estimated_kwh, derived_kwh, kwh, days, amount
     FROM lines
     ORDER BY bill_id, line_no
 ) TO STDOUT (FORMAT csv, HEADER)
@@ -214,6 +217,7 @@ EXPORT_TYPES = {
         "measured_kwh": "DECIMAL(14, 3)",
         "estimated_kwh": "DECIMAL(14, 3)",
         "estimated_share": "DECIMAL(5, 4)",
+        "derived_kwh": "DECIMAL(14, 3)",
         "energy_charge": "DECIMAL(12, 2)",
         "supply_days": "INTEGER",
         "standing_charge": "DECIMAL(12, 2)",
@@ -238,6 +242,7 @@ EXPORT_TYPES = {
         "rate": "DECIMAL(10, 4)",
         "measured_kwh": "DECIMAL(14, 3)",
         "estimated_kwh": "DECIMAL(14, 3)",
+        "derived_kwh": "DECIMAL(14, 3)",
         "kwh": "DECIMAL(14, 3)",
         "days": "INTEGER",
         "amount": "DECIMAL(12, 2)",

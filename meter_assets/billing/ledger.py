@@ -42,6 +42,7 @@ COLUMNS = (
     "daily_wh",
     "pricing_rules",
     "reads_version",
+    "derived_kwh",
 )
 
 INCOMING_SQL = """
@@ -266,6 +267,7 @@ def copy_line(bill: Bill, start: dt.date, end: dt.date, currency: str, reads_ver
         "{" + ",".join(map(str, bill.daily_wh)) + "}",
         str(bill.pricing_rules),
         "\\N" if reads_version is None else str(reads_version),
+        str(bill.derived_kwh),
     )
     return "\t".join(fields) + "\n"
 

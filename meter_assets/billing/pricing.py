@@ -117,7 +117,9 @@ SELECT
     day_prices.price_no,
     sum(readings.kwh) - coalesce(sum(readings.kwh) FILTER (WHERE readings.quality_flag <> 'actual'), 0)
                                                                                       AS measured_kwh,
-    coalesce(sum(readings.kwh) FILTER (WHERE readings.quality_flag <> 'actual'), 0)   AS estimated_kwh
+    coalesce(sum(readings.kwh) FILTER (WHERE readings.quality_flag <> 'actual'), 0)   AS estimated_kwh,
+    -- of which halved from half-hour readings (NEM12): the meter never measured those quarter hours
+    coalesce(sum(readings.kwh) FILTER (WHERE readings.interval_minutes = 30), 0)      AS derived_kwh
 FROM {readings} AS readings
 LEFT JOIN day_holders USING (meter_id)
 LEFT JOIN day_prices
@@ -135,7 +137,8 @@ CREATE OR REPLACE TEMP TABLE usage_by_day (
     customer_id   INTEGER,
     price_no      INTEGER,
     measured_kwh  DECIMAL(18, 3),
-    estimated_kwh DECIMAL(18, 3)
+    estimated_kwh DECIMAL(18, 3),
+    derived_kwh   DECIMAL(18, 3)
 )
 """
 
@@ -156,7 +159,8 @@ SELECT
     price_lines.band,
     CAST(price_lines.unit_rate AS VARCHAR)             AS unit_rate,
     CAST(sum(usage.measured_kwh) AS VARCHAR)           AS measured_kwh,
-    CAST(sum(usage.estimated_kwh) AS VARCHAR)          AS estimated_kwh
+    CAST(sum(usage.estimated_kwh) AS VARCHAR)          AS estimated_kwh,
+    CAST(sum(usage.derived_kwh) AS VARCHAR)            AS derived_kwh
 FROM usage_by_day AS usage
 JOIN price_lines USING (price_no)
 WHERE usage.customer_id IS NOT NULL
@@ -250,6 +254,8 @@ class EnergyLine:
     unit_rate: Decimal
     measured_kwh: Decimal
     estimated_kwh: Decimal
+    # of the line's kWh, how much was halved from half-hour readings (in measured or estimated)
+    derived_kwh: Decimal = Decimal("0.000")
     # computed once, with the line: a month's ledger write reads each line's money several times
     kwh: Decimal = field(init=False)
     amount: Decimal = field(init=False)
@@ -263,7 +269,7 @@ class EnergyLine:
         return (
             f'{{"band": {json.dumps(self.band)}, "unit_rate": {self.unit_rate}, '
             f'"measured_kwh": {self.measured_kwh}, "estimated_kwh": {self.estimated_kwh}, '
-            f'"kwh": {self.kwh}, "amount": {self.amount}}}'
+            f'"derived_kwh": {self.derived_kwh}, "kwh": {self.kwh}, "amount": {self.amount}}}'
         )
 
 
@@ -304,6 +310,10 @@ class Bill:
     @property
     def estimated_kwh(self) -> Decimal:
         return sum((line.estimated_kwh for line in self.energy), Decimal("0.000"))
+
+    @property
+    def derived_kwh(self) -> Decimal:
+        return sum((line.derived_kwh for line in self.energy), Decimal("0.000"))
 
     @property
     def kwh(self) -> Decimal:
@@ -356,7 +366,12 @@ class Bill:
             f"rules {self.pricing_rules}",
             self.month,
             str(self.tax_rate),
-            *sorted(f"{line.band}@{line.unit_rate}:{line.measured_kwh}:{line.estimated_kwh}" for line in self.energy),
+            # derived kWh only when there are some, so that bills without them keep their digest
+            *sorted(
+                f"{line.band}@{line.unit_rate}:{line.measured_kwh}:{line.estimated_kwh}"
+                + (f":{line.derived_kwh}" if line.derived_kwh else "")
+                for line in self.energy
+            ),
             *sorted(f"{line.daily_rate}x{line.days}" for line in self.standing),
             ",".join(map(str, self.daily_wh)),
         ]
@@ -461,10 +476,14 @@ def compute_bills(
 
     for customer_id, rate, days in standing_lines(con, month):
         bill_for(customer_id).standing.append(StandingLine(daily_rate=Decimal(rate), days=days))
-    for customer_id, band, rate, measured, estimated in con.execute(ENERGY_LINES_SQL).fetchall():
+    for customer_id, band, rate, measured, estimated, derived in con.execute(ENERGY_LINES_SQL).fetchall():
         bill_for(customer_id).energy.append(
             EnergyLine(
-                band=band, unit_rate=Decimal(rate), measured_kwh=Decimal(measured), estimated_kwh=Decimal(estimated)
+                band=band,
+                unit_rate=Decimal(rate),
+                measured_kwh=Decimal(measured),
+                estimated_kwh=Decimal(estimated),
+                derived_kwh=Decimal(derived),
             )
         )
     days_in_month = (end - start).days

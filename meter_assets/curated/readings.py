@@ -384,8 +384,8 @@ def curate_day(
     curated_uri: Callable[[str], str],
     quarantine_uri: str,
     scratch: str,
-    read_bytes: Callable[[str], bytes] | None = None,
-    export_uri: str | None = None,
+    read_bytes: Callable[[str], bytes],
+    export_uri: str,
 ) -> CurationResult:
     """Stage, quarantine and curate one local day: curated Parquet files where `curated_uri`
     puts a file name, quarantined rows in the file `quarantine_uri`.
@@ -462,7 +462,7 @@ def curate_day(
                     staged_parts.append(f"{target}.{i}")
                 except duckdb.Error as exc:
                     unreadable[uri] = f"the {name} reader failed on this file: {str(exc).splitlines()[0]}"
-    export_rows = nem12.write_export(con, export_uri, day_start, day_end) if export_uri else 0
+    export_rows = nem12.write_export(con, export_uri, day_start, day_end)
     if unreadable:
         files = _mark_unreadable(files, unreadable)
         con.register("files", files)

@@ -19,7 +19,8 @@ from meter_assets.storage import Lake, LakeObject
 INVENTORY_SCHEMA = pa.schema(
     [
         ("file_key", pa.string()),
-        ("hour", pa.timestamp("s")),  # UTC hour of the readings, from the key (null if it has none)
+        # UTC hour of the readings, from the key; of a NEM12 file, the last hour it carries; else null
+        ("hour", pa.timestamp("s")),
         ("size_bytes", pa.int64()),
         ("arrived_at", pa.timestamp("s")),  # when the file landed in raw (UTC)
         ("format", pa.string()),
@@ -236,7 +237,7 @@ def nem12_files(lake: Lake, day: dt.date, pool: ThreadPoolExecutor) -> list[RawF
         found.append(
             RawFile(
                 file_key=obj.key,
-                hour=None,
+                hour=scan.last_hour(settings().nem12_tz),
                 size_bytes=obj.size,
                 arrived_at=obj.modified_at,
                 format=nem12.CONTRACT,

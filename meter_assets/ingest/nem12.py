@@ -98,6 +98,13 @@ class Scan:
     longest_line_bytes: int
     reason: str | None = None
 
+    def last_hour(self, nem12_tz: str) -> dt.datetime | None:
+        """The last UTC hour the file carries readings of (the end of its latest market day):
+        it cannot be sent before that hour is over, and is late when it lands long after."""
+        if not self.dates:
+            return None
+        return local_day_bounds(max(self.dates), nem12_tz)[1] - dt.timedelta(hours=1)
+
     def market_days(self, nem12_tz: str) -> list[dt.date]:
         """The market's local days the file's intervals fall in: a NEM12 day in AEST feeds
         two days of a European market."""
@@ -524,17 +531,10 @@ def write_export(con: duckdb.DuckDBPyConnection, target: str, day_start: dt.date
     return con.execute(EXPORT_SQL.format(target=target), {"day_start": day_start, "day_end": day_end}).fetchone()[0]
 
 
-@dataclass(frozen=True)
-class Parsed:
-    """Table names a parse leaves in the connection."""
-
-    intervals: str = "nem12_intervals"  # every interval as the file gives it, with a reason if refused
-    refused: str = "nem12_refused"  # refused files, records and values
-    quarter_hours: str = "nem12_quarter_hours"  # good intervals on the curated grid
-
-
-def parse(con: duckdb.DuckDBPyConnection, files: dict[int, bytes], tz: str, limit: int = MAX_UNPACKED_BYTES) -> Parsed:
-    """Parse NEM12 files (by file id) into the connection's temp tables."""
+def parse(con: duckdb.DuckDBPyConnection, files: dict[int, bytes], tz: str, limit: int = MAX_UNPACKED_BYTES) -> None:
+    """Parse NEM12 files (by file id) into the connection's temp tables: `nem12_intervals`
+    (every interval as the file gives it, with a reason if refused), `nem12_refused` (refused
+    files, records and values) and `nem12_quarter_hours` (good intervals on the curated grid)."""
     lines, unreadable = lines_table(files, limit)
     con.register("nem12_lines", lines)
     con.register("nem12_files", pa.table({"file_id": pa.array(list(files), pa.int32())}))
@@ -555,4 +555,3 @@ def parse(con: duckdb.DuckDBPyConnection, files: dict[int, bytes], tz: str, limi
     con.execute(INTERVALS_SQL, {"tz": tz, "value_pattern": VALUE_PATTERN})
     con.execute(REFUSED_SQL)
     con.execute(QUARTER_HOURS_SQL)
-    return Parsed()

@@ -1,6 +1,6 @@
 """`meter-sim`: generate a simulated retailer into the lake, and release its late files.
 
-meter-sim generate --meters 1000 --start 2024-05-01 --days 7 [--seed 7] [--lake URI]
+meter-sim generate --meters 1000 --start 2024-05-01 --days 7 [--seed 7] [--nem12] [--lake URI]
 meter-sim release-late --until 2024-05-09 [--dates 2024-05-03,2024-05-05] [--lake URI]
 """
 
@@ -16,21 +16,31 @@ import time
 import numpy as np
 
 from meter_assets.config import settings
-from meter_assets.market_calendar import local_day_of
+from meter_assets.market_calendar import local_day_bounds, local_day_of
 from meter_assets.simulator.headend import FaultRates, HeadEnd, run_parameters
+from meter_assets.simulator.nem12 import KEY_PREFIX, MeterDataAgent, date_of_key
 from meter_assets.simulator.reference import write_reference
 from meter_assets.simulator.retailer import hourly_temperature, population
 from meter_assets.storage import Lake
 
 
 def generate(
-    lake: Lake, meters: int, start: dt.date, days: int, seed: int, rates: FaultRates, truth: bool = False, log=print
+    lake: Lake,
+    meters: int,
+    start: dt.date,
+    days: int,
+    seed: int,
+    rates: FaultRates,
+    truth: bool = False,
+    nem12: bool = False,
+    log=print,
 ) -> dict:
-    """Write reference data, every day's head-end files and the fault manifest."""
+    """Write reference data, every day's head-end files and the fault manifest. With `nem12`, a
+    meter data agent reads one collection group in four and sends NEM12 files instead."""
     began = time.perf_counter()
     if rates.format_change is None:
         rates = dataclasses.replace(rates, format_change=start + dt.timedelta(days=days // 2))
-    pop = population(meters, seed)
+    pop = population(meters, seed, nem12=nem12)
     temperature = hourly_temperature(start, days, seed)
     reference = write_reference(lake, pop, start, days, seed, temperature)
 
@@ -41,11 +51,12 @@ def generate(
     dying = np.flatnonzero(rng.random(pop.size) < rates.dead)
     dead_at[dying] = first + rng.integers(0, days * 96, dying.size) * 900
 
-    head_end = HeadEnd(lake, pop, settings().tz, seed, rates, temperature, dead_at, truth)
+    agent = MeterDataAgent(lake, pop, settings().nem12_tz, seed, rates)
+    head_end = HeadEnd(lake, pop, settings().tz, seed, rates, temperature, dead_at, truth, agent)
     summary = {"meters": meters, "days": days, "files": 0, "rows": 0, "bytes": 0, "faults": {}}
     for d in range(days):
         day = start + dt.timedelta(days=d)
-        result = head_end.day(day)
+        result = head_end.day(day, last=d == days - 1)
         summary["files"] += result.files
         summary["rows"] += result.rows
         summary["bytes"] += result.bytes
@@ -56,9 +67,19 @@ def generate(
     # the run record is part of the deterministic output; the timing is reported, not stored
     lake.write_bytes(
         "simulator/run.json",
-        run_parameters(meters=meters, start=start, days=days, seed=seed, rates=rates, summary=summary).encode(),
+        run_parameters(
+            meters=meters, start=start, days=days, seed=seed, rates=rates, nem12=nem12, summary=summary
+        ).encode(),
     )
     return {**summary, "seconds": round(time.perf_counter() - began, 2)}
+
+
+def days_carried(key: str) -> set[dt.date]:
+    """The local days whose readings a simulated raw file carries, from its key."""
+    if key.startswith(KEY_PREFIX):
+        start, end = local_day_bounds(date_of_key(key), settings().nem12_tz)
+        return {local_day_of(start), local_day_of(end - dt.timedelta(minutes=1))}
+    return {local_day_of(dt.datetime.strptime(key[len("raw/") : len("raw/YYYY/MM/DD/HH")], "%Y/%m/%d/%H"))}
 
 
 def release_late(lake: Lake, until: dt.date, dates: set[dt.date] | None = None) -> list[str]:
@@ -70,8 +91,7 @@ def release_late(lake: Lake, until: dt.date, dates: set[dt.date] | None = None) 
     for obj in lake.list("simulator/held/"):
         arrival = dt.date.fromisoformat(obj.key.split("/")[2])
         key = obj.key.split("/", 3)[3]
-        hour = dt.datetime.strptime(key[len("raw/") : len("raw/YYYY/MM/DD/HH")], "%Y/%m/%d/%H")
-        if arrival > until or (dates is not None and local_day_of(hour) not in dates):
+        if arrival > until or (dates is not None and not days_carried(key) & dates):
             continue
         # a correction's readings reached the head-end at 06:00 on its arrival day: it cannot
         # land before then (on S3 it lands when written, so release only days that have come)
@@ -100,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--lake", default=None, help="lake root (default: $METER_LAKE)")
     gen.add_argument("--truth", action="store_true", help="also write the expected curated readings")
+    gen.add_argument(
+        "--nem12", action="store_true", help="a meter data agent reads one group in four and sends NEM12 files"
+    )
     defaults = FaultRates()
     for f in dataclasses.fields(FaultRates):
         flag = "--" + f.name.replace("_", "-")
@@ -126,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lake = Lake(args.lake or settings().lake)
     if args.command == "generate":
-        summary = generate(lake, args.meters, args.start, args.days, args.seed, _rates_from(args), truth=args.truth)
+        summary = generate(
+            lake, args.meters, args.start, args.days, args.seed, _rates_from(args), truth=args.truth, nem12=args.nem12
+        )
         print(json.dumps(summary, indent=1))
     else:
         released = release_late(lake, args.until, args.dates)

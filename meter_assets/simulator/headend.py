@@ -59,6 +59,9 @@ class FaultRates:
     malformed: float = 0.00002  # share of rows damaged in transit
     truncated_files: int = 1  # files cut short mid-gzip, over the whole run
     format_change: dt.date | None = None  # the second vendor's v2 format from this day
+    # the NEM12 agent sends few, large files (one per group and market day): their own shares
+    nem12_late_file: float = 0.01
+    nem12_correction: float = 0.01
 
 
 @dataclass
@@ -213,6 +216,7 @@ class HeadEnd:
         temperature: pa.Table,
         dead_at: np.ndarray,
         write_truth: bool,
+        agent=None,
     ):
         self.lake = lake
         self.pop = pop
@@ -223,8 +227,9 @@ class HeadEnd:
         self.dead_at = dead_at  # epoch seconds from which each meter is silent (int64 max if never)
         self.write_truth = write_truth
         self.truncations_left = rates.truncated_files
+        self.agent = agent  # the meter data agent that reads the NEM12 groups, if any
 
-    def day(self, day: dt.date) -> DayResult:
+    def day(self, day: dt.date, last: bool = False) -> DayResult:
         pop, rates = self.pop, self.rates
         rng = np.random.default_rng([self.seed, 4, day.toordinal()])
         load, starts = interval_load_kwh(pop, day, self.tz, self.temperature, self.seed)
@@ -259,7 +264,7 @@ class HeadEnd:
 
         # clocks minutes off for the whole day; the head-end's receive time stays right
         drift = np.zeros(m, dtype=np.int64)
-        drifting = np.flatnonzero(rng.random(m) < rates.drift)
+        drifting = np.flatnonzero((rng.random(m) < rates.drift) & ~pop.nem12)  # NEM12 has no meter clock
         drift[drifting] = rng.choice([-1, 1], drifting.size) * rng.integers(60, 421, drifting.size)
         for i in drifting:
             faults.append(
@@ -276,9 +281,12 @@ class HeadEnd:
         groups = pop.groups
         hours = n // 4
         plans = []
+        agent_groups = set(pop.group[pop.nem12].tolist())
         for h in range(hours):
             for g in range(groups):
                 roll = rng.random(4)
+                if g in agent_groups:
+                    continue
                 plans.append(
                     dict(
                         hour=h,
@@ -314,6 +322,15 @@ class HeadEnd:
                 corrections += [corrected] if corrected is not None else []
                 lost += [unreadable] if unreadable is not None else []
 
+        agent_truth = None
+        if self.agent is not None and len(self.agent):
+            sent = self.agent.sent.copy()
+            *agent_truth, agent_faults = self.agent.day(day, wh, start_s, estimated, offline)
+            faults += agent_faults
+            faults += self.agent.finish() if last else []
+            result.files += self.agent.sent["files"] - sent["files"]
+            result.bytes += self.agent.sent["bytes"] - sent["bytes"]
+            result.rows += self.agent.sent["values"] - sent["values"]
         if rates.format_change == day:
             faults.append(
                 dict(
@@ -323,7 +340,7 @@ class HeadEnd:
             )
         self._write_faults(day, faults)
         if self.write_truth:
-            self._write_truth(day, corrections, lost, wh, start_s, estimated, offline)
+            self._write_truth(day, corrections, lost, wh, start_s, estimated, offline, agent_truth)
         for f in faults:
             result.faults[f["kind"]] = result.faults.get(f["kind"], 0) + 1
         return result
@@ -463,7 +480,7 @@ class HeadEnd:
             {
                 "kind": [f["kind"] for f in faults],
                 "file_key": [f.get("file_key") for f in faults],
-                "meter_id": [None if f.get("meter_id") is None else str(int(f["meter_id"])) for f in faults],
+                "meter_id": [self._meter_id(f.get("meter_id")) for f in faults],
                 "read_at": [seconds(f.get("read_at")) for f in faults],
                 "read_until": [seconds(f.get("read_until")) for f in faults],
                 "line": [f.get("line") for f in faults],
@@ -478,10 +495,15 @@ class HeadEnd:
         )
         self._write_parquet(f"simulator/faults/date={day.isoformat()}/faults.parquet", table)
 
-    def _write_truth(self, day, corrections, lost, wh, start_s, estimated, offline) -> None:
+    def _meter_id(self, number) -> str | None:
+        """A fault's meter as the platform knows it (the agent's faults name it already)."""
+        if number is None or isinstance(number, str):
+            return number
+        return self.pop.ids[int(number) - int(self.pop.meter_id[0])]
+
+    def _write_truth(self, day, corrections, lost, wh, start_s, estimated, offline, agent_truth) -> None:
         """The readings the curated layer must end with once every late file has arrived."""
         m, n = wh.shape
-        meter = np.repeat(self.pop.meter_id, n)
         read_at = np.tile(start_s, m)
         flat_wh = wh.reshape(-1).copy()
         quality = np.where(offline.reshape(-1), 2, np.where(estimated.reshape(-1), 1, 0)).astype(np.int8)
@@ -498,11 +520,16 @@ class HeadEnd:
             where = positions(fixes)
             flat_wh[where] = fixes.column("wh").to_numpy()
             quality[where] = 0
+        if agent_truth is not None:
+            # the agent's registers end as its own truth says (half hours split, its faults)
+            rows = (self.agent.rows[:, None] * n + np.arange(n)[None, :]).reshape(-1)
+            flat_wh[rows] = agent_truth[0].reshape(-1)
+            quality[rows] = agent_truth[1].reshape(-1)
         flags = pa.array(["actual", "estimated", "missing"]).take(pa.array(quality))
         kwh = pc.if_else(pc.equal(pa.array(quality), 2), pa.scalar(None, pa.decimal128(9, 3)), kwh_decimal(flat_wh))
         table = pa.table(
             {
-                "meter_id": pc.cast(pa.array(meter), pa.string()),
+                "meter_id": pa.array(np.repeat(self.pop.ids, n), pa.string()),
                 "read_at": read_at.astype("datetime64[s]"),
                 "kwh": kwh,
                 "quality_flag": flags,

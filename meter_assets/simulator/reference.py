@@ -15,7 +15,6 @@ from meter_assets.simulator.retailer import (
     REGIONS,
     Population,
     temperature_forecasts,
-    vendor_of_group,
 )
 from meter_assets.storage import Lake
 
@@ -183,10 +182,10 @@ def write_reference(lake: Lake, pop: Population, start: dt.date, days: int, seed
     )
     meters = pa.table(
         {
-            "meter_id": pop.meter_id,
+            "meter_id": pa.array(pop.ids, pa.string()),
             "region": [REGIONS[r][0] for r in pop.region.tolist()],
             "collection_group": pop.group,
-            "head_end": [vendor_of_group(int(g)) for g in pop.group.tolist()],
+            "head_end": pop.vendors,
             "installed_on": pa.array([dt.date(2019, 1, 1)] * pop.size, pa.date32()),
             "removed_on": pa.nulls(pop.size, pa.date32()),
             "load_class": np.where(pop.heating, "heating", np.where(pop.ev, "ev", "ordinary")).tolist(),
@@ -194,7 +193,7 @@ def write_reference(lake: Lake, pop: Population, start: dt.date, days: int, seed
     )
     assignments = pa.table(
         {
-            "meter_id": occupancy.meter_id,
+            "meter_id": pa.array(pop.ids[occupancy.meter_id - pop.meter_id[0]], pa.string()),
             "customer_id": occupancy.customer_id,
             "valid_from": pa.array(occupancy.valid_from, pa.date32()),
             "valid_to": pa.array(occupancy.valid_to, pa.date32()),

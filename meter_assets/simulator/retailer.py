@@ -45,10 +45,21 @@ class Population:
     shift: np.ndarray  # int8, personal timing in quarter hours, -3..3
     heating: np.ndarray  # bool, electric space heating
     ev: np.ndarray  # bool, charges an electric vehicle at home
+    nem12: np.ndarray  # bool, read by the meter data agent that sends NEM12
 
     @property
     def size(self) -> int:
         return len(self.meter_id)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Each meter's id as the platform knows it: the head-end's number, or a NEM12 meter's
+        `<NMI>-E1`."""
+        return np.where(self.nem12, nem12_meter_ids(self.meter_id), self.meter_id.astype(str)).astype(object)
+
+    @property
+    def vendors(self) -> list[str]:
+        return ["nem12" if n else vendor_of_group(int(g)) for g, n in zip(self.group, self.nem12, strict=True)]
 
     @property
     def groups(self) -> int:
@@ -65,21 +76,37 @@ def vendor_of_group(group: int) -> str:
     return "beta" if group % 4 == 3 else "alpha"
 
 
-def population(meters: int, seed: int) -> Population:
+def nem12_group(group: np.ndarray) -> np.ndarray:
+    """With a meter data agent, the groups it reads instead of the first vendor: one in four."""
+    return group % 4 == 2
+
+
+def nmi_of(meter_numbers: np.ndarray) -> np.ndarray:
+    """A 10-character NMI for each simulated meter number: `Q` and nine digits."""
+    return np.char.add("Q", np.char.zfill(np.asarray(meter_numbers).astype(str), 9))
+
+
+def nem12_meter_ids(meter_numbers: np.ndarray, suffix: str = "E1") -> np.ndarray:
+    return np.char.add(nmi_of(meter_numbers), f"-{suffix}")
+
+
+def population(meters: int, seed: int, nem12: bool = False) -> Population:
     rng = np.random.default_rng([seed, 1])
     groups = group_count(meters)
     annual = np.clip(rng.lognormal(math.log(2700), 0.35, meters), 900, 8000)
     heating = rng.random(meters) < 0.08
+    groups_of = (np.arange(meters) * groups // meters).astype(np.int16)
     ev = rng.random(meters) < 0.10
     return Population(
         meter_id=np.arange(FIRST_METER_ID, FIRST_METER_ID + meters, dtype=np.int32),
         region=rng.integers(0, len(REGIONS), meters).astype(np.int8),
-        group=(np.arange(meters) * groups // meters).astype(np.int16),
+        group=groups_of,
         annual_kwh=annual.astype(np.float32),
         profile=(rng.random(meters) < 0.35).astype(np.int8),
         shift=rng.integers(-3, 4, meters).astype(np.int8),
         heating=heating,
         ev=ev,
+        nem12=nem12_group(groups_of) & nem12,
     )
 
 
