@@ -47,7 +47,7 @@ demo: install
 	rm -rf $(DATA)/lake $(DATA)/dagster_home $(DATA)/postgres
 	mkdir -p $(DATA)/dagster_home
 	cp dagster.yaml $(DATA)/dagster_home/dagster.yaml
-	$(BIN)/meter-sim generate --meters $(DEMO_METERS) --start $(DEMO_START) --days $(DEMO_DAYS)
+	$(BIN)/meter-sim generate --meters $(DEMO_METERS) --start $(DEMO_START) --days $(DEMO_DAYS) --nem12
 	$(BIN)/meter-sim release-late --until $(YESTERDAY)
 	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/python -m meter_assets.demo --start $(DEMO_START) --days $(DEMO_DAYS)
 	@echo "Dagster UI: http://127.0.0.1:3000/asset-groups (lineage), http://127.0.0.1:3000/assets"

@@ -529,7 +529,7 @@ class HeadEnd:
         kwh = pc.if_else(pc.equal(pa.array(quality), 2), pa.scalar(None, pa.decimal128(9, 3)), kwh_decimal(flat_wh))
         table = pa.table(
             {
-                "meter_id": pa.array(np.repeat(self.pop.ids, n), pa.string()),
+                "meter_id": self.pop.id_array.take(pa.array(np.repeat(np.arange(m, dtype=np.int32), n))),
                 "read_at": read_at.astype("datetime64[s]"),
                 "kwh": kwh,
                 "quality_flag": flags,

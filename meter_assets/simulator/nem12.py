@@ -287,8 +287,9 @@ class MeterDataAgent:
         market = self.pending.pop(date)
         n = market.wh.shape[1]
         end = dt.datetime.fromtimestamp(market.start + 900 * n, dt.UTC).replace(tzinfo=None)
-        # sent half an hour after the market day ends; its UpdateDateTime is in market time
-        landed = end + dt.timedelta(minutes=30)
+        # sent half an hour after the market day ends (a day simulated up to today: now); its
+        # UpdateDateTime is in market time
+        landed = min(end + dt.timedelta(minutes=30), dt.datetime.now(dt.UTC).replace(tzinfo=None))
         faults: list[dict] = []
         for g in np.unique(self.groups).tolist():
             rows = np.flatnonzero(self.groups == g)

@@ -182,7 +182,7 @@ def write_reference(lake: Lake, pop: Population, start: dt.date, days: int, seed
     )
     meters = pa.table(
         {
-            "meter_id": pa.array(pop.ids, pa.string()),
+            "meter_id": pop.id_array,
             "region": [REGIONS[r][0] for r in pop.region.tolist()],
             "collection_group": pop.group,
             "head_end": pop.vendors,

@@ -51,11 +51,15 @@ class Population:
     def size(self) -> int:
         return len(self.meter_id)
 
-    @property
+    @functools.cached_property
     def ids(self) -> np.ndarray:
         """Each meter's id as the platform knows it: the head-end's number, or a NEM12 meter's
         `<NMI>-E1`."""
         return np.where(self.nem12, nem12_meter_ids(self.meter_id), self.meter_id.astype(str)).astype(object)
+
+    @functools.cached_property
+    def id_array(self) -> pa.Array:
+        return pa.array(self.ids, pa.string())
 
     @property
     def vendors(self) -> list[str]:
