@@ -61,6 +61,8 @@ def write_readings(lake_root: str, meters: int, days: list[dt.date]) -> int:
                 "read_at": pa.array(np.tile(starts, load.shape[0]).astype("datetime64[us]")),
                 "kwh": kwh,
                 "quality_flag": pa.array(np.array(["actual", "estimated", "missing"])[quality]),
+                # every register here reads quarter hours (NEM12's half hours are bench/nem12.py's)
+                "interval_minutes": pa.array(np.full(load.size, 15, dtype=np.int16)),
             }
         )
         build = lake.build(READS_15MIN, day.isoformat())

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     pg_owner_dsn: str | None = None
     pg_pipeline_dsn: str | None = None
     pg_api_dsn: str | None = None
+    # Dagster's own runs, event log and schedules: a database of their own (SQLAlchemy URL)
+    dagster_pg_url: str | None = None
     recent_window_days: int = Field(35, ge=1)
     sweep_interval_hours: float = Field(24, gt=0)
     sensor_interval_seconds: int = Field(30, ge=1)
@@ -88,6 +90,8 @@ class Settings(BaseSettings):
     # half the cores: the other half is PostgreSQL's (embedded on the same machine by
     # default); on 2 cores one process gave p99 41-49 ms where two gave 56-60 ms
     api_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1)
+    # the local time by which yesterday's readings, rollups, usage page data and report are due
+    freshness_deadline: dt.time = dt.time(6, 0)
     # head-ends deliver an hour's file within minutes of the hour's end
     late_file_minutes: int = Field(60, ge=0)
     silent_meters_warn: int = Field(250, ge=0)

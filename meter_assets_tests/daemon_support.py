@@ -2,16 +2,19 @@
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import time
+import uuid
+
+import yaml
 
 from meter_assets.config import settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # seconds between sensor ticks in the daemon tests
 INTERVAL_S = 2
+STORAGES = ("run_storage", "event_log_storage", "schedule_storage")
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -25,10 +28,15 @@ def wait_for(condition, timeout: float, what: str):
 
 
 def dagster_home(tmp_path):
-    """A fresh instance configured by the project's dagster.yaml, and a workspace loading the code location."""
+    """A fresh instance configured by the project's dagster.yaml (Dagster's storage in a database
+    of its own on the embedded server), and a workspace loading the code location."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(os.path.join(REPO, "dagster.yaml"), home / "dagster.yaml")
+    config = yaml.safe_load(open(os.path.join(REPO, "dagster.yaml")))
+    database = f"dagster_{uuid.uuid4().hex}"
+    for storage in STORAGES:
+        config[storage]["config"] = {**config[storage]["config"], "embedded_database": database}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(
         "load_from:\n  - python_module:\n      module_name: meter_assets.definitions\n"

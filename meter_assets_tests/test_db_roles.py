@@ -108,9 +108,9 @@ def test_the_pipeline_role_cannot_unseal_an_issued_bill(pg):
 def test_every_login_proves_a_password_and_none_is_a_superuser(pg, tmp_path):
     with open(tmp_path / "pg" / "meter_roles.json") as f:
         passwords = json.load(f)
-    assert set(passwords) == {"postgres", *postgres.ROLES}
+    assert set(passwords) == {"postgres", *postgres.ROLES, postgres.DAGSTER_ROLE}
     base = pg.owner
-    for user in ("postgres", *postgres.ROLES):
+    for user in ("postgres", *postgres.ROLES, postgres.DAGSTER_ROLE):
         for password in (None, "wrong password"):
             with pytest.raises(psycopg.OperationalError, match="password authentication failed|no password"):
                 psycopg.connect(make_conninfo(base, user=user, password=password or "")).close()
@@ -126,8 +126,8 @@ def test_every_login_proves_a_password_and_none_is_a_superuser(pg, tmp_path):
         owners = set(
             conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname IN ('billing', 'serving')").fetchall()
         )
-    assert roles == {"meter_owner": False, "meter_pipeline": False, "meter_api": False}
-    assert {name for (name,) in hashes} == {"postgres", *postgres.ROLES}
+    assert roles == {"meter_owner": False, "meter_pipeline": False, "meter_api": False, "meter_dagster": False}
+    assert {name for (name,) in hashes} == {"postgres", *postgres.ROLES, postgres.DAGSTER_ROLE}
     assert owners == {("meter_owner",)}
     assert {conninfo_to_dict(getattr(pg, r.removeprefix("meter_")))["user"] for r in postgres.ROLES} == set(
         postgres.ROLES

@@ -86,6 +86,9 @@ def test_definitions_hold_every_asset_check_and_job():
         ("ops_daily_report", "silent_meters_below_alert_threshold"),
         ("load_forecast", "backtest_beats_baselines"),
         ("load_bids", "bid_covers_every_period"),
+        # yesterday's partition by the freshness deadline (06:00 market time)
+        *((daily, "freshness_check") for daily in ("reads_15min", "reads_hourly", "reads_daily", "usage_serving")),
+        ("ops_daily_report", "freshness_check"),
     }
     # a late file's run rebuilds the day's report with its readings
     job = defs.resolve_job_def("daily_readings_job")
@@ -104,7 +107,7 @@ def test_definitions_hold_every_asset_check_and_job():
     history = graph.get(dg.AssetKey("load_forecast")).partition_mappings[dg.AssetKey("portfolio_load")]
     assert (history.start_offset, history.end_offset) == (-730, -1), "up to the day before the forecast is made"
     sensors = {s.name: s for s in defs.sensors}
-    assert set(sensors) == {"raw_arrivals_sensor", "rebuilt_day_bills_sensor"}
+    assert set(sensors) == {"raw_arrivals_sensor", "rebuilt_day_bills_sensor", "daily_freshness_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     assert sensors["raw_arrivals_sensor"].job_name == "daily_readings_job"
     assert sensors["rebuilt_day_bills_sensor"].job_name == "bills_job"

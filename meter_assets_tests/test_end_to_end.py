@@ -1,8 +1,6 @@
 """Several days through Dagster's own API, against an instance configured by dagster.yaml."""
 
 import datetime as dt
-import os
-import shutil
 
 import dagster as dg
 
@@ -13,14 +11,11 @@ from meter_assets.storage import Lake
 from meter_assets.tables import READS_15MIN
 
 from .conftest import materialize_days, query
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .daemon_support import dagster_home
 
 
 def test_several_days_materialize_with_every_check_passing(tmp_path, lake_root):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(os.path.join(REPO, "dagster.yaml"), home / "dagster.yaml")
+    home, _ = dagster_home(tmp_path)
     root = lake_root
     rates = FaultRates(truncated_files=0)
     start = dt.date(2024, 5, 6)

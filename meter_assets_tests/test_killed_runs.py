@@ -1,5 +1,6 @@
 """A run whose process is killed mid-step, under Dagster's real daemon: run monitoring fails it,
-its pool slot is freed, and the next run is not blocked; nobody steps in."""
+its pool slot is freed, the run is retried from the failed step, and the next run is not
+blocked; nobody steps in."""
 
 import datetime as dt
 import os
@@ -111,9 +112,26 @@ def test_a_killed_run_is_failed_and_frees_its_pool_slot(tmp_path):
             seconds_to_freed = time.monotonic() - killed_at
             print(f"killed run failed after {seconds_to_failed:.1f} s, its slot freed after {seconds_to_freed:.1f} s")
 
+            # a dead worker is retried (dagster.yaml's run_retries), from the step it died in
+            (retry,) = wait_for(
+                lambda: [r for r in _runs(instance) if r.tags.get("dagster/parent_run_id") == run.run_id],
+                120,
+                "the killed run's retry",
+            )
+            assert retry.tags["dagster/retry_number"] == "1"
+            assert retry.tags["dagster/partition"] == run.tags["dagster/partition"]
+            retried = wait_for(
+                lambda: (r := instance.get_run_by_id(retry.run_id)).is_finished and r, 300, "the retry to finish"
+            )
+            assert retried.status == dg.DagsterRunStatus.SUCCESS
+            assert _step_started(instance, retry.run_id, "curated_readings")
+            assert not _step_started(instance, retry.run_id, "raw_meter_files"), "the retry starts where the run died"
+
             # the next day's late files are built without anyone stepping in
             release_late(lake, today, dates={days[1]})
-            nxt = wait_for(lambda: [r for r in _runs(instance) if r.run_id != run.run_id], 120, "the next run")[0]
+            nxt = wait_for(
+                lambda: [r for r in _runs(instance) if r.run_id not in (run.run_id, retry.run_id)], 120, "the next run"
+            )[0]
             done = wait_for(
                 lambda: (r := instance.get_run_by_id(nxt.run_id)).is_finished and r, 300, "the next run to finish"
             )

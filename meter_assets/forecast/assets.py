@@ -16,6 +16,7 @@ from dagster_duckdb import DuckDBResource
 from meter_assets.config import settings
 from meter_assets.forecast import model
 from meter_assets.gates import audit_and_publish
+from meter_assets.jobs import pod, retries
 from meter_assets.market_calendar import local_day_bounds
 from meter_assets.partitions import daily_partitions, forecast_partitions
 from meter_assets.reference.assets import load_reference, meters
@@ -495,6 +496,9 @@ load_forecast_job = dg.define_asset_job(
     "load_forecast_job",
     selection=dg.AssetSelection.assets(FORECAST.asset, BIDS.asset),
     description="Forecast tomorrow's portfolio load and write the day-ahead bid.",
+    # safe until gate closure: the day's forecast and bid are replaced whole; after it a retry
+    # only rewrites the record of a bid already due
+    tags={**retries(2), **pod("2", "2Gi", "3Gi")},
 )
 
 
