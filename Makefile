@@ -59,7 +59,8 @@ demo: install
 # sensor against a year of raw keys; a month's
 # bills; 90 days of the serving table, the API under load and the page in Chromium; the
 # operations report of a day; the load forecast on two years of history and on real,
-# public demand (several seasons of each series).
+# public demand (several seasons of each series); the scaling curve from 50,000 to 400,000
+# meters (README's chart).
 bench: install bench-tools
 	$(BIN)/python bench/foundation.py --meters 200000
 	$(BIN)/python bench/hostile.py
@@ -71,6 +72,7 @@ bench: install bench-tools
 	$(BIN)/python bench/estimation_accuracy.py
 	$(BIN)/python bench/forecast.py --meters 200000
 	$(BIN)/python bench/real_demand.py
+	$(BIN)/python bench/scaling.py
 
 # Debian's wrk (load generator) and chromium with its driver, for the serving benchmark.
 bench-tools:
