@@ -43,9 +43,9 @@ def correct_one_day(lake_root: str, month: str) -> int:
     with duckdb.connect() as con:
         con.execute(f"""
             COPY (
-                SELECT meter_id, read_at,
-                       CASE WHEN hash(meter_id) % 100 = 0 THEN CAST(kwh * 1.1 AS DECIMAL(12, 3)) ELSE kwh END AS kwh,
-                       quality_flag
+                SELECT * REPLACE (
+                    CASE WHEN hash(meter_id) % 100 = 0 THEN CAST(kwh * 1.1 AS DECIMAL(12, 3)) ELSE kwh END AS kwh
+                )
                 FROM {parquet(lake.required_files(READS_15MIN, day))}
             ) TO '{build.uri("part-0000.parquet")}' (FORMAT parquet)
         """)
@@ -122,6 +122,7 @@ def main() -> int:
 SHOWN = (
     "customers",
     "compute_seconds",
+    "stage_seconds",
     "ledger_seconds",
     "drafts_new",
     "drafts_unchanged",

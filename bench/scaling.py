@@ -2,7 +2,7 @@
 200,000, time and peak memory each, the growth fitted, and a chart.
 
     python bench/scaling.py [--meters 50000,100000,200000,400000] [--bill-meters 100000,200000]
-                            [--workdir data/bench-scaling] [--chart docs/scaling.svg]
+                            [--workdir data/bench-scaling] [--chart docs/scaling.svg] [--keep-days]
 
 For each size, the simulator writes two days of head-end files (faults included, late files
 released), the day before is built untimed (the report compares with it), then each step of
@@ -155,6 +155,11 @@ def main() -> int:
     parser.add_argument("--bill-meters", default="100000,200000")
     parser.add_argument("--workdir", default=os.path.join(os.path.dirname(HERE), "data", "bench-scaling"))
     parser.add_argument("--chart", default=os.path.join(os.path.dirname(HERE), "docs", "scaling.svg"))
+    parser.add_argument(
+        "--keep-days",
+        action="store_true",
+        help="keep the figures of the last <workdir>/scaling.json and measure the bills (at --bill-meters) only",
+    )
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -167,6 +172,14 @@ def main() -> int:
     results: dict[str, list[dict]] = {name: [] for name in DAY_STEPS}
     results["bills (month)"] = []
     plan = [(int(m), DAY_STEPS, ("simulate", "day_before")) for m in args.meters.split(",")]
+    if args.keep_days:
+        with open(os.path.join(workdir, "scaling.json")) as f:
+            measured = json.load(f)["steps"]
+        results.update({name: measured[name] for name in DAY_STEPS})
+        # the bills at the sizes not measured again are kept too
+        rerun = {int(m) for m in args.bill_meters.split(",")}
+        results["bills (month)"] = [r for r in measured.get("bills (month)", []) if r["meters"] not in rerun]
+        plan = []
     plan += [(int(m), ("bills",), ("month",)) for m in args.bill_meters.split(",")]
     for meters, timed, prepare in plan:
         folder = os.path.join(workdir, f"{meters}")
@@ -181,6 +194,7 @@ def main() -> int:
             r = run_step(__file__, name, arguments, env)
             key = "bills (month)" if name == "bills" else name
             results[key].append({"meters": meters, **r})
+            results[key].sort(key=lambda row: row["meters"])
             print(f"{meters:>9,} {name:>18}: {r['seconds']:8.1f} s  peak {r['peak_memory_mb']:>6,} MB", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
 

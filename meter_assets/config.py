@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     tax_rate: Decimal = Field(Decimal("0.05"), ge=0)
     currency: str = "GBP"
     backbilling_months: int = Field(12, ge=0)
+    # a month's bills are made and written this many customers at a time: Python holds one range
+    bill_range_customers: int = Field(20_000, ge=1)
     # the issuing schedule runs on day 1 + grace of the next month, which every month has
     billing_grace_days: int = Field(3, ge=0, le=27)
     serving_window_days: int = Field(90, ge=1)

@@ -9,6 +9,7 @@ import pytest
 
 from meter_assets import postgres
 from meter_assets.billing.pricing import UnpricedUsage
+from meter_assets.config import settings
 from meter_assets.definitions import assets
 from meter_assets.resources import PostgresResource
 from meter_assets.sql import parquet
@@ -45,13 +46,26 @@ def _bills(dsn: str, customers: range) -> list[tuple]:
         ).fetchall()
 
 
-def test_month_is_billed_issued_and_exported(lake_root, dsn):
+@pytest.fixture
+def ranges_of_three(monkeypatch):
+    """The month's bills made and staged three customers at a time."""
+    monkeypatch.setenv("METER_BILL_RANGE_CUSTOMERS", "3")
+    settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    settings.cache_clear()
+
+
+def test_month_is_billed_issued_and_exported(lake_root, dsn, ranges_of_three):
     offset = 7_000_000 if lake_root.startswith("s3://") else 6_000_000
     tariffs = two_plans(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450"), Decimal("0.1200"), Decimal("0.3100")])
     lake = month_in_lake(lake_root, offset, tariffs)
     result = dg.materialize(assets("bills", "issued_bills"), partition_key=MONTH, resources=_resources(lake_root, dsn))
     (check,) = result.get_asset_check_evaluations()
     assert check.passed
+    (materialization,) = result.asset_materializations_for_node("bills")
+    assert materialization.metadata["customers_per_range"].value == 3
+    assert materialization.metadata["customers"].value == 4
     bills = _bills(dsn, range(offset, offset + 4))
     # 28 days: 9 for the outgoing tenant, a void day on the 10th, 18 for the incoming one
     assert [(b[1], b[2], b[4]) for b in bills] == [

@@ -16,6 +16,7 @@ from dagster_k8s import K8sRunLauncher
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import construct_dagster_k8s_job
 from dagster_postgres.utils import pg_url_from_config
+from kubernetes.utils import parse_quantity
 
 from meter_assets.definitions import build
 from meter_assets.jobs import POD_TAG
@@ -203,15 +204,10 @@ def test_every_job_runs_in_a_pod_sized_for_it(launcher):
         assert "scratch" in {v.name for v in pod.volumes}
         assert k8s_job.metadata.namespace == NAMESPACE or k8s_job.metadata.namespace is None
         requests, limits = container.resources.requests, container.resources.limits
-        assert _bytes(requests["memory"]) <= _bytes(limits["memory"])
+        assert parse_quantity(requests["memory"]) <= parse_quantity(limits["memory"])
         sizes[job.name] = (requests["cpu"], requests["memory"])
     # a day's rebuild and a month's bills get the two cores and the memory they were measured at
     assert sizes["daily_readings_job"] == ("2", "4Gi") and sizes["issue_bills_job"] == ("2", "4Gi")
-
-
-def _bytes(quantity: str) -> int:
-    number, unit = re.fullmatch(r"(\d+)([KMGT]i)?", quantity).groups()
-    return int(number) * 1024 ** ("KMGT".index(unit[0]) + 1 if unit else 0)
 
 
 def test_the_single_host_compose_file_wires_the_platform_together():

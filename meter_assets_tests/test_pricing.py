@@ -107,9 +107,13 @@ MONTHS = [(TZ, "2024-03"), (TZ, "2024-06"), (TZ, "2024-10"), ("Asia/Hebron", "20
     move=st.integers(1, 30),
     void=st.integers(0, 3),
     second_meter=st.tuples(st.integers(-3, 30), st.one_of(st.none(), st.integers(1, 33))),
+    # the month's bills are made a range of customers at a time: one range, or a range per customer
+    customers_per_range=st.integers(1, 3),
     data=st.data(),
 )
-def test_bills_equal_a_per_interval_reference_written_from_the_rules(zone_month, seed, move, void, second_meter, data):
+def test_bills_equal_a_per_interval_reference_written_from_the_rules(
+    zone_month, seed, move, void, second_meter, customers_per_range, data
+):
     zone, month = zone_month
     start, end = month_bounds(month)
     tariffs = data.draw(tariff_histories(month), label="tariffs")
@@ -152,7 +156,9 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(zone_month,
         dict(customer_id=20, plan_id="TOU"),
     ]
 
-    usage = compute_bills(connection(reads, assignments, customers, tariffs), month, zone, TAX)
+    usage = compute_bills(
+        connection(reads, assignments, customers, tariffs), month, zone, TAX, customers_per_range=customers_per_range
+    )
     expected = reference_bills(month, zone, TAX, reads, assignments, customers, tariffs)
     assert _dicts(usage.bills) == _reference_dicts(expected.bills)
     assert usage.vacant_kwh == expected.vacant_kwh

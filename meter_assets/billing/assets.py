@@ -3,13 +3,12 @@
 import datetime as dt
 import os
 import time
-from decimal import Decimal
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from meter_assets.billing.ledger import issue_month, record_month
-from meter_assets.billing.pricing import PRICING_RULES, compute_bills
+from meter_assets.billing.ledger import issue_month, lock_month, merge_month, stage_month
+from meter_assets.billing.pricing import PRICING_RULES, month_bills, price_month
 from meter_assets.config import settings
 from meter_assets.gates import audit_and_publish
 from meter_assets.market_calendar import month_bounds, month_days
@@ -61,67 +60,68 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
     readings = {day: curated.required_files(day) for day in days}
     rollups = [f for day in days for f in daily.required_files(day)]
 
+    timings = {}
     began = time.perf_counter()
+    # The bills are made one range of customers at a time and staged in PostgreSQL as they are
+    # made; the check reconciles what was staged, and only then is it merged into the ledger.
     with lake_duckdb(duckdb, store) as con:
+        # each day's files are read once: DuckDB's cache of file data would hold them for nothing
+        # (0.56 GB of the step's 1.9 GB at 200,000 customers)
+        con.execute("SET enable_external_file_cache = false")
         pricing_views(con, store)
-        usage = compute_bills(
+        priced = price_month(
             con, month, s.market_tz, s.tax_rate, readings_of=lambda day: parquet(readings[day.isoformat()])
         )
         (rollup_kwh,) = con.execute(ROLLUP_KWH_SQL.format(files=parquet(rollups))).fetchone()
-    compute_seconds = time.perf_counter() - began
-
-    month_bills = sorted(usage.bills.values(), key=lambda b: b.customer_id)
-    billed_kwh = sum((b.kwh for b in month_bills), Decimal("0.000"))
-    reconciled = billed_kwh + usage.vacant_kwh == rollup_kwh
-    metadata = {
-        "customers": len(month_bills),
-        "billed_kwh": str(billed_kwh),
-        "vacant_kwh": str(usage.vacant_kwh),
-        "estimated_bills": sum(1 for b in month_bills if b.is_estimated),
-        "energy_charge": str(sum((b.energy_charge for b in month_bills), Decimal("0.00"))),
-        "charges_with_tax": str(sum((b.charges for b in month_bills), Decimal("0.00"))),
-        "tax_rate": str(s.tax_rate),
-        "pricing_rules": PRICING_RULES,
-        "compute_seconds": round(compute_seconds, 2),
-    }
-    check_metadata = {
-        "billed_kwh": str(billed_kwh),
-        "vacant_kwh": str(usage.vacant_kwh),
-        "reads_daily_kwh": str(rollup_kwh),
-    }
-    if not reconciled:
-        context.log.error(
-            f"{month}: billed {billed_kwh} kWh + vacant {usage.vacant_kwh} kWh differs from "
-            f"{rollup_kwh} kWh in reads_daily; the ledger was not written"
-        )
-    check = dg.AssetCheckResult(
-        check_name="billed_kwh_reconciles_with_reads_daily", passed=bool(reconciled), metadata=check_metadata
-    )
-    written = {}
-
-    def write_ledger():
-        began = time.perf_counter()
-        with postgres.connect() as conn:
-            written["outcome"] = record_month(
-                conn,
-                month,
-                month_bills,
-                s.currency,
-                s.backbilling_months,
-                found_at=dt.datetime.now(dt.UTC),
-                reads_version=curated.version,
+        timings["compute_seconds"] = round(time.perf_counter() - began, 2)
+        with postgres.connect() as conn, conn.transaction():
+            lock_month(conn, month)
+            staged = stage_month(
+                conn, month, month_bills(con, priced, s.bill_range_customers), s.currency, reads_version=curated.version
             )
-        written["seconds"] = round(time.perf_counter() - began, 2)
-        context.log.info(f"{month}: {written['outcome']}")
+            timings["stage_seconds"] = round(time.perf_counter() - began - timings["compute_seconds"], 2)
+            reconciled = staged.billed_kwh + priced.vacant_kwh == rollup_kwh
+            if not reconciled:
+                context.log.error(
+                    f"{month}: billed {staged.billed_kwh} kWh + vacant {priced.vacant_kwh} kWh differs from "
+                    f"{rollup_kwh} kWh in reads_daily; the ledger was not written"
+                )
+            check = dg.AssetCheckResult(
+                check_name="billed_kwh_reconciles_with_reads_daily",
+                passed=bool(reconciled),
+                metadata={
+                    "billed_kwh": str(staged.billed_kwh),
+                    "vacant_kwh": str(priced.vacant_kwh),
+                    "reads_daily_kwh": str(rollup_kwh),
+                },
+            )
+            written = {}
 
-    gate = audit_and_publish(context, store, [], [check], publish=write_ledger)
+            def write_ledger():
+                merging = time.perf_counter()
+                written["outcome"] = merge_month(
+                    conn, month, s.backbilling_months, found_at=dt.datetime.now(dt.UTC), reads_version=curated.version
+                )
+                timings["ledger_seconds"] = round(time.perf_counter() - merging, 2)
+                context.log.info(f"{month}: {written['outcome']}")
+
+            gate = audit_and_publish(context, store, [], [check], publish=write_ledger)
     yield from gate.results(
         {
             "bills": {
-                **metadata,
+                "customers": staged.customers,
+                "billed_kwh": str(staged.billed_kwh),
+                "vacant_kwh": str(priced.vacant_kwh),
+                "estimated_bills": staged.estimated_bills,
+                "energy_charge": str(staged.energy_charge),
+                "charges_with_tax": str(staged.charges_with_tax),
+                "tax_rate": str(s.tax_rate),
+                "pricing_rules": PRICING_RULES,
+                "customers_per_range": s.bill_range_customers,
+                **timings,
                 "reads_15min_version": curated.version,
                 "reads_daily_version": daily.version,
-                **({"ledger_seconds": written["seconds"], **vars(written["outcome"])} if written else {}),
+                **(vars(written["outcome"]) if written else {}),
             }
         }
     )

@@ -2,13 +2,14 @@
 
 Every write for a month happens in one transaction under that month's advisory lock, so
 two runs of the same month (a late file's rerun and the issuing job) never interleave.
-Set-based: a month's bills are COPYed into a temporary table and merged with a handful of
-statements, whatever the number of customers.
+Set-based: a month's bills are COPYed into a temporary table, one range of customers after
+another, and merged with a handful of statements, whatever the number of customers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -234,9 +235,6 @@ class MonthIssue:
     already_issued: int = 0
 
 
-COPY_BATCH = 10_000
-
-
 def _copy_text(value: str) -> str:
     """A value in COPY's text format: backslash, tab and newline escaped."""
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
@@ -287,6 +285,83 @@ def is_issued(conn: psycopg.Connection, month: str) -> bool:
     return issued
 
 
+# What is about to be merged, summed by PostgreSQL from the staged rows themselves.
+STAGED_SQL = """
+SELECT count(*),
+       coalesce(sum(measured_kwh + estimated_kwh), 0),
+       count(*) FILTER (WHERE is_estimated),
+       coalesce(sum(energy_charge), 0),
+       coalesce(sum(energy_charge + standing_charge + tax), 0)
+FROM incoming
+"""
+
+
+@dataclass
+class StagedMonth:
+    """A month's recomputed bills staged for the merge, and what they add up to."""
+
+    customers: int
+    billed_kwh: Decimal
+    estimated_bills: int
+    energy_charge: Decimal
+    charges_with_tax: Decimal
+
+
+def stage_month(
+    conn: psycopg.Connection,
+    month: str,
+    batches: Iterable[Iterable[Bill]],
+    currency: str,
+    reads_version: int | None = None,
+) -> StagedMonth:
+    """COPY the month's bills, batch after batch, into a temporary table, inside the caller's
+    transaction; a batch can be dropped as soon as it is sent."""
+    start, end = month_bounds(month)
+    conn.execute(INCOMING_SQL)
+    with conn.cursor().copy(COPY_INCOMING_SQL) as copy:
+        for batch in batches:
+            copy.write("".join(copy_line(bill, start, end, currency, reads_version) for bill in batch).encode())
+    return StagedMonth(*conn.execute(STAGED_SQL).fetchone())
+
+
+def merge_month(
+    conn: psycopg.Connection,
+    month: str,
+    backbilling_months: int,
+    found_at: dt.datetime,
+    reads_version: int | None = None,
+) -> MonthWrite:
+    """Merge the staged bills into the ledger (see `record_month`), in the staging transaction."""
+    start, _ = month_bounds(month)
+    unchanged, sealed = conn.execute(COMPARE_SQL).fetchone()
+    replaced = conn.execute(REPLACE_CHANGED_DRAFTS_SQL).rowcount
+    written = conn.execute(INSERT_DRAFTS_SQL).rowcount
+    removed = conn.execute(REMOVE_STALE_DRAFTS_SQL, {"period_start": start}).rowcount
+    adjustments = conn.execute(
+        ADJUSTMENTS_SQL,
+        {
+            "period_start": start,
+            "found_on": found_at.date(),
+            "found_at": found_at,
+            "backbilling_months": backbilling_months,
+            "pricing_rules": PRICING_RULES,
+            "rules_change": PRICING_RULES_CHANGES[PRICING_RULES],
+            "reads_version": reads_version,
+        },
+    ).fetchall()
+    return MonthWrite(
+        drafts_new=written - replaced,
+        drafts_replaced=replaced,
+        drafts_unchanged=unchanged,
+        sealed_bills=sealed,
+        drafts_removed=removed,
+        adjustments_written=len(adjustments),
+        adjustments_amount=str(sum((a for a, _ in adjustments), Decimal("0.00"))),
+        adjustments_charged=str(sum((c for _, c in adjustments), Decimal("0.00"))),
+        month_issued=is_issued(conn, month),
+    )
+
+
 def record_month(
     conn: psycopg.Connection,
     month: str,
@@ -302,43 +377,10 @@ def record_month(
     each one that would now differ gets one adjustment row. The same bills twice write nothing.
     `reads_version` is the version of `reads_15min` the bills were computed from.
     """
-    start, end = month_bounds(month)
     with conn.transaction():
         lock_month(conn, month)
-        conn.execute(INCOMING_SQL)
-        with conn.cursor().copy(COPY_INCOMING_SQL) as copy:
-            for first in range(0, len(bills), COPY_BATCH):
-                batch = bills[first : first + COPY_BATCH]
-                lines = [copy_line(bill, start, end, currency, reads_version) for bill in batch]
-                copy.write("".join(lines).encode())
-        unchanged, sealed = conn.execute(COMPARE_SQL).fetchone()
-        replaced = conn.execute(REPLACE_CHANGED_DRAFTS_SQL).rowcount
-        written = conn.execute(INSERT_DRAFTS_SQL).rowcount
-        removed = conn.execute(REMOVE_STALE_DRAFTS_SQL, {"period_start": start}).rowcount
-        adjustments = conn.execute(
-            ADJUSTMENTS_SQL,
-            {
-                "period_start": start,
-                "found_on": found_at.date(),
-                "found_at": found_at,
-                "backbilling_months": backbilling_months,
-                "pricing_rules": PRICING_RULES,
-                "rules_change": PRICING_RULES_CHANGES[PRICING_RULES],
-                "reads_version": reads_version,
-            },
-        ).fetchall()
-        issued = is_issued(conn, month)
-    return MonthWrite(
-        drafts_new=written - replaced,
-        drafts_replaced=replaced,
-        drafts_unchanged=unchanged,
-        sealed_bills=sealed,
-        drafts_removed=removed,
-        adjustments_written=len(adjustments),
-        adjustments_amount=str(sum((a for a, _ in adjustments), Decimal("0.00"))),
-        adjustments_charged=str(sum((c for _, c in adjustments), Decimal("0.00"))),
-        month_issued=issued,
-    )
+        stage_month(conn, month, [bills], currency, reads_version)
+        return merge_month(conn, month, backbilling_months, found_at, reads_version)
 
 
 def issue_month(conn: psycopg.Connection, month: str, issued_at: dt.datetime) -> MonthIssue:

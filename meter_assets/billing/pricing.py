@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 import duckdb
 
+from meter_assets.config import settings
 from meter_assets.market_calendar import local_day_bounds, month_bounds
 
 PENNY = Decimal("0.01")
@@ -150,28 +151,33 @@ GROUP BY customer_id
 ORDER BY customer_id
 """
 
-# Decimals leave DuckDB as text: Python's Decimal reads text faster than the driver converts.
-# One line per customer, band and unit rate, in the order a bill prints them: bands by the
-# time of day they start, a band's rates by the first day they applied.
-ENERGY_LINES_SQL = """
+# Once the month is priced, each customer's lines and days are aggregated into small tables
+# kept in customer order, so one range of customers reads only its own rows: the month's bills
+# are made and written one range at a time, and Python never holds more than a range of them.
+ENERGY_LINES_TABLE_SQL = """
+CREATE OR REPLACE TEMP TABLE energy_lines AS
 SELECT
     usage.customer_id,
+    price_lines.price_no,
     price_lines.band,
-    CAST(price_lines.unit_rate AS VARCHAR)             AS unit_rate,
-    CAST(sum(usage.measured_kwh) AS VARCHAR)           AS measured_kwh,
-    CAST(sum(usage.estimated_kwh) AS VARCHAR)          AS estimated_kwh,
-    CAST(sum(usage.derived_kwh) AS VARCHAR)            AS derived_kwh
+    price_lines.unit_rate,
+    price_lines.band_start,
+    min(usage.local_date)                              AS first_day,
+    sum(usage.measured_kwh)                            AS measured_kwh,
+    sum(usage.estimated_kwh)                           AS estimated_kwh,
+    sum(usage.derived_kwh)                             AS derived_kwh
 FROM usage_by_day AS usage
 JOIN price_lines USING (price_no)
 WHERE usage.customer_id IS NOT NULL
 GROUP BY usage.customer_id, price_lines.price_no, price_lines.band, price_lines.unit_rate, price_lines.band_start
-ORDER BY usage.customer_id, price_lines.band_start, price_lines.band, min(usage.local_date), price_lines.unit_rate
+ORDER BY usage.customer_id
 """
 
 # Each customer's use per day of the month in Wh (kWh x 1000, exact; 0 where there was
 # none), to tell which date partitions moved a bill when it changes. One column per day
 # rather than an ordered list aggregate: a plain hash aggregate, cheap at any scale.
-DAILY_WH_SQL = """
+DAILY_WH_TABLE_SQL = """
+CREATE OR REPLACE TEMP TABLE daily_wh AS
 WITH customer_days AS (
     SELECT
         customer_id,
@@ -183,7 +189,51 @@ WITH customer_days AS (
 SELECT customer_id, CAST([{days}] AS VARCHAR) AS daily_wh
 FROM customer_days
 GROUP BY customer_id
+ORDER BY customer_id
 """
+
+STANDING_LINES_TABLE_SQL = """
+CREATE OR REPLACE TEMP TABLE standing_lines AS
+SELECT customer_id, standing_charge, count(*) AS days, min(local_date) AS first_day
+FROM supply_days
+GROUP BY customer_id, standing_charge
+ORDER BY customer_id
+"""
+
+# The month's customers cut into ranges of `$batch` consecutive ids: the first and last id of each.
+CUSTOMER_RANGES_SQL = """
+WITH billed AS (
+    SELECT customer_id FROM standing_lines
+    UNION
+    SELECT customer_id FROM energy_lines
+),
+numbered AS (
+    SELECT customer_id, (row_number() OVER (ORDER BY customer_id) - 1) // $batch AS range_no
+    FROM billed
+)
+SELECT min(customer_id), max(customer_id)
+FROM numbered
+GROUP BY range_no
+ORDER BY range_no
+"""
+
+# Decimals leave DuckDB as text: Python's Decimal reads text faster than the driver converts.
+# One line per customer, band and unit rate, in the order a bill prints them: bands by the
+# time of day they start, a band's rates by the first day they applied.
+ENERGY_LINES_SQL = """
+SELECT
+    customer_id,
+    band,
+    CAST(unit_rate AS VARCHAR)             AS unit_rate,
+    CAST(measured_kwh AS VARCHAR)          AS measured_kwh,
+    CAST(estimated_kwh AS VARCHAR)         AS estimated_kwh,
+    CAST(derived_kwh AS VARCHAR)           AS derived_kwh
+FROM energy_lines
+WHERE customer_id BETWEEN $first AND $last
+ORDER BY customer_id, band_start, band, first_day, unit_rate
+"""
+
+DAILY_WH_SQL = "SELECT customer_id, daily_wh FROM daily_wh WHERE customer_id BETWEEN $first AND $last"
 
 VACANT_KWH_SQL = "SELECT coalesce(sum(measured_kwh + estimated_kwh), 0) FROM usage_by_day WHERE customer_id IS NULL"
 
@@ -231,10 +281,10 @@ LIMIT 5
 """
 
 STANDING_LINES_SQL = """
-SELECT customer_id, CAST(standing_charge AS VARCHAR) AS standing_charge, count(*) AS days
-FROM supply_days
-GROUP BY customer_id, standing_charge
-ORDER BY customer_id, min(local_date), standing_charge
+SELECT customer_id, CAST(standing_charge AS VARCHAR) AS standing_charge, days
+FROM standing_lines
+WHERE customer_id BETWEEN $first AND $last
+ORDER BY customer_id, first_day, standing_charge
 """
 
 
@@ -433,11 +483,79 @@ def supply_days(con: duckdb.DuckDBPyConnection, first_day: dt.date, end_day: dt.
         )
 
 
-def standing_lines(con: duckdb.DuckDBPyConnection, month: str) -> list[tuple[int, str, int]]:
-    """Per customer, days of supply by daily standing charge: once a day however many meters."""
+@dataclass
+class PricedMonth:
+    """A month's usage priced in DuckDB, in the tables the bills are read from."""
+
+    month: str
+    tax_rate: Decimal
+    vacant_kwh: Decimal
+
+
+def price_month(
+    con: duckdb.DuckDBPyConnection,
+    month: str,
+    tz: str,
+    tax_rate: Decimal,
+    readings_of: Callable[[dt.date], str] = lambda day: "reads",
+) -> PricedMonth:
+    """Every supplied customer's kWh by price and days by standing charge, for the month.
+
+    The connection must have views `assignments`, `customers` and `tariffs`;
+    `readings_of(day)` names the relation holding a local day's readings (by default a
+    view `reads`, filtered to the day). Bills are then read by `month_bills`.
+    """
     start, end = month_bounds(month)
+    start_usage(con)
+    day = start
+    while day < end:
+        price_day(con, day, tz, readings_of(day))
+        day += dt.timedelta(days=1)
+    raise_if_unpriced(con, month)
     supply_days(con, start, end, month)
-    return con.execute(STANDING_LINES_SQL).fetchall()
+    con.execute(ENERGY_LINES_TABLE_SQL)
+    con.execute(STANDING_LINES_TABLE_SQL)
+    days = ", ".join(f"coalesce(sum(wh) FILTER (WHERE day_of_month = {d}), 0)" for d in range((end - start).days))
+    con.execute(DAILY_WH_TABLE_SQL.format(days=days), {"month_start": start})
+    (vacant,) = con.execute(VACANT_KWH_SQL).fetchone()
+    return PricedMonth(month, tax_rate, Decimal(vacant))
+
+
+def month_bills(con: duckdb.DuckDBPyConnection, priced: PricedMonth, customers_per_range: int) -> Iterator[list[Bill]]:
+    """The month's bills, one range of customers at a time, in customer order: a range's bills
+    are a few tens of MB in Python, whatever the number of customers."""
+    start, end = month_bounds(priced.month)
+    for first, last in con.execute(CUSTOMER_RANGES_SQL, {"batch": customers_per_range}).fetchall():
+        yield bills_between(con, priced, first, last, (end - start).days)
+
+
+def bills_between(con: duckdb.DuckDBPyConnection, priced: PricedMonth, first: int, last: int, days: int) -> list[Bill]:
+    """The bills of customers `first` to `last`: money per line, each line rounded once."""
+    bills: dict[int, Bill] = {}
+    between = {"first": first, "last": last}
+
+    def bill_for(customer_id: int) -> Bill:
+        if customer_id not in bills:
+            bills[customer_id] = Bill(
+                customer_id=customer_id, month=priced.month, tax_rate=priced.tax_rate, daily_wh=[0] * days
+            )
+        return bills[customer_id]
+
+    for customer_id, rate, days_supplied in con.execute(STANDING_LINES_SQL, between).fetchall():
+        bill_for(customer_id).standing.append(StandingLine(daily_rate=Decimal(rate), days=days_supplied))
+    for customer_id, band, rate, measured, estimated, derived in con.execute(ENERGY_LINES_SQL, between).fetchall():
+        bill_for(customer_id).energy.append(
+            EnergyLine(
+                band=band,
+                unit_rate=Decimal(rate),
+                measured_kwh=Decimal(measured),
+                estimated_kwh=Decimal(estimated),
+                derived_kwh=Decimal(derived),
+            )
+        )
+    for customer_id, daily in con.execute(DAILY_WH_SQL, between).fetchall():
+        bill_for(customer_id).daily_wh = json.loads(daily)
+    return sorted(bills.values(), key=lambda bill: bill.customer_id)
 
 
 @dataclass
@@ -452,48 +570,10 @@ def compute_bills(
     tz: str,
     tax_rate: Decimal,
     readings_of: Callable[[dt.date], str] = lambda day: "reads",
+    customers_per_range: int | None = None,
 ) -> MonthUsage:
-    """Bills for every customer supplied in the month.
-
-    The connection must have views `assignments`, `customers` and `tariffs`;
-    `readings_of(day)` names the relation holding a local day's readings (by default a
-    view `reads`, filtered to the day).
-    """
-    start, end = month_bounds(month)
-    start_usage(con)
-    day = start
-    while day < end:
-        price_day(con, day, tz, readings_of(day))
-        day += dt.timedelta(days=1)
-    raise_if_unpriced(con, month)
-
-    bills: dict[int, Bill] = {}
-
-    def bill_for(customer_id: int) -> Bill:
-        if customer_id not in bills:
-            bills[customer_id] = Bill(customer_id=customer_id, month=month, tax_rate=tax_rate)
-        return bills[customer_id]
-
-    for customer_id, rate, days in standing_lines(con, month):
-        bill_for(customer_id).standing.append(StandingLine(daily_rate=Decimal(rate), days=days))
-    for customer_id, band, rate, measured, estimated, derived in con.execute(ENERGY_LINES_SQL).fetchall():
-        bill_for(customer_id).energy.append(
-            EnergyLine(
-                band=band,
-                unit_rate=Decimal(rate),
-                measured_kwh=Decimal(measured),
-                estimated_kwh=Decimal(estimated),
-                derived_kwh=Decimal(derived),
-            )
-        )
-    days_in_month = (end - start).days
-    daily_sql = DAILY_WH_SQL.format(
-        days=", ".join(f"coalesce(sum(wh) FILTER (WHERE day_of_month = {d}), 0)" for d in range(days_in_month))
-    )
-    for customer_id, daily in con.execute(daily_sql, {"month_start": start}).fetchall():
-        bill_for(customer_id).daily_wh = json.loads(daily)
-    for bill in bills.values():
-        if not bill.daily_wh:
-            bill.daily_wh = [0] * days_in_month
-    vacant = con.execute(VACANT_KWH_SQL).fetchone()[0]
-    return MonthUsage(bills=bills, vacant_kwh=Decimal(vacant))
+    """Bills for every customer supplied in the month, all in memory (for a few customers)."""
+    priced = price_month(con, month, tz, tax_rate, readings_of)
+    per_range = customers_per_range or settings().bill_range_customers
+    bills = {bill.customer_id: bill for batch in month_bills(con, priced, per_range) for bill in batch}
+    return MonthUsage(bills=bills, vacant_kwh=priced.vacant_kwh)
