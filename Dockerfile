@@ -4,11 +4,16 @@
 # from the same image, and `meter-db setup` sets up another PostgreSQL.
 #
 # BASE: any Debian-like image with Python 3.11 and its venv module, the GNU OpenMP runtime
-# (LightGBM) and CA certificates. By default the public Python image; `make image` builds one from
+# (LightGBM) and CA certificates. By default the public Python image; `deploy/image.sh` builds one from
 # Debian's packages (mmdebstrap), for machines that reach no image registry.
 ARG BASE=python:3.11-slim
-FROM ${BASE}
+# DEPENDENCIES: the image the platform is installed on; by default the stage below. `deploy/image.sh`
+# builds that stage once per lock file, tags it, and names it here, so a change to the code
+# reinstalls none of the dependencies.
+ARG DEPENDENCIES=dependencies
 
+# The runtime dependencies, from the lock file alone.
+FROM ${BASE} AS dependencies
 USER root
 RUN if ! ldconfig -p | grep -q libgomp.so.1; then \
         apt-get update -q && apt-get install -y -q --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*; \
@@ -17,14 +22,18 @@ RUN if ! ldconfig -p | grep -q libgomp.so.1; then \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/meter-platform --create-home meter
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
-
 WORKDIR /opt/meter-platform
-COPY requirements.lock pyproject.toml ./
-COPY meter_assets ./meter_assets
-COPY workspace.yaml dagster.yaml ./
-# Behind a TLS-inspecting proxy, mount its CA bundle at /run/host-ca.crt for the build (`make image` does).
+COPY requirements.lock ./
+# Behind a TLS-inspecting proxy, mount its CA bundle at /run/host-ca.crt for the build (deploy/image.sh does).
 RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
- && pip install --no-cache-dir --disable-pip-version-check -r requirements.lock \
+ && pip install --no-cache-dir --disable-pip-version-check -r requirements.lock
+
+# The platform on top.
+FROM ${DEPENDENCIES}
+COPY pyproject.toml workspace.yaml dagster.yaml ./
+COPY meter_assets ./meter_assets
+# (building the package needs setuptools from the index: the same CA bundle)
+RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
  && pip install --no-cache-dir --disable-pip-version-check --no-deps . \
  && python -c "import meter_assets.definitions"
 

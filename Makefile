@@ -13,7 +13,7 @@ YESTERDAY   := $(shell date -u -d "1 day ago" +%Y-%m-%d)
 export METER_DATA_DIR ?= $(DATA)
 export METER_LAKE ?= $(DATA)/lake
 
-.PHONY: install test test-fast lint demo bench bench-tools lock clean
+.PHONY: install test test-image test-fast lint demo bench bench-tools lock clean
 
 install: $(STAMP)
 
@@ -23,10 +23,19 @@ $(STAMP): requirements-dev.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-# On two workers (pytest-xdist), a test module per worker at a time: the daemon tests wait
-# on ticks while the other worker computes.
+# On two workers (pytest-xdist), a test module per worker at a time, in the order conftest.py
+# sets (the longest first; xdist would otherwise reorder them by test count). The image has its
+# own target: `make test-image`.
 test: install
-	$(BIN)/pytest -n 2 --dist loadfile --durations=20
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25 --ignore=$(IMAGE_TESTS)
+
+# The container image built as a deployment builds it (deploy/image.sh) and started: its base and
+# its dependency layer are kept in BUILDAH_ROOT between runs, so a change to the code rebuilds
+# only the layer that copies it. CI runs it after `make test`.
+IMAGE_TESTS := meter_assets_tests/test_image.py
+export BUILDAH_ROOT ?= $(HOME)/.cache/meter-platform/buildah
+test-image: install
+	$(BIN)/pytest -q --durations=5 $(IMAGE_TESTS)
 
 # The tests that need no server, lake or browser (pricing, arrivals on a local lake, tokens,
 # settings, the definitions): seconds, for the edit-test loop; `make test` still runs everything.
@@ -42,17 +51,18 @@ lint: install
 	$(BIN)/ruff format --check .
 
 # A fresh simulated retailer, every partition materialized, then the UI on 127.0.0.1:3000
-# and the usage API and page on 127.0.0.1:8000.
+# and the usage API and page on 127.0.0.1:8000; the embedded PostgreSQL is stopped when
+# they end (Ctrl-C included).
 demo: install
 	rm -rf $(DATA)/lake $(DATA)/dagster_home $(DATA)/postgres
-	mkdir -p $(DATA)/dagster_home
-	cp dagster.yaml $(DATA)/dagster_home/dagster.yaml
 	$(BIN)/meter-sim generate --meters $(DEMO_METERS) --start $(DEMO_START) --days $(DEMO_DAYS) --nem12
 	$(BIN)/meter-sim release-late --until $(YESTERDAY)
-	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/python -m meter_assets.demo --start $(DEMO_START) --days $(DEMO_DAYS)
+	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/python -m meter_assets.demo --start $(DEMO_START) --days $(DEMO_DAYS) \
+	    --instance-from dagster.yaml
 	@echo "Dagster UI: http://127.0.0.1:3000/asset-groups (lineage), http://127.0.0.1:3000/assets"
 	@echo "Usage API: http://127.0.0.1:8000 (the page URL above carries a demo customer's token)"
-	$(BIN)/meter-api serve --host 127.0.0.1 --port 8000 & api=$$!; trap "kill $$api" EXIT INT TERM; \
+	$(BIN)/meter-api serve --host 127.0.0.1 --port 8000 & api=$$!; \
+	trap "kill $$api; wait $$api; $(BIN)/meter-db stop" EXIT INT TERM; \
 	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # Full scale: 200,000 meters, one day (and a small day's memory with hostile files); the

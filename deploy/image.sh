@@ -4,8 +4,9 @@
 #
 #   deploy/image.sh [IMAGE]        default localhost/meter-platform:latest
 #
-# BUILDAH_ROOT: a folder for buildah's storage (default: buildah's own); BASE_IMAGE: the base's
-# name, built once and reused. Run as root (mmdebstrap and buildah's chroot isolation need it).
+# BUILDAH_ROOT: a folder for buildah's storage (default: buildah's own), where the base and the
+# dependency layer (`localhost/meter-platform-deps:<hash of the lock file>`) are kept for the next
+# build; BASE_IMAGE: the base's name, built once and reused. Run as root (mmdebstrap and buildah's chroot isolation need it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 image=${1:-localhost/meter-platform:latest}
@@ -34,5 +35,17 @@ ca=()
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
     ca=(--volume /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro)
 fi
-"${buildah[@]}" build --quiet --isolation chroot --format docker --build-arg "BASE=$base" "${ca[@]}" \
-    --tag "$image" .
+build=("${buildah[@]}" build --quiet --isolation chroot --format docker --build-arg "BASE=$base" "${ca[@]}")
+
+# The dependency layer: built once per base, lock file and Dockerfile, and kept under that name
+deps_tag=$(cat requirements.lock Dockerfile <(echo "$base") | sha256sum | cut -c1-16)
+deps=localhost/meter-platform-deps:$deps_tag
+if ! "${buildah[@]}" inspect --type image "$deps" >/dev/null 2>&1; then
+    "${build[@]}" --target dependencies --tag "$deps" .
+    # the dependency layers of earlier lock files are not needed again
+    "${buildah[@]}" images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/meter-platform-deps:' | grep -v ":$deps_tag\$" \
+        | xargs -r "${buildah[@]}" rmi >/dev/null || true
+fi
+"${build[@]}" --build-arg "DEPENDENCIES=$deps" --tag "$image" .
+# the image this tag named before, now nameless
+"${buildah[@]}" rmi --prune >/dev/null 2>&1 || true

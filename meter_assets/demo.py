@@ -3,11 +3,16 @@ complete months and today's load forecast into the Dagster instance at $DAGSTER_
 `dagster dev` opens on a populated platform. Months whose grace period is over are issued,
 as the schedule would have done; a month still in its grace period keeps draft bills.
 
-    python -m meter_assets.demo --start 2024-05-01 --days 60
+    python -m meter_assets.demo --start 2024-05-01 --days 60 [--instance-from dagster.yaml]
+
+With `--instance-from`, $DAGSTER_HOME/dagster.yaml is written first: that file's settings
+without its JSON run logs on stderr (a deployment's, for its log collector). A person at a
+terminal reads one line a step here, and the runs in the UI.
 """
 
 import argparse
 import datetime as dt
+import os
 import sys
 import time
 
@@ -119,11 +124,26 @@ def page_url(base_url: str = "http://127.0.0.1:8000") -> str | None:
     return f"{base_url}/#token={mint(row[0])}" if row else None
 
 
+def write_instance(source: str, home: str) -> None:
+    """`home`/dagster.yaml: the instance settings of `source`, its JSON log handler left out."""
+    import yaml
+
+    with open(source) as f:
+        config = yaml.safe_load(f)
+    config.get("python_logs", {}).pop("dagster_handler_config", None)
+    os.makedirs(home, exist_ok=True)
+    with open(os.path.join(home, "dagster.yaml"), "w") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--days", type=int, required=True)
+    parser.add_argument("--instance-from", help="write $DAGSTER_HOME/dagster.yaml from this file, without JSON logs")
     args = parser.parse_args(argv)
+    if args.instance_from:
+        write_instance(args.instance_from, os.environ["DAGSTER_HOME"])
     build()  # the settings are valid and the definitions load, before any work
     with dg.DagsterInstance.get() as instance:
         materialize_days(instance, args.start, args.days)

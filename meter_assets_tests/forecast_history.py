@@ -2,10 +2,16 @@
 the published forecast of the whole portfolio."""
 
 import datetime as dt
+import fcntl
+import hashlib
+import os
+import pickle
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from meter_assets.forecast import model
 from meter_assets.forecast.assets import weather
 from meter_assets.reference.assets import reference_assets
 from meter_assets.simulator.portfolio import write_portfolio_history
@@ -35,3 +41,33 @@ def portfolio_forecast(root: str, day: dt.date) -> list[dict]:
     """The published forecast of the whole portfolio (the regions' rows beside it left out)."""
     rows = pq.read_table(Lake(root).files(FORECAST, day.isoformat())[0]).to_pylist()
     return [r for r in rows if r["series"] == "portfolio"]
+
+
+# Where the forecast tests keep each series' run, shared by the workers of one test session;
+# the environment tells the processes the forecast spawns.
+RUNS_DIR = "METER_TEST_FORECAST_RUNS"
+_run_series = model.run_series
+
+
+def remembered_run_series(series, spec, newest, day, backtest_days):
+    """`model.run_series`, run once per test session for the same inputs (every value of the
+    series, the spec, the days). Many tests make the same day's forecast to see what is done
+    with it (which bid, which check, what is kept when a step fails); its training and backtest
+    are the same for all of them, so only the first pays for them. A test that changes an input
+    (a late weather forecast, another day) gets a forecast of its own."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, series.schema) as writer:
+        writer.write_table(series)
+    inputs = sink.getvalue().to_pybytes() + repr((spec, newest, day, backtest_days)).encode()
+    path = os.path.join(os.environ[RUNS_DIR], f"{hashlib.sha256(inputs).hexdigest()}.pickle")
+    # two workers asking for the same run: one computes it, the other waits and reads it
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        run = _run_series(series, spec, newest, day, backtest_days)
+        with open(f"{path}.part", "wb") as f:
+            pickle.dump(run, f)
+        os.replace(f"{path}.part", path)
+    return run

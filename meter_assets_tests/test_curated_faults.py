@@ -31,14 +31,28 @@ def quarantined(root: str) -> str:
     )
 
 
-def reading(root: str, meter_id: int, read_at: dt.datetime):
-    rows = query(
-        f"SELECT kwh, quality_flag, version, copies, clock_offset_s, source_file FROM {curated(root)} "
-        "WHERE meter_id = ? AND read_at = ?",
-        [meter_id, read_at],
-    )
-    assert len(rows) == 1, (meter_id, read_at, rows)
-    return rows[0]
+def readings(root: str, keys: list[tuple]) -> dict[tuple, tuple]:
+    """The curated row of each (meter, quarter hour), read in one query: exactly one each."""
+    import duckdb
+    import pyarrow as pa
+
+    wanted = pa.table({"meter_id": [k[0] for k in keys], "read_at": [k[1] for k in keys]})
+    with duckdb.connect() as con:
+        con.register("wanted", wanted)
+        rows = con.execute(
+            "SELECT meter_id, read_at, kwh, quality_flag, version, copies, clock_offset_s, source_file "
+            f"FROM {curated(root)} JOIN wanted USING (meter_id, read_at)"
+        ).fetchall()
+    found = {}
+    for meter_id, read_at, *row in rows:
+        assert (meter_id, read_at) not in found, (meter_id, read_at, "more than one row")
+        found[(meter_id, read_at)] = tuple(row)
+    assert set(found) == set(keys), sorted(set(keys) - set(found))[:5]
+    return found
+
+
+def reading(root: str, meter_id: str, read_at: dt.datetime):
+    return readings(root, [(meter_id, read_at)])[(meter_id, read_at)]
 
 
 def test_curated_matches_ground_truth_after_every_late_file(after_release, generated):
@@ -84,12 +98,14 @@ def test_resent_files_collapse_to_one_row(after_release):
 def test_correction_wins_over_original(after_release, before_release):
     corrections = faults(after_release, "correction")
     assert len(corrections) >= 5
-    for fix in corrections:
-        kwh, flag, version, _, _, source = reading(after_release, fix["meter_id"], fix["read_at"])
+    keys = [(fix["meter_id"], fix["read_at"]) for fix in corrections]
+    after, before = readings(after_release, keys), readings(before_release, keys)
+    for key, fix in zip(keys, corrections, strict=True):
+        kwh, flag, version, _, _, source = after[key]
         # a NEM12 correction is version 1 again: its later UpdateDateTime is what makes it win
         detail = json.loads(fix["detail"])
         assert (kwh, flag, version, source) == (fix["kwh"], "actual", detail["version"], fix["file_key"])
-        original = reading(before_release, fix["meter_id"], fix["read_at"])
+        original = before[key]
         assert str(original[0]) == detail["original_kwh"] and original[2] == 1
     assert {"/nem12/" in fix["file_key"] for fix in corrections} == {True, False}, "both kinds of correction"
 
@@ -100,10 +116,10 @@ def test_estimated_intervals_are_flagged_not_passed_as_measured(after_release):
     assert len(estimated) > 20
     lost = {(f["meter_id"], f["read_at"]) for f in faults(after_release, "malformed_row")}
     truncated = faults(after_release, "truncated_file")[0]["file_key"]
-    for f in estimated[:200]:
-        if (f["meter_id"], f["read_at"]) in lost or f["file_key"] == truncated:
-            continue
-        kwh, flag, *_ = reading(after_release, f["meter_id"], f["read_at"])
+    checked = [f for f in estimated[:200] if (f["meter_id"], f["read_at"]) not in lost and f["file_key"] != truncated]
+    found = readings(after_release, [(f["meter_id"], f["read_at"]) for f in checked])
+    for f in checked:
+        kwh, flag, *_ = found[(f["meter_id"], f["read_at"])]
         assert (kwh, flag) == (f["kwh"], "estimated")
 
 

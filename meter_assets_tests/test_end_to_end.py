@@ -14,9 +14,10 @@ from .conftest import materialize_days, query
 from .daemon_support import dagster_home
 
 
-def test_several_days_materialize_with_every_check_passing(tmp_path, lake_root):
+def test_several_days_materialize_with_every_check_passing(tmp_path):
+    """A local lake: the same chain on S3 is built by test_open_lake.py and read back there."""
     home, _ = dagster_home(tmp_path)
-    root = lake_root
+    root = str(tmp_path / "lake")
     rates = FaultRates(truncated_files=0)
     start = dt.date(2024, 5, 6)
     days = [start + dt.timedelta(days=d) for d in range(4)]

@@ -25,6 +25,8 @@ from .forecast_history import DAYS, HELD_BACK, START, portfolio_forecast, write_
 
 # each module its own copy, so that the two run side by side
 history = pytest.fixture(scope="module", name="history")(write_history)
+# the same inputs are trained and backtested once per session, whichever test comes first
+pytestmark = pytest.mark.usefixtures("remembered_forecasts")
 
 
 def _series(
@@ -113,20 +115,15 @@ def test_forecast_files_against_held_back_actuals(history, tmp_path):
     root = str(tmp_path / "lake")
     shutil.copytree(history, root)
     lake = Lake(root)
-    made = []
     for k in range(HELD_BACK):
         day = START + dt.timedelta(days=DAYS + k)
         result = dg.materialize(
             assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root), raise_on_error=False
         )
-        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-        # every day has a forecast and a bid; the days whose own backtest the model won bid its P50
+        # every day has a forecast and a bid, whether or not the model won its own backtest
         assert result.success and lake.keys(FORECAST, day.isoformat()) and lake.keys(BIDS, day.isoformat())
-        if checks["backtest_beats_baselines"].passed:
-            made.append(day)
-        else:
-            print(day, {k: v.value for k, v in checks["backtest_beats_baselines"].metadata.items()})
-    assert len(made) >= HELD_BACK - 2, f"the model won its backtest on {made} only"
+    # every day of the week is judged: the days to judge are not the code's to choose
+    made = [START + dt.timedelta(days=DAYS + k) for k in range(HELD_BACK)]
     forecasts = [f for day in made for f in lake.files(FORECAST, day.isoformat())]
     actual_days = [START + dt.timedelta(days=d) for d in range(DAYS - 14, DAYS + 1 + HELD_BACK)]
     actuals = [f for day in actual_days for f in lake.files(PORTFOLIO_LOAD, day.isoformat())]

@@ -24,6 +24,8 @@ from .forecast_history import DAYS, START, portfolio_forecast, write_history
 
 # each module its own copy, so that the two run side by side
 history = pytest.fixture(scope="module", name="history")(write_history)
+# the same inputs are trained and backtested once per session, whichever test comes first
+pytestmark = pytest.mark.usefixtures("remembered_forecasts")
 
 
 def test_a_forecast_issued_after_gate_closure_is_not_used(history, tmp_path):

@@ -75,7 +75,8 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    root = tmp_path_factory.mktemp("buildah")
+    # `make test-image` keeps buildah's storage between runs (the base and the dependency layer)
+    root = os.environ.get("BUILDAH_ROOT") or str(tmp_path_factory.mktemp("buildah"))
     built = subprocess.run(
         [*AS_ROOT, os.path.join(REPO, "deploy", "image.sh"), IMAGE],
         env={**os.environ, "BUILDAH_ROOT": str(root)},
@@ -87,7 +88,8 @@ def image(tmp_path_factory):
     buildah = Buildah(root)
     yield buildah
     buildah("rm", "--all")
-    subprocess.run([*AS_ROOT, "rm", "-rf", str(root)], check=False)
+    if not os.environ.get("BUILDAH_ROOT"):
+        subprocess.run([*AS_ROOT, "rm", "-rf", str(root)], check=False)
 
 
 def _config(buildah: Buildah) -> dict:

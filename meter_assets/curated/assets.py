@@ -13,7 +13,7 @@ from meter_assets.curated.readings import curate_day
 from meter_assets.gates import audit_and_publish
 from meter_assets.ingest.assets import read_inventory
 from meter_assets.market_calendar import intervals_in_day, local_day_bounds
-from meter_assets.partitions import daily_partitions
+from meter_assets.partitions import daily_partitions, earlier_days
 from meter_assets.reference.assets import meters
 from meter_assets.resources import CheckThresholds, LakeResource, lake_duckdb, scratch_dir
 from meter_assets.tables import METERS, QUARANTINE, READS_15MIN, READS_15MIN_EXPORT
@@ -21,12 +21,7 @@ from meter_assets.tables import METERS, QUARANTINE, READS_15MIN, READS_15MIN_EXP
 # Estimation reads the same weekday of earlier weeks (up to the longest setting, 8 weeks)
 # and the day before. Dagster's graph shows it; the late-data path does not follow it
 # forward (docs/curated.md says why).
-LIKE_DAYS = dg.AssetDep(
-    READS_15MIN.asset,
-    partition_mapping=dg.TimeWindowPartitionMapping(
-        start_offset=-56, end_offset=-1, allow_nonexistent_upstream_partitions=True
-    ),
-)
+LIKE_DAYS = dg.AssetDep(READS_15MIN.asset, partition_mapping=earlier_days(-56, -1))
 
 
 def curated_readings(

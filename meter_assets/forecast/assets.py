@@ -18,7 +18,7 @@ from meter_assets.forecast import model
 from meter_assets.gates import audit_and_publish
 from meter_assets.jobs import pod, retries
 from meter_assets.market_calendar import local_day_bounds
-from meter_assets.partitions import daily_partitions, forecast_partitions
+from meter_assets.partitions import daily_partitions, earlier_days, forecast_partitions
 from meter_assets.reference.assets import load_reference, meters
 from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.sql import VIEW_SQL, parquet
@@ -514,11 +514,7 @@ def build() -> list[dg.AssetsDefinition]:
     s = settings()
     history = dg.AssetDep(
         "portfolio_load",
-        partition_mapping=dg.TimeWindowPartitionMapping(
-            start_offset=-s.forecast_history_days,
-            end_offset=1 - s.forecast_lag_days,
-            allow_nonexistent_upstream_partitions=True,
-        ),
+        partition_mapping=earlier_days(-s.forecast_history_days, 1 - s.forecast_lag_days),
     )
     return [
         dg.asset(
