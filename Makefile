@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 DATA        ?= $(CURDIR)/data
 DEMO_METERS ?= 1000
 DEMO_DAYS   ?= 60
+DEMO_UI_PORT  ?= 3000
+DEMO_API_PORT ?= 8000
 DEMO_START  := $(shell date -u -d "$(DEMO_DAYS) days ago" +%Y-%m-%d)
 YESTERDAY   := $(shell date -u -d "1 day ago" +%Y-%m-%d)
 
@@ -50,20 +52,22 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# A fresh simulated retailer, every partition materialized, then the UI on 127.0.0.1:3000
-# and the usage API and page on 127.0.0.1:8000; the embedded PostgreSQL is stopped when
-# they end (Ctrl-C included).
+# A fresh simulated retailer. Dagster's UI (127.0.0.1:3000) starts at once, its log in data/,
+# while the demo materializes every partition in the background (a line a step; the runs appear
+# in the UI as they are made) and the usage API and page (127.0.0.1:8000) answer. Ctrl-C stops
+# Dagster, then the API, the demo and the embedded PostgreSQL.
 demo: install
 	rm -rf $(DATA)/lake $(DATA)/dagster_home $(DATA)/postgres
-	$(BIN)/meter-sim generate --meters $(DEMO_METERS) --start $(DEMO_START) --days $(DEMO_DAYS) --nem12
-	$(BIN)/meter-sim release-late --until $(YESTERDAY)
-	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/python -m meter_assets.demo --start $(DEMO_START) --days $(DEMO_DAYS) \
-	    --instance-from dagster.yaml
-	@echo "Dagster UI: http://127.0.0.1:3000/asset-groups (lineage), http://127.0.0.1:3000/assets"
-	@echo "Usage API: http://127.0.0.1:8000 (the page URL above carries a demo customer's token)"
-	$(BIN)/meter-api serve --host 127.0.0.1 --port 8000 & api=$$!; \
-	trap "kill $$api; wait $$api; $(BIN)/meter-db stop" EXIT INT TERM; \
-	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	DAGSTER_HOME=$(DATA)/dagster_home $(BIN)/python -m meter_assets.demo --instance-from dagster.yaml
+	$(BIN)/meter-sim generate --meters $(DEMO_METERS) --start $(DEMO_START) --days $(DEMO_DAYS) --nem12 --quiet
+	$(BIN)/meter-sim release-late --until $(YESTERDAY) --quiet
+	@export DAGSTER_HOME=$(DATA)/dagster_home; \
+	$(BIN)/meter-api serve --host 127.0.0.1 --port $(DEMO_API_PORT) > $(DATA)/meter-api.log 2>&1 & api=$$!; \
+	PYTHONUNBUFFERED=1 $(BIN)/python -m meter_assets.demo --start $(DEMO_START) --days $(DEMO_DAYS) \
+	    --ui-url http://127.0.0.1:$(DEMO_UI_PORT) --base-url http://127.0.0.1:$(DEMO_API_PORT) & demo=$$!; \
+	trap 'kill $$api $$demo 2>/dev/null; wait $$api $$demo; $(BIN)/meter-db stop' EXIT INT TERM; \
+	echo "Dagster UI: http://127.0.0.1:$(DEMO_UI_PORT) (its log: $(DATA)/dagster-dev.log); Ctrl-C stops it all"; \
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DEMO_UI_PORT) > $(DATA)/dagster-dev.log 2>&1
 
 # Full scale: 200,000 meters, one day (and a small day's memory with hostile files); the
 # sensor against a year of raw keys; a month's

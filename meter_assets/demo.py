@@ -3,11 +3,12 @@ complete months and today's load forecast into the Dagster instance at $DAGSTER_
 `dagster dev` opens on a populated platform. Months whose grace period is over are issued,
 as the schedule would have done; a month still in its grace period keeps draft bills.
 
-    python -m meter_assets.demo --start 2024-05-01 --days 60 [--instance-from dagster.yaml]
+    python -m meter_assets.demo --instance-from dagster.yaml
+    python -m meter_assets.demo --start 2024-05-01 --days 60
 
-With `--instance-from`, $DAGSTER_HOME/dagster.yaml is written first: that file's settings
-without its JSON run logs on stderr (a deployment's, for its log collector). A person at a
-terminal reads one line a step here, and the runs in the UI.
+`--instance-from` writes $DAGSTER_HOME/dagster.yaml: that file's settings without its JSON run
+logs on stderr (a deployment's, for its log collector). A person at a terminal reads one line
+a step here, and the runs in the UI, which `make demo` starts first.
 """
 
 import argparse
@@ -27,7 +28,7 @@ from meter_assets.resources import resources
 from meter_assets.tables import BIDS, FORECAST
 
 # one line a partition on the terminal; every event is still in the instance for the UI
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def materialize_days(
@@ -138,20 +139,27 @@ def write_instance(source: str, home: str) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--start", type=dt.date.fromisoformat, required=True)
-    parser.add_argument("--days", type=int, required=True)
+    parser.add_argument("--start", type=dt.date.fromisoformat)
+    parser.add_argument("--days", type=int)
     parser.add_argument("--instance-from", help="write $DAGSTER_HOME/dagster.yaml from this file, without JSON logs")
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="the usage API's, for the page link")
+    parser.add_argument("--ui-url", default="http://127.0.0.1:3000", help="Dagster's UI, for the last line")
     args = parser.parse_args(argv)
     if args.instance_from:
         write_instance(args.instance_from, os.environ["DAGSTER_HOME"])
+        if args.start is None:
+            return 0
+    if args.start is None or args.days is None:
+        parser.error("--start and --days are needed to materialize")
     build()  # the settings are valid and the definitions load, before any work
     with dg.DagsterInstance.get() as instance:
         materialize_days(instance, args.start, args.days)
         bill_months(instance, args.start, args.days)
         forecast_today(instance)
-    url = page_url()
+    url = page_url(args.base_url)
     if url:
-        print(f"Your usage page, as a demo customer (open once the API is up): {url}")
+        print(f"Your usage page, as a demo customer: {url}")
+    print(f"Demo ready. Lineage: {args.ui_url}/asset-groups, partitions and checks: {args.ui_url}/assets")
     return 0
 
 

@@ -64,12 +64,16 @@ hypothesis_settings.load_profile("thorough")
 # The longest modules first, so the two workers of `make test` (pytest-xdist, a module per
 # worker at a time) finish together instead of one waiting on a daemon test at the end.
 LONGEST_FIRST = (
+    "test_forecast.py",
     "test_billing_daemon.py",
+    "test_docs.py",
     "test_sensor_daemon.py",
     "test_bills_recomputed.py",
-    "test_forecast.py",
-    "test_end_to_end.py",
+    "test_forecast_bids.py",
     "test_killed_runs.py",
+    "test_demo.py",
+    "test_open_lake.py",
+    "test_pricing.py",
 )
 
 
@@ -236,17 +240,19 @@ def remembered_forecasts(tmp_path_factory):
     """The load forecast trains and backtests each set of inputs once per test session
     (`forecast_history.remembered_run_series`), for every worker: kept in pytest's folder of
     the session, which the workers of pytest-xdist share."""
+    from meter_assets.forecast import assets as forecast_assets
     from meter_assets.forecast import model
 
-    from .forecast_history import RUNS_DIR, remembered_run_series
+    from .forecast_history import RUNS_DIR, RememberingPool, remembered_run_series
 
     base = tmp_path_factory.getbasetemp()
     folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "forecast-runs"
     folder.mkdir(exist_ok=True)
     os.environ[RUNS_DIR] = str(folder)
     real, model.run_series = model.run_series, remembered_run_series
+    pool, forecast_assets.ProcessPoolExecutor = forecast_assets.ProcessPoolExecutor, RememberingPool
     yield
-    model.run_series = real
+    model.run_series, forecast_assets.ProcessPoolExecutor = real, pool
 
 
 def new_bucket() -> str:

@@ -67,7 +67,7 @@ def runs(b: Block, key: tuple[str, str]) -> bool:
 
 # the blocks this module runs: (doc, how its first line begins)
 RELEASE_LATE = ("README.md", ".venv/bin/meter-sim release-late --until $(date -u +%F)")
-A_DAY = ("docs/operations.md", ".venv/bin/meter-sim generate --meters 1000 --start 2024-05-01 --days 7")
+A_DAY = ("docs/operations.md", ".venv/bin/meter-sim generate --meters 200 --start 2024-05-01 --days 7")
 FORECAST = ("docs/operations.md", ".venv/bin/dagster job execute -m meter_assets.definitions -j load_forecast_job")
 BILLS = ("docs/operations.md", ".venv/bin/dagster job execute -m meter_assets.definitions -j bills_job")
 RUN = (RELEASE_LATE, A_DAY, FORECAST, BILLS)
@@ -115,8 +115,8 @@ def test_a_day_by_hand_then_the_late_files(tmp_path):
     lake = Lake(os.path.join(data, "lake"))
     day = "2024-05-03"
     # every meter's every quarter hour of the day, curated (what a gap lacks, estimated)
-    assert rows(lake, READS_15MIN, day) == 1000 * 96
-    assert rows(lake, READS_DAILY, day) == 1000
+    assert rows(lake, READS_15MIN, day) == 200 * 96
+    assert rows(lake, READS_DAILY, day) == 200
     assert lake.keys(READS_15MIN, "2024-05-04") == [], "only the day asked for"
 
     # README: the simulator's held-back late files delivered

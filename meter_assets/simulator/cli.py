@@ -145,19 +145,38 @@ def main(argv: list[str] | None = None) -> int:
         help="only files with readings of these local days, comma-separated",
     )
     rel.add_argument("--lake", default=None)
+    for command in (gen, rel):
+        command.add_argument("--quiet", action="store_true", help="one line of what was done, for a person")
 
     args = parser.parse_args(argv)
     lake = Lake(args.lake or settings().lake)
     if args.command == "generate":
+        log = (lambda line: None) if args.quiet else print
         summary = generate(
-            lake, args.meters, args.start, args.days, args.seed, _rates_from(args), truth=args.truth, nem12=args.nem12
+            lake,
+            args.meters,
+            args.start,
+            args.days,
+            args.seed,
+            _rates_from(args),
+            truth=args.truth,
+            nem12=args.nem12,
+            log=log,
         )
-        print(json.dumps(summary, indent=1))
+        if args.quiet:
+            print(
+                f"simulated {args.meters:,} meters over {args.days} days from {args.start}: {summary['files']:,} "
+                f"files, {summary['rows']:,} readings, {sum(summary['faults'].values()):,} faults, "
+                f"in {summary['seconds']:.0f} s"
+            )
+        else:
+            print(json.dumps(summary, indent=1))
     else:
         released = release_late(lake, args.until, args.dates)
         print(f"released {len(released)} late files")
-        for key in released:
-            print(key)
+        if not args.quiet:
+            for key in released:
+                print(key)
     return 0
 
 
