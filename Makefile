@@ -25,11 +25,10 @@ $(STAMP): requirements-dev.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-# On three workers (pytest-xdist) on two cores: the daemon, demo and CLI tests spend much of
-# their time waiting on processes they started, which a third worker fills (measured: docs/
-# testing.md). A test module per worker at a time, in the order conftest.py sets (the longest
-# first; xdist would otherwise reorder them by test count). The image: `make test-image`.
-TEST_WORKERS ?= 3
+# On two workers (pytest-xdist), one per core (three were no faster: docs/testing.md), a test
+# module per worker at a time, in the order conftest.py sets (the longest first; xdist would
+# otherwise reorder them by test count). The image has its own target: `make test-image`.
+TEST_WORKERS ?= 2
 test: install
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 --ignore=$(IMAGE_TESTS)
 
