@@ -19,6 +19,11 @@ DEQUEUE_S = 1
 STORAGES = ("run_storage", "event_log_storage", "schedule_storage")
 
 
+def outside_env(**more: str) -> dict[str, str]:
+    """The environment of a person's shell: none of this run's platform or Dagster settings."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("METER_", "DAGSTER_"))}, **more}
+
+
 def wait_for(condition, timeout: float, what: str, every: float = 0.25):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

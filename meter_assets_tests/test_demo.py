@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 from .api_support import free_port
-from .daemon_support import REPO, wait_for
+from .daemon_support import REPO, outside_env, wait_for
 
 DAYS = 3
 
@@ -32,7 +32,7 @@ def _get(url: str):
 def test_make_demo_serves_the_ui_and_api_and_ctrl_c_stops_everything(tmp_path):
     data = tmp_path / "data"
     ui, api = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("METER_", "DAGSTER_"))}
+    env = outside_env()
     demo = subprocess.Popen(
         ["make", "demo", f"DATA={data}", "DEMO_METERS=30", f"DEMO_DAYS={DAYS}"]
         + [f"DEMO_UI_PORT={ui}", f"DEMO_API_PORT={api}"],

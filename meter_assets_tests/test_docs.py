@@ -24,7 +24,7 @@ from meter_assets.storage import Lake
 from meter_assets.tables import BIDS, BILLS_EXPORT, READS_15MIN, READS_DAILY
 
 from .conftest import materialize_days, resources_for
-from .daemon_support import REPO
+from .daemon_support import REPO, outside_env
 
 NOT_RUN = re.compile(r"<!-- not run: .+ -->")
 
@@ -90,8 +90,7 @@ def test_every_shell_block_is_run_here_or_marked_as_not_run():
 def run_block(key: tuple[str, str], data_dir: str) -> str:
     """The block in bash (stopping at the first failing command), from the repository, with the
     settings' defaults under `data_dir` and no Dagster instance of the caller's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("METER_", "DAGSTER_"))}
-    env["METER_DATA_DIR"] = data_dir
+    env = outside_env(METER_DATA_DIR=data_dir)
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block(*key).text],
         cwd=REPO,

@@ -201,3 +201,17 @@ def test_verified_tokens_are_remembered_within_a_bound_and_still_expire(monkeypa
     with pytest.raises(InvalidToken, match="bad signature"):
         verify(tokens[-1][:-4] + ("AAAA" if not tokens[-1].endswith("AAAA") else "BBBB"), now=NOW, ring=ring)
     assert len(ring.verified) == 5, "refused tokens are not remembered"
+
+
+def test_processes_starting_together_share_one_whole_secret(tmp_path):
+    """API workers (or test workers) starting at once: each reads the whole secret the first of
+    them wrote, never a file still being written."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    path = str(tmp_path / "api_secret")
+    with ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("fork")) as pool:
+        found = set(pool.map(_stored_secret, [path] * 64))
+    assert len(found) == 1 and len(found.pop()) >= 32
+    assert os.listdir(tmp_path) == ["api_secret"], "no half-written file is left behind"

@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -81,14 +82,22 @@ def keys() -> KeyRing:
 
 
 def _stored_secret(path: str) -> bytes:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_urlsafe(48).encode())
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    if not os.path.exists(path):
+        # Written whole under a name of its own, then linked in place: a process starting beside
+        # this one (API workers, test workers) finds no file or the whole secret, never a half-
+        # written one, and the first link wins.
+        fd, written = tempfile.mkstemp(dir=folder, prefix=".api_secret.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_urlsafe(48).encode())
+            try:
+                os.link(written, path)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(written)
     with open(path, "rb") as f:
         secret = f.read().strip()
     if len(secret) < MIN_SECRET_BYTES:
