@@ -28,7 +28,12 @@ def build() -> dg.Definitions:
         *(domain.defs() for domain in DOMAINS),
         maintenance.defs(),
         freshness.defs(),
-        dg.Definitions(jobs=[daily_readings_job, reference_job], resources=resources()),
+        # Every job's steps in its run's process unless it says otherwise: a run is a pod sized
+        # for its steps, which are small or one after another, and a process per step would pay
+        # a start-up of the code location each (the reference tables: 16 s instead of 5 s)
+        dg.Definitions(
+            jobs=[daily_readings_job, reference_job], resources=resources(), executor=dg.in_process_executor
+        ),
     )
 
 

@@ -238,12 +238,12 @@ def s3_endpoint():
 @pytest.fixture(scope="session")
 def remembered_forecasts(tmp_path_factory):
     """The load forecast trains and backtests each set of inputs once per test session
-    (`forecast_history.remembered_run_series`), for every worker: kept in pytest's folder of
+    (`remembered_forecasts.remembered_run_series`), for every worker: kept in pytest's folder of
     the session, which the workers of pytest-xdist share."""
     from meter_assets.forecast import assets as forecast_assets
     from meter_assets.forecast import model
 
-    from .forecast_history import RUNS_DIR, RememberingPool, remembered_run_series
+    from .remembered_forecasts import RUNS_DIR, RememberingPool, remembered_run_series
 
     base = tmp_path_factory.getbasetemp()
     folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "forecast-runs"

@@ -1,5 +1,6 @@
 """Dagster's real daemon over a fresh instance configured by the project's dagster.yaml."""
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -83,3 +84,42 @@ def start_daemon(workspace, env, log) -> subprocess.Popen:
 def stop(daemon: subprocess.Popen) -> None:
     daemon.terminate()
     daemon.wait(timeout=60)
+
+
+def _sensor_state(instance, name: str):
+    (state,) = [s for s in instance.all_instigator_state() if s.name == name]
+    return state
+
+
+@contextlib.contextmanager
+def sensor_stopped(instance, name: str):
+    """The sensor stopped in the instance while the block runs, as an operator stops it in the UI,
+    and started again after it: no tick of it is under way or begins inside the block (a delivery
+    made there is seen whole by the next tick, where a tick in the middle of it would see half).
+    The daemon keeps running: restarting it would load the code location again."""
+    from dagster._core.scheduler.instigation import InstigatorStatus, TickStatus
+
+    def stop():
+        state = _sensor_state(instance, name)
+        if state.status != InstigatorStatus.STOPPED:
+            instance.stop_sensor(state.instigator_origin_id, state.selector_id, None)
+        return state
+
+    def quiet() -> bool:
+        """Stopped, no tick under way, and none begun for two intervals: a tick that began as the
+        sensor was stopped may write its state back as running, so it is stopped again."""
+        state = stop()
+        ticks = lambda: instance.get_ticks(state.instigator_origin_id, state.selector_id)  # noqa: E731
+        before = ticks()
+        if before and before[0].status == TickStatus.STARTED:
+            return False
+        time.sleep(2 * INTERVAL_S)
+        after = ticks()
+        return len(after) == len(before) and _sensor_state(instance, name).status == InstigatorStatus.STOPPED
+
+    wait_for(quiet, 60, f"{name} to stop")
+    try:
+        yield
+    finally:
+        state = _sensor_state(instance, name)
+        instance.update_instigator_state(state.with_status(InstigatorStatus.RUNNING))

@@ -28,7 +28,7 @@ from meter_assets.tables import BILLS_EXPORT, READS_15MIN
 from .billing_reference import reference_bills
 from .billing_support import published_readings, reference_exports
 from .conftest import materialize_days, resources_for
-from .daemon_support import daemon_env, dagster_home, start_daemon, stop, wait_for
+from .daemon_support import daemon_env, dagster_home, sensor_stopped, start_daemon, stop, wait_for
 
 MONTH = "2025-10"
 # the daily assets a month's bills are made from
@@ -113,12 +113,12 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
 
         daemon = start_daemon(workspace, env, daemon_log)
 
-        def delivered_whole(running, deliver):
-            """The late files delivered while the daemon is stopped: a tick that saw half of them
-            would rightly rebuild the day twice (and bill it twice), which this test does not count."""
-            stop(running)
-            deliver()
-            return start_daemon(workspace, env, daemon_log)
+        def delivered_whole(deliver):
+            """The late files delivered while the raw sensor is stopped: a tick that saw half of
+            them would rightly rebuild the day twice (and bill it twice), which this test does not
+            count."""
+            with sensor_stopped(instance, "raw_arrivals_sensor"):
+                deliver()
 
         try:
             wait_for(
@@ -131,7 +131,7 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
             )
 
             # before issuing: a late file for the month only changes its drafts
-            daemon = delivered_whole(daemon, lambda: release_late(lake, dt.date(2099, 1, 1), dates={draft_date}))
+            delivered_whole(lambda: release_late(lake, dt.date(2099, 1, 1), dates={draft_date}))
             wait_for(lambda: _all_finished(instance, "bills_job", 1), 300, "the month's bills to be recomputed")
             (rebuilt,) = _runs(instance, "daily_readings_job")
             assert rebuilt.tags["dagster/partition"] == draft_date.isoformat()
@@ -166,9 +166,7 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
 
             # after issuing: a late and corrected file for the month ends in adjustment rows
             released = []
-            daemon = delivered_whole(
-                daemon, lambda: released.extend(release_late(lake, dt.date(2099, 1, 1), dates={issued_date}))
-            )
+            delivered_whole(lambda: released.extend(release_late(lake, dt.date(2099, 1, 1), dates={issued_date})))
             wait_for(lambda: _all_finished(instance, "bills_job", 2), 300, "the issued month's recomputation")
             # ... and the late actuals replaced those estimates
             late_originals = [k for k in released if "-b1" in k]

@@ -127,8 +127,9 @@ def test_a_day_by_hand_then_the_late_files(tmp_path):
 def test_the_forecast_by_hand(tmp_path):
     data = str(tmp_path / "data")
     lake = Lake(os.path.join(data, "lake"))
-    # six weeks and more of portfolio_load before 20 June, and the weather
-    write_portfolio_history(lake, 200, dt.date(2024, 5, 1), 51, seed=3, log=lambda *_: None)
+    # six weeks and more of portfolio_load before 20 June, and the weather (two regions: a
+    # training and a backtest each, as the portfolio's)
+    write_portfolio_history(lake, 200, dt.date(2024, 5, 1), 51, seed=3, log=lambda *_: None, regions=2)
     dg.materialize(assets(*REFERENCE), resources=resources_for(lake.uri("")))
     run_block(FORECAST, data)
     assert rows(lake, BIDS, "2024-06-20") == 48

@@ -20,7 +20,7 @@ from meter_assets.storage import Lake
 from meter_assets.tables import BIDS, FORECAST, PORTFOLIO_LOAD
 
 from .conftest import resources_for
-from .forecast_history import DAYS, START, portfolio_forecast, write_history
+from .forecast_history import DAYS, REGIONS, START, portfolio_forecast, write_history
 
 # each module its own copy, so that the two run side by side
 history = pytest.fixture(scope="module", name="history")(write_history)
@@ -139,7 +139,7 @@ def test_regions_and_the_portfolio_are_forecast_and_the_bid_follows_the_winner(h
     monkeypatch.setattr(forecast_assets, "_sum_of_regions", nudged)
     result = dg.materialize(assets("load_forecast"), partition_key=day.isoformat(), resources=resources_for(root))
     metadata = result.asset_materializations_for_node("load_forecast")[0].metadata
-    assert metadata["forecast_by"].value == winner and metadata["regions"].value == 7
+    assert metadata["forecast_by"].value == winner and metadata["regions"].value == REGIONS
     backtests = {r.data["forecast"]: r.data for r in metadata["backtests"].value.records}
     assert {f"region {r}" for r in _regions(root)} | {"portfolio_model", "regional_models"} == set(backtests)
     # every model but the nudged sum beats the same period a week earlier on its own load

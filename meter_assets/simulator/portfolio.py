@@ -23,10 +23,18 @@ from meter_assets.tables import PORTFOLIO_LOAD
 
 
 def write_portfolio_history(
-    lake: Lake, meters: int, start: dt.date, days: int, seed: int, scale: int = 1, log=print
+    lake: Lake,
+    meters: int,
+    start: dt.date,
+    days: int,
+    seed: int,
+    scale: int = 1,
+    log=print,
+    regions: int = len(REGIONS),
 ) -> int:
-    """Reference exports (with the weather) and `portfolio_load` for `days` days from `start`."""
-    pop = population(meters, seed)
+    """Reference exports (with the weather) and `portfolio_load` for `days` days from `start`,
+    of a retailer supplying the first `regions` of the simulator's regions."""
+    pop = population(meters, seed, regions=regions)
     temperature = hourly_temperature(start, days, seed)
     write_reference(lake, pop, start, days, seed, temperature)
     tz = settings().tz

@@ -94,7 +94,10 @@ def nem12_meter_ids(meter_numbers: np.ndarray, suffix: str = "E1") -> np.ndarray
     return np.char.add(nmi_of(meter_numbers), f"-{suffix}")
 
 
-def population(meters: int, seed: int, nem12: bool = False) -> Population:
+def population(meters: int, seed: int, nem12: bool = False, regions: int = len(REGIONS)) -> Population:
+    """`meters` meters spread over the first `regions` of REGIONS (all of them by default)."""
+    if not 1 <= regions <= len(REGIONS):
+        raise ValueError(f"regions must be 1 to {len(REGIONS)}, not {regions}")
     rng = np.random.default_rng([seed, 1])
     groups = group_count(meters)
     annual = np.clip(rng.lognormal(math.log(2700), 0.35, meters), 900, 8000)
@@ -103,7 +106,7 @@ def population(meters: int, seed: int, nem12: bool = False) -> Population:
     ev = rng.random(meters) < 0.10
     return Population(
         meter_id=np.arange(FIRST_METER_ID, FIRST_METER_ID + meters, dtype=np.int32),
-        region=rng.integers(0, len(REGIONS), meters).astype(np.int8),
+        region=rng.integers(0, regions, meters).astype(np.int8),
         group=groups_of,
         annual_kwh=annual.astype(np.float32),
         profile=(rng.random(meters) < 0.35).astype(np.int8),
