@@ -67,13 +67,13 @@ def _recompute(lake: Lake) -> ReferenceMonth:
 
 
 def _curate(root: str, days: list[dt.date]) -> None:
-    for day in days:
-        result = dg.materialize(
-            assets("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily"),
-            partition_key=day.isoformat(),
-            resources=resources_for(root),
-        )
-        assert result.success
+    chain = assets("raw_meter_files", "reads_15min", "reads_hourly", "reads_daily")
+    with dg.DagsterInstance.ephemeral() as instance:
+        for day in days:
+            result = dg.materialize(
+                chain, partition_key=day.isoformat(), resources=resources_for(root), instance=instance
+            )
+            assert result.success
 
 
 def _ledger_bills(dsn: str) -> dict[int, dict]:

@@ -55,7 +55,7 @@ def test_a_killed_run_is_failed_and_frees_its_pool_slot(tmp_path):
     # enough meters that curating a day takes seconds, and every file of both days late
     generate(
         lake,
-        meters=3000,
+        meters=2000,
         start=days[0],
         days=2,
         seed=31,

@@ -9,7 +9,7 @@ import pytest
 from meter_assets.config import settings
 from meter_assets.ingest import nem12
 from meter_assets.simulator.cli import generate, release_late
-from meter_assets.simulator.retailer import hourly_temperature, interval_load_kwh, population
+from meter_assets.simulator.retailer import REGIONS, hourly_temperature, interval_load_kwh, population
 from meter_assets.storage import Lake
 
 from .conftest import FAULTY, faults
@@ -137,6 +137,17 @@ def test_full_scale_has_twenty_collection_groups_of_10000_meters():
     pop = population(200_000, seed=1)
     assert pop.groups == 20
     assert np.bincount(pop.group).min() == 10_000
+
+
+def test_a_retailer_in_fewer_regions_has_every_meter_in_them():
+    everywhere, two = population(2000, seed=5), population(2000, seed=5, regions=2)
+    assert set(everywhere.region.tolist()) == set(range(len(REGIONS)))
+    assert set(two.region.tolist()) == {0, 1} and min(np.bincount(two.region)) > 900
+    # the same homes, using as much, in fewer places
+    assert (two.annual_kwh == everywhere.annual_kwh).all() and (two.meter_id == everywhere.meter_id).all()
+    for regions in (0, len(REGIONS) + 1):
+        with pytest.raises(ValueError, match=f"regions must be 1 to {len(REGIONS)}, not {regions}"):
+            population(10, seed=1, regions=regions)
 
 
 def test_a_public_holiday_is_lived_like_a_sunday_and_the_days_next_to_it_halfway():
