@@ -99,7 +99,7 @@ def sensor_stopped(instance, name: str):
     The daemon keeps running: restarting it would load the code location again."""
     from dagster._core.scheduler.instigation import InstigatorStatus, TickStatus
 
-    def stop():
+    def stopped():
         state = _sensor_state(instance, name)
         if state.status != InstigatorStatus.STOPPED:
             instance.stop_sensor(state.instigator_origin_id, state.selector_id, None)
@@ -108,7 +108,7 @@ def sensor_stopped(instance, name: str):
     def quiet() -> bool:
         """Stopped, no tick under way, and none begun for two intervals: a tick that began as the
         sensor was stopped may write its state back as running, so it is stopped again."""
-        state = stop()
+        state = stopped()
         ticks = lambda: instance.get_ticks(state.instigator_origin_id, state.selector_id)  # noqa: E731
         before = ticks()
         if before and before[0].status == TickStatus.STARTED:
