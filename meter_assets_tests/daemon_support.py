@@ -86,9 +86,10 @@ def stop(daemon: subprocess.Popen) -> None:
     daemon.wait(timeout=60)
 
 
-def _sensor_state(instance, name: str):
-    (state,) = [s for s in instance.all_instigator_state() if s.name == name]
-    return state
+def sensor_state(instance, name: str):
+    """The sensor's state in the instance; None before its first tick."""
+    states = [s for s in instance.all_instigator_state() if s.name == name]
+    return states[0] if states else None
 
 
 @contextlib.contextmanager
@@ -100,7 +101,7 @@ def sensor_stopped(instance, name: str):
     from dagster._core.scheduler.instigation import InstigatorStatus, TickStatus
 
     def stopped():
-        state = _sensor_state(instance, name)
+        state = sensor_state(instance, name)
         if state.status != InstigatorStatus.STOPPED:
             instance.stop_sensor(state.instigator_origin_id, state.selector_id, None)
         return state
@@ -115,11 +116,11 @@ def sensor_stopped(instance, name: str):
             return False
         time.sleep(2 * INTERVAL_S)
         after = ticks()
-        return len(after) == len(before) and _sensor_state(instance, name).status == InstigatorStatus.STOPPED
+        return len(after) == len(before) and sensor_state(instance, name).status == InstigatorStatus.STOPPED
 
     wait_for(quiet, 60, f"{name} to stop")
     try:
         yield
     finally:
-        state = _sensor_state(instance, name)
+        state = sensor_state(instance, name)
         instance.update_instigator_state(state.with_status(InstigatorStatus.RUNNING))

@@ -19,7 +19,7 @@ from meter_assets.storage import Lake
 from meter_assets.tables import RAW_METER_FILES, READS_15MIN, READS_DAILY, READS_HOURLY, REPORT_TABLES
 
 from .conftest import materialize_days, query
-from .daemon_support import daemon_env, dagster_home, start_daemon, stop, wait_for
+from .daemon_support import daemon_env, dagster_home, sensor_state, start_daemon, stop, wait_for
 
 TABLES = (RAW_METER_FILES, READS_15MIN, READS_HOURLY, READS_DAILY)
 NEM12_METER = "QB01000001-E1"
@@ -45,8 +45,7 @@ def _snapshot(lake: Lake, days: list[dt.date]) -> dict:
 
 
 def _sensor_state(instance: dg.DagsterInstance):
-    states = [s for s in instance.all_instigator_state() if s.name == "raw_arrivals_sensor"]
-    return states[0] if states else None
+    return sensor_state(instance, "raw_arrivals_sensor")
 
 
 def _ticks(instance: dg.DagsterInstance) -> list:
