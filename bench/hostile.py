@@ -2,34 +2,41 @@
 
     python bench/hostile.py [--meters 2000] [--day 2024-05-10] [--workdir data/bench-hostile]
 
-Simulates one day, then curates it twice, each time in a fresh process (`raw_meter_files`
-and `reads_15min`): as delivered, and with three hostile files added under the same hour: a
-gzip bomb (1 MB that inflates to 1 GiB), a 1 GiB last line without a newline (1 MB
-compressed), and a last line just under the decompressed-size limit (250 MiB). Prints each
-run's seconds and peak memory (max RSS) and the difference (target: under 1 GB above the
-clean day).
+Simulates one day, then curates it three times, each time in a fresh process
+(`raw_meter_files` and `reads_15min`): as delivered; with three hostile files added under the
+same hour: a gzip bomb (1 MB that inflates to 1 GiB), a 1 GiB last line without a newline
+(1 MB compressed), and a last line just under the decompressed-size limit (250 MiB); and,
+instead of those, a second round: NEM12 files of 250 MiB of blank lines and of 250 MiB of
+`300` records of empty fields (gzip), a zip that declares 200 bytes and inflates to
+600 MiB, and a CSV file of 1,000 rows of 100,001 fields. Prints each run's seconds and peak
+memory (max RSS) and the difference (target: under 1 GB above the clean day).
 """
 
 import argparse
 import datetime as dt
+import io
 import json
 import os
 import resource
 import shutil
+import struct
 import subprocess
 import sys
 import time
+import zipfile
 import zlib
 
 HEADER = b"meter_id,interval_start,kwh,quality,version,meter_clock,received_at\n"
 
 
-def packed(first: bytes, filler: int, size: int) -> bytes:
-    """`first`, then `size` bytes of one repeated byte, gzip-compressed a MiB at a time."""
+def packed(first: bytes, filler: int | bytes, size: int, last: bytes = b"") -> bytes:
+    """`first`, then `size` bytes of one repeated byte (or line), then `last`, gzip-compressed a
+    MiB at a time."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)
-    block = bytes([filler]) * (1 << 20)
+    unit = bytes([filler]) if isinstance(filler, int) else filler
+    block = unit * ((1 << 20) // len(unit))
     parts = [packer.compress(first)] + [packer.compress(block) for _ in range(size >> 20)]
-    return b"".join(parts + [packer.flush()])
+    return b"".join(parts + [packer.compress(last), packer.flush()])
 
 
 def curate(workdir: str, day: str) -> dict:
@@ -95,10 +102,10 @@ def main() -> int:
         capture_output=True,
     )
 
-    def run(label: str) -> dict:
+    def run(label: str, **settings: str) -> dict:
         out = subprocess.run(
             [sys.executable, __file__, "--step", "curate", "--day", args.day, "--workdir", workdir],
-            env=env,
+            env={**env, **settings},
             capture_output=True,
             text=True,
         )
@@ -128,9 +135,68 @@ def main() -> int:
     hostile = run("with hostile files")
     extra = hostile["peak_memory_mb"] - clean["peak_memory_mb"]
     print(f"peak memory above the clean day: {extra:,} MB (target: under 1,024 MB)")
+
+    # the second round: NEM12 files that inflate to the limit in lines that cost nothing to keep,
+    # a zip that lies about its size, and CSV rows of a hundred thousand fields
+    for number in files:
+        os.remove(os.path.join(folder, name.format(number)))
+    landed = (hour + dt.timedelta(hours=2)).timestamp()
+    nem12 = os.path.join(env["METER_LAKE"], "raw", "nem12", "bench")
+    os.makedirs(nem12, exist_ok=True)
+    day = dt.date.fromisoformat(args.day)
+    head = (
+        f"100,NEM12,{day:%Y%m%d}0000,MDP1,RETAILER1\n200,QZ00000001,E1,1,E1,N1,S1,kWh,15,\n"
+        + ",".join(["300", f"{day:%Y%m%d}", *["0.1"] * 96, "A", "", "", "", ""])
+        + "\n"
+    ).encode()
+    second = {
+        "blank-lines.csv.gz": packed(head, ord("\n"), 250 << 20, b"900\n"),
+        "empty-fields.csv.gz": packed(head, b"300," + b"," * 290 + b"\n", 250 << 20, b"900\n"),
+        "lying.zip": lying_zip(head, 600 << 20),
+    }
+    for key, data in second.items():
+        path = os.path.join(nem12, key)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.utime(path, (landed, landed))
+    wide = HEADER + (b"1000001,x" + b",x" * 100_000 + b"\n") * 1000
+    with open(os.path.join(folder, name.format("903")), "wb") as f:
+        f.write(zlib.compress(wide, 9, wbits=31))
+    print("second round:", {k: f"{len(d):,} bytes" for k, d in second.items()}, "and 1,000 rows of 100,001 fields")
+    second_round = run("with the second round")
+    extra_second = second_round["peak_memory_mb"] - clean["peak_memory_mb"]
+    print(f"peak memory above the clean day: {extra_second:,} MB (target: under 1,024 MB)")
     with open(os.path.join(workdir, "hostile.json"), "w") as f:
-        json.dump({"meters": args.meters, "clean": clean, "hostile": hostile, "extra_mb": extra}, f, indent=1)
+        json.dump(
+            {
+                "meters": args.meters,
+                "clean": clean,
+                "hostile": hostile,
+                "extra_mb": extra,
+                "second_round": second_round,
+                "second_round_extra_mb": extra_second,
+            },
+            f,
+            indent=1,
+        )
     return 0
+
+
+def lying_zip(head: bytes, size: int) -> bytes:
+    """A zip of one file that inflates to `size` bytes of blank lines and declares 200."""
+    packed = io.BytesIO()
+    with (
+        zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("NEM12.csv", "w", force_zip64=True) as member,
+    ):
+        member.write(head)
+        block = b"\n" * (1 << 20)
+        for _ in range(size >> 20):
+            member.write(block)
+    data = bytearray(packed.getvalue())
+    central = data.find(b"PK\x01\x02")
+    data[central + 24 : central + 28] = struct.pack("<I", 200)
+    return bytes(data)
 
 
 if __name__ == "__main__":

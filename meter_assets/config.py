@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     pg_owner_dsn: str | None = None
     pg_pipeline_dsn: str | None = None
     pg_api_dsn: str | None = None
+    # connections the API's role may hold at once, all its processes together
+    pg_api_connection_limit: int = Field(64, ge=1)
     # Dagster's own runs, event log and schedules: a database of their own (SQLAlchemy URL)
     dagster_pg_url: str | None = None
     recent_window_days: int = Field(35, ge=1)
@@ -89,6 +91,9 @@ class Settings(BaseSettings):
     # a few per process: the queries take a fraction of a millisecond, and more backends
     # than cores only adds context switches (measured: 4 beats 2, 3, 6 and 10 on 2 cores)
     api_pool_size: int = Field(4, ge=1)
+    # a request waits this long for a database connection (an outage, a failover) before it
+    # is answered 503 with Retry-After
+    api_pool_timeout_seconds: float = Field(5, gt=0)
     # half the cores: the other half is PostgreSQL's (embedded on the same machine by
     # default); on 2 cores one process gave p99 41-49 ms where two gave 56-60 ms
     api_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1)

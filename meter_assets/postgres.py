@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import re
 import secrets
@@ -234,6 +235,76 @@ def setup_roles(admin: psycopg.Connection, found: Dsns) -> None:
     admin.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO meter_pipeline").format(db))
     admin.execute("GRANT USAGE, CREATE ON SCHEMA public TO meter_owner")
     admin.execute(ADOPT_SQL)
+    confine_api(admin)
+
+
+# What the API's role gets on every session: a statement that runs away is stopped, it holds
+# no lock for long, and it opens a bounded number of connections (the API sets the same
+# parameters on each connection, so a default the role sets for itself changes nothing).
+API_SESSION = {
+    "statement_timeout": "5s",
+    "lock_timeout": "1s",
+    "idle_in_transaction_session_timeout": "30s",
+    "search_path": "pg_catalog",
+}
+# Functions every role may call unless told otherwise, of which the platform's roles need
+# only the advisory locks (the serving table's, the ledger's and the migrations'), and only
+# the owner and the pipeline: the API must not hold the lock that `usage_serving` takes.
+ADVISORY_LOCKS = [
+    f"{name}({args})"
+    for name in (
+        "pg_advisory_lock",
+        "pg_advisory_lock_shared",
+        "pg_try_advisory_lock",
+        "pg_try_advisory_lock_shared",
+        "pg_advisory_xact_lock",
+        "pg_advisory_xact_lock_shared",
+        "pg_try_advisory_xact_lock",
+        "pg_try_advisory_xact_lock_shared",
+    )
+    for args in ("bigint", "integer, integer")
+]
+# large objects: nobody's (a role could fill the disk with them)
+LARGE_OBJECTS = [
+    "lo_from_bytea(oid, bytea)",
+    "lo_create(oid)",
+    "lo_creat(integer)",
+    "lo_import(text)",
+    "lo_import(text, oid)",
+    "lo_put(oid, bigint, bytea)",
+    "lowrite(integer, bytea)",
+    "lo_open(oid, integer)",
+    "lo_unlink(oid)",
+    "lo_truncate(integer, integer)",
+    "lo_truncate64(integer, bigint)",
+]
+
+
+def confine_api(admin: psycopg.Connection) -> None:
+    """As the superuser (the functions are the system's): the API's role gets a connection
+    limit and session defaults, advisory locks are the owner's and the pipeline's, and large
+    objects nobody's. A role that may only create roles (a managed server's admin) sets the
+    role's limits; the functions' grants are then left as they were, and said so."""
+    limit = settings().pg_api_connection_limit
+    admin.execute(sql.SQL("ALTER ROLE meter_api CONNECTION LIMIT {}").format(sql.Literal(limit)))
+    for name, value in API_SESSION.items():
+        admin.execute(sql.SQL("ALTER ROLE meter_api SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+    try:
+        with admin.transaction():
+            for function in LARGE_OBJECTS + ADVISORY_LOCKS:
+                admin.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION pg_catalog.{} FROM PUBLIC").format(sql.SQL(function)))
+            for function in ADVISORY_LOCKS:
+                admin.execute(
+                    sql.SQL("GRANT EXECUTE ON FUNCTION pg_catalog.{} TO meter_owner, meter_pipeline").format(
+                        sql.SQL(function)
+                    )
+                )
+    except psycopg.errors.InsufficientPrivilege as error:
+        logging.getLogger(__name__).warning(
+            "advisory locks and large objects are left to every role (%s): run `meter-db setup` "
+            "with a superuser's METER_PG_ADMIN_DSN to confine them",
+            error,
+        )
 
 
 # Hand an older installation's objects (made by the superuser) to the owner.

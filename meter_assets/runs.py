@@ -8,8 +8,12 @@ until an operator steps in. Here the daemon's run monitoring asks every
 daemon frees its slots `free_slots_after_run_end_seconds` later (`dagster.yaml`).
 
 The process is the one the code server reported starting for the run (the "Started process
-for run (pid: N)" engine event), on this machine; a process with that number started later
-is another one (Linux `/proc` tells when a process started).
+for run (pid: N)" engine event) or, for a run nobody launched (`dagster asset materialize`,
+`dagster job execute`: the command's own process runs it), the one its executor reported
+running its steps in ("Executing steps in process (pid: N)", or the multiprocess executor's
+parent process), on this machine (the launcher is for one machine: a cluster has a launcher
+of its own); a process with that number started later is another one (Linux `/proc` tells
+when a process started).
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ import dagster as dg
 from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 
-STARTED_PROCESS = "Started process for run (pid: "
+# engine events that name the process a run lives in: the code server's, when it started the
+# run; the executor's, wherever the run was started (a command line runs it in its own process)
+RUN_PROCESS_EVENTS = (
+    "Started process for run (pid: ",
+    "Executing steps in process (pid: ",
+    "Executing steps using multiprocess executor: parent process (pid: ",
+)
 # a process that started this long after the run's was reported is not the run's
 PID_REUSE_SLACK_S = 5.0
 
@@ -51,7 +61,7 @@ def run_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] 
     for record in reversed(records):
         event = record.event_log_entry.dagster_event
         pid = event.engine_event_data.metadata.get("pid")
-        if event.message and event.message.startswith(STARTED_PROCESS) and pid is not None:
+        if event.message and event.message.startswith(RUN_PROCESS_EVENTS) and pid is not None:
             return int(pid.value), record.event_log_entry.timestamp
     return None
 

@@ -3,6 +3,7 @@ requests, oversized and half-sent requests, headers; against uvicorn and Postgre
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import re
 import socket
@@ -14,6 +15,7 @@ import urllib.parse
 import jwt
 import psycopg
 
+from meter_assets import postgres
 from meter_assets.serving.auth import keys, mint
 
 from .api_support import api_with, call, raw_request
@@ -156,17 +158,59 @@ def test_half_sent_requests_are_closed_and_do_not_starve_others(pg, tmp_path):
             assert closed and time.monotonic() - started < 5, "closed about a second after it connected"
 
 
-def test_connections_beyond_the_bound_get_503_at_once(pg, tmp_path):
-    with api_with(pg, tmp_path, METER_API_MAX_CONNECTIONS="8") as url:
+def test_sockets_held_open_never_lock_real_clients_out(pg, tmp_path):
+    """A slowloris client holds far more half-sent and idle sockets than the bound: every real
+    request is still answered, and the sockets that waited longest are the ones closed."""
+    with api_with(pg, tmp_path, METER_API_MAX_CONNECTIONS="40", METER_API_REQUEST_TIMEOUT_SECONDS="30") as url:
         host, port = url.removeprefix("http://").split(":")
-        held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(8)]
-        time.sleep(0.2)
-        status, _, _ = raw_request(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert status == 503
+        held = []
+        for i in range(200):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            if i % 2:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            held.append(sock)
+        time.sleep(0.3)
+        statuses = [
+            raw_request(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] for _ in range(30)
+        ]
+        assert statuses == [200] * 30, "no real request waits on, or is refused for, a held socket"
+        # the first sockets, the longest waiting, were closed to make room
+        held[0].settimeout(2)
+        assert held[0].recv(1024) == b""
         for sock in held:
             sock.close()
-        time.sleep(0.2)
-        assert call(f"{url}/healthz")[0] == 200
+
+
+def test_the_limit_answer_and_a_database_outage_are_json_with_the_security_headers(pg, tmp_path):
+    """503 with a reason and Retry-After, never a plain-text 500 without the headers."""
+    from meter_assets.serving.server import over_limit
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(over_limit({"type": "http"}, None, send))
+    headers = dict(sent[0]["headers"])
+    assert sent[0]["status"] == 503 and headers[b"x-content-type-options"] == b"nosniff"
+    assert b"frame-ancestors 'none'" in headers[b"content-security-policy"] and headers[b"retry-after"] == b"1"
+    assert json.loads(sent[1]["body"])["detail"]
+
+    with api_with(pg, tmp_path, METER_API_POOL_TIMEOUT_SECONDS="2") as url:
+        postgres.stop_embedded(str(tmp_path / "pg"))  # the database goes away under the running API
+        status, headers, body = raw_request(
+            url,
+            b"GET /api/v1/me/usage?days=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Authorization: Bearer " + mint(1).encode() + b"\r\n\r\n",
+            timeout=30,
+        )
+        assert status == 503, body
+        assert headers["content-type"] == "application/json" and headers["retry-after"] == "5"
+        assert (
+            headers["x-content-type-options"] == "nosniff"
+            and "frame-ancestors 'none'" in headers["content-security-policy"]
+        )
+        assert json.loads(body) == {"detail": "the usage store is unavailable; try again shortly"}
 
 
 def test_every_response_carries_the_security_headers_and_redirects_never_echo_the_host(api):
@@ -210,3 +254,24 @@ def test_the_api_refuses_to_start_with_a_weak_secret(pg):
         [meter_api, "serve", "--port", "0", "--workers", "1"], env=env, capture_output=True, text=True, timeout=120
     )
     assert run.returncode != 0 and "at least 32 bytes" in run.stderr, run.stderr[-2000:]
+
+
+def test_session_defaults_the_api_role_gives_itself_change_nothing(api, pg):
+    """The role may set its own session defaults (PostgreSQL lets any role): a timeout of a
+    millisecond or a search path of nothing. The API sets its own on every connection."""
+    with psycopg.connect(pg.api, autocommit=True) as conn:
+        conn.execute("ALTER ROLE meter_api SET statement_timeout = '1ms'")
+        conn.execute("ALTER ROLE meter_api SET search_path = nowhere")
+        conn.execute("ALTER ROLE meter_api SET datestyle = 'SQL, DMY'")
+        # every connection the API holds starts again, under those defaults
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE usename = 'meter_api' AND pid <> pg_backend_pid()"
+        )
+    token = mint(1)
+    deadline = time.monotonic() + 10
+    while (answer := call(f"{api}/api/v1/me/usage?days=3", token))[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the pool replaces the connections it lost
+    status, body = answer
+    assert status == 200 and len(body["days"]["date"]) == 3
+    assert all(re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", day) for day in body["days"]["date"])

@@ -50,9 +50,22 @@ def test_the_api_role_reads_the_serving_tables_and_nothing_else(pg, tmp_path):
         "COPY (SELECT 1) TO PROGRAM 'touch /tmp/meter-api-was-here'",
         "COPY serving.daily_usage TO '/tmp/meter-api-was-here'",
         "SELECT pg_read_file('PG_VERSION')",
+        # large objects could fill the disk; the serving table's advisory lock would hold its refresh
+        "SELECT lo_from_bytea(0, 'x')",
+        "SELECT lo_create(0)",
+        "SELECT pg_advisory_lock(7400000001)",
+        "SELECT pg_try_advisory_lock(7400000001)",
+        "SELECT pg_advisory_xact_lock_shared(1, 2)",
     ):
         refused(pg.api, statement)
     refused(pg.api, "SET session_replication_role = replica", match="permission denied to set parameter")
+    with psycopg.connect(pg.api) as conn:
+        # every session of the role starts with a statement timeout, and the role has a connection limit
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("5s",)
+        assert conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user").fetchone() == (64,)
+    with psycopg.connect(pg.pipeline, autocommit=True) as conn:
+        # the pipeline still takes the serving table's lock
+        assert conn.execute("SELECT pg_try_advisory_lock(7400000001)").fetchone() == (True,)
     with psycopg.connect(pg.pipeline) as conn:
         assert conn.execute("SELECT count(*) FROM serving.daily_usage").fetchone()[0] == 9, "nothing changed"
 

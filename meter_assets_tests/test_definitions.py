@@ -74,6 +74,7 @@ def test_definitions_hold_every_asset_check_and_job():
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
         ("raw_meter_files", "every_file_matches_a_contract"),
+        ("meter_assignments", "no_meter_day_held_twice"),
         ("reads_15min", "one_row_per_meter_interval"),
         ("reads_15min", "kwh_within_physical_range"),
         ("reads_15min", "read_at_on_15min_grid"),

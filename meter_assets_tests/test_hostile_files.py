@@ -8,7 +8,10 @@ the files say and the simulator's ground truth, never the platform's output.
 
 import datetime as dt
 import gzip
+import io
 import shutil
+import struct
+import zipfile
 import zlib
 from decimal import Decimal
 
@@ -143,6 +146,8 @@ def hostile(generated, tmp_path_factory) -> str:
     lake.write_bytes(BOMB, gzip_bomb(1 << 30))
     for key in STRAYS:
         lake.write_bytes(key, gzip.compress((HEADER + row(FIRST_METER + 6, 45, kwh="0.931", version="3")).encode()))
+    write_vendor_files(lake)
+    write_nem12_files(lake)
     results = materialize_days(root, [DAY])
     assert all(r.success for r in results), "no file fails the day"
     return root
@@ -232,12 +237,7 @@ def test_over_long_lines_are_quarantined_and_their_neighbours_kept(hostile):
     ]
 
     assert quarantine_of(hostile, LONG_LAST) == [
-        (
-            "row",
-            "1 line(s) neither read nor rejected by the reader: the "
-            "longest line has 52428800 bytes, more than the 2000000 a line "
-            "may have",
-        )
+        ("row", "a line of 52428800 bytes: more than the 2000000 a line may have")
     ]
     assert curated_reading(hostile, FIRST_METER + 5, at)[:3] == (Decimal("0.921"), 3, LONG_LAST)
 
@@ -278,3 +278,196 @@ def test_keys_outside_the_raw_layout_are_reported_as_unrecognised_and_not_read(h
         "unrecognised key: not raw/YYYY/MM/DD/HH/<file>, so the hour of its readings is unknown; not read",
         len(STRAYS),
     ) in reasons
+
+
+# Files as careless vendors write them, and as an attacker would: each lands beside good rows
+# (meter, kwh) that must be curated from it, version 3 so that they win over the simulator's.
+SPARE = range(FIRST_METER + 125, FIRST_METER + 150)  # the first vendor's meters at :30, by no other case
+AT = HOUR + dt.timedelta(minutes=30)
+
+
+def jsonl_row(meter: int, kwh: str, version: str = "3", minute: int = 30) -> str:
+    return (
+        f'{{"meterId":{meter},"start":"2024-04-01T10:{minute:02d}:00Z","kwh":{kwh},"status":"OK","rev":{version},'
+        f'"deviceClock":"{RECEIVED}","headendTime":"{RECEIVED}"}}\n'
+    )
+
+
+def vendor_files() -> dict[str, tuple[bytes, list[tuple[int, str]], list[str]]]:
+    """key -> (file bytes, the good rows it holds, the reasons of the rows it must quarantine)."""
+    m = iter(SPARE)
+    files = {}
+
+    def good(n: int = 2) -> list[tuple[int, str]]:
+        return [(meter, f"0.{meter % 1000:03d}") for meter in (next(m) for _ in range(n))]
+
+    def csv_rows(rows):
+        return [row(meter, 30, kwh=kwh, version="3") for meter, kwh in rows]
+
+    rows = good()
+    files["bom"] = ("\ufeff" + HEADER + "".join(csv_rows(rows)), rows, [])
+    rows = good(3)
+    mixed = [line.rstrip("\n") for line in [HEADER, *csv_rows(rows)]]
+    files["mixed line endings"] = (mixed[0] + "\r\n" + mixed[1] + "\n" + mixed[2] + "\r\n" + mixed[3] + "\n", rows, [])
+    rows = good(3)
+    quote = f'{FIRST_METER},"2024-04-01T10:30:00Z,0.5,A,3,{RECEIVED},{RECEIVED}\n'
+    files["unterminated quote"] = (
+        HEADER + csv_rows(rows)[0] + quote + "".join(csv_rows(rows)[1:]),
+        rows,
+        ['interval_start: not an ISO 8601 UTC time: "2024-04-01T10:30:00Z'],
+    )
+    rows = good()
+    files["5 million blank lines"] = (HEADER + csv_rows(rows)[0] + "\n" * 5_000_000 + csv_rows(rows)[1], rows, [])
+    rows = good()
+    extra = row(FIRST_METER, 30).rstrip("\n") + ",x" * 400 + "\n"
+    files["400 extra fields"] = (HEADER + csv_rows(rows)[0] + extra + csv_rows(rows)[1], rows, ["407 fields"])
+    rows = good()
+    extra = row(FIRST_METER, 30).rstrip("\n") + ",x" * 100_000 + "\n"
+    files["100,000 extra fields"] = (
+        HEADER + csv_rows(rows)[0] + extra + csv_rows(rows)[1],
+        rows,
+        [f"a line of {len(extra) - 1} bytes: longer than any record (4096)"],
+    )
+    rows = good()
+    bad = [jsonl_row(FIRST_METER, v) for v in ("0.5e0", "1E2", '"0.555"', "1e-400")]
+    files["JSON numbers"] = (
+        jsonl_row(*rows[0]) + "".join(bad) + jsonl_row(*rows[1]),
+        rows,
+        ["a number written with an exponent"] * 2
+        + ["kwh: a JSON string, not a number"]
+        + ["a number written with an exponent"],
+    )
+    rows = good()
+    files["JSON first line of nested arrays"] = ("[" * 3000 + "]" * 3000 + "\n" + jsonl_row(*rows[0]), [], [])
+    return {
+        f"raw/2024/04/01/10/{'beta' if name.startswith('JSON') else 'alpha'}-v{n:03d}-2024040110-b1."
+        f"{'jsonl' if name.startswith('JSON') else 'csv'}.gz": (text.encode(), rows, reasons)
+        for n, (name, (text, rows, reasons)) in enumerate(files.items())
+    }
+
+
+def write_vendor_files(lake: Lake) -> None:
+    for key, (data, _, _) in vendor_files().items():
+        lake.write_bytes(key, gzip.compress(data, compresslevel=1))
+
+
+# NEM12: a register of its own, and files that land on the day (so that a file with no readable
+# date is reported on it)
+REGISTER = "QH00000001"
+NEM12_LANDED = dt.datetime(2024, 4, 2, 12)
+# a file with no readable date is reported on the day it landed
+UNREADABLE_LANDED = dt.datetime(2024, 4, 1, 20)
+UPDATED = "20240402100000"  # AEST: midnight UTC on 2 April, before the file landed
+
+
+def nem12_day(date: str, kwh: str, updated: str = UPDATED) -> str:
+    return ",".join(["300", date, *[kwh] * 96, "A", "", "", updated, ""])
+
+
+NEM12_CONFLICTS = "\n".join(
+    [
+        "100,NEM12,202404021000,MDP9,RETAILER1",
+        f"200,{REGISTER},E1,1,E1,N1,SERIAL9,kWh,15,",
+        nem12_day("20240401", "0.004"),  # line 3: the same day and UpdateDateTime as line 4
+        nem12_day("20240401", "0.036"),
+        nem12_day("20240401", "0.999", updated="99991231235959"),  # line 5: updated in the future
+        nem12_day("99991231", "0.500"),  # line 6: a day that has not begun
+        "900",
+    ]
+).encode()
+
+
+def zipped(data: bytes, method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", method) as archive:
+        archive.writestr("NEM12.csv", data)
+    return packed.getvalue()
+
+
+def damaged(data: bytes, at: int = 60) -> bytes:
+    return data[:at] + b"\xff" * 20 + data[at + 20 :]
+
+
+def with_zip_method(data: bytes, method: int, flags: int = 0) -> bytes:
+    """A stored zip whose headers name another compression method (or say it is encrypted)."""
+    patched = bytearray(data)
+    central = patched.find(b"PK\x01\x02")
+    patched[6:8] = struct.pack("<H", flags)
+    patched[8:10] = struct.pack("<H", method)
+    patched[central + 8 : central + 10] = struct.pack("<H", flags)
+    patched[central + 10 : central + 12] = struct.pack("<H", method)
+    return bytes(patched)
+
+
+def nem12_files() -> dict[str, tuple[bytes, str | None]]:
+    """key -> (bytes, the reason the whole file is refused with, or None)."""
+    plain = NEM12_CONFLICTS
+    stored = zipped(plain, zipfile.ZIP_STORED)
+    files = {
+        "conflicts.csv": (plain, None),
+        "deflate.zip": (damaged(zipped(plain)), "not a readable zip: zlib.error: Error -3 while decompressing data"),
+        "deflate.gz": (damaged(gzip.compress(plain), 20), "not readable gzip: zlib.error: Error -3"),
+        "lzma.zip": (damaged(zipped(plain, zipfile.ZIP_LZMA)), "not a readable zip: LZMAError: Corrupt input data"),
+        "method9.zip": (with_zip_method(stored, 9), "not a readable zip: NotImplementedError: That compression method"),
+        "method99.zip": (with_zip_method(stored, 99), "not a readable zip: NotImplementedError: That compression"),
+        "encrypted.zip": (with_zip_method(stored, 0, flags=1), "not a readable zip: RuntimeError: File <ZipInfo"),
+    }
+    return {f"raw/nem12/agent-nine/{name}": value for name, value in files.items()}
+
+
+def write_nem12_files(lake: Lake) -> None:
+    meters = lake.read_bytes("reference/meters.csv").decode()
+    lake.write_bytes("reference/meters.csv", (meters + f"{REGISTER}-E1,North,99,nem12,2019-01-01,,ordinary\n").encode())
+    for key, (data, reason) in nem12_files().items():
+        lake.write_bytes(key, data, landed_at=NEM12_LANDED if reason is None else UNREADABLE_LANDED)
+
+
+def test_a_vendors_careless_file_loses_only_its_bad_rows(hostile):
+    """A byte-order mark, mixed line endings, an unterminated quote, millions of blank lines,
+    rows of hundreds of thousands of fields, JSON numbers in forms the contract does not write:
+    each bad row is one quarantined row with its reason, and every good row lands."""
+    for key, (_, rows, reasons) in vendor_files().items():
+        for meter, kwh in rows:
+            assert curated_reading(hostile, meter, AT)[:3] == (Decimal(kwh), 3, key), key
+        found = quarantine_of(hostile, key)
+        if "beta-v007" in key:  # a first line of nested arrays matches no contract: the file is refused
+            assert [scope for scope, _ in found] == ["file"] and "matches no known jsonl contract" in found[0][1]
+            continue
+        assert [scope for scope, _ in found] == ["row"] * len(reasons), (key, found)
+        for reason in reasons:
+            assert any(r.startswith(reason) for _, r in found), (key, reason, found)
+
+
+def test_a_nem12_file_that_cannot_be_read_is_refused_whole_and_fails_no_day(hostile):
+    """The day that reports them was curated (the fixture asserts it) and the arrivals sensor's
+    scan names the same reasons instead of failing its tick."""
+    from meter_assets.ingest import nem12
+
+    lake = Lake(hostile)
+    for key, (_, reason) in nem12_files().items():
+        if reason is None:
+            continue
+        assert [(scope, r[: len(reason)]) for scope, r in quarantine_of(hostile, key)] == [("file", reason)], key
+        obj = next(o for o in lake.list(nem12.PREFIX) if o.key == key)
+        assert nem12.scan_object(lake, obj).reason.startswith(reason)
+        assert nem12.reported_days(nem12.scan_object(lake, obj), obj.modified_at, "Australia/Brisbane") == [DAY]
+
+
+def test_a_nem12_day_sent_twice_with_one_update_time_is_read_whole_from_the_later_record(hostile):
+    key = "raw/nem12/agent-nine/conflicts.csv"
+    readings = query(
+        f"SELECT read_at, kwh, source_file FROM read_parquet({table_files(hostile, READS_15MIN, DAY)}) "
+        "WHERE meter_id = ? AND quality_flag = 'actual' ORDER BY read_at",
+        [f"{REGISTER}-E1"],
+    )
+    # the AEST day 1 April is 31 March 14:00 to 1 April 14:00 UTC; London's day starts at 23:00
+    start = dt.datetime(2024, 3, 31, 23)
+    assert readings == [(start + dt.timedelta(minutes=15 * q), Decimal("0.036"), key) for q in range(60)]
+    assert quarantine_of(hostile, key) == [
+        (
+            "row",
+            "300 record: the register's day again at line 4 with the same UpdateDateTime; that later record is read",
+        ),
+        ("row", "IntervalDate: 99991231 had not begun when the file landed (2024-04-02 12:00:00 UTC)"),
+        ("row", "UpdateDateTime: 99991231235959 is after the file landed (2024-04-02 12:00:00 UTC)"),
+    ]

@@ -154,12 +154,10 @@ def test_the_health_check_tells_a_live_run_process_from_a_dead_or_reused_one(tmp
     with dg.DagsterInstance.from_config(str(home)) as instance:
         launcher = instance.run_launcher
 
-        def run_reporting(pid: int | None) -> dg.DagsterRun:
+        def run_reporting(pid: int | None, message: str = "Started process for run (pid: {pid}).") -> dg.DagsterRun:
             run = instance.create_run_for_job(dg.GraphDefinition(name="nothing").to_job())
             if pid is not None:
-                instance.report_engine_event(
-                    f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid)
-                )
+                instance.report_engine_event(message.format(pid=pid), run, EngineEventData.in_process(pid))
             return run
 
         alive = subprocess.Popen(["sleep", "60"])
@@ -171,6 +169,15 @@ def test_the_health_check_tells_a_live_run_process_from_a_dead_or_reused_one(tmp
                 name: launcher.check_run_worker_health(run_reporting(pid)).status
                 for name, pid in (("alive", alive.pid), ("dead", dead.pid), ("not yet reported", None))
             }
+            # a run started from the command line (`dagster asset materialize`): no code server
+            # reported its process, its executor did
+            for name, pid in (("alive, from the command line", alive.pid), ("dead, from the command line", dead.pid)):
+                statuses[name] = launcher.check_run_worker_health(
+                    run_reporting(pid, "Executing steps in process (pid: {pid})")
+                ).status
+            statuses["dead, multiprocess"] = launcher.check_run_worker_health(
+                run_reporting(dead.pid, "Executing steps using multiprocess executor: parent process (pid: {pid})")
+            ).status
             zombie_run = run_reporting(zombie.pid)
             os.kill(zombie.pid, signal.SIGKILL)
             time.sleep(0.5)  # killed, not yet reaped by its parent (this test)
@@ -183,6 +190,9 @@ def test_the_health_check_tells_a_live_run_process_from_a_dead_or_reused_one(tmp
         "alive": WorkerStatus.RUNNING,
         "dead": WorkerStatus.FAILED,
         "not yet reported": WorkerStatus.RUNNING,
+        "alive, from the command line": WorkerStatus.RUNNING,
+        "dead, from the command line": WorkerStatus.FAILED,
+        "dead, multiprocess": WorkerStatus.FAILED,
         "zombie": WorkerStatus.FAILED,
     }
     # a number now held by a process that started after the run's was reported is not the run's

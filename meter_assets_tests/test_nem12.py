@@ -299,3 +299,18 @@ def test_a_zipped_file_larger_than_the_limit_is_refused_without_being_inflated()
         nem12.unpack(packed.getvalue(), limit=1000)
     with pytest.raises(nem12.UnreadableFile, match="more than 1000"):
         nem12.unpack(gzip.compress(b"0" * (1 << 20)), limit=1000)
+
+
+def test_a_file_of_more_refusals_than_a_few_faults_is_refused_whole(monkeypatch):
+    """Past `MAX_REFUSED` refused records and values a file is one quarantined file, not a flood
+    of rows; below it, each refusal is its own row and the rest is read."""
+    monkeypatch.setattr(nem12, "MAX_REFUSED", 3)
+    bad = day("20240512", ["x"] * 3 + DAY_VALUES[3:])
+    worse = day("20240512", ["x"] * 4 + DAY_VALUES[4:])
+    con = parse({0: nem12_file(HEADER, CHANNEL, bad, "900"), 1: nem12_file(HEADER, CHANNEL, worse, "900")})
+    assert [r[2] for r in refused(con, 0)] == [f"IntervalValue{i}: not a number: x" for i in (1, 2, 3)]
+    assert refused(con, 1) == [
+        ("file", None, "4 records and values refused, more than 3: not a file of a few faults; not read")
+    ]
+    files = {f for (f,) in con.execute("SELECT DISTINCT file_id FROM nem12_quarter_hours").fetchall()}
+    assert files == {0}

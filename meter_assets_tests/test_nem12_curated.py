@@ -31,6 +31,8 @@ NEM12_DATE = dt.date(2024, 5, 14)
 DAYS = [dt.date(2024, 5, 13), dt.date(2024, 5, 14)]
 KNOWN = "QB01000001"
 UNKNOWN = "QB09999999"
+INSTALLED = "QB01000002"
+REMOVED = "QB01000003"
 HALF_HOURS = [Decimal(100 + 7 * i) / 1000 for i in range(48)]  # kWh per half hour
 QUARTERS = [Decimal(20 + (i % 9)) / 1000 for i in range(96)]
 
@@ -63,6 +65,10 @@ def curated(tmp_path_factory) -> str:
     generate(lake, meters=20, start=DAYS[0], days=2, seed=5, rates=CLEAN, log=lambda *_: None)
     meters = lake.read_bytes("reference/meters.csv").decode()
     extra = "".join(f"{KNOWN}-{suffix},North,99,nem12,2019-01-01,,ordinary\n" for suffix in ("E1", "E2", "B1"))
+    # registers that deliver nothing and have no history: one installed on the first day (local
+    # midnight is 23:00 UTC the day before in BST), one removed on the second
+    extra += f"{INSTALLED}-E1,North,99,nem12,{DAYS[0]},,ordinary\n"
+    extra += f"{REMOVED}-E1,North,99,nem12,2019-01-01,{DAYS[1]},ordinary\n"
     lake.write_bytes("reference/meters.csv", (meters + extra).encode())
     lake.write_bytes("raw/nem12/agent-one/NEM12#0001#MDP1#RETAILER1.csv.gz", gzip.compress(nem12_text().encode()))
     # a file with no NEM12 day is reported on the day it landed
@@ -162,3 +168,17 @@ def test_the_report_counts_the_quarter_hours_halved_from_half_hours(curated):
         counted.append(summary[0])
     # London keeps BST: the AEST day is 36 quarter hours of the 13th and 60 of the 14th
     assert counted == [36, 60]
+
+
+def test_registers_that_deliver_nothing_and_have_no_history_hold_back_no_day(curated):
+    """Installed on the first day of the market, or removed the next, with nothing delivered and no
+    history of their own: every quarter hour of each local day the register was installed is
+    there, the platform's estimate from its class or missing (the fixture's days passed every
+    blocking check), and none of the day it was removed."""
+    installed = readings(curated, f"{INSTALLED}-E1")
+    assert [r[0] for r in installed] == [
+        dt.datetime(2024, 5, 12, 23) + dt.timedelta(minutes=15 * q) for q in range(2 * 96)
+    ]
+    assert {r[2] for r in installed} <= {"estimated", "missing"} and {r[4] for r in installed} == {None}
+    removed = readings(curated, f"{REMOVED}-E1")
+    assert [r[0] for r in removed] == [dt.datetime(2024, 5, 12, 23) + dt.timedelta(minutes=15 * q) for q in range(96)]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meter_assets.billing.pricing import AmbiguousTariff, compute_bills
+from meter_assets.billing.pricing import AmbiguousHolder, AmbiguousTariff, compute_bills
 from meter_assets.market_calendar import month_bounds
 
 from .billing_reference import reference_bills
@@ -370,3 +370,19 @@ def test_a_day_with_two_standing_charges_is_a_clear_error():
         r"0.5800 and 0.6000",
     ):
         compute_bills(_flat_month("2024-06", tariffs), "2024-06", TZ, TAX)
+
+
+def test_a_meter_day_held_by_two_customers_is_shown_and_billed_to_neither():
+    """Assignments that reached the lake past the reference check stop pricing (the bills and
+    the usage page's table alike) with the meter, its customers and the day."""
+    reads = [
+        dict(meter_id=1, read_at=at, kwh=Decimal("0.250"), quality_flag="actual") for at in utc_intervals("2024-06")
+    ]
+    assignments = [
+        dict(meter_id=1, customer_id=7, valid_from=dt.date(2020, 1, 1), valid_to=None),
+        dict(meter_id=1, customer_id=8, valid_from=dt.date(2024, 6, 10), valid_to=dt.date(2024, 6, 12)),
+    ]
+    customers = [dict(customer_id=7, plan_id="FLEX"), dict(customer_id=8, plan_id="FLEX")]
+    con = connection(reads, assignments, customers, _ev_plan("0.2750"))
+    with pytest.raises(AmbiguousHolder, match=r"^2024-06-10: .*meter 1: customers \[7, 8\]$"):
+        compute_bills(con, "2024-06", TZ, TAX)

@@ -296,6 +296,26 @@ class AmbiguousTariff(ValueError):
     """Tariff rows that give one quarter hour or one day of supply two prices."""
 
 
+class AmbiguousHolder(ValueError):
+    """Assignments that give one meter-day to two customers: no one is shown or billed it."""
+
+
+# meters the assignments give two holders on a day of the range, with the first such day (the
+# reference check refuses such an export; this stops a run on one that reached the lake
+# another way)
+TWO_HOLDERS_SQL = """
+SELECT greatest(a.valid_from, b.valid_from, $first_day) AS day, a.meter_id, [a.customer_id, b.customer_id]
+FROM assignments AS a
+JOIN assignments AS b
+  ON a.meter_id = b.meter_id AND (a.valid_from, a.customer_id) < (b.valid_from, b.customer_id)
+ AND a.valid_from < coalesce(b.valid_to, DATE '9999-12-31') AND b.valid_from < coalesce(a.valid_to, DATE '9999-12-31')
+WHERE greatest(a.valid_from, b.valid_from) < $end_day
+  AND least(coalesce(a.valid_to, DATE '9999-12-31'), coalesce(b.valid_to, DATE '9999-12-31')) > $first_day
+ORDER BY day, a.meter_id
+LIMIT 10
+"""
+
+
 @dataclass
 class EnergyLine:
     """A time-of-use band at one unit rate: the kWh it priced in the month, and its money."""
@@ -440,6 +460,16 @@ def start_usage(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(PRICE_LINES_SQL)
 
 
+def raise_if_shared(con: duckdb.DuckDBPyConnection, first_day: dt.date, end_day: dt.date) -> None:
+    """AmbiguousHolder if the assignments give a meter to two customers on a day from
+    `first_day` until `end_day` (exclusive), naming the first day, the meter and the customers."""
+    shared = con.execute(TWO_HOLDERS_SQL, {"first_day": first_day, "end_day": end_day}).fetchall()
+    if shared:
+        day = shared[0][0]
+        examples = "; ".join(f"meter {meter}: customers {customers}" for d, meter, customers in shared if d == day)
+        raise AmbiguousHolder(f"{day}: the assignments give a meter to more than one customer: {examples}")
+
+
 def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: str) -> None:
     """Add one local day's kWh per customer and price (band and unit rate) to `usage_by_day`.
 
@@ -506,6 +536,7 @@ def price_month(
     view `reads`, filtered to the day). Bills are then read by `month_bills`.
     """
     start, end = month_bounds(month)
+    raise_if_shared(con, start, end)
     start_usage(con)
     day = start
     while day < end:

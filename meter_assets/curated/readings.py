@@ -35,12 +35,16 @@ GRID_TOLERANCE_S = 120
 MAX_CLOCK_OFFSET_S = 86_400
 # The head-end cannot receive a reading before its interval ends, nor after the file that
 # carries it landed in the lake; clocks may disagree by this much.
-RECEIVE_TOLERANCE_S = 300
+RECEIVE_TOLERANCE_S = nem12.RECEIVE_TOLERANCE_S
 # numbers as decimal digits (no exponent, hexadecimal or padding); a version from 0
 VERSION_PATTERN = "0|[1-9][0-9]{0,4}"
 ENERGY_PATTERN = r"-?[0-9]{1,15}(\.[0-9]{1,6})?"
 # the readers' limit on one line (DuckDB's default, stated): a longer line is quarantined
 MAX_LINE_BYTES = 2_000_000
+# the longest line a record of these contracts has, and then some: a longer one is not split
+MAX_RECORD_BYTES = 4096
+# a quarantined record keeps this much of its line: enough to see it, never the whole of a bomb
+RECORD_CHARS = 4096
 # `copies` is a SMALLINT: a reading delivered more often than this is counted as this often
 MAX_COPIES = 32_767
 
@@ -48,14 +52,18 @@ MAX_COPIES = 32_767
 # instead of failing the day.
 STAGE_SQL = """
 COPY (
-WITH source AS (
-    {source}
+WITH lines AS (
+    {lines}
+),
+source AS (
+    {fields}
 ),
 typed AS (
     SELECT
         file_id,
         source_arrived_at,
         record,
+        shape,
         fields,
         -- identifiers and versions exactly as the contract writes them: "1000090.5", "0x0F42A5",
         -- "1e1" and "1.6" are not rounded or converted into something else
@@ -99,8 +107,8 @@ snapped AS (
 )
 SELECT
     file_id,
-    CASE WHEN reason IS NOT NULL THEN coalesce(record, concat_ws(',', fields.meter_id, fields.interval_start,
-        fields.energy, fields.quality, fields.version, fields.meter_clock, fields.received_at)) END AS record,
+    -- a refused line is kept as far as anyone reads it (a bomb's line is not carried whole)
+    CASE WHEN reason IS NOT NULL AND reason <> 'blank' THEN left(record, {record_chars}) END AS record,
     CAST(NULL AS BIGINT) AS line,
     meter_id, device_read_at, read_at, kwh, quality_flag, version, received_at, clock_offset_s,
     CAST(15 AS SMALLINT) AS interval_minutes,
@@ -109,7 +117,7 @@ FROM (
     SELECT
         *,
         CASE
-            WHEN fields IS NULL                THEN 'not valid JSON'
+            WHEN shape IS NOT NULL             THEN shape
             WHEN meter_id IS NULL              THEN 'meter_id: '
                 || coalesce('not a meter id of the ' || $vendor || ' head-end: ' || fields.meter_id, 'missing')
             WHEN meter_id NOT IN (SELECT meter_id FROM known_meters)
@@ -147,50 +155,94 @@ FROM (
 ) TO '{target}' (FORMAT parquet, COMPRESSION lz4_raw)
 """
 
-CSV_SOURCE = """
-    SELECT
-        files.file_id,
-        files.arrived_at                                                      AS source_arrived_at,
-        NULL                                                                  AS record,
-        {{'meter_id': "{meter_id}", 'interval_start': "{interval_start}", 'energy': "{energy}",
-          'quality': "{quality}", 'version': "{version}", 'meter_clock': "{meter_clock}",
-          'received_at': "{received_at}"}}                                    AS fields
-    FROM read_csv({uris}, header = true, auto_detect = false, all_varchar = true,
-                  columns = {columns}, filename = true, store_rejects = true, max_line_size = {max_line_bytes})
-    JOIN files ON files.uri = filename
+# Both formats are read a line at a time (the CSV reader only finds the line breaks, which
+# may be LF, CRLF, CR or a mix, and drops a byte-order mark) and split here: a line of any
+# shape costs what its text costs, a quote never swallows the lines after it, and a line of
+# the wrong shape is one row refused. Only a line of a record's length is split at all.
+LINES_SOURCE = """
+    SELECT files.file_id, files.arrived_at AS source_arrived_at, lines.line AS record
+    FROM read_csv({uris}, header = {header}, auto_detect = false, columns = {{'line': 'VARCHAR'}},
+                  delim = '\\x1f', quote = '', escape = '', strict_mode = false, filename = true,
+                  store_rejects = true, max_line_size = {max_line_bytes}) AS lines
+    JOIN files ON files.uri = lines.filename
 """
 
-JSONL_SOURCE = """
-    SELECT
-        files.file_id,
-        files.arrived_at AS source_arrived_at,
-        line AS record,
-        CASE WHEN json_valid(line) THEN json_extract_string(line, {paths}) END AS parts,
-        CASE WHEN parts IS NOT NULL THEN
-            {{'meter_id': parts[1], 'interval_start': parts[2], 'energy': parts[3], 'quality': parts[4],
-              'version': parts[5], 'meter_clock': parts[6], 'received_at': parts[7]}}
-        END AS fields
-    FROM read_csv({uris}, header = false, auto_detect = false, columns = {{'line': 'VARCHAR'}},
-                  delim = '\\x1f', quote = '', escape = '', filename = true, store_rejects = true,
-                  max_line_size = {max_line_bytes})
-    JOIN files ON files.uri = filename
-    WHERE line IS NOT NULL
+# a line no record of the contracts is as long as: refused unsplit (a reader's limit, or ours)
+TOO_LONG = """'a line of ' || strlen(record) || ' bytes: ' || CASE WHEN strlen(record) > {max_line_bytes}
+    THEN 'more than the {max_line_bytes} a line may have' ELSE 'longer than any record ({max_record_bytes})' END"""
+
+# a field the writer put in double quotes is read without them
+CSV_FIELDS = """
+    SELECT *,
+           CASE WHEN shape IS NULL THEN
+               {{'meter_id': parts[1], 'interval_start': parts[2], 'energy': parts[3], 'quality': parts[4],
+                 'version': parts[5], 'meter_clock': parts[6], 'received_at': parts[7]}}
+           END AS fields
+    FROM (
+        SELECT file_id, source_arrived_at, record,
+               CASE WHEN record IS NULL THEN 'blank'
+                    WHEN strlen(record) > {max_record_bytes} THEN {too_long}
+                    WHEN len(split) <> {count} THEN CASE WHEN trim(record) = '' THEN 'blank'
+                         ELSE len(split) || ' fields: the contract has {count}' END
+               END AS shape,
+               CASE WHEN NOT contains(record, '"') THEN split
+                    ELSE list_transform(split, lambda x: CASE WHEN strlen(x) > 1 AND starts_with(x, '"')
+                                                                   AND ends_with(x, '"') THEN x[2:-2] ELSE x END)
+               END AS parts
+        FROM (
+            SELECT *, CASE WHEN strlen(record) <= {max_record_bytes} THEN string_split(record, ',') END AS split
+            FROM lines
+        )
+    )
+"""
+
+# JSON values have types: energy and versions are numbers written in decimal digits (the JSON
+# reader would turn 1E2 into 100.0 and 1e-400 into 0), text is a string; one parse a line
+JSONL_FIELDS = """
+    SELECT *,
+           CASE WHEN shape IS NULL THEN
+               {{'meter_id': {v1}, 'interval_start': {v2}, 'energy': {v3}, 'quality': {v4},
+                 'version': {v5}, 'meter_clock': {v6}, 'received_at': {v7}}}
+           END AS fields
+    FROM (
+        SELECT *,
+               CASE WHEN record IS NULL THEN 'blank'
+                    WHEN strlen(record) > {max_record_bytes} THEN {too_long}
+                    WHEN parts IS NULL THEN CASE WHEN trim(record) = '' THEN 'blank' ELSE 'not valid JSON' END
+                    WHEN NOT starts_with(ltrim(record), '{{') THEN 'not a JSON object'
+                    WHEN NOT ({typed}) THEN concat_ws('; ', {mistyped})
+                    -- only a line with a digit before an e pays for looking outside its strings
+                    WHEN regexp_matches(record, '[0-9][eE]')
+                         AND regexp_matches(regexp_replace(record, '"(\\\\.|[^"\\\\])*"', '""', 'g'), '[0-9.][eE]')
+                    THEN 'a number written with an exponent: the contract writes decimal digits'
+               END AS shape
+        FROM (
+            SELECT *,
+                   CASE WHEN strlen(record) <= {max_record_bytes} AND json_valid(record)
+                        THEN CAST(json_extract(record, {paths}) AS VARCHAR[]) END AS parts
+            FROM lines
+        )
+    )
 """
 
 QUARANTINE_SQL = """
 COPY (
     WITH bad_rows AS (
-        SELECT file_id, line, reason, record, meter_id, read_at
+        -- a blank line is read and holds nothing: it is accounted for, not quarantined
+        SELECT file_id, line, reason, left(record, $record_chars) AS record, meter_id, read_at
         FROM staged
-        WHERE reason IS NOT NULL
+        WHERE reason IS NOT NULL AND reason <> 'blank'
     ),
+    -- one row per line the reader rejected, however many errors it found in it
     unsplittable_rows AS (
-        SELECT files.file_id, errors.line, errors.error_type || ': ' || errors.error_message AS reason,
-               rtrim(errors.csv_line, chr(10)) AS record, CAST(NULL AS VARCHAR) AS meter_id,
+        SELECT files.file_id, errors.line,
+               min(errors.error_type || ': ' || errors.error_message) AS reason,
+               left(rtrim(min(errors.csv_line), chr(10)), $record_chars) AS record, CAST(NULL AS VARCHAR) AS meter_id,
                CAST(NULL AS TIMESTAMP) AS read_at
         FROM reject_errors AS errors
         JOIN reject_scans AS scans USING (scan_id, file_id)
         JOIN files ON files.uri = scans.file_path
+        GROUP BY files.file_id, errors.line
     ),
     unreadable_files AS (
         SELECT file_id, CAST(NULL AS BIGINT) AS line, reason, CAST(NULL AS VARCHAR) AS record,
@@ -216,7 +268,7 @@ COPY (
                || CASE WHEN files.longest_line_bytes > $max_line_bytes
                        THEN 'the longest line has ' || files.longest_line_bytes || ' bytes, more than the '
                             || $max_line_bytes || ' a line may have'
-                       ELSE 'blank lines, or a line break inside a quoted field' END AS reason,
+                       ELSE 'lines the reader dropped' END AS reason,
                CAST(NULL AS VARCHAR) AS record, CAST(NULL AS VARCHAR) AS meter_id, CAST(NULL AS TIMESTAMP) AS read_at
         FROM files
         LEFT JOIN read_lines USING (file_id)
@@ -355,23 +407,46 @@ class CurationResult:
     export_rows: int = 0  # quarter hours of export registers, kept apart in reads_15min_export
 
 
-def _source(contract: Contract, uris: list[str]) -> str:
-    if contract.format == "csv":
-        columns = "{" + ", ".join(f"'{f}': 'VARCHAR'" for f in contract.fields) + "}"
-        return CSV_SOURCE.format(
-            uris=sql_list(uris),
-            columns=columns,
-            meter_id=contract.meter_id,
-            interval_start=contract.interval_start,
-            energy=contract.energy,
-            quality=contract.quality,
-            version=contract.version,
-            meter_clock=contract.meter_clock,
-            received_at=contract.received_at,
-            max_line_bytes=MAX_LINE_BYTES,
+def _source(contract: Contract, uris: list[str]) -> tuple[str, str]:
+    """The SQL that reads a contract's files line by line, and the SQL that splits the lines."""
+    csv = contract.format == "csv"
+    lines = LINES_SOURCE.format(uris=sql_list(uris), header="true" if csv else "false", max_line_bytes=MAX_LINE_BYTES)
+    too_long = TOO_LONG.format(max_line_bytes=MAX_LINE_BYTES, max_record_bytes=MAX_RECORD_BYTES)
+    if csv:
+        return lines, CSV_FIELDS.format(
+            max_record_bytes=MAX_RECORD_BYTES, too_long=too_long, count=len(contract.fields)
         )
-    paths = sql_list([f"$.{f}" for f in contract.fields])
-    return JSONL_SOURCE.format(uris=sql_list(uris), paths=paths, max_line_bytes=MAX_LINE_BYTES)
+    values, typed, mistyped = [], [], []
+    for i, name in enumerate(contract.fields, 1):
+        part = f"parts[{i}]"
+        number = f"(ascii({part}) BETWEEN 48 AND 57 OR ascii({part}) = 45)"
+        string = f"starts_with({part}, '\"')"
+        kind = (
+            f"CASE WHEN starts_with({part}, '\"') THEN 'string' WHEN {number} THEN 'number' "
+            f"WHEN {part} IN ('true', 'false') THEN 'boolean' WHEN {part} = 'null' THEN 'null' "
+            f"WHEN starts_with({part}, '{{') THEN 'object' ELSE 'array' END"
+        )
+        wanted = "number" if name in contract.json_numbers else "string"
+        # every row pays for the test of its types, only a mistyped one for naming them
+        typed.append(f"({part} IS NULL OR {number if wanted == 'number' else string})")
+        mistyped.append(
+            f"CASE WHEN {part} IS NOT NULL AND {kind} <> '{wanted}' "
+            f"THEN '{name}: a JSON ' || {kind} || ', not a {wanted}' END"
+        )
+        # a string's text without its quotes (its escapes decoded, in the rare string that has one)
+        values.append(
+            part
+            if wanted == "number"
+            else f"CASE WHEN contains({part}, '\\') THEN json_extract_string({part}, '$') ELSE {part}[2:-2] END"
+        )
+    return lines, JSONL_FIELDS.format(
+        paths=sql_list([f"$.{f}" for f in contract.fields]),
+        typed=" AND ".join(typed),
+        mistyped=", ".join(mistyped),
+        max_record_bytes=MAX_RECORD_BYTES,
+        too_long=too_long,
+        **{f"v{i}": v for i, v in enumerate(values, 1)},
+    )
 
 
 def curate_day(
@@ -405,6 +480,8 @@ def curate_day(
 
     if "longest_line_bytes" not in inventory.column_names:  # an inventory written before it was kept
         inventory = inventory.append_column("longest_line_bytes", pa.nulls(inventory.num_rows, pa.int64()))
+    # file ids in the order files landed: of two deliveries alike in all else, the later wins
+    inventory = inventory.sort_by([("arrived_at", "ascending"), ("file_key", "ascending")])
     files = inventory.append_column("file_id", pa.array(range(inventory.num_rows), pa.int32()))
     files = files.append_column(
         "uri", pa.array([lake_uri(k) for k in files.column("file_key").to_pylist()], pa.string())
@@ -413,7 +490,12 @@ def curate_day(
     meters = parquet(meters_uris)
     con.execute(
         EXPECTED_METERS_SQL.format(meters=meters),
-        {"day_start": day_start, "day_end": day_end, "export_meter": nem12.EXPORT_METER_PATTERN},
+        {
+            "day_start": day_start,
+            "day_end": day_end,
+            "export_meter": nem12.EXPORT_METER_PATTERN,
+            "tz": settings().market_tz,
+        },
     )
     con.execute(KNOWN_METERS_SQL.format(meters=meters))
     con.execute(METER_CLASSES_SQL.format(meters=meters))
@@ -473,7 +555,9 @@ def curate_day(
     if not _has_table(con, "reject_errors"):
         con.execute(EMPTY_REJECTS)
 
-    con.execute(QUARANTINE_SQL.format(target=quarantine_uri), {"max_line_bytes": MAX_LINE_BYTES})
+    con.execute(
+        QUARANTINE_SQL.format(target=quarantine_uri), {"max_line_bytes": MAX_LINE_BYTES, "record_chars": RECORD_CHARS}
+    )
     # The dedupe is a hash aggregate over every meter and interval; in meter ranges it stays
     # small, and ranges written in order keep the day sorted by meter across files. Only ranges
     # that hold a meter: a quarantined row's id is not a meter's.
@@ -498,7 +582,8 @@ def curate_day(
         con.execute(WRITE_SQL.format(edited=estimator.edit(low, high, day_start), target=curated_parts[-1]))
 
     staged = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE reason IS NULL AND clock_offset_s <> 0) FROM staged"
+        "SELECT count(*) FILTER (WHERE reason IS DISTINCT FROM 'blank'), "
+        "count(*) FILTER (WHERE reason IS NULL AND clock_offset_s <> 0) FROM staged"
     ).fetchone()
     curated = con.execute(CURATED_COUNTS_SQL.format(files=parquet(curated_parts))).fetchall()
     edits = con.execute(EDIT_COUNTS_SQL.format(files=parquet(curated_parts))).fetchall()
@@ -532,15 +617,22 @@ ORDER BY part
 """
 # the meters installed for some of the day, and the part of it they were expected to report
 # (consumption only: an export register's readings are kept apart, never a missing consumption)
+# (installed_on and removed_on are local dates: a meter is expected from the local midnight that
+# starts the first until the one that starts the second, whatever the offset from UTC)
 EXPECTED_METERS_SQL = """
 CREATE OR REPLACE TEMP TABLE expected_meters AS
+WITH local_dates AS (
+    SELECT meter_id,
+           timezone('UTC', timezone($tz, CAST(installed_on AS TIMESTAMP))) AS installed_at,
+           timezone('UTC', timezone($tz, CAST(removed_on AS TIMESTAMP))) AS removed_at
+    FROM {meters}
+    WHERE NOT regexp_full_match(meter_id, $export_meter)
+)
 SELECT meter_id,
-       greatest($day_start, CAST(installed_on AS TIMESTAMP)) AS expected_from,
-       least($day_end, coalesce(CAST(removed_on AS TIMESTAMP), $day_end)) AS expected_until
-FROM {meters}
-WHERE CAST(installed_on AS TIMESTAMP) < $day_end
-  AND (removed_on IS NULL OR CAST(removed_on AS TIMESTAMP) > $day_start)
-  AND NOT regexp_full_match(meter_id, $export_meter)
+       greatest($day_start, installed_at) AS expected_from,
+       least($day_end, coalesce(removed_at, $day_end)) AS expected_until
+FROM local_dates
+WHERE installed_at < $day_end AND (removed_at IS NULL OR removed_at > $day_start)
 """
 METER_CLASSES_SQL = "CREATE OR REPLACE TEMP TABLE meter_classes AS SELECT meter_id, load_class, region FROM {meters}"
 HISTORY_SQL = "CREATE OR REPLACE TEMP VIEW history AS SELECT meter_id, read_at, kwh, quality_flag FROM {files}"
@@ -575,8 +667,10 @@ def _stage_nem12(
     ids, keys, uris = (ok.column(c).to_pylist() for c in ("file_id", "file_key", "uri"))
     chosen = [i for i, c in enumerate(ok.column("contract").to_pylist()) if c == nem12.CONTRACT]
     data = {ids[i]: read_bytes(keys[i]) for i in chosen}
+    arrived = ok.column("arrived_at").to_pylist()
+    landed = {ids[i]: arrived[i] for i in chosen}
     limit = settings().max_raw_file_mb << 20
-    refused = nem12.stage(con, data, target, day_start, day_end, settings().nem12_tz, limit)
+    refused = nem12.stage(con, data, target, day_start, day_end, settings().nem12_tz, limit, landed)
     uri_of = {ids[i]: uris[i] for i in chosen}
     return {uri_of[file_id]: reason for file_id, reason in refused.items()}
 
@@ -585,11 +679,14 @@ def _stage(con: duckdb.DuckDBPyConnection, contract: Contract, uris: list[str], 
     wh = contract.energy_unit == "Wh"
     if os.path.exists(target):
         os.remove(target)
+    lines, fields = _source(contract, uris)
     con.execute(
         STAGE_SQL.format(
-            source=_source(contract, uris),
+            lines=lines,
+            fields=fields,
             kwh_expression="energy * 0.001" if wh else "energy",
             whole_check="energy <> round(energy)" if wh else "FALSE",
+            record_chars=RECORD_CHARS,
             target=target,
         ),
         params,

@@ -29,6 +29,8 @@ class Contract:
     received_at: str  # the head-end's (trusted) clock when it received the record
     # a meter id exactly as the vendor writes one (a regular expression on the whole text)
     meter_id_pattern: str = "[1-9][0-9]{0,9}"
+    # JSON Lines: the fields that are JSON numbers (the rest are strings)
+    json_numbers: tuple[str, ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -77,6 +79,7 @@ BETA_JSONL_V1 = Contract(
     version="rev",
     meter_clock="deviceClock",
     received_at="headendTime",
+    json_numbers=("meterId", "kwh", "rev"),
 )
 
 # The vendor's 2.0 firmware renamed every field and reports energy in whole Wh.
@@ -94,6 +97,7 @@ BETA_JSONL_V2 = Contract(
     version="revision",
     meter_clock="clock",
     received_at="receivedAt",
+    json_numbers=("energyWh", "revision"),
 )
 
 CONTRACTS: tuple[Contract, ...] = (ALPHA_CSV_V1, BETA_JSONL_V1, BETA_JSONL_V2)
@@ -124,7 +128,7 @@ def match_contract(key: str, head_line: str) -> Contract | None:
         if fmt == "jsonl":
             try:
                 record = json.loads(head_line)
-            except ValueError:
+            except (ValueError, RecursionError):  # a first line of deeply nested arrays is not a record
                 return None
             if isinstance(record, dict) and set(record) == set(contract.fields):
                 return contract

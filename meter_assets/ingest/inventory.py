@@ -144,7 +144,8 @@ def inspect(lake: Lake, hour: dt.datetime, obj: LakeObject) -> RawFile:
             rows=None,
             reason=f"gzip stream ends early: truncated at {len(data)} bytes",
         )
-    head_line = first.decode("utf-8", errors="replace").strip()
+    # a byte-order mark is the writer's, not the header's
+    head_line = first.decode("utf-8", errors="replace").lstrip("\ufeff").strip()
     contract = match_contract(obj.key, head_line)
     if contract is None:
         return RawFile(
@@ -230,7 +231,8 @@ def nem12_files(lake: Lake, day: dt.date, pool: ThreadPoolExecutor) -> list[RawF
     limit = settings().max_raw_file_mb << 20
     scans = pool.map(lambda o: nem12.scan_object(lake, o, limit), objects)
     found = []
-    for obj, scan in zip(objects, scans, strict=True):
+    for obj, scanned in zip(objects, scans, strict=True):
+        scan = scanned.landed(obj.modified_at)
         days = nem12.reported_days(scan, obj.modified_at, settings().nem12_tz)
         if day not in days:
             continue

@@ -19,8 +19,10 @@ import hashlib
 import re
 from importlib import resources as package_files
 
+import psycopg
+import psycopg.sql
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -96,8 +98,14 @@ WHERE customer_id = %(customer_id)s
 """
 
 
-async def iso_dates(conn) -> None:
-    # the usage JSON writes dates as text: ISO whatever the server's default style
+async def configure(conn) -> None:
+    """Each connection's session, whatever defaults the role was given (or gave itself): the
+    usage JSON writes dates as text, ISO whatever the server's default style; and the
+    timeouts and search path of `postgres.API_SESSION`."""
+    for name, value in postgres.API_SESSION.items():
+        await conn.execute(
+            psycopg.sql.SQL("SET {} = {}").format(psycopg.sql.Identifier(name), psycopg.sql.Literal(value))
+        )
     await conn.execute("SET datestyle = 'ISO, YMD'")
 
 
@@ -168,7 +176,7 @@ async def bill_estimate(request: Request) -> Response:
 
 async def healthz(request: Request) -> JSONResponse:
     try:
-        async with request.app.state.pool.connection(timeout=5) as conn:
+        async with request.app.state.pool.connection() as conn:
             cursor = await conn.execute("SELECT max(local_date) AS newest_day FROM serving.refreshes")
             row = await cursor.fetchone()
     except Exception:  # any failure to answer is "unavailable", for the load balancer to act on
@@ -217,8 +225,8 @@ class SecurityHeaders:
         async def with_headers(message):
             if message["type"] == "http.response.start":
                 headers = message.setdefault("headers", [])
-                has_policy = any(name == self.POLICY[0] for name, _ in headers)
-                headers.extend(self.HEADERS if has_policy else [*self.HEADERS, self.POLICY])
+                present = {name for name, _ in headers}
+                headers.extend(h for h in [*self.HEADERS, self.POLICY] if h[0] not in present)
             await send(message)
 
         await self.app(scope, receive, with_headers)
@@ -226,6 +234,21 @@ class SecurityHeaders:
 
 async def unauthorized(request: Request, error: InvalidToken) -> JSONResponse:
     return problem(401, str(error), **{"WWW-Authenticate": 'Bearer realm="usage"'})
+
+
+def unavailable() -> JSONResponse:
+    """The answer when the usage store cannot answer (an outage, a failover, every connection
+    busy): a client may try again shortly; no detail of the database is given away."""
+    return problem(503, "the usage store is unavailable; try again shortly", **{"Retry-After": "5"})
+
+
+async def store_unavailable(request: Request, error: Exception) -> JSONResponse:
+    return unavailable()
+
+
+async def server_error(request: Request, error: Exception) -> JSONResponse:
+    # answered outside the middleware, so it carries the security headers itself
+    return problem(500, "internal error", **SECURITY_HEADERS, **{"Content-Security-Policy": API_POLICY})
 
 
 def create_app(dsn: str | None = None) -> Starlette:
@@ -244,8 +267,9 @@ def create_app(dsn: str | None = None) -> Starlette:
             min_size=2,
             max_size=settings().api_pool_size,
             open=False,
+            timeout=settings().api_pool_timeout_seconds,
             kwargs={"row_factory": dict_row, "autocommit": True},
-            configure=iso_dates,
+            configure=configure,
         )
         await pool.open(wait=True)
         app.state.pool = pool
@@ -275,7 +299,13 @@ def create_app(dsn: str | None = None) -> Starlette:
             Route("/api/v1/me/bill-estimate", bill_estimate, methods=["GET"]),
         ],
         middleware=[Middleware(SecurityHeaders)],
-        exception_handlers={InvalidToken: unauthorized},
+        exception_handlers={
+            InvalidToken: unauthorized,
+            psycopg.Error: store_unavailable,
+            PoolTimeout: store_unavailable,
+            TooManyRequests: store_unavailable,
+            Exception: server_error,
+        },
         lifespan=lifespan,
     )
     # no trailing-slash redirects: they would build a Location from the request's Host header

@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.billing.assets import pricing_views
-from meter_assets.billing.pricing import price_day, raise_if_unpriced, start_usage, supply_days
+from meter_assets.billing.pricing import price_day, raise_if_shared, raise_if_unpriced, start_usage, supply_days
 from meter_assets.config import settings
 from meter_assets.partitions import daily_partitions
 from meter_assets.reference.assets import customers, meter_assignments, tariffs
@@ -72,6 +72,8 @@ def usage_serving(
     began = time.perf_counter()
     with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
         pricing_views(con, store)
+        # no customer is shown a meter-day the assignments give to another as well
+        raise_if_shared(con, day, day + dt.timedelta(days=1))
         start_usage(con)
         price_day(con, day, s.market_tz, parquet(readings))
         raise_if_unpriced(con, context.partition_key)

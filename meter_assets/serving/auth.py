@@ -134,17 +134,17 @@ def verify(token: str, now: float | None = None, ring: KeyRing | None = None) ->
         if len(ring.verified) >= VERIFIED_TOKENS_KEPT:
             ring.verified.pop(next(iter(ring.verified)))
         ring.verified[token] = checked
-    customer, issued, expires = checked
+    customer, not_before, expires = checked
     now = time.time() if now is None else now
     if now >= expires:
         raise InvalidToken("token expired")
-    if issued > now + 60:
+    if not_before > now + 60:
         raise InvalidToken("token not yet valid")
     return customer
 
 
 def _checked(token: str, ring: KeyRing) -> tuple[int, int, int]:
-    """(customer, issued, expires) of a token whose key, signature and claims are good."""
+    """(customer, not valid before, expires) of a token whose key, signature and claims are good."""
     if len(token) > MAX_TOKEN_CHARS:
         raise InvalidToken("malformed token")
     try:
@@ -165,13 +165,26 @@ def _checked(token: str, ring: KeyRing) -> tuple[int, int, int]:
         )
     except jwt.InvalidSignatureError as error:
         raise InvalidToken("bad signature") from error
+    except jwt.MissingRequiredClaimError as error:
+        raise InvalidToken(f"invalid claims: {error.claim} is missing") from error
+    except (jwt.InvalidAudienceError, jwt.InvalidIssuerError) as error:
+        raise InvalidToken(f"invalid claims: not a token of {ISSUER} for {AUDIENCE}") from error
+    except jwt.exceptions.InvalidSubjectError as error:
+        raise InvalidToken("invalid claims: sub must be a customer id") from error
+    except jwt.InvalidAlgorithmError as error:
+        raise InvalidToken(f"algorithm not allowed: only {ALGORITHM}") from error
+    except jwt.DecodeError as error:
+        raise InvalidToken("malformed token") from error
     except jwt.PyJWTError as error:
-        raise InvalidToken(f"invalid claims: {error}") from error
+        # the library's own words can quote the token's bytes or a codec: never sent back
+        raise InvalidToken("invalid claims") from error
     issued, expires, subject = claims["iat"], claims["exp"], claims["sub"]
-    if type(issued) is not int or type(expires) is not int:
-        raise InvalidToken("invalid claims: iat and exp must be whole seconds")
+    # a token may say it is not valid before a moment (nbf): then not before it
+    not_before = claims.get("nbf", issued)
+    if type(issued) is not int or type(expires) is not int or type(not_before) is not int:
+        raise InvalidToken("invalid claims: iat, exp and nbf must be whole seconds")
     if not 0 < expires - issued <= settings().api_token_max_ttl_seconds:
         raise InvalidToken("invalid claims: lifetime out of range")
     if not isinstance(subject, str) or not CUSTOMER_ID.fullmatch(subject) or int(subject) > MAX_CUSTOMER_ID:
         raise InvalidToken("invalid claims: sub must be a customer id")
-    return int(subject), issued, expires
+    return int(subject), max(issued, not_before), expires

@@ -9,8 +9,11 @@ buffered whole. Here:
 - a client has `METER_API_REQUEST_TIMEOUT_SECONDS` from connecting, or from the end of the
   previous response, to send a whole request (then the connection is closed);
 - an idle kept-alive connection is closed after `KEEP_ALIVE_SECONDS`;
-- a process holds at most `METER_API_MAX_CONNECTIONS` connections; a request beyond that
-  gets 503 at once.
+- a process holds at most `METER_API_MAX_CONNECTIONS` connections. A whole request that
+  arrives when they are all taken closes the connections that have waited longest without
+  sending one (half-sent or idle: a slowloris client's), so held sockets never lock real
+  clients out; only when every connection is busy answering does it get 503 at once, with
+  the security headers every answer carries.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.head_bytes = 0
         self.reading_head = True
         self.refused = False
+        self.waiting_since = 0.0
+        # the bound is kept here, not by uvicorn: its 503 would be sent before any connection
+        # that only holds a socket could make room
+        self.bound, self.limit_concurrency = self.limit_concurrency, None
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
@@ -59,7 +66,27 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.reading_head = False
         self.head_bytes = 0
+        if self.bound is not None and len(self.connections) > self.bound:
+            self._make_room(len(self.connections) - self.bound)
+        if self.bound is not None and (len(self.connections) > self.bound or len(self.tasks) >= self.bound):
+            app, self.app = self.app, over_limit
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
         super().on_headers_complete()
+
+    def _make_room(self, count: int) -> None:
+        """Close the `count` connections that have waited longest without sending a whole request."""
+        waiting = sorted(
+            (c for c in self.connections if c is not self and getattr(c, "reading_head", False)),
+            key=lambda c: c.waiting_since,
+        )
+        for connection in waiting[:count]:
+            connection._cancel_deadline()
+            self.connections.discard(connection)
+            connection.transport.close()
 
     def on_message_complete(self) -> None:
         self._cancel_deadline()
@@ -78,6 +105,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_deadline()
         # the next bytes are the next request's head (the API takes no request bodies)
         self.reading_head, self.head_bytes = True, 0
+        self.waiting_since = self.loop.time()
         self.request_deadline = self.loop.call_later(settings().api_request_timeout_seconds, self._too_slow)
 
     def _cancel_deadline(self) -> None:
@@ -104,6 +132,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+async def over_limit(scope, receive, send) -> None:
+    """503 when every connection is busy answering: JSON, with the security headers."""
+    from meter_assets.serving.api import API_POLICY, SECURITY_HEADERS
+
+    body = b'{"detail":"the server is at its connection limit; try again shortly"}'
+    headers = {
+        **SECURITY_HEADERS,
+        "Content-Security-Policy": API_POLICY,
+        "Content-Type": "application/json",
+        "Content-Length": str(len(body)),
+        "Cache-Control": "private, no-store",
+        "Retry-After": "1",
+        "Connection": "close",
+    }
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def limits() -> dict:
