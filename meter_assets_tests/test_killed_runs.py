@@ -84,7 +84,8 @@ def test_a_killed_run_is_failed_and_frees_its_pool_slot(tmp_path):
                 assert time.monotonic() < deadline, "curated_readings did not start"
                 time.sleep(0.1)
             assert _claimed(instance), "the curating step holds a lake_compute slot"
-            pid, _ = run_process(instance, run.run_id)
+            pid, _, launched = run_process(instance, run.run_id)
+            assert launched, "the code server reported starting it"
             # The code server that started the run would report its death itself ("terminated by
             # signal 9"): held still, it cannot, so only the health check can fail the run, as
             # after a reboot or a crash of the code server.
@@ -170,14 +171,21 @@ def test_the_health_check_tells_a_live_run_process_from_a_dead_or_reused_one(tmp
                 for name, pid in (("alive", alive.pid), ("dead", dead.pid), ("not yet reported", None))
             }
             # a run started from the command line (`dagster asset materialize`): no code server
-            # reported its process, its executor did
-            for name, pid in (("alive, from the command line", alive.pid), ("dead, from the command line", dead.pid)):
-                statuses[name] = launcher.check_run_worker_health(
-                    run_reporting(pid, "Executing steps in process (pid: {pid})")
-                ).status
-            statuses["dead, multiprocess"] = launcher.check_run_worker_health(
-                run_reporting(dead.pid, "Executing steps using multiprocess executor: parent process (pid: {pid})")
-            ).status
+            # reported its process, its executor did; judged once it was seen alive here
+            killed = subprocess.Popen(["sleep", "60"])
+            command_run = run_reporting(killed.pid, "Executing steps in process (pid: {pid})")
+            statuses["from the command line, alive"] = launcher.check_run_worker_health(command_run).status
+            killed.kill()
+            killed.wait()
+            statuses["from the command line, killed"] = launcher.check_run_worker_health(command_run).status
+            for name, message in (
+                ("from a command never seen", "Executing steps in process (pid: {pid})"),
+                (
+                    "multiprocess, never seen",
+                    "Executing steps using multiprocess executor: parent process (pid: {pid})",
+                ),
+            ):
+                statuses[name] = launcher.check_run_worker_health(run_reporting(dead.pid, message)).status
             zombie_run = run_reporting(zombie.pid)
             os.kill(zombie.pid, signal.SIGKILL)
             time.sleep(0.5)  # killed, not yet reaped by its parent (this test)
@@ -190,9 +198,11 @@ def test_the_health_check_tells_a_live_run_process_from_a_dead_or_reused_one(tmp
         "alive": WorkerStatus.RUNNING,
         "dead": WorkerStatus.FAILED,
         "not yet reported": WorkerStatus.RUNNING,
-        "alive, from the command line": WorkerStatus.RUNNING,
-        "dead, from the command line": WorkerStatus.FAILED,
-        "dead, multiprocess": WorkerStatus.FAILED,
+        "from the command line, alive": WorkerStatus.RUNNING,
+        "from the command line, killed": WorkerStatus.FAILED,
+        # another container's process is invisible here: not judged, never failed by mistake
+        "from a command never seen": WorkerStatus.RUNNING,
+        "multiprocess, never seen": WorkerStatus.RUNNING,
         "zombie": WorkerStatus.FAILED,
     }
     # a number now held by a process that started after the run's was reported is not the run's
