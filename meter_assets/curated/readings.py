@@ -43,8 +43,7 @@ ENERGY_PATTERN = r"-?[0-9]{1,15}(\.[0-9]{1,6})?"
 MAX_LINE_BYTES = 2_000_000
 # the longest line a record of these contracts has, and then some: a longer one is not split
 MAX_RECORD_BYTES = 4096
-# a quarantined record keeps this much of its line: enough to see it, never the whole of a bomb
-RECORD_CHARS = 4096
+RECORD_CHARS = nem12.RECORD_CHARS
 # `copies` is a SMALLINT: a reading delivered more often than this is counted as this often
 MAX_COPIES = 32_767
 

@@ -67,6 +67,9 @@ SPLIT_CHUNK = 4 << 20
 # Interval dates a file may carry: from the first smart meters to the day after it landed
 # (a later day has not begun; far-off dates would overflow the calendar).
 FIRST_INTERVAL_DATE = dt.date(1990, 1, 1)
+# a quarantined record keeps this much of its line, in every contract: enough to see it, never
+# the whole of a bomb
+RECORD_CHARS = 4096
 # A record cannot be updated after its file landed; clocks may disagree by this much (the
 # tolerance every contract's receive time has).
 RECEIVE_TOLERANCE_S = 300
@@ -679,7 +682,7 @@ COPY (
       AND (q.flow = 'import' OR q.meter_id NOT IN (SELECT meter_id FROM known_meters)
            OR try(CAST(q.kwh AS DECIMAL(12, 3))) IS NULL)
     UNION ALL
-    SELECT refused.file_id, left(lines.line, 4096), CAST(refused.line_no AS BIGINT), refused.meter_id, NULL,
+    SELECT refused.file_id, left(lines.line, $record_chars), CAST(refused.line_no AS BIGINT), refused.meter_id, NULL,
            refused.read_at,
            NULL, NULL, NULL, NULL, NULL, NULL, refused.reason
     FROM nem12_refused AS refused
@@ -736,7 +739,10 @@ def stage(
     """Stage the local day's readings of these NEM12 files (by the day's file ids) to the
     Parquet file `target`; returns the files refused whole, with the reason."""
     parse(con, files, tz, limit, landed)
-    con.execute(STAGE_SQL.format(target=target), {"tz": tz, "day_start": day_start, "day_end": day_end})
+    con.execute(
+        STAGE_SQL.format(target=target),
+        {"tz": tz, "day_start": day_start, "day_end": day_end, "record_chars": RECORD_CHARS},
+    )
     return dict(con.execute("SELECT file_id, reason FROM nem12_file_errors").fetchall())
 
 

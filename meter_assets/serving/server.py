@@ -23,6 +23,7 @@ import asyncio
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from meter_assets.config import settings
+from meter_assets.serving.api import API_POLICY, SECURITY_HEADERS
 
 # tokens are a few hundred bytes and browsers send a few KiB of headers
 MAX_HEAD_BYTES = 16 * 1024
@@ -136,8 +137,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 async def over_limit(scope, receive, send) -> None:
     """503 when every connection is busy answering: JSON, with the security headers."""
-    from meter_assets.serving.api import API_POLICY, SECURITY_HEADERS
-
     body = b'{"detail":"the server is at its connection limit; try again shortly"}'
     headers = {
         **SECURITY_HEADERS,
