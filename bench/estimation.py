@@ -59,7 +59,7 @@ def step(name: str, lake: str, meters: int) -> dict:
         if event.asset_key == dg.AssetKey("reads_15min"):
             metadata = event.materialization.metadata
             facts = {k: metadata[k].value for k in ("rows", "actual", "estimated", "missing") if k in metadata}
-            for k in ("estimated_by_method", "flagged_by_rule", "earlier_days_read"):
+            for k in ("estimated_by_method", "flagged_by_rule", "replaced_by_rule", "earlier_days_read"):
                 if k in metadata:
                     facts[k] = metadata[k].value
     return step_result(name, began, facts)
@@ -99,7 +99,7 @@ def main():
     if ratio:
         print(f"with validation and estimation: {ratio:.2f}x the day without them (target: within 1.3x)")
     print(f"peak {after['peak_memory_mb']:,} MB (target: under 4,096)")
-    for key in ("estimated_by_method", "flagged_by_rule", "earlier_days_read", "missing"):
+    for key in ("estimated_by_method", "flagged_by_rule", "replaced_by_rule", "earlier_days_read", "missing"):
         print(f"  {key}: {after.get(key)}")
     with open(os.path.join(args.workdir, "estimation.json"), "w") as f:
         json.dump({"before": before, "after": after, "ratio": ratio}, f, indent=1, default=str)

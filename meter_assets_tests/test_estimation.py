@@ -207,15 +207,32 @@ def test_a_meter_without_history_gets_its_class_in_its_region():
     }
 
 
+def test_a_reading_the_supply_cannot_deliver_is_kept_aside_and_estimated():
+    day = dt.date(2024, 5, 14)
+    times = quarter_hours(day)
+    rows = [{"meter_id": 5, "read_at": t, "kwh": Decimal("0.300")} for t in times]
+    rows[50].update(kwh=Decimal("7.500"))  # 30 kW for a quarter hour on a 100 A supply
+    out = run(rows, like_history(5, day, lambda w, t: Decimal("0.250")), {5: ("ordinary", "London")})
+    row = out[(5, times[50])]
+    assert (row["validation_rule"], row["measured_kwh"], row["quality_flag"], row["estimated_by"]) == (
+        "above_connection_limit",
+        Decimal("7.500"),
+        "estimated",
+        "platform",
+    )
+    # a single bad quarter hour between two good ones is the line between them
+    assert (row["kwh"], row["estimation_method"]) == (Decimal("0.300"), "linear")
+    assert sum(r["validation_rule"] is not None for r in out.values()) == 1
+
+
 @pytest.mark.parametrize(
     "rule, reading, replaced, history_max",
     [
-        ("above_connection_limit", Decimal("7.500"), None, Decimal("0.500")),
         ("above_own_maximum", Decimal("3.100"), None, Decimal("0.600")),
         ("correction_jump", Decimal("2.400"), Decimal("0.200"), Decimal("3.000")),
     ],
 )
-def test_a_reading_a_rule_refuses_is_kept_flagged_and_estimated(rule, reading, replaced, history_max):
+def test_an_unusual_reading_is_flagged_for_review_and_billed_as_delivered(rule, reading, replaced, history_max):
     day = dt.date(2024, 5, 14)
     times = quarter_hours(day)
     rows = [{"meter_id": 5, "read_at": t, "kwh": Decimal("0.300")} for t in times]
@@ -223,15 +240,15 @@ def test_a_reading_a_rule_refuses_is_kept_flagged_and_estimated(rule, reading, r
     history = like_history(5, day, lambda w, t: history_max if t.minute == 0 and t.hour == 12 else Decimal("0.250"))
     out = run(rows, history, {5: ("ordinary", "London")})
     row = out[(5, times[50])]
-    assert (row["validation_rule"], row["measured_kwh"], row["quality_flag"], row["estimated_by"]) == (
+    assert (row["validation_rule"], row["kwh"], row["measured_kwh"], row["quality_flag"], row["estimated_by"]) == (
         rule,
         reading,
-        "estimated",
-        "platform",
+        None,
+        "actual",
+        None,
     )
-    # a single bad quarter hour between two good ones is the line between them
-    assert (row["kwh"], row["estimation_method"]) == (Decimal("0.300"), "linear")
     assert sum(r["validation_rule"] is not None for r in out.values()) == 1
+    assert all(r["estimated_by"] is None for r in out.values())
 
 
 def test_the_same_readings_pass_on_a_meter_that_can_draw_them():
@@ -259,7 +276,7 @@ def test_a_households_first_ev_charge_is_not_a_spike():
     assert all(r["validation_rule"] is None and r["estimated_by"] is None for r in out.values())
 
 
-def test_hours_of_zeros_are_a_stopped_register_only_on_a_meter_that_consumes():
+def test_hours_of_zeros_are_flagged_only_on_a_meter_that_consumes_and_billed_as_read():
     day = dt.date(2024, 5, 14)
     times = quarter_hours(day)
     zeros = set(times[20:48])  # seven hours
@@ -272,11 +289,46 @@ def test_hours_of_zeros_are_a_stopped_register_only_on_a_meter_that_consumes():
     # meter 2 is a holiday home: its like days were mostly zeros
     history += like_history(2, day, lambda w, t: Decimal("0.000") if t.hour < 20 else Decimal("0.100"))
     out = run(rows, history, {1: ("ordinary", "London"), 2: ("ordinary", "London")})
-    assert {out[(1, t)]["validation_rule"] for t in zeros} == {"zero_run"}
-    assert {(out[(1, t)]["kwh"], out[(1, t)]["estimation_method"]) for t in zeros} == {(Decimal("0.400"), "like_day")}
+    # an empty home or a supply switched off reads zeros too: flagged for review, never estimated
+    assert {(out[(1, t)]["validation_rule"], out[(1, t)]["kwh"], out[(1, t)]["quality_flag"]) for t in zeros} == {
+        ("zero_run", Decimal("0.000"), "actual")
+    }
     assert all(out[(2, t)]["validation_rule"] is None and out[(2, t)]["kwh"] == 0 for t in zeros)
     # six zeros in a row are not seven hours: nothing flagged outside the run
     assert all(out[(1, t)]["validation_rule"] is None for t in times if t not in zeros)
+    assert all(r["estimated_by"] is None for r in out.values())
+
+
+def test_a_household_s_real_extremes_are_billed_as_delivered():
+    """A weekend away, heating peaks, an EV charge and an electric shower, at once, on meters whose
+    like days had none of them: every reading stays what the meter delivered."""
+    day = dt.date(2024, 1, 15)  # a Monday in winter; the weekend before the home stood empty
+    times = quarter_hours(day)
+    before = quarter_hours(day - dt.timedelta(days=1))
+    ordinary = Decimal("0.150")
+    delivered = {}
+    for i, t in enumerate(times):
+        # meter 1: home at 17:00 after a weekend away, zeros until then (68 quarter hours)
+        delivered[(1, t)] = Decimal("0.000") if i < 68 else Decimal("0.350")
+        # meter 2: storage and panel heaters at full tilt through the cold night (3 kW: 0.75 kWh)
+        delivered[(2, t)] = Decimal("0.750") if i < 28 or i >= 88 else Decimal("0.200")
+        # meter 3: a first EV charge at 7.4 kW overnight, and a 9.5 kW electric shower at 07:00
+        delivered[(3, t)] = Decimal("1.850") if 4 <= i < 24 else Decimal("2.375") if i == 28 else ordinary
+        # meter 4: the heaters, the charger and the shower together at 18:00 (just under 100 A)
+        delivered[(4, t)] = Decimal("5.900") if i == 72 else ordinary
+    rows = [{"meter_id": m, "read_at": t, "kwh": v} for (m, t), v in delivered.items()]
+    # like days of a quiet home, and the Sunday before: meter 1 empty, the others ordinary
+    history = [h for m in (1, 2, 3, 4) for h in like_history(m, day, lambda w, t: ordinary)]
+    history += [
+        {"meter_id": m, "read_at": t, "kwh": Decimal(0) if m == 1 else ordinary} for m in (1, 2, 3, 4) for t in before
+    ]
+    out = run(rows, history, {m: ("ordinary", "London") for m in (1, 2, 3, 4)})
+    assert {k: out[k]["kwh"] for k in delivered} == delivered
+    assert {out[k]["quality_flag"] for k in delivered} == {"actual"}
+    assert all(out[k]["estimated_by"] is None and out[k]["measured_kwh"] is None for k in delivered)
+    # what a rule found unusual is flagged for review all the same
+    assert {out[(1, t)]["validation_rule"] for t in times[:68]} == {"zero_run"}
+    assert out[(4, times[72])]["validation_rule"] == "above_own_maximum"
 
 
 DAYS = [dt.date(2024, 3, 31), dt.date(2024, 10, 27), dt.date(2024, 5, 14), dt.date(2024, 12, 25)]

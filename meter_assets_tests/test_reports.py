@@ -274,3 +274,45 @@ def test_the_report_page_opens_from_a_file_with_its_charts_drawn(after_release, 
         assert pixels > 10_000 and inked > pixels // 50, f"{chart}: {inked} of {pixels} pixels drawn"
     text = browser.find_element(By.TAG_NAME, "body").text
     assert "Silent meters" in text and "Late files" in text and "Top 100 customers" in text
+
+
+def test_the_estimation_table_counts_flags_and_replacements_apart():
+    """Readings a rule flagged and kept, those it replaced, and estimates, counted from crafted rows."""
+    import duckdb
+
+    from meter_assets.curated.estimation import METHODS, REPLACING_RULES, RULES
+    from meter_assets.reports.ops import ESTIMATION_SQL
+
+    rows = [
+        # (estimation_method, validation_rule, kwh, measured_kwh)
+        (None, "zero_run", "0.000", None),
+        (None, "zero_run", "0.000", None),
+        (None, "above_own_maximum", "3.100", None),
+        ("linear", "above_connection_limit", "0.300", "7.500"),
+        ("like_day", None, "0.250", None),
+        ("head-end", None, "0.100", None),
+        (None, None, "0.400", None),
+    ]
+    with duckdb.connect() as con:
+        con.execute(
+            "CREATE TABLE readings (estimation_method VARCHAR, validation_rule VARCHAR, kwh DECIMAL(12, 3), "
+            "measured_kwh DECIMAL(12, 3))"
+        )
+        con.executemany("INSERT INTO readings VALUES (?, ?, ?, ?)", rows)
+        con.execute(
+            ESTIMATION_SQL,
+            {"methods": ["head-end", *METHODS], "rules": list(RULES), "replacing_rules": list(REPLACING_RULES)},
+        )
+        table = {(k, n): (i, kwh) for k, n, i, kwh in con.execute("SELECT * FROM estimation").fetchall()}
+    expected = {("method", m): (0, Decimal("0.000")) for m in ("head-end", *METHODS)}
+    expected |= {("flagged", r): (0, Decimal("0.000")) for r in RULES}
+    expected |= {("replaced", r): (0, Decimal("0.000")) for r in REPLACING_RULES}
+    expected |= {
+        ("method", "head-end"): (1, Decimal("0.100")),
+        ("method", "linear"): (1, Decimal("0.300")),
+        ("method", "like_day"): (1, Decimal("0.250")),
+        ("flagged", "zero_run"): (2, Decimal("0.000")),
+        ("flagged", "above_own_maximum"): (1, Decimal("3.100")),
+        ("replaced", "above_connection_limit"): (1, Decimal("7.500")),
+    }
+    assert table == expected

@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 from meter_assets.config import settings
 from meter_assets.curated.checks import CHECK_SPECS, curated_checks
-from meter_assets.curated.estimation import METHODS, RULES
+from meter_assets.curated.estimation import METHODS, REPLACING_RULES, RULES
 from meter_assets.curated.readings import curate_day
 from meter_assets.gates import audit_and_publish
 from meter_assets.ingest.assets import read_inventory
@@ -74,6 +74,9 @@ def curated_readings(
                 "corrections_applied": result.corrected_rows,
                 "clock_corrected_rows": result.clock_corrected_rows,
                 "flagged_by_rule": dg.MetadataValue.json({r: result.by_rule.get(r, 0) for r in RULES}),
+                "replaced_by_rule": dg.MetadataValue.json(
+                    {r: result.replaced_by_rule.get(r, 0) for r in REPLACING_RULES}
+                ),
                 "estimated_by_method": dg.MetadataValue.json(
                     {m: result.by_method.get(m, 0) for m in ("head-end", *METHODS)}
                 ),

@@ -1,8 +1,10 @@
 """Validation, estimation and editing (VEE) of one range of meters of a curated day, in DuckDB SQL.
 
-A reading that parses but cannot be right is flagged by a named rule, kept (`measured_kwh`)
-and treated as missing. Every quarter hour without a value then gets an estimate, in this
-order, each flagged with its method:
+A reading a rule finds unusual is flagged by the rule's name (`validation_rule`) and billed
+as delivered; only a reading the supply cannot physically deliver (`REPLACING_RULES`) is
+set aside: what the meter said is kept in `measured_kwh` and the quarter hour is estimated.
+Every quarter hour without a value then gets an estimate, in this order, each flagged with
+its method:
 
 1. `linear`: a gap of up to `LINEAR_MAX_INTERVALS` with a kept reading on both sides (the
    day before's last one for a gap from midnight) is the straight line between them;
@@ -58,6 +60,11 @@ LEVEL_MAX_FACTOR = 2.0
 HISTORY_DAYS = 8 * 7 + 1
 
 RULES = ("above_connection_limit", "above_own_maximum", "zero_run", "correction_jump")
+# the rules whose reading is replaced by an estimate: only what the supply cannot deliver. The
+# others flag a reading for review and keep it: an empty home reads zeros, a new heater or
+# charger draws more than its like days, a vendor's correction may be right (a customer is
+# billed for what the meter measured unless it is impossible)
+REPLACING_RULES = ("above_connection_limit",)
 METHODS = ("linear", "like_day", "class_profile")
 
 # the local time of day of every quarter hour from the earliest like day to the day after:
@@ -120,24 +127,27 @@ ruled AS (
 SELECT * FROM ruled WHERE validation_rule IS NOT NULL
 """
 
-# a flagged reading keeps what the meter said in `measured_kwh`
+# every flagged reading names its rule; one a replacing rule sets aside keeps what the meter
+# said in `measured_kwh` (which marks it to be estimated), the others stay as delivered
 FLAG_SQL = """
 UPDATE day_readings
-SET validation_rule = flags.validation_rule, measured_kwh = day_readings.kwh
+SET validation_rule = flags.validation_rule,
+    measured_kwh = CASE WHEN list_contains($replacing_rules, flags.validation_rule) THEN day_readings.kwh END
 FROM flags
 WHERE day_readings.meter_id = flags.meter_id AND day_readings.read_at = flags.read_at
 """
 VALIDATED_SQL = "CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM day_readings"
 
-# every quarter hour without a kept value, with its gap (a run of them), the kept readings
-# either side (found in one pass over the day) and whether the gap is drawn as a line
+# every quarter hour without a kept value (none delivered, or set aside), with its gap (a run
+# of them), the kept readings either side (found in one pass over the day) and whether the gap
+# is drawn as a line
 GAPS_SQL = """
 CREATE OR REPLACE TEMP TABLE gaps AS
 WITH gap_rows AS (
     SELECT meter_id, read_at,
            read_at - to_minutes(15 * row_number() OVER (PARTITION BY meter_id ORDER BY read_at)) AS run
     FROM validated
-    WHERE kwh IS NULL OR validation_rule IS NOT NULL
+    WHERE kwh IS NULL OR measured_kwh IS NOT NULL
 ),
 runs AS (
     SELECT meter_id, read_at,
@@ -157,7 +167,7 @@ neighbours AS (
     SELECT meter_id, gap_start, gap_end + INTERVAL 15 MINUTE, FALSE FROM ends
 ),
 kept AS (
-    SELECT meter_id, read_at, kwh FROM validated WHERE kwh IS NOT NULL AND validation_rule IS NULL
+    SELECT meter_id, read_at, kwh FROM validated WHERE kwh IS NOT NULL AND measured_kwh IS NULL
     UNION ALL
     -- a gap from midnight: the line starts at the day before's last reading
     SELECT meter_id, read_at, kwh FROM history
@@ -229,7 +239,7 @@ WITH profiled AS (
 ),
 sources AS (
     -- what the like days and the class say for every quarter hour of a meter with a gap
-    SELECT day.meter_id, day.read_at, day.kwh, day.quality_flag, day.validation_rule,
+    SELECT day.meter_id, day.read_at, day.kwh, day.quality_flag, day.measured_kwh IS NOT NULL AS set_aside,
            like_days.kwh AS like_kwh,
            coalesce(by_region.kwh, by_class.kwh, everyone.kwh, whole_day.kwh) AS class_kwh
     FROM validated AS day
@@ -246,7 +256,7 @@ sources AS (
     LEFT JOIN class_profile AS whole_day ON whole_day.scope = 'day'
     UNION ALL
     -- the evening before, so a gap from midnight has a level too (against the like days' evening)
-    SELECT evening.meter_id, evening.read_at, evening.kwh, evening.quality_flag, NULL, like_days.kwh, NULL
+    SELECT evening.meter_id, evening.read_at, evening.kwh, evening.quality_flag, FALSE, like_days.kwh, NULL
     FROM history AS evening
     SEMI JOIN profiled USING (meter_id)
     LEFT JOIN local_times USING (read_at)
@@ -273,7 +283,7 @@ around AS (
           FROM methods
           WHERE method IN ('like_day', 'class_profile')) AS gap
     JOIN sources
-      ON sources.meter_id = gap.meter_id AND sources.quality_flag = 'actual' AND sources.validation_rule IS NULL
+      ON sources.meter_id = gap.meter_id AND sources.quality_flag = 'actual' AND NOT sources.set_aside
      AND sources.read_at >= gap.gap_start - to_hours(gap.hours)
      AND sources.read_at <= gap.gap_end + to_hours(gap.hours)
      AND (sources.read_at < gap.gap_start OR sources.read_at > gap.gap_end)
@@ -308,8 +318,8 @@ LEFT JOIN levels USING (meter_id, gap_start, method)
 WHERE methods.method IS NOT NULL
 """
 
-# the estimates in place; a flagged reading nothing could estimate is missing. An estimate
-# never replaces an actual reading that passed every rule.
+# the estimates in place; a reading set aside that nothing could estimate is missing. An
+# estimate never replaces an actual reading that was not set aside.
 ESTIMATED_SQL = """
 UPDATE day_readings
 SET kwh = estimates.kwh, quality_flag = 'estimated', estimated_by = 'platform', estimation_method = estimates.method
@@ -320,7 +330,7 @@ WHERE day_readings.meter_id = estimates.meter_id AND day_readings.read_at = esti
 UNESTIMATED_SQL = """
 UPDATE day_readings
 SET kwh = NULL, quality_flag = 'missing', estimated_by = NULL, estimation_method = NULL
-WHERE validation_rule IS NOT NULL AND estimated_by IS DISTINCT FROM 'platform'
+WHERE measured_kwh IS NOT NULL AND estimated_by IS DISTINCT FROM 'platform'
 """
 
 # the day as edited, in the order `day_readings` was made and in its columns (the published
@@ -353,6 +363,7 @@ class Rules:
             "normal_zero_share": NORMAL_ZERO_SHARE,
             "jump_factor": self.jump_factor,
             "jump_floor": JUMP_FLOOR_KWH,
+            "replacing_rules": list(REPLACING_RULES),
         }
 
 

@@ -402,6 +402,7 @@ class CurationResult:
     corrected_rows: int
     clock_corrected_rows: int
     by_rule: dict[str, int] = field(default_factory=dict)  # readings flagged by each validation rule
+    replaced_by_rule: dict[str, int] = field(default_factory=dict)  # of them, replaced by an estimate
     by_method: dict[str, int] = field(default_factory=dict)  # estimated quarter hours by method (`head-end` too)
     export_rows: int = 0  # quarter hours of export registers, kept apart in reads_15min_export
 
@@ -599,6 +600,7 @@ def curate_day(
         corrected_rows=int(sum(c or 0 for _, _, _, c in curated)),
         clock_corrected_rows=staged[1],
         by_rule={rule: count for kind, rule, count in edits if kind == "rule"},
+        replaced_by_rule={rule: count for kind, rule, count in edits if kind == "replaced"},
         by_method={method: count for kind, method, count in edits if kind == "method"},
         export_rows=export_rows,
     )
@@ -645,6 +647,8 @@ FROM {files} GROUP BY quality_flag
 """
 EDIT_COUNTS_SQL = """
 SELECT 'rule', validation_rule, count(*) FROM {files} WHERE validation_rule IS NOT NULL GROUP BY ALL
+UNION ALL
+SELECT 'replaced', validation_rule, count(*) FROM {files} WHERE measured_kwh IS NOT NULL GROUP BY ALL
 UNION ALL
 SELECT 'method', estimation_method, count(*) FROM {files} WHERE estimation_method IS NOT NULL GROUP BY ALL
 """

@@ -50,7 +50,8 @@ def _markdown(summary: dict, regions: list[dict], page: str) -> str:
         f"- silent meters: **{summary['silent_meters']}**" + ("" if before is None else f" (day before: {before})"),
         f"- intervals: actual {summary['actual_share']:.3%}, estimated {summary['estimated_share']:.3%}, "
         f"missing {summary['missing_share']:.3%}; the platform estimated {summary['platform_estimated_share']:.3%}, "
-        f"{summary['flagged_readings'] or 0} readings flagged by validation, "
+        f"{summary['flagged_readings'] or 0} readings flagged by validation and kept, "
+        f"{summary['replaced_readings'] or 0} replaced by estimates, "
         f"{summary['derived_intervals'] or 0} quarter hours halved from half-hour readings",
         f"- arrival delay: p50 {summary['delay_p50_minutes'] or 0:.1f} min, "
         f"p95 {summary['delay_p95_minutes'] or 0:.1f} min",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from meter_assets.curated.estimation import METHODS, RULES
+from meter_assets.curated.estimation import METHODS, REPLACING_RULES, RULES
 from meter_assets.market_calendar import local_day_bounds
 from meter_assets.sql import VIEW_SQL, parquet, sql_list
 from meter_assets.storage import Lake
@@ -161,12 +161,13 @@ GROUP BY ALL
 ORDER BY rows DESC, reason
 """
 
-# what validation flagged and who estimated what, every rule and method listed (zero or not)
+# who estimated what, and what validation flagged: kept as delivered (flagged for review) or
+# replaced by an estimate, apart; every method and rule listed (zero or not)
 ESTIMATION_SQL = """
 CREATE OR REPLACE TEMP TABLE estimation AS
 WITH counted AS (
-    SELECT estimation_method, validation_rule, count(*) AS intervals, sum(kwh) AS kwh,
-           sum(measured_kwh) AS measured_kwh
+    SELECT estimation_method, validation_rule, measured_kwh IS NOT NULL AS replaced, count(*) AS intervals,
+           sum(kwh) AS kwh, sum(measured_kwh) AS measured_kwh
     FROM readings
     WHERE estimation_method IS NOT NULL OR validation_rule IS NOT NULL
     GROUP BY ALL
@@ -174,20 +175,23 @@ WITH counted AS (
 names AS (
     SELECT 'method' AS kind, unnest($methods) AS name, generate_subscripts($methods, 1) AS position
     UNION ALL
-    SELECT 'rule', unnest($rules), generate_subscripts($rules, 1)
+    SELECT 'flagged', unnest($rules), generate_subscripts($rules, 1)
+    UNION ALL
+    SELECT 'replaced', unnest($replacing_rules), generate_subscripts($replacing_rules, 1)
 )
 SELECT
     names.kind,
     names.name,
     CAST(coalesce(sum(counted.intervals), 0) AS BIGINT)                                           AS intervals,
-    CAST(coalesce(sum(CASE names.kind WHEN 'method' THEN counted.kwh ELSE counted.measured_kwh END), 0)
+    CAST(coalesce(sum(CASE names.kind WHEN 'replaced' THEN counted.measured_kwh ELSE counted.kwh END), 0)
          AS DECIMAL(18, 3))                                                                       AS kwh
 FROM names
 LEFT JOIN counted
        ON (names.kind = 'method' AND counted.estimation_method = names.name)
-       OR (names.kind = 'rule' AND counted.validation_rule = names.name)
+       OR (names.kind = 'flagged' AND counted.validation_rule = names.name AND NOT counted.replaced)
+       OR (names.kind = 'replaced' AND counted.validation_rule = names.name AND counted.replaced)
 GROUP BY names.kind, names.name, names.position
-ORDER BY names.kind, names.position
+ORDER BY CASE names.kind WHEN 'method' THEN 0 WHEN 'flagged' THEN 1 ELSE 2 END, names.position
 """
 
 # the meters the platform estimated most for: whose head-end or meter to look at first
@@ -232,7 +236,8 @@ SELECT
     CAST(intervals.estimated AS BIGINT)                                 AS estimated_intervals,
     CAST(intervals.missing AS BIGINT)                                   AS missing_intervals,
     CAST(intervals.platform_estimated AS BIGINT)                        AS platform_estimated_intervals,
-    CAST((SELECT sum(intervals) FROM estimation WHERE kind = 'rule') AS BIGINT) AS flagged_readings,
+    CAST((SELECT sum(intervals) FROM estimation WHERE kind = 'flagged') AS BIGINT) AS flagged_readings,
+    CAST((SELECT sum(intervals) FROM estimation WHERE kind = 'replaced') AS BIGINT) AS replaced_readings,
     -- quarter hours made by halving a half-hour NEM12 reading: billed, but not measured as such
     CAST((SELECT count(*) FROM readings WHERE interval_minutes = 30) AS BIGINT) AS derived_intervals,
     intervals.actual / intervals.intervals                              AS actual_share,
@@ -341,7 +346,10 @@ def build_report(
         LATE_FILES_SQL, {"late_minutes": late_minutes, "day_text": key, "day_start": day_start, "day_end": day_end}
     )
     con.execute(QUARANTINE_SQL)
-    con.execute(ESTIMATION_SQL, {"methods": ["head-end", *METHODS], "rules": list(RULES)})
+    con.execute(
+        ESTIMATION_SQL,
+        {"methods": ["head-end", *METHODS], "rules": list(RULES), "replacing_rules": list(REPLACING_RULES)},
+    )
     con.execute(MOST_ESTIMATED_SQL, {"limit": MOST_ESTIMATED_METERS})
     con.execute(SUMMARY_SQL, {"day": day, "silent_day_before": silent_day_before})
     return Report(

@@ -26,6 +26,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; } .muted { c
 svg text { font: 12px system-ui, sans-serif; fill: #1d2733; }
 """
 
+ESTIMATION_KINDS = {"method": "estimated by", "flagged": "flagged, kept", "replaced": "flagged, replaced"}
 COLOURS = {"actual": "#2f6db5", "estimated": "#e0a030", "missing": "#c8503c", "today": "#2f6db5", "before": "#b8c6d8"}
 
 
@@ -157,7 +158,8 @@ def render(report: Report, tz: str, generated_at: dt.datetime, silent_warn: int)
         (
             "estimated by the platform",
             _pct(s["platform_estimated_share"]),
-            f"{s['flagged_readings']:,} readings flagged, {s['derived_intervals']:,} halved from half hours",
+            f"{s['flagged_readings']:,} readings flagged and kept, {s['replaced_readings']:,} replaced, "
+            f"{s['derived_intervals']:,} halved from half hours",
             "",
         ),
         ("arrival delay p50", f"{_num(s['delay_p50_minutes'])} min", f"p95 {_num(s['delay_p95_minutes'])} min", ""),
@@ -224,11 +226,12 @@ p95 {_num(s["delay_p95_minutes"])} min.</p>
     }
 
 <h3>Validation and estimation</h3>
-<p class="muted">Readings a validation rule flagged (kept as measured, replaced by an estimate), and the
-quarter hours estimated: by the head-end, or by the platform and how.</p>
+<p class="muted">The quarter hours estimated: by the head-end, or by the platform and how; and the readings
+a validation rule flagged, kept as delivered for review or (only what the supply cannot deliver) replaced by
+an estimate, with their kWh as measured.</p>
 {
         _table(
-            [{**r, "kind": "flagged by rule" if r["kind"] == "rule" else "estimated by"} for r in t["estimation"]],
+            [{**r, "kind": ESTIMATION_KINDS[r["kind"]]} for r in t["estimation"]],
             [
                 ("kind", "", "t"),
                 ("name", "rule or method", "t"),
