@@ -29,6 +29,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 import numpy as np
+import public_homes
 
 GAPS = {"15 min": 1, "1 hour": 4, "2 hours": 8, "6 hours": 24, "1 day": 96, "3 days": 288, "7 days": 672}
 # Short gaps at random times are kept within a day; where a day ends they are drawn on
@@ -44,6 +45,7 @@ AT_MIDNIGHT_GAPS = {
 SHORT = 8
 Q = np.timedelta64(15, "m")
 RNG_SEED = 2024
+SETS = ("sceaux", *("uk_heated_0", "uk_heated_1", "uk_heated_2"), "simulated")
 
 
 def house_series():
@@ -76,9 +78,10 @@ def local_day(ts: np.datetime64, tz) -> dt.date:
 class Series:
     """Meters' quarter-hour readings on a common clock (Wh), with blanked quarter hours."""
 
-    def __init__(self, starts: np.ndarray, wh: np.ndarray, tz):
-        # wh: (meters, quarter hours), -1 where the series has no reading
-        self.starts, self.wh, self.tz = starts, wh, tz
+    def __init__(self, starts: np.ndarray, wh: np.ndarray, tz, temperatures=None):
+        # wh: (meters, quarter hours), -1 where the series has no reading; temperatures: the
+        # regions' mean temperature per local day, as rows (region, local_date, temperature_c)
+        self.starts, self.wh, self.tz, self.temperatures = starts, wh, tz, temperatures
         self.index = {t: i for i, t in enumerate(starts.tolist())}
 
     def day_slice(self, day: dt.date) -> slice:
@@ -96,7 +99,7 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
     import pyarrow as pa
 
     from meter_assets.config import settings
-    from meter_assets.curated.estimation import Rules, edit_tables, readings_table
+    from meter_assets.curated.estimation import RECENT_DAYS, Rules, edit_tables, readings_table
 
     day_slice = series.day_slice(day)
     if day_slice is None:
@@ -111,7 +114,10 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
 
     like = []
     weeks = settings().like_day_weeks
-    for earlier in [dt.timedelta(days=1)] + [dt.timedelta(weeks=w) for w in range(1, weeks + 1)]:
+    earlier_days = sorted(
+        {dt.timedelta(days=d) for d in range(1, RECENT_DAYS + 1)} | {dt.timedelta(weeks=w) for w in range(1, weeks + 1)}
+    )
+    for earlier in earlier_days:
         s = series.day_slice(day - earlier)
         if s is None:
             continue
@@ -151,7 +157,11 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
         }
     )
     day_start = series.starts[day_slice][0].astype("datetime64[us]").tolist()
-    edited = edit_tables(day_table, history, all_classes, actuals, Rules.from_settings(), day_start)
+    temperatures = None
+    if series.temperatures:
+        region, dates, values = zip(*series.temperatures, strict=True)
+        temperatures = pa.table({"region": region, "local_date": pa.array(dates, pa.date32()), "temperature_c": values})
+    edited = edit_tables(day_table, history, all_classes, actuals, Rules.from_settings(), day_start, temperatures)
     method = np.array(edited.column("estimation_method").to_pylist(), dtype=object)
     out_wh = np.array([-1 if v is None else int(v * 1000) for v in edited.column("kwh").to_pylist()])
     out_meter = np.array(edited.column("meter_id").to_pylist(), dtype=np.int64)
@@ -167,11 +177,12 @@ def as_meter_ids(numbers: np.ndarray):
     return pc.cast(pa.array(numbers, pa.int64()), pa.string())
 
 
-def previous_day_fill(series: Series, blank: np.ndarray, m: int, t: int) -> int:
-    """The same quarter hour a day earlier, going back a day at a time past the gap."""
-    back = t - 96
+def previous_fill(series: Series, blank: np.ndarray, m: int, t: int, step: int = 96) -> int:
+    """The same quarter hour a day (`step` quarter hours) earlier, going back a step at a time
+    past the gap."""
+    back = t - step
     while back >= 0 and (blank[m, back] or series.wh[m, back] < 0):
-        back -= 96
+        back -= step
     return int(series.wh[m, back]) if back >= 0 else 0
 
 
@@ -186,7 +197,7 @@ def evaluate(series: Series, trials: int, meters_of_trial, classes, no_history, 
     for name, length, at_midnight in gaps:
         if only and name not in only:
             continue
-        by_method = defaultdict(lambda: {"est": [], "actual": [], "zero": [], "previous": []})
+        by_method = defaultdict(lambda: {"est": [], "actual": [], "zero": [], "previous": [], "week": []})
         for _ in range(trials):
             meters = meters_of_trial(rng)
             blank = np.zeros(series.wh.shape, dtype=bool)
@@ -215,16 +226,22 @@ def evaluate(series: Series, trials: int, meters_of_trial, classes, no_history, 
                     i = series.index[t.tolist()]
                     if not blank[m, i] or series.wh[m, i] < 0 or meth is None:
                         continue
-                    cell = by_method[meth]
-                    cell["est"].append(w)
-                    cell["actual"].append(series.wh[m, i])
-                    cell["zero"].append(0)
-                    # a meter with no history has no previous day either
-                    cell["previous"].append(None if no_history[m] else previous_day_fill(series, blank, m, i))
+                    # a meter with no history has no previous day or week either
+                    previous = None if no_history[m] else previous_fill(series, blank, m, i)
+                    week = None if no_history[m] else previous_fill(series, blank, m, i, 7 * 96)
+                    # "all": every method together, on the meters with a past (where the naive
+                    # fills exist: the same quarter hours for each)
+                    cells = [by_method[meth]] + ([] if no_history[m] else [by_method["all"]])
+                    for cell in cells:
+                        cell["est"].append(w)
+                        cell["actual"].append(series.wh[m, i])
+                        cell["zero"].append(0)
+                        cell["previous"].append(previous)
+                        cell["week"].append(week)
         for method, cell in sorted(by_method.items()):
             actual = np.array(cell["actual"], dtype=float)
             row = {"data": label, "gap": name, "method": method, "quarter_hours": len(actual)}
-            for key in ("est", "zero", "previous"):
+            for key in ("est", "zero", "previous", "week"):
                 known = np.array([v is not None for v in cell[key]])
                 if not known.any():
                     row[f"{key}_mae"] = row[f"{key}_bias"] = None
@@ -236,7 +253,8 @@ def evaluate(series: Series, trials: int, meters_of_trial, classes, no_history, 
             print(
                 f"{label:9} {name:8} {method:13} n={len(actual):6}  estimate MAE {_pct(row['est_mae'])} "
                 f"bias {_pct(row['est_bias'], '+')}   zero {_pct(row['zero_mae'])}   "
-                f"previous day {_pct(row['previous_mae'])} bias {_pct(row['previous_bias'], '+')}",
+                f"previous day {_pct(row['previous_mae'])} bias {_pct(row['previous_bias'], '+')}   "
+                f"week before {_pct(row['week_mae'])}",
                 flush=True,
             )
     return results
@@ -331,17 +349,34 @@ def main():
     parser.add_argument("--meters", type=int, default=600, help="simulated meters")
     parser.add_argument("--json")
     parser.add_argument("--gaps", nargs="*", default=(), help="only these gap names (and no months)")
+    parser.add_argument("--sets", nargs="*", default=SETS, help=f"only these data sets, of {', '.join(SETS)}")
+    parser.add_argument("--cache", default="data/bench-cache", help="where the public homes' package is kept")
+    parser.add_argument("--months", action="store_true", help="also the house's months of one-day gaps")
     args = parser.parse_args()
     rng = np.random.default_rng(RNG_SEED)
     began = time.perf_counter()
-    report = {"real": [], "simulated": [], "months": []}
+    report = {"real": [], "simulated": []}
+    if "sceaux" in args.sets:
+        report["real"] += sceaux(args, rng)
+    for name in public_homes.HOMES:
+        if name in args.sets:
+            report["real"] += uk_home(name, args, rng)
+    if "simulated" in args.sets:
+        report["simulated"] = simulated(args, rng)
+    print(f"{time.perf_counter() - began:.0f} s", flush=True)
+    print(markdown_table(report["real"] + report["simulated"]), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
 
-    # the house, in its own time zone
-    os.environ["METER_MARKET_TZ"] = "Europe/Paris"
+
+def sceaux(args, rng) -> list[dict]:
+    """The house in Sceaux, in its own time zone, and its months of one-day gaps."""
     from zoneinfo import ZoneInfo
 
     from meter_assets.config import settings
 
+    os.environ["METER_MARKET_TZ"] = "Europe/Paris"
     settings.cache_clear()
     starts, wh = house_series()
     full = np.arange(starts[0], starts[-1] + Q, Q)
@@ -351,10 +386,37 @@ def main():
     classes = {0: ("ordinary", "Sceaux")}
     no_history = np.zeros(1, dtype=bool)
     print(f"the house: {len(starts):,} complete quarter hours, mean {wh.mean() / 1000:.3f} kWh", flush=True)
-    report["real"] = evaluate(house, args.trials, lambda r: [0], classes, no_history, rng, "real", args.gaps)
-    if not args.gaps:
+    rows = evaluate(house, args.trials, lambda r: [0], classes, no_history, rng, "sceaux", args.gaps)
+    if not args.gaps and args.months:
         months = [f"{y}-{m:02d}" for y in (2008, 2009) for m in range(1, 13)]
-        report["months"] = month_of_day_gaps(house, months, 0, classes, no_history, rng)
+        month_of_day_gaps(house, months, 0, classes, no_history, rng)
+    return rows
+
+
+def uk_home(name: str, args, rng) -> list[dict]:
+    """One of the UK homes with electric heating, in London's time, with its area's temperature."""
+    from zoneinfo import ZoneInfo
+
+    from meter_assets.config import settings
+
+    os.environ["METER_MARKET_TZ"] = "Europe/London"
+    settings.cache_clear()
+    tz = ZoneInfo("Europe/London")
+    found = public_homes.home(name, args.cache)
+    by_day = defaultdict(list)
+    for hour, value in found.hourly_temperature.items():
+        by_day[local_day(hour.astype("datetime64[m]"), tz)].append(value)
+    temperatures = [(name, day, sum(v) / len(v)) for day, v in sorted(by_day.items()) if len(v) >= 20]
+    series = Series(found.starts, found.wh[None, :], tz, temperatures)
+    read = found.wh >= 0
+    print(f"{name}: {read.sum():,} quarter hours, mean {found.wh[read].mean() / 1000:.3f} kWh", flush=True)
+    classes = {0: ("heating", name)}
+    return evaluate(series, args.trials, lambda r: [0], classes, np.zeros(1, dtype=bool), rng, name, args.gaps)
+
+
+def simulated(args, rng) -> list[dict]:
+    """The simulator's meters, a third of them new (no history of their own)."""
+    from meter_assets.config import settings
 
     os.environ["METER_MARKET_TZ"] = "Europe/London"
     settings.cache_clear()
@@ -365,13 +427,29 @@ def main():
     def some_meters(r):
         return sorted(r.choice(args.meters, size=max(6, args.meters // 20), replace=False).tolist())
 
-    report["simulated"] = evaluate(
-        sim, max(4, args.trials // 8), some_meters, sim_classes, no_history, rng, "simulated", args.gaps
-    )
-    print(f"{time.perf_counter() - began:.0f} s", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    return evaluate(sim, max(4, args.trials // 8), some_meters, sim_classes, no_history, rng, "simulated", args.gaps)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Every data set's gap classes, all methods together on the meters with a past, against the
+    naive fills; and the meters without one (the class profile), against zero."""
+    lines = [
+        "| data | gap | quarter hours | estimate: MAE | bias | day before | week before | zero "
+        "| better than the best naive fill by |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["method"] not in ("all", "class_profile"):
+            continue
+        naive = [r[k] for k in ("previous_mae", "week_mae", "zero_mae") if r[k] is not None]
+        better = 1 - r["est_mae"] / min(naive)
+        who = "" if r["method"] == "all" else " (no past: class profile)"
+        lines.append(
+            f"| {r['data']}{who} | {r['gap']} | {r['quarter_hours']:,} | {r['est_mae']:.1%} | {r['est_bias']:+.1%} "
+            f"| {_pct(r['previous_mae']).strip()} | {_pct(r['week_mae']).strip()} | {r['zero_mae']:.1%} "
+            f"| {better:.0%} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

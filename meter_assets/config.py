@@ -43,14 +43,14 @@ class Settings(BaseSettings):
     # 100 A at 240 V for a quarter of an hour is 6 kWh: more is not physically possible
     # on a residential single-phase supply.
     max_interval_kwh: Decimal = Field(Decimal("6.000"), gt=0)
-    # validation: a reading above this many times the meter's largest on its like days (and
-    # above 2.5 kWh) is a spike; this many hours of exact zeros on a meter that consumes are a
-    # stopped register; a correction this many times larger or smaller than the reading it
-    # replaces (and 1 kWh from it) is a jump
+    # validation flags for review (and bills as delivered): a reading above this many times the
+    # meter's largest on its earlier days (and above 2.5 kWh), this many hours of exact zeros on a
+    # meter that consumes, a correction this many times larger or smaller than the reading it
+    # replaces (and 1 kWh from it)
     spike_factor: Decimal = Field(Decimal("5"), gt=1)
     zero_run_hours: int = Field(6, ge=1, le=24)
     correction_jump_factor: Decimal = Field(Decimal("10"), gt=1)
-    # estimation: the same weekday of this many weeks before is a gap's like day
+    # estimation reads the same weekday of this many weeks before (its `like_day` weighting's days)
     like_day_weeks: int = Field(4, ge=1, le=8)
     # a raw file larger than this once decompressed is refused whole (a real hour's is tens of MB)
     max_raw_file_mb: int = Field(256, ge=1)

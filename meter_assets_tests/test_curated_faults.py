@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import re
 
+from meter_assets.curated.estimation import METHODS
 from meter_assets.market_calendar import local_day_of
 from meter_assets.simulator.headend import MALFORMED_VARIANTS
 from meter_assets.storage import Lake
@@ -65,7 +66,7 @@ def test_curated_matches_ground_truth_after_every_late_file(after_release, gener
         FROM {truth} AS t FULL OUTER JOIN {curated(after_release)} AS c USING (meter_id, read_at)
         WHERE CASE WHEN t.quality_flag = 'missing'
                    THEN c.quality_flag IS DISTINCT FROM 'estimated' OR c.estimated_by IS DISTINCT FROM 'platform'
-                        OR c.kwh IS NULL OR c.estimation_method NOT IN ('linear', 'like_day', 'class_profile')
+                        OR c.kwh IS NULL OR c.estimation_method NOT IN {tuple(METHODS)}
                    ELSE c.quality_flag IS DISTINCT FROM t.quality_flag OR c.kwh IS DISTINCT FROM t.kwh
                         OR c.estimated_by IS DISTINCT FROM CASE t.quality_flag WHEN 'estimated' THEN 'head-end' END
               END

@@ -60,8 +60,9 @@ def test_definitions_hold_every_asset_check_and_job():
     ):
         assert graph.get(dg.AssetKey(daily)).partitions_def == daily_partitions()
     quarantine, curated = (graph.get(dg.AssetKey(k)) for k in ("reads_15min_quarantine", "reads_15min"))
-    # the readings also read their own like days (the same weekday 1 to 8 weeks back) and the day before
-    assert curated.parent_keys == quarantine.parent_keys | {dg.AssetKey("reads_15min")}
+    # the readings also read their own past (the last week, the same weekday up to 8 weeks
+    # back) and the weather of those days
+    assert curated.parent_keys == quarantine.parent_keys | {dg.AssetKey("reads_15min"), dg.AssetKey("temperature")}
     like_days = graph.get_partition_mapping(dg.AssetKey("reads_15min"), dg.AssetKey("reads_15min"))
     days = daily_partitions()
     upstream = like_days.get_upstream_mapped_partitions_result_for_partitions(
@@ -130,7 +131,7 @@ def test_definitions_hold_every_asset_check_and_job():
         dg.AssetKey(k) for k in ("reads_15min", "reads_daily", "meter_assignments", "customers", "tariffs")
     }
     assert graph.get(dg.AssetKey("reads_15min")).parent_keys == {
-        dg.AssetKey(k) for k in ("raw_meter_files", "meters", "reads_15min")
+        dg.AssetKey(k) for k in ("raw_meter_files", "meters", "reads_15min", "temperature")
     }
 
 

@@ -6,6 +6,7 @@ no SQL), following the rules as docs/curated.md states them.
 """
 
 import datetime as dt
+import math
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
@@ -16,12 +17,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meter_assets.curated.estimation import (
+    COMPLETE_INTERVALS,
+    ENERGY_SCALE,
     LEVEL_MAX_FACTOR,
     LEVEL_MIN_INTERVALS,
-    LEVEL_WINDOW_HOURS,
     LINEAR_MAX_INTERVALS,
     METHODS,
+    PROFILE_METHODS,
+    RECENCY_DAYS,
     SHORT_LEVEL_WINDOW_HOURS,
+    TEMPERATURE_SCALE_C,
+    WEEKDAY_BONUS,
     Rules,
     edit_tables,
     readings_table,
@@ -47,10 +53,13 @@ def local_time(read_at: dt.datetime) -> dt.time:
     return read_at.replace(tzinfo=dt.UTC).astimezone(TZ).time()
 
 
-def run(day_rows: list[dict], history: list[dict], classes: dict[int, tuple[str, str]]) -> dict:
+def run(
+    day_rows: list[dict], history: list[dict], classes: dict[int, tuple[str, str]], temperatures: dict | None = None
+) -> dict:
     """The estimator over these rows; returns the edited day by (meter, read_at).
 
     Meters are numbered here for brevity; the platform's meter ids are text (so 10 sorts before 9).
+    `temperatures`: the mean temperature of a (region, local date), if the weather is known.
     """
     day = readings_table(
         [str(r["meter_id"]) for r in day_rows],
@@ -75,7 +84,16 @@ def run(day_rows: list[dict], history: list[dict], classes: dict[int, tuple[str,
     )
     actuals = day.filter(pa.compute.is_valid(day.column("kwh"))).select(["meter_id", "read_at", "kwh"])
     day_start = local_day_bounds(local_time_day(min(r["read_at"] for r in day_rows)), "Europe/London")[0]
-    rows = edit_tables(day, hist, meter_classes, actuals, RULES, day_start).to_pylist()
+    weather = None
+    if temperatures is not None:
+        weather = pa.table(
+            {
+                "region": [region for region, _ in temperatures],
+                "local_date": pa.array([d for _, d in temperatures], pa.date32()),
+                "temperature_c": list(temperatures.values()),
+            }
+        )
+    rows = edit_tables(day, hist, meter_classes, actuals, RULES, day_start, weather).to_pylist()
     return {(int(r["meter_id"]), r["read_at"]): r for r in rows}
 
 
@@ -87,26 +105,67 @@ def like_history(meter: int, day: dt.date, kwh_of, weeks: int = 4) -> list[dict]
     ]
 
 
-def expected_like_day(meter_rows, history, gap: set[dt.datetime]) -> dict[dt.datetime, Decimal]:
-    """The like-day rule, worked out: the like days' mean by local time, times the level."""
-    by_time = defaultdict(list)
+def profile_of(
+    history, day_rows, day: dt.date, gap_start: dt.datetime, method: str, temperature=None
+) -> dict[dt.time, float]:
+    """A meter's profile for `day` as docs/curated.md states it, worked out here: a weighted mean
+    of its past days' actual readings per local time of day."""
+    by_day = defaultdict(list)
     for h in history:
-        by_time[local_time(h["read_at"])].append(h["kwh"])
-    mean = {t: sum(v) / len(v) for t, v in by_time.items()}
+        by_day[local_time_day(h["read_at"])].append(h)
+    energy = {d: float(sum(h["kwh"] for h in rows)) for d, rows in by_day.items()}
+    complete = [d for d, rows in by_day.items() if len(rows) >= COMPLETE_INTERVALS and d < day]
+    typical = sum(energy[d] for d in complete) / len(complete) if complete else None
+    # likened to the last 96 quarter hours read in the week before the day's first gap (a day's
+    # worth at their mean), or the last complete day when fewer than 48 were read
+    read = sorted(
+        (r["read_at"], r["kwh"])
+        for r in [*history, *day_rows]
+        if r.get("kwh") is not None and gap_start - dt.timedelta(days=7) <= r["read_at"] < gap_start
+    )
+    read = [kwh for _, kwh in read[-96:]]
+    reference = 96 * float(sum(read)) / len(read) if len(read) >= 48 else energy[max(complete)] if complete else None
+    sums, weights = defaultdict(float), defaultdict(float)
+    for d, rows in by_day.items():
+        age = (day - d).days
+        if age <= 0:
+            continue
+        if method == "like_day":
+            if age % 7 or age > 28:
+                continue
+            weight = 1.0
+        else:
+            weight = math.exp(-age / RECENCY_DAYS) * (1 + WEEKDAY_BONUS if age % 7 == 0 else 1)
+            if method == "similar_weather":
+                weight *= math.exp(-abs(temperature[d] - temperature[day]) / TEMPERATURE_SCALE_C)
+            elif reference is not None and typical > 0:
+                weight *= math.exp(-abs(energy[d] - reference) / (ENERGY_SCALE * typical))
+        for h in rows:
+            sums[local_time(h["read_at"])] += weight * float(h["kwh"])
+            weights[local_time(h["read_at"])] += weight
+    return {t: sums[t] / weights[t] for t in sums}
+
+
+def expected_profile(
+    meter_rows, history, gap: set[dt.datetime], method: str, temperature=None
+) -> dict[dt.datetime, Decimal]:
+    """The profile rule, worked out: the meter's profile by local time; a short gap with a
+    reading on one side only times the level of the two hours next to it."""
     start, end = min(gap), max(gap)
-    # a short gap (it has a reading on one side only) takes the two hours next to it
-    window = dt.timedelta(hours=SHORT_LEVEL_WINDOW_HOURS if len(gap) <= LINEAR_MAX_INTERVALS else LEVEL_WINDOW_HOURS)
-    around = [
-        r
-        for r in meter_rows
-        if r["read_at"] not in gap and start - window <= r["read_at"] <= end + window and r.get("kwh") is not None
-    ]
-    actual = sum(r["kwh"] for r in around)
-    source = sum(mean[local_time(r["read_at"])] for r in around)
-    level = Decimal(1)
-    if len(around) >= LEVEL_MIN_INTERVALS and source > 0:
-        level = min(Decimal(str(LEVEL_MAX_FACTOR)), max(1 / Decimal(str(LEVEL_MAX_FACTOR)), actual / source))
-    return {t: (mean[local_time(t)] * level).quantize(MILLI, ROUND_HALF_UP) for t in gap}
+    profile = profile_of(history, meter_rows, local_time_day(start), start, method, temperature)
+    level = 1.0
+    if len(gap) <= LINEAR_MAX_INTERVALS:
+        window = dt.timedelta(hours=SHORT_LEVEL_WINDOW_HOURS)
+        around = [
+            r
+            for r in meter_rows
+            if r["read_at"] not in gap and start - window <= r["read_at"] <= end + window and r.get("kwh") is not None
+        ]
+        actual = float(sum(r["kwh"] for r in around))
+        source = sum(profile[local_time(r["read_at"])] for r in around)
+        if len(around) >= LEVEL_MIN_INTERVALS and source > 0:
+            level = min(LEVEL_MAX_FACTOR, max(1 / LEVEL_MAX_FACTOR, actual / source))
+    return {t: Decimal(str(round(profile[local_time(t)] * level, 3))) for t in gap}
 
 
 def test_a_short_gap_is_the_line_between_its_neighbours():
@@ -148,7 +207,7 @@ def test_a_short_gap_from_midnight_starts_its_line_at_the_day_befores_last_readi
     ]
 
 
-def test_a_long_gap_is_the_meters_like_days_scaled_to_its_level():
+def test_a_long_gap_follows_the_meters_profile():
     day = dt.date(2024, 5, 14)
     times = quarter_hours(day)
 
@@ -163,28 +222,84 @@ def test_a_long_gap_is_the_meters_like_days_scaled_to_its_level():
         if r["read_at"] in gap:
             r["kwh"] = None
     out = run(rows, history, {3: ("ordinary", "London")})
-    expected = expected_like_day(rows, history, gap)
-    # the platform works the mean and level in binary floating point: within a Wh of the exact value
+    (method,) = {out[(3, t)]["estimation_method"] for t in gap}
+    assert method in PROFILE_METHODS
+    expected = expected_profile(rows, history, gap, method)
+    # the platform works the mean in binary floating point: within a Wh of the exact value
     assert all(abs(out[(3, t)]["kwh"] - expected[t]) <= MILLI for t in gap)
-    assert {out[(3, t)]["estimation_method"] for t in gap} == {"like_day"}
-    # the level moved the estimate: the like days alone would be 30 % lower
-    assert sum(expected.values()) > Decimal("1.2") * sum(pattern(2.5, t) for t in gap)
+    # the readings around it are untouched
+    assert all(out[(3, r["read_at"])]["kwh"] == r["kwh"] for r in rows if r["read_at"] not in gap)
 
 
-def test_a_day_without_readings_takes_its_level_from_the_evening_before():
-    day = dt.date(2024, 5, 14)
+def test_a_day_without_readings_follows_the_past_days_most_like_the_last_one():
+    """A home whose heating came on three days ago: a whole day's gap follows those days, not
+    the same weekday of earlier weeks (a regime holds from one day to the next), and no level
+    from the evening before scales it."""
+    day = dt.date(2024, 1, 16)
     times = quarter_hours(day)
-    history = like_history(4, day, lambda w, t: Decimal("0.200"))
-    # the day before: a busy morning (not like-day material, and outside the level's six hours),
-    # then an evening at 1.5 times the like days'
-    before = quarter_hours(day - dt.timedelta(days=1))
-    evening = set(before[-24:])
-    history += [
-        {"meter_id": 4, "read_at": t, "kwh": Decimal("0.300") if t in evening else Decimal("0.900")} for t in before
-    ]
+    history = []
+    for back in range(1, 15):
+        d = day - dt.timedelta(days=back)
+        heating = back <= 3
+        for t in quarter_hours(d):
+            night = local_time(t).hour < 7
+            kwh = Decimal("0.900") if heating and night else Decimal("0.300") if heating else Decimal("0.150")
+            history.append({"meter_id": 4, "read_at": t, "kwh": kwh})
     rows = [{"meter_id": 4, "read_at": t} for t in times]
-    out = run(rows, history, {4: ("ordinary", "London")})
-    assert {(out[(4, t)]["kwh"], out[(4, t)]["estimation_method"]) for t in times} == {(Decimal("0.300"), "like_day")}
+    out = run(rows, history, {4: ("heating", "London")})
+    methods = {out[(4, t)]["estimation_method"] for t in times}
+    assert methods == {"similar_days"}
+    expected = expected_profile(rows, history, set(times), "similar_days")
+    assert all(abs(out[(4, t)]["kwh"] - expected[t]) <= MILLI for t in times)
+    # the estimate is the heating days' (about 10.8 kWh), far above the weeks before (3.6 kWh)
+    assert sum(out[(4, t)]["kwh"] for t in times) > Decimal("9.5")
+
+
+def test_a_meter_whose_load_follows_the_weather_is_estimated_from_days_as_cold():
+    """Electric heating on a week of alternating cold and mild days: the day before is mild, the
+    day is cold. The meter's backtest finds that days as cold predict it, not days like the last
+    one read, and the estimate is a cold day's."""
+    day = dt.date(2024, 1, 16)
+    times = quarter_hours(day)
+    ages = [*range(1, 8), 14, 21, 28]
+    temperature = {day: 0.0} | {day - dt.timedelta(days=a): 0.0 if a % 2 == 0 else 12.0 for a in ages}
+    history = []
+    for age in ages:
+        d = day - dt.timedelta(days=age)
+        cold = temperature[d] < 5
+        for t in quarter_hours(d):
+            evening = Decimal("0.100") if 17 <= local_time(t).hour < 22 else Decimal("0.000")
+            history.append(
+                {"meter_id": 6, "read_at": t, "kwh": (Decimal("0.500") if cold else Decimal("0.100")) + evening}
+            )
+    rows = [{"meter_id": 6, "read_at": t} for t in times]
+    out = run(rows, history, {6: ("heating", "Scotland")}, {("Scotland", d): c for d, c in temperature.items()})
+    assert {out[(6, t)]["estimation_method"] for t in times} == {"similar_weather"}
+    expected = expected_profile(rows, history, set(times), "similar_weather", temperature)
+    assert all(abs(out[(6, t)]["kwh"] - expected[t]) <= MILLI for t in times)
+    # a cold day's energy (about 48 kWh), not the mild day before's (about 10 kWh)
+    assert sum(out[(6, t)]["kwh"] for t in times) > Decimal("40")
+
+
+def test_a_meter_whose_weeks_repeat_is_estimated_from_its_like_days():
+    """A meter that is busy every Tuesday and quiet otherwise: its own backtest finds that the
+    same weekday of earlier weeks predicts it best."""
+    day = dt.date(2024, 5, 14)  # a Tuesday
+    times = quarter_hours(day)
+    history = []
+    for back in range(1, 29):
+        d = day - dt.timedelta(days=back)
+        busy = back % 7 == 0
+        for t in quarter_hours(d):
+            wave = Decimal(local_time(t).hour % 6) * Decimal("0.050")
+            history.append(
+                {"meter_id": 8, "read_at": t, "kwh": (Decimal("0.800") if busy else Decimal("0.100")) + wave}
+            )
+    rows = [{"meter_id": 8, "read_at": t} for t in times]
+    out = run(rows, history, {8: ("ordinary", "London")})
+    assert {out[(8, t)]["estimation_method"] for t in times} == {"like_day"}
+    expected = expected_profile(rows, history, set(times), "like_day")
+    assert all(abs(out[(8, t)]["kwh"] - expected[t]) <= MILLI for t in times)
 
 
 def test_a_meter_without_history_gets_its_class_in_its_region():
@@ -349,10 +464,10 @@ def test_a_short_gap_to_the_end_of_the_day_follows_the_like_days_from_the_hours_
     out = run(rows, history, {5: ("ordinary", "London")})
     gap = set(times[-3:])
     # the two hours before are 1.2 times the like days' (0.360 against 0.300), and 1.2 x 0.150 after
-    expected = expected_like_day(rows, history, gap)
+    (method,) = {out[(5, t)]["estimation_method"] for t in gap}
+    expected = expected_profile(rows, history, gap, method)
     assert {t: out[(5, t)]["kwh"] for t in gap} == expected
     assert {out[(5, t)]["kwh"] for t in gap} == {Decimal("0.180")}
-    assert {out[(5, t)]["estimation_method"] for t in gap} == {"like_day"}
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -411,7 +526,7 @@ def test_every_quarter_hour_ends_with_a_value_and_actuals_never_change(day, gaps
                     low, high = sorted((before, after))
                     assert all(low <= out[(meter, s)]["kwh"] <= high for s in span)
                 elif with_history[meter - 1]:
-                    assert methods == {"like_day"}
+                    assert len(methods) == 1 and methods <= set(PROFILE_METHODS)
                 elif not nothing_read:
                     assert methods == {"class_profile"}
                 run_start = None

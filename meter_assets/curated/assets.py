@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 from meter_assets.config import settings
 from meter_assets.curated.checks import CHECK_SPECS, curated_checks
-from meter_assets.curated.estimation import METHODS, REPLACING_RULES, RULES
+from meter_assets.curated.estimation import METHODS, RECENT_DAYS, REPLACING_RULES, RULES
 from meter_assets.curated.readings import curate_day
 from meter_assets.gates import audit_and_publish
 from meter_assets.ingest.assets import read_inventory
@@ -16,11 +16,11 @@ from meter_assets.market_calendar import intervals_in_day, local_day_bounds
 from meter_assets.partitions import daily_partitions, earlier_days
 from meter_assets.reference.assets import meters
 from meter_assets.resources import CheckThresholds, LakeResource, lake_duckdb, scratch_dir
-from meter_assets.tables import METERS, QUARANTINE, READS_15MIN, READS_15MIN_EXPORT
+from meter_assets.tables import METERS, QUARANTINE, READS_15MIN, READS_15MIN_EXPORT, TEMPERATURE
 
-# Estimation reads the same weekday of earlier weeks (up to the longest setting, 8 weeks)
-# and the day before. Dagster's graph shows it; the late-data path does not follow it
-# forward (docs/curated.md says why).
+# Estimation reads the last week and the same weekday of earlier weeks (up to the longest
+# setting, 8 weeks). Dagster's graph shows it; the late-data path does not follow it forward
+# (docs/curated.md says why).
 LIKE_DAYS = dg.AssetDep(READS_15MIN.asset, partition_mapping=earlier_days(-56, -1))
 
 
@@ -33,12 +33,15 @@ def curated_readings(
     day = daily_partitions().time_window_for_partition_key(partition).start.date()
     inventory = read_inventory(store, partition)
     meter_files = store.required_files(METERS)
-    # the like days, and the day before (the level of a gap from midnight)
-    like_days = [day - dt.timedelta(days=1)] + [
-        day - dt.timedelta(weeks=w) for w in range(1, settings().like_day_weeks + 1)
-    ]
-    history_days = [files for d in like_days if (files := store.files(READS_15MIN, d.isoformat()))]
+    # the days estimation weighs: the last week and the same weekday of earlier weeks
+    earlier = sorted(
+        {day - dt.timedelta(days=d) for d in range(1, RECENT_DAYS + 1)}
+        | {day - dt.timedelta(weeks=w) for w in range(1, settings().like_day_weeks + 1)}
+    )
+    history_days = [files for d in earlier if (files := store.files(READS_15MIN, d.isoformat()))]
     history = [f for files in history_days for f in files]
+    # the weather of those days, where it is known (estimation does without)
+    weather = store.files(TEMPERATURE)
 
     curated = store.build(READS_15MIN, partition)
     quarantine = store.build(QUARANTINE, partition, same_as=curated)
@@ -56,6 +59,7 @@ def curated_readings(
             scratch=scratch,
             read_bytes=store.read_bytes,
             export_uri=export.uri("part-0000.parquet"),
+            weather_uris=weather,
         )
         day_start, day_end = local_day_bounds(day)
         checks = curated_checks(con, result.files, result, intervals_in_day(day), day_start, day_end, thresholds)
@@ -103,7 +107,7 @@ def build() -> list[dg.AssetsDefinition]:
             specs=[
                 dg.AssetSpec(
                     READS_15MIN.asset,
-                    deps=["raw_meter_files", meters, LIKE_DAYS],
+                    deps=["raw_meter_files", meters, LIKE_DAYS, TEMPERATURE.asset],
                     kinds={"duckdb", "delta"},
                     skippable=True,
                     description="One trusted reading per meter and quarter hour, in UTC kWh, late fixes applied "

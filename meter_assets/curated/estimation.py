@@ -8,19 +8,19 @@ its method:
 
 1. `linear`: a gap of up to `LINEAR_MAX_INTERVALS` with a kept reading on both sides (the
    day before's last one for a gap from midnight) is the straight line between them;
-2. `like_day`: the mean of the meter's own actual readings at the same local time of day on
-   the same weekday of the previous `METER_LIKE_DAY_WEEKS` weeks (as many of them as were
-   curated; one is enough), scaled to the meter's level around the gap (its actual readings
-   either side, the evening before included; for a gap of up to `LINEAR_MAX_INTERVALS` with
-   a reading on one side only, the two hours next to it);
-3. `class_profile`: a meter with no such history gets the mean of the same quarter hour
+2. `similar_days`, `similar_weather` or `like_day`: the meter's own profile, a weighted mean
+   of its actual readings at the same local time of day over its past days (the weightings
+   and how a meter's own backtest chooses one are below, at `PAST_SQL`); a gap of up to
+   `LINEAR_MAX_INTERVALS` with a reading on one side only is scaled to the two hours next to it;
+3. `class_profile`: a meter with no past of its own gets the mean of the same quarter hour
    over the meters of its load class in its region that day (its class anywhere, then every
-   meter, when that region has none), scaled the same way.
+   meter, when that region has none), scaled to the meter's readings around the gap.
 
-The statements read two relations the caller names: `day_readings` (the day's curated rows
-of the meter range, one per meter and quarter hour, `missing` where nobody delivered) and
-`history` (the like days and the day before: `meter_id`, `read_at`, `kwh`, `quality_flag`), and the
-table `meter_classes` (`meter_id`, `load_class`, `region`).
+The statements read relations the caller names: `day_readings` (the day's curated rows of
+the meter range, one per meter and quarter hour, `missing` where nobody delivered),
+`history` (the days before: `meter_id`, `read_at`, `kwh`, `quality_flag`), the table
+`meter_classes` (`meter_id`, `load_class`, `region`) and, if the weather is known,
+`day_temperatures` (`region`, `local_date`, `temperature_c`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
@@ -46,8 +47,8 @@ SPIKE_FLOOR_KWH = Decimal("2.500")
 JUMP_FLOOR_KWH = Decimal("1.000")
 # a meter "normally consumes" when fewer of its actual readings than this were exactly zero
 NORMAL_ZERO_SHARE = 0.05
-# the level around a gap: the meter's actual readings this long before and after it (a short
-# gap not drawn as a line, at the end of the day: the two hours next to it)
+# the level of a class's profile: the meter's actual readings this long before and after the
+# gap (a short gap not drawn as a line, at the end of the day: the two hours next to it)
 LEVEL_WINDOW_HOURS = 6
 SHORT_LEVEL_WINDOW_HOURS = 2
 # a level is measured on at least this many quarter hours, and moves an estimate at most
@@ -55,9 +56,26 @@ SHORT_LEVEL_WINDOW_HOURS = 2
 LEVEL_MIN_INTERVALS = 4
 LEVEL_MAX_FACTOR = 2.0
 
-# the days before a day that estimation may read: the longest like-day setting (8 weeks), and
-# the day before
+# the days before a day that estimation reads: the last `RECENT_DAYS`, and the same weekday of
+# earlier weeks up to the longest like-day setting (8 weeks)
+RECENT_DAYS = 7
 HISTORY_DAYS = 8 * 7 + 1
+# the weighting of past days (docs/curated.md shows what it did on real homes): a day's weight
+# falls by e every `RECENCY_DAYS`, the same weekday counts `1 + WEEKDAY_BONUS` times, a day's
+# energy `ENERGY_SCALE` of the meter's typical day away from the last day's worth read divides its
+# weight by e (`similar_days`), as `TEMPERATURE_SCALE_C` degrees away from the day's mean
+# temperature does (`similar_weather`)
+RECENCY_DAYS = 28.0
+WEEKDAY_BONUS = 2.0
+ENERGY_SCALE = 0.2
+TEMPERATURE_SCALE_C = 3.0
+# a day is complete with 22 hours of actual readings; the last day's worth read counts when at
+# least half of it was; the backtest estimates a meter's last 3 complete days, and
+# another weighting replaces `similar_days` only with 10 % less error
+COMPLETE_INTERVALS = 88
+DAY_INTERVALS = 96
+BACKTEST_DAYS = 3
+SWITCH_MARGIN = 0.9
 
 RULES = ("above_connection_limit", "above_own_maximum", "zero_run", "correction_jump")
 # the rules whose reading is replaced by an estimate: only what the supply cannot deliver. The
@@ -65,16 +83,25 @@ RULES = ("above_connection_limit", "above_own_maximum", "zero_run", "correction_
 # charger draws more than its like days, a vendor's correction may be right (a customer is
 # billed for what the meter measured unless it is impossible)
 REPLACING_RULES = ("above_connection_limit",)
-METHODS = ("linear", "like_day", "class_profile")
+PROFILE_METHODS = ("similar_days", "similar_weather", "like_day")
+METHODS = ("linear", *PROFILE_METHODS, "class_profile")
 
-# the local time of day of every quarter hour from the earliest like day to the day after:
-# converted once, not once per reading
+# the local date and time of day of every quarter hour from the earliest like day to the day
+# after: converted once, not once per reading
 LOCAL_TIMES_SQL = """
 CREATE OR REPLACE TEMP TABLE local_times AS
-SELECT read_at, CAST(timezone($tz, read_at AT TIME ZONE 'UTC') AS TIME) AS local_time
-FROM (SELECT unnest(generate_series($day_start - to_days($history_days), $day_start + INTERVAL 2 DAY,
-                                    INTERVAL 15 MINUTE)) AS read_at)
+SELECT read_at, CAST(local AS DATE) AS local_date, CAST(local AS TIME) AS local_time
+FROM (
+    SELECT read_at, timezone($tz, read_at AT TIME ZONE 'UTC') AS local
+    FROM (SELECT unnest(generate_series($day_start - to_days($history_days), $day_start + INTERVAL 2 DAY,
+                                        INTERVAL 15 MINUTE)) AS read_at)
+)
 """
+# no weather known: `similar_weather` weighs nothing
+EMPTY_DAY_TEMPERATURES = (
+    "CREATE TEMP TABLE IF NOT EXISTS day_temperatures AS "
+    "SELECT NULL::VARCHAR AS region, NULL::DATE AS local_date, NULL::DOUBLE AS temperature_c WHERE FALSE"
+)
 
 # the readings a rule could refuse: large ones, corrections, runs of exact zeros (only
 # meters with enough zeros can hold a run, the windows are theirs alone). Every other
@@ -99,9 +126,10 @@ LEFT JOIN zero_runs USING (meter_id, read_at)
 WHERE day.kwh > least($max_kwh, $spike_floor) OR day.replaced_kwh IS NOT NULL OR zero_runs.meter_id IS NOT NULL
 """
 
-# the candidates against the rules; the first rule a reading breaks names it. The like days
-# are read only for the meters of a reading the own-maximum or zero-run rule could refuse
-# (their largest actual reading, and how often it was exactly zero).
+# the candidates against the rules; the first rule a reading breaks names it. The earlier days
+# (those estimation reads, but the day before) are read only for the meters of a reading the
+# own-maximum or zero-run rule could flag (their largest actual reading, and how often it was
+# exactly zero).
 FLAGS_SQL = """
 CREATE OR REPLACE TEMP TABLE flags AS
 WITH meter_history AS (
@@ -109,7 +137,7 @@ WITH meter_history AS (
     FROM history
     SEMI JOIN (SELECT meter_id FROM candidates WHERE kwh > $spike_floor OR in_zero_run) USING (meter_id)
     WHERE quality_flag = 'actual' AND meter_id BETWEEN $first_meter AND $last_meter
-      AND read_at < $day_start - INTERVAL 2 DAY  -- the like days, not the day before
+      AND read_at < $day_start - INTERVAL 2 DAY  -- not the day before: it may be the fault's first
     GROUP BY meter_id
 ),
 ruled AS (
@@ -190,17 +218,190 @@ LEFT JOIN bounds USING (meter_id, gap_start)
 LEFT JOIN local_times USING (read_at)
 """
 
-# the like days of the meters whose gaps are not drawn as lines: their mean actual reading
-# per local time of day (a day the clocks went back has an hour twice: both count)
-LIKE_DAYS_SQL = """
-CREATE OR REPLACE TEMP TABLE like_days AS
+# The profile a gap not drawn as a line follows (PAST_SQL to PROFILES_SQL): a weighted mean of
+# the meter's own past days per local time of day, by one of three weightings (each day weighs
+# in where it has an actual reading; a day the clocks went back has an hour twice: both count):
+# - `similar_days`: a day's weight falls by e every `RECENCY_DAYS`, the same weekday counts
+#   `1 + WEEKDAY_BONUS` times, and a day whose energy is close to the last day's worth read
+#   weighs far more (a home's regime, heating on or off, a house standing empty, holds for days);
+# - `similar_weather`: as `similar_days`, but a day whose mean temperature in the meter's region
+#   is close to the day's weighs more, instead of one whose energy is close (a home whose
+#   heating follows the weather, not its last days; where the weather is known for both);
+# - `like_day`: the same weekday of the previous `METER_LIKE_DAY_WEEKS` weeks, equally.
+# Each meter's own history chooses: its last `BACKTEST_DAYS` complete days are estimated as
+# if blanked, from the days before each, by every weighting, hour by hour; the weighting with
+# the least absolute error is the meter's, if it errs `SWITCH_MARGIN` times `similar_days'` or less.
+
+# the meters whose gaps are not drawn as lines: their actual readings of the days before, by
+# local date and time of day
+PAST_SQL = """
+CREATE OR REPLACE TEMP TABLE past AS
 WITH needed AS (
     SELECT DISTINCT meter_id FROM gaps WHERE NOT linear
 )
-SELECT meter_id, local_times.local_time, avg(kwh) AS kwh
+SELECT history.meter_id, history.read_at, local_times.local_date, local_times.local_time, history.kwh
 FROM history SEMI JOIN needed USING (meter_id) JOIN local_times USING (read_at)
-WHERE quality_flag = 'actual' AND meter_id BETWEEN $first_meter AND $last_meter
-  AND read_at < $day_start - INTERVAL 2 DAY  -- not the day before: it is a different weekday
+WHERE history.quality_flag = 'actual' AND history.meter_id BETWEEN $first_meter AND $last_meter
+  AND history.read_at < $day_start
+"""
+
+# each past day of those meters: its energy, how much of it was read, its region's temperature
+PAST_DAYS_SQL = """
+CREATE OR REPLACE TEMP TABLE past_days AS
+SELECT past.meter_id, past.local_date, sum(past.kwh) AS energy, count(*) AS intervals,
+       any_value(weather.temperature_c) AS temperature_c
+FROM past
+LEFT JOIN meter_classes AS classes USING (meter_id)
+LEFT JOIN day_temperatures AS weather ON weather.region = classes.region AND weather.local_date = past.local_date
+GROUP BY past.meter_id, past.local_date
+"""
+
+# the days to estimate a profile for: the day itself, and each meter's last complete days (its
+# backtest), each with its temperature and the energy it is likened to: for a backtest day the
+# complete day before it, for the day itself the last 96 quarter hours read in the week before
+# its first gap (a day's worth at their mean: across a gap of days, the last day the meter was
+# read; the last complete day when fewer than 48 were read)
+TARGETS_SQL = """
+CREATE OR REPLACE TEMP TABLE targets AS
+WITH complete AS (
+    SELECT * FROM past_days WHERE intervals >= $complete_intervals
+),
+typical AS (
+    SELECT meter_id, avg(energy) AS energy FROM complete GROUP BY meter_id
+),
+first_gaps AS (
+    SELECT meter_id, min(gap_start) AS gap_start FROM gaps WHERE NOT linear GROUP BY meter_id
+),
+read AS (
+    SELECT meter_id, read_at, kwh FROM past
+    UNION ALL
+    SELECT meter_id, read_at, kwh FROM validated
+    WHERE quality_flag = 'actual' AND kwh IS NOT NULL AND measured_kwh IS NULL
+),
+last_read AS (
+    SELECT first_gaps.meter_id, read.kwh
+    FROM first_gaps
+    JOIN read ON read.meter_id = first_gaps.meter_id
+             AND read.read_at >= first_gaps.gap_start - INTERVAL 7 DAY AND read.read_at < first_gaps.gap_start
+    QUALIFY row_number() OVER (PARTITION BY first_gaps.meter_id ORDER BY read.read_at DESC) <= $day_intervals
+),
+last_day_read AS (
+    SELECT meter_id, $day_intervals * avg(kwh) AS energy
+    FROM last_read
+    GROUP BY meter_id
+    HAVING count(*) >= $day_intervals / 2
+),
+days AS (
+    SELECT meter_id, CAST($day AS DATE) AS target_date, FALSE AS backtest, weather.temperature_c,
+           last_day_read.energy AS read_energy
+    FROM (SELECT DISTINCT meter_id FROM past_days) AS meters
+    LEFT JOIN meter_classes AS classes USING (meter_id)
+    LEFT JOIN day_temperatures AS weather ON weather.region = classes.region AND weather.local_date = $day
+    LEFT JOIN last_day_read USING (meter_id)
+    UNION ALL
+    SELECT meter_id, local_date, TRUE, temperature_c, NULL FROM complete
+    QUALIFY row_number() OVER (PARTITION BY meter_id ORDER BY local_date DESC) <= $backtest_days
+)
+SELECT days.* EXCLUDE (read_energy), coalesce(days.read_energy, day_before.energy) AS reference_energy,
+       typical.energy AS typical_energy
+FROM days
+ASOF LEFT JOIN complete AS day_before
+       ON day_before.meter_id = days.meter_id AND day_before.local_date < days.target_date
+LEFT JOIN typical ON typical.meter_id = days.meter_id
+"""
+
+# every weighting's weight of each past day, for each target (only days before it)
+WEIGHTS_SQL = """
+CREATE OR REPLACE TEMP TABLE weights AS
+WITH paired AS (
+    SELECT targets.meter_id, targets.target_date, targets.backtest, past_days.local_date,
+           targets.target_date - past_days.local_date AS age,
+           CASE WHEN targets.reference_energy IS NULL OR NOT targets.typical_energy > 0 THEN 1
+                ELSE exp(-abs(past_days.energy - targets.reference_energy)
+                         / ($energy_scale * targets.typical_energy)) END AS energy_likeness,
+           CASE WHEN targets.temperature_c IS NULL OR past_days.temperature_c IS NULL THEN NULL
+                ELSE exp(-abs(past_days.temperature_c - targets.temperature_c) / $temperature_scale) END
+               AS weather_likeness
+    FROM targets
+    JOIN past_days ON past_days.meter_id = targets.meter_id AND past_days.local_date < targets.target_date
+),
+weighed AS (
+    SELECT meter_id, target_date, backtest, local_date, 'similar_days' AS method,
+           exp(-age / $recency_days) * CASE WHEN age % 7 = 0 THEN 1 + $weekday_bonus ELSE 1 END * energy_likeness
+               AS weight
+    FROM paired
+    UNION ALL
+    SELECT meter_id, target_date, backtest, local_date, 'similar_weather',
+           exp(-age / $recency_days) * CASE WHEN age % 7 = 0 THEN 1 + $weekday_bonus ELSE 1 END * weather_likeness
+    FROM paired
+    WHERE weather_likeness IS NOT NULL
+    UNION ALL
+    SELECT meter_id, target_date, backtest, local_date, 'like_day', 1.0
+    FROM paired
+    WHERE age % 7 = 0 AND age <= 7 * $like_weeks
+)
+SELECT * FROM weighed WHERE weight > 0
+"""
+
+# the backtest, hour by hour: each weighting's estimate of each backtest day against what the
+# meter read; the meter's weighting is the one that erred least (`similar_days` unless another
+# is clearly better)
+CHOSEN_SQL = """
+CREATE OR REPLACE TEMP TABLE chosen AS
+WITH hours AS (
+    SELECT meter_id, local_date, hour(local_time) AS hour, sum(kwh) AS kwh
+    FROM past
+    GROUP BY ALL
+),
+estimated AS (
+    SELECT weights.meter_id, weights.target_date, weights.method, hours.hour,
+           sum(weights.weight * hours.kwh) / sum(weights.weight) AS kwh
+    FROM weights
+    JOIN hours ON hours.meter_id = weights.meter_id AND hours.local_date = weights.local_date
+    WHERE weights.backtest
+    GROUP BY ALL
+),
+errors AS (
+    SELECT estimated.meter_id, estimated.method, sum(abs(estimated.kwh - hours.kwh)) AS error,
+           count(DISTINCT estimated.target_date) AS days
+    FROM estimated
+    JOIN hours ON hours.meter_id = estimated.meter_id AND hours.local_date = estimated.target_date
+              AND hours.hour = estimated.hour
+    GROUP BY ALL
+),
+scored AS (
+    SELECT errors.*, max(days) OVER (PARTITION BY meter_id) AS most_days,
+           any_value(error) FILTER (WHERE method = 'similar_days') OVER (PARTITION BY meter_id) AS default_error
+    FROM errors
+)
+SELECT meter_id, arg_min(method, CASE WHEN method = 'similar_days' THEN error * $switch_margin ELSE error END)
+           AS method
+FROM scored
+WHERE days = most_days AND default_error IS NOT NULL
+GROUP BY meter_id
+"""
+
+# the day's profile of each meter with a past, by its chosen weighting (`similar_days` for a
+# meter whose backtest could not choose)
+PROFILES_SQL = """
+CREATE OR REPLACE TEMP TABLE profiles AS
+WITH candidates AS (
+    SELECT weights.*, weights.method = chosen.method AS is_chosen
+    FROM weights
+    LEFT JOIN chosen USING (meter_id)
+    WHERE NOT weights.backtest AND (weights.method = chosen.method OR weights.method = 'similar_days')
+),
+picked AS (
+    -- the chosen weighting where it weighs any day for the day itself, else `similar_days`
+    SELECT meter_id, coalesce(any_value(method) FILTER (WHERE is_chosen), 'similar_days') AS method
+    FROM candidates
+    GROUP BY meter_id
+)
+SELECT candidates.meter_id, candidates.method, past.local_time,
+       sum(candidates.weight * past.kwh) / sum(candidates.weight) AS kwh
+FROM candidates
+JOIN picked USING (meter_id, method)
+JOIN past ON past.meter_id = candidates.meter_id AND past.local_date = candidates.local_date
 GROUP BY ALL
 """
 
@@ -221,32 +422,36 @@ GROUP BY GROUPING SETS ((classes.load_class, classes.region, staged.read_at), (c
                         (staged.read_at), ())
 """
 
-# gaps neither a line nor the meter's own like days can fill
+# gaps neither a line nor the meter's own past can fill
 WITHOUT_HISTORY_SQL = """
-SELECT count(*) FROM gaps ANTI JOIN like_days USING (meter_id, local_time) WHERE NOT linear
+SELECT count(*) FROM gaps ANTI JOIN profiles USING (meter_id, local_time) WHERE NOT linear
 """
 EMPTY_CLASS_PROFILE = (
     "CREATE OR REPLACE TEMP TABLE class_profile AS SELECT NULL::VARCHAR AS scope, NULL::VARCHAR AS load_class, "
     "NULL::VARCHAR AS region, NULL::TIMESTAMP AS read_at, NULL::DOUBLE AS kwh WHERE FALSE"
 )
 
-# each gap's estimate: a line, the like days or the class, the last two scaled to the level of
-# the meter's actual readings around the gap against what the same source says for them
+# each gap's estimate: a line, the meter's profile or its class's. The class's is scaled to the
+# level of the meter's actual readings of the day around the gap against what the class says
+# for them; the meter's own only for a short gap with a reading on one side (its last two
+# hours give the height): on the real homes, scaling a longer gap to the hours beside it made
+# the estimates worse, and the profile already weighs the days most like the last one read
+# (docs/curated.md)
 ESTIMATE_SQL = """
 CREATE OR REPLACE TEMP TABLE estimates AS
 WITH profiled AS (
     SELECT DISTINCT meter_id FROM gaps WHERE NOT linear
 ),
 sources AS (
-    -- what the like days and the class say for every quarter hour of a meter with a gap
+    -- what the meter's profile and its class say for every quarter hour of a meter with a gap
     SELECT day.meter_id, day.read_at, day.kwh, day.quality_flag, day.measured_kwh IS NOT NULL AS set_aside,
-           like_days.kwh AS like_kwh,
+           profiles.kwh AS profile_kwh, profiles.method AS profile_method,
            coalesce(by_region.kwh, by_class.kwh, everyone.kwh, whole_day.kwh) AS class_kwh
     FROM validated AS day
     SEMI JOIN profiled USING (meter_id)
     LEFT JOIN meter_classes AS classes USING (meter_id)
     LEFT JOIN local_times USING (read_at)
-    LEFT JOIN like_days USING (meter_id, local_time)
+    LEFT JOIN profiles USING (meter_id, local_time)
     LEFT JOIN class_profile AS by_region
            ON by_region.scope = 'region' AND by_region.load_class = classes.load_class
           AND by_region.region = classes.region AND by_region.read_at = day.read_at
@@ -254,20 +459,11 @@ sources AS (
            ON by_class.scope = 'class' AND by_class.load_class = classes.load_class AND by_class.read_at = day.read_at
     LEFT JOIN class_profile AS everyone ON everyone.scope = 'everyone' AND everyone.read_at = day.read_at
     LEFT JOIN class_profile AS whole_day ON whole_day.scope = 'day'
-    UNION ALL
-    -- the evening before, so a gap from midnight has a level too (against the like days' evening)
-    SELECT evening.meter_id, evening.read_at, evening.kwh, evening.quality_flag, FALSE, like_days.kwh, NULL
-    FROM history AS evening
-    SEMI JOIN profiled USING (meter_id)
-    LEFT JOIN local_times USING (read_at)
-    LEFT JOIN like_days USING (meter_id, local_time)
-    WHERE evening.read_at >= $day_start - to_hours($level_window) AND evening.read_at < $day_start
-      AND evening.meter_id BETWEEN $first_meter AND $last_meter
 ),
 methods AS (
-    SELECT gaps.*, sources.like_kwh, sources.class_kwh,
+    SELECT gaps.*, sources.profile_kwh, sources.class_kwh,
            CASE WHEN gaps.linear THEN 'linear'
-                WHEN sources.like_kwh IS NOT NULL THEN 'like_day'
+                WHEN sources.profile_kwh IS NOT NULL THEN sources.profile_method
                 WHEN sources.class_kwh IS NOT NULL THEN 'class_profile' END AS method
     FROM gaps
     LEFT JOIN sources USING (meter_id, read_at)
@@ -275,20 +471,20 @@ methods AS (
 -- the meter's actual readings around each gap, beside what the gap's source says for them
 around AS (
     SELECT gap.meter_id, gap.gap_start, gap.method, sources.kwh AS actual_kwh,
-           CASE gap.method WHEN 'like_day' THEN sources.like_kwh ELSE sources.class_kwh END AS source_kwh
+           CASE gap.method WHEN 'class_profile' THEN sources.class_kwh ELSE sources.profile_kwh END AS source_kwh
     FROM (SELECT DISTINCT meter_id, gap_start, gap_end, method,
                  -- a short gap with a reading on one side only (up to the day's end): the
-                 -- like days' shape at the height of the two hours next to it
+                 -- profile's shape at the height of the two hours next to it
                  CASE WHEN gap_intervals <= $linear_max THEN $short_level_window ELSE $level_window END AS hours
           FROM methods
-          WHERE method IN ('like_day', 'class_profile')) AS gap
+          WHERE method = 'class_profile' OR (method <> 'linear' AND gap_intervals <= $linear_max)) AS gap
     JOIN sources
       ON sources.meter_id = gap.meter_id AND sources.quality_flag = 'actual' AND NOT sources.set_aside
      AND sources.read_at >= gap.gap_start - to_hours(gap.hours)
      AND sources.read_at <= gap.gap_end + to_hours(gap.hours)
      AND (sources.read_at < gap.gap_start OR sources.read_at > gap.gap_end)
 ),
--- per method: a gap whose like days lack some times of day (a day the clocks changed) is
+-- per method: a gap whose profile lacks some times of day (a day the clocks changed) is
 -- partly its class's
 levels AS (
     SELECT meter_id, gap_start, method,
@@ -310,8 +506,8 @@ SELECT
                                         * methods.position)
                                  + methods.gap_intervals + 1) // (2 * (methods.gap_intervals + 1))
                                 AS DECIMAL(12, 0)) * 0.001
-        WHEN 'like_day' THEN CAST(round(methods.like_kwh * coalesce(levels.level, 1), 3) AS DECIMAL(12, 3))
         WHEN 'class_profile' THEN CAST(round(methods.class_kwh * coalesce(levels.level, 1), 3) AS DECIMAL(12, 3))
+        ELSE CAST(round(methods.profile_kwh * coalesce(levels.level, 1), 3) AS DECIMAL(12, 3))
     END) AS DECIMAL(12, 3)) AS kwh
 FROM methods
 LEFT JOIN levels USING (meter_id, gap_start, method)
@@ -388,6 +584,7 @@ class Estimator:
             "first_meter": first_meter,
             "last_meter": last_meter,
             "day_start": day_start,
+            "day": day_start.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(self.tz)).date(),
             "tz": self.tz,
             "linear_max": LINEAR_MAX_INTERVALS,
             "level_window": LEVEL_WINDOW_HOURS,
@@ -395,11 +592,23 @@ class Estimator:
             "level_min_intervals": LEVEL_MIN_INTERVALS,
             "level_max_factor": LEVEL_MAX_FACTOR,
             "history_days": HISTORY_DAYS,
+            "complete_intervals": COMPLETE_INTERVALS,
+            "day_intervals": DAY_INTERVALS,
+            "backtest_days": BACKTEST_DAYS,
+            "recency_days": RECENCY_DAYS,
+            "weekday_bonus": WEEKDAY_BONUS,
+            "energy_scale": ENERGY_SCALE,
+            "temperature_scale": TEMPERATURE_SCALE_C,
+            "like_weeks": settings().like_day_weeks,
+            "switch_margin": SWITCH_MARGIN,
         }
         if not self.local_times:
             self._run(LOCAL_TIMES_SQL, params)
+            self.con.execute(EMPTY_DAY_TEMPERATURES)
             self.local_times = True
-        for sql in (CANDIDATES_SQL, FLAGS_SQL, FLAG_SQL, VALIDATED_SQL, GAPS_SQL, LIKE_DAYS_SQL):
+        for sql in (CANDIDATES_SQL, FLAGS_SQL, FLAG_SQL, VALIDATED_SQL, GAPS_SQL):
+            self._run(sql, params)
+        for sql in (PAST_SQL, PAST_DAYS_SQL, TARGETS_SQL, WEIGHTS_SQL, CHOSEN_SQL, PROFILES_SQL):
             self._run(sql, params)
         if not self.class_profile:
             needed = self.con.execute(WITHOUT_HISTORY_SQL).fetchone()[0]
@@ -421,12 +630,14 @@ def edit_tables(
     day_actuals: pa.Table,
     rules: Rules,
     day_start: dt.datetime,
+    temperatures: pa.Table | None = None,
 ) -> pa.Table:
     """The edited day of `day_readings` (the shape `CURATE_SQL` makes) from Arrow tables, in a
     DuckDB of its own: for the accuracy benchmark and the tests, the same statements as curation.
 
     `day_actuals` (`meter_id`, `read_at`, `kwh`) stands for the day's staged rows, from which
-    the class profile is made.
+    the class profile is made; `temperatures` (`region`, `local_date`, `temperature_c`), if
+    given, for the regions' mean temperature per local day.
     """
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
@@ -438,6 +649,9 @@ def edit_tables(
         ):
             con.register(name, table)
         con.execute(ARROW_INPUTS_SQL)
+        if temperatures is not None:
+            con.register("temperatures_table", temperatures)
+            con.execute(ARROW_TEMPERATURES_SQL)
         first, last = con.execute("SELECT min(meter_id), max(meter_id) FROM day_readings").fetchone()
         edited = Estimator(con, rules).edit(first, last, day_start)
         return con.execute(EDITED_ORDERED_SQL.format(edited=edited)).to_arrow_table()
@@ -457,6 +671,10 @@ CREATE TEMP TABLE meter_classes AS SELECT meter_id, load_class, region FROM clas
 CREATE TEMP VIEW staged AS
 SELECT meter_id, read_at, kwh, 'actual' AS quality_flag, NULL::VARCHAR AS reason FROM actuals_table
 """
+ARROW_TEMPERATURES_SQL = (
+    "CREATE TEMP TABLE day_temperatures AS SELECT CAST(region AS VARCHAR) AS region, "
+    "CAST(local_date AS DATE) AS local_date, CAST(temperature_c AS DOUBLE) AS temperature_c FROM temperatures_table"
+)
 EDITED_ORDERED_SQL = "{edited} ORDER BY meter_id, read_at"
 
 

@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from meter_assets.config import settings
-from meter_assets.curated.estimation import Estimator, Rules
+from meter_assets.curated.estimation import HISTORY_DAYS, Estimator, Rules
 from meter_assets.ingest import nem12
 from meter_assets.ingest.contracts import BY_NAME, Contract
 from meter_assets.market_calendar import INTERVAL, local_day_bounds
@@ -461,12 +461,14 @@ def curate_day(
     scratch: str,
     read_bytes: Callable[[str], bytes],
     export_uri: str,
+    weather_uris: list[str] | None = None,
 ) -> CurationResult:
     """Stage, quarantine and curate one local day: curated Parquet files where `curated_uri`
     puts a file name, quarantined rows in the file `quarantine_uri`.
 
-    `history_uris` are the curated files of the day's like days (the same weekday in the
-    weeks before) and of the day before, which validation and estimation read.
+    `history_uris` are the curated files of the days before that validation and estimation
+    read (the last week, the same weekday of earlier weeks); `weather_uris` the observed
+    temperature per region, if any, which estimation weighs days by.
 
     `scratch` is a local folder for the staged rows; staging streams to Parquet there so a
     full day never has to sit in memory at once.
@@ -503,6 +505,11 @@ def curate_day(
         con.execute(HISTORY_SQL.format(files=parquet(history_uris)))
     else:
         con.execute(EMPTY_HISTORY)
+    if weather_uris:
+        con.execute(
+            DAY_TEMPERATURES_SQL.format(weather=parquet(weather_uris)),
+            {"tz": settings().market_tz, "first": day_start - dt.timedelta(days=HISTORY_DAYS), "last": day_end},
+        )
 
     ok = files.filter(pa.compute.equal(files.column("status"), "ok"))
     staged_parts: list[str] = []
@@ -637,6 +644,15 @@ WHERE installed_at < $day_end AND (removed_at IS NULL OR removed_at > $day_start
 """
 METER_CLASSES_SQL = "CREATE OR REPLACE TEMP TABLE meter_classes AS SELECT meter_id, load_class, region FROM {meters}"
 HISTORY_SQL = "CREATE OR REPLACE TEMP VIEW history AS SELECT meter_id, read_at, kwh, quality_flag FROM {files}"
+# each region's mean observed temperature per local day, over the days estimation may read
+DAY_TEMPERATURES_SQL = """
+CREATE OR REPLACE TEMP TABLE day_temperatures AS
+SELECT region, CAST(timezone($tz, observed_at AT TIME ZONE 'UTC') AS DATE) AS local_date,
+       avg(temperature_c) AS temperature_c
+FROM {weather}
+WHERE observed_at >= $first AND observed_at < $last AND isfinite(temperature_c)
+GROUP BY ALL
+"""
 EMPTY_HISTORY = (
     "CREATE OR REPLACE TEMP VIEW history AS SELECT NULL::VARCHAR AS meter_id, NULL::TIMESTAMP AS read_at, "
     "NULL::DECIMAL(12, 3) AS kwh, NULL::VARCHAR AS quality_flag WHERE FALSE"
