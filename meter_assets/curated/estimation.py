@@ -363,21 +363,22 @@ estimated AS (
 ),
 errors AS (
     SELECT estimated.meter_id, estimated.method, sum(abs(estimated.kwh - hours.kwh)) AS error,
-           count(DISTINCT estimated.target_date) AS days
+           count(*) AS hours_estimated
     FROM estimated
     JOIN hours ON hours.meter_id = estimated.meter_id AND hours.local_date = estimated.target_date
               AND hours.hour = estimated.hour
     GROUP BY ALL
 ),
+-- weightings are compared on the same hours: one that could not estimate some is left out
 scored AS (
-    SELECT errors.*, max(days) OVER (PARTITION BY meter_id) AS most_days,
+    SELECT errors.*, max(hours_estimated) OVER (PARTITION BY meter_id) AS most_hours,
            any_value(error) FILTER (WHERE method = 'similar_days') OVER (PARTITION BY meter_id) AS default_error
     FROM errors
 )
 SELECT meter_id, arg_min(method, CASE WHEN method = 'similar_days' THEN error * $switch_margin ELSE error END)
            AS method
 FROM scored
-WHERE days = most_days AND default_error IS NOT NULL
+WHERE hours_estimated = most_hours AND default_error IS NOT NULL
 GROUP BY meter_id
 """
 
