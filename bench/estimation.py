@@ -21,10 +21,13 @@ import time
 
 from fullscale import bench_parser, prepare_workdir, run_step, step_result, write_readings
 
+from meter_assets.curated.estimation import days_read
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DAY = dt.date(2024, 5, 14)
-# the days estimation reads: the last week and the same weekday 2 to 4 weeks before
-EARLIER_DAYS = [DAY - dt.timedelta(days=d) for d in (28, 21, 14, *range(7, 0, -1))]
+# the days estimation reads (at the default settings: the last week and the same weekday 2 to
+# 4 weeks before)
+EARLIER_DAYS = days_read(DAY)
 OFFLINE_SHARE = 0.02
 OFFLINE_INTERVALS = (24, 192)  # 6 to 48 hours
 

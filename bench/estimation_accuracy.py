@@ -103,8 +103,7 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
     day's slice and the edited rows as arrays (meter index, quarter-hour index, method, Wh)."""
     import pyarrow as pa
 
-    from meter_assets.config import settings
-    from meter_assets.curated.estimation import RECENT_DAYS, Rules, edit_tables, readings_table
+    from meter_assets.curated.estimation import Rules, days_read, edit_tables, readings_table
 
     day_slice = series.day_slice(day)
     if day_slice is None:
@@ -118,12 +117,8 @@ def run_day(series: Series, day: dt.date, meters: np.ndarray, blank: np.ndarray,
     day_table = readings_table(ids.tolist(), times.astype("datetime64[us]").tolist(), kwh)
 
     like = []
-    weeks = settings().like_day_weeks
-    earlier_days = sorted(
-        {dt.timedelta(days=d) for d in range(1, RECENT_DAYS + 1)} | {dt.timedelta(weeks=w) for w in range(1, weeks + 1)}
-    )
-    for earlier in earlier_days:
-        s = series.day_slice(day - earlier)
+    for earlier in days_read(day):
+        s = series.day_slice(earlier)
         if s is None:
             continue
         hw = series.wh[meters, s]

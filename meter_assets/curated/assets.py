@@ -1,14 +1,11 @@
 """`reads_15min`: the curated quarter-hour readings every later product is built on, and
 `reads_15min_quarantine`: every row and file set aside on the way, with its reason."""
 
-import datetime as dt
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from meter_assets.config import settings
 from meter_assets.curated.checks import CHECK_SPECS, curated_checks
-from meter_assets.curated.estimation import METHODS, RECENT_DAYS, REPLACING_RULES, RULES
+from meter_assets.curated.estimation import METHODS, REPLACING_RULES, RULES, days_read
 from meter_assets.curated.readings import curate_day
 from meter_assets.gates import audit_and_publish
 from meter_assets.ingest.assets import read_inventory
@@ -33,12 +30,7 @@ def curated_readings(
     day = daily_partitions().time_window_for_partition_key(partition).start.date()
     inventory = read_inventory(store, partition)
     meter_files = store.required_files(METERS)
-    # the days estimation weighs: the last week and the same weekday of earlier weeks
-    earlier = sorted(
-        {day - dt.timedelta(days=d) for d in range(1, RECENT_DAYS + 1)}
-        | {day - dt.timedelta(weeks=w) for w in range(1, settings().like_day_weeks + 1)}
-    )
-    history_days = [files for d in earlier if (files := store.files(READS_15MIN, d.isoformat()))]
+    history_days = [files for d in days_read(day) if (files := store.files(READS_15MIN, d.isoformat()))]
     history = [f for files in history_days for f in files]
     # the weather of those days, where it is known (estimation does without)
     weather = store.files(TEMPERATURE)

@@ -537,6 +537,14 @@ SELECT * EXCLUDE (replaced_kwh) REPLACE (CAST(kwh AS DECIMAL(12, 3)) AS kwh) FRO
 """
 
 
+def days_read(day: dt.date) -> list[dt.date]:
+    """The days before `day` whose curated readings estimation reads, oldest first: the last
+    `RECENT_DAYS`, and the same weekday of the previous `METER_LIKE_DAY_WEEKS` weeks."""
+    recent = {day - dt.timedelta(days=d) for d in range(1, RECENT_DAYS + 1)}
+    like = {day - dt.timedelta(weeks=w) for w in range(1, settings().like_day_weeks + 1)}
+    return sorted(recent | like)
+
+
 @dataclass(frozen=True)
 class Rules:
     """The validation rules' settings and the estimation's, as DuckDB parameters."""
