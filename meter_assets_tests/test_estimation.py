@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from meter_assets.curated.estimation import (
     COMPLETE_INTERVALS,
     ENERGY_SCALE,
-    LEVEL_MAX_FACTOR,
     LEVEL_MIN_INTERVALS,
     LINEAR_MAX_INTERVALS,
     METHODS,
@@ -123,8 +122,15 @@ def profile_of(
         for r in [*history, *day_rows]
         if r.get("kwh") is not None and gap_start - dt.timedelta(days=7) <= r["read_at"] < gap_start
     )
-    read = [kwh for _, kwh in read[-96:]]
-    reference = 96 * float(sum(read)) / len(read) if len(read) >= 48 else energy[max(complete)] if complete else None
+    last_read = read[-96:]
+    read = [kwh for _, kwh in last_read]
+    if len(read) >= 48:
+        reference, reference_day = 96 * float(sum(read)) / len(read), local_time_day(last_read[-1][0])
+    else:
+        reference_day = max(complete) if complete else None
+        reference = energy[reference_day] if complete else None
+    # the likeness's scale grows by itself for each whole day between the one read and the day
+    days_unread = max(0, (day - reference_day).days - 1) if reference_day else 0
     sums, weights = defaultdict(float), defaultdict(float)
     for d, rows in by_day.items():
         age = (day - d).days
@@ -139,33 +145,61 @@ def profile_of(
             if method == "similar_weather":
                 weight *= math.exp(-abs(temperature[d] - temperature[day]) / TEMPERATURE_SCALE_C)
             elif reference is not None and typical > 0:
-                weight *= math.exp(-abs(energy[d] - reference) / (ENERGY_SCALE * typical))
+                weight *= math.exp(-abs(energy[d] - reference) / (ENERGY_SCALE * (1 + days_unread) * typical))
         for h in rows:
             sums[local_time(h["read_at"])] += weight * float(h["kwh"])
             weights[local_time(h["read_at"])] += weight
     return {t: sums[t] / weights[t] for t in sums}
 
 
+def similar_hours_of(meter_rows, history, gap: set[dt.datetime]) -> dict[dt.datetime, float]:
+    """The rule for a short gap with a reading on one side only, worked out: the meter's past
+    days weighted by recency, weekday and how like the day's readings within two hours of the
+    gap their readings at the same local times were; empty when fewer than 4 were read."""
+    start, end = min(gap), max(gap)
+    day = local_time_day(start)
+    window = dt.timedelta(hours=SHORT_LEVEL_WINDOW_HOURS)
+    around = [
+        r
+        for r in meter_rows
+        if r["read_at"] not in gap and start - window <= r["read_at"] <= end + window and r.get("kwh") is not None
+    ]
+    if len(around) < LEVEL_MIN_INTERVALS:
+        return {}
+    by_day = defaultdict(lambda: defaultdict(list))
+    for h in history:
+        by_day[local_time_day(h["read_at"])][local_time(h["read_at"])].append(float(h["kwh"]))
+    energy_today = float(sum(r["kwh"] for r in around))
+    windows = {}
+    for d, at in by_day.items():
+        found = [v for r in around for v in at.get(local_time(r["read_at"]), [])]
+        if d < day and len(found) == len(around):
+            windows[d] = sum(found)
+    if not windows:
+        return {}
+    mean = sum(windows.values()) / len(windows)
+    weights = {}
+    for d, energy in windows.items():
+        age = (day - d).days
+        weight = math.exp(-age / RECENCY_DAYS) * (1 + WEEKDAY_BONUS if age % 7 == 0 else 1)
+        weights[d] = weight * (math.exp(-abs(energy - energy_today) / (ENERGY_SCALE * mean)) if mean > 0 else 1)
+    out = {}
+    for t in gap:
+        pairs = [(weights[d], v) for d in weights for v in by_day[d].get(local_time(t), [])]
+        if pairs and sum(w for w, _ in pairs) > 0:
+            out[t] = sum(w * v for w, v in pairs) / sum(w for w, _ in pairs)
+    return out
+
+
 def expected_profile(
     meter_rows, history, gap: set[dt.datetime], method: str, temperature=None
 ) -> dict[dt.datetime, Decimal]:
-    """The profile rule, worked out: the meter's profile by local time; a short gap with a
-    reading on one side only times the level of the two hours next to it."""
-    start, end = min(gap), max(gap)
+    """The profile rule, worked out: the meter's profile by local time, unscaled; a short gap
+    with a reading on one side only the days like the hours next to it (`similar_hours`)."""
+    start = min(gap)
     profile = profile_of(history, meter_rows, local_time_day(start), start, method, temperature)
-    level = 1.0
-    if len(gap) <= LINEAR_MAX_INTERVALS:
-        window = dt.timedelta(hours=SHORT_LEVEL_WINDOW_HOURS)
-        around = [
-            r
-            for r in meter_rows
-            if r["read_at"] not in gap and start - window <= r["read_at"] <= end + window and r.get("kwh") is not None
-        ]
-        actual = float(sum(r["kwh"] for r in around))
-        source = sum(profile[local_time(r["read_at"])] for r in around)
-        if len(around) >= LEVEL_MIN_INTERVALS and source > 0:
-            level = min(LEVEL_MAX_FACTOR, max(1 / LEVEL_MAX_FACTOR, actual / source))
-    return {t: Decimal(str(round(profile[local_time(t)] * level, 3))) for t in gap}
+    similar = similar_hours_of(meter_rows, history, gap) if len(gap) <= LINEAR_MAX_INTERVALS else {}
+    return {t: Decimal(str(round(similar.get(t, profile.get(local_time(t))), 3))) for t in gap}
 
 
 def test_a_short_gap_is_the_line_between_its_neighbours():
@@ -253,6 +287,30 @@ def test_a_day_without_readings_follows_the_past_days_most_like_the_last_one():
     assert all(abs(out[(4, t)]["kwh"] - expected[t]) <= MILLI for t in times)
     # the estimate is the heating days' (about 10.8 kWh), far above the weeks before (3.6 kWh)
     assert sum(out[(4, t)]["kwh"] for t in times) > Decimal("9.5")
+
+
+def test_the_later_days_of_a_long_gap_lean_less_on_the_last_day_read():
+    """The same home, its heating on for the 3 days before a gap of 3 days: the gap's third day
+    likens days to the last one read with a scale three times as wide (two whole days lie
+    between), so the mild weeks before weigh in more than on the gap's first day."""
+    day = dt.date(2024, 1, 16)
+    times = quarter_hours(day)
+    history = []
+    for back in range(3, 17):  # the gap: the day and the 2 days before it, not read
+        d = day - dt.timedelta(days=back)
+        heating = back <= 5
+        for t in quarter_hours(d):
+            night = local_time(t).hour < 7
+            kwh = Decimal("0.900") if heating and night else Decimal("0.300") if heating else Decimal("0.150")
+            history.append({"meter_id": 4, "read_at": t, "kwh": kwh})
+    rows = [{"meter_id": 4, "read_at": t} for t in times]
+    out = run(rows, history, {4: ("heating", "London")})
+    assert {out[(4, t)]["estimation_method"] for t in times} == {"similar_days"}
+    expected = expected_profile(rows, history, set(times), "similar_days")
+    assert all(abs(out[(4, t)]["kwh"] - expected[t]) <= MILLI for t in times)
+    # between the mild days (14.4 kWh) and the heating days (45.6 kWh), nearer the heating
+    estimated = sum(out[(4, t)]["kwh"] for t in times)
+    assert Decimal("30") < estimated < Decimal("44")
 
 
 def test_a_meter_whose_load_follows_the_weather_is_estimated_from_days_as_cold():
@@ -449,25 +507,30 @@ def test_a_household_s_real_extremes_are_billed_as_delivered():
 DAYS = [dt.date(2024, 3, 31), dt.date(2024, 10, 27), dt.date(2024, 5, 14), dt.date(2024, 12, 25)]
 
 
-def test_a_short_gap_to_the_end_of_the_day_follows_the_like_days_from_the_hours_before():
+def test_a_short_gap_to_the_end_of_the_day_follows_the_days_like_the_hours_before():
+    """A home whose evenings differ from week to week (a heater on every other week): an
+    evening read like the heater's is finished like the heater's, not like the mean of them."""
     day = dt.date(2024, 3, 31)  # the clocks go forward: a 23-hour day ends all the same
+
+    def evening(w, t):  # the heater weeks' last quarter hours rise, the others' fall
+        late = local_time(t) >= dt.time(23, 15)
+        if w % 2:
+            return Decimal("0.900") if late else Decimal("0.600")
+        return Decimal("0.100") if late else Decimal("0.200")
+
     times = quarter_hours(day)
-
-    def evening(w, t):  # the like days' load falls for the last three quarter hours
-        return Decimal("0.150") if local_time(t) >= dt.time(23, 15) else Decimal("0.300")
-
     history = like_history(5, day, evening)
     rows = [
-        {"meter_id": 5, "read_at": t, "kwh": None if i >= len(times) - 3 else Decimal("0.360")}
+        {"meter_id": 5, "read_at": t, "kwh": None if i >= len(times) - 3 else Decimal("0.580")}
         for i, t in enumerate(times)
     ]
     out = run(rows, history, {5: ("ordinary", "London")})
     gap = set(times[-3:])
-    # the two hours before are 1.2 times the like days' (0.360 against 0.300), and 1.2 x 0.150 after
-    (method,) = {out[(5, t)]["estimation_method"] for t in gap}
-    expected = expected_profile(rows, history, gap, method)
+    assert {out[(5, t)]["estimation_method"] for t in gap} == {"similar_hours"}
+    expected = expected_profile(rows, history, gap, "similar_hours")
     assert {t: out[(5, t)]["kwh"] for t in gap} == expected
-    assert {out[(5, t)]["kwh"] for t in gap} == {Decimal("0.180")}
+    # the heater weeks', where the mean of the like days would say 0.500
+    assert all(out[(5, t)]["kwh"] > Decimal("0.850") for t in gap)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -525,6 +588,9 @@ def test_every_quarter_hour_ends_with_a_value_and_actuals_never_change(day, gaps
                     assert methods == {"linear"}
                     low, high = sorted((before, after))
                     assert all(low <= out[(meter, s)]["kwh"] <= high for s in span)
+                elif with_history[meter - 1] and len(span) <= LINEAR_MAX_INTERVALS:
+                    # the days like the hours next to it, or, with fewer than 4 of them read, the profile
+                    assert len(methods) == 1 and methods <= {"similar_hours", *PROFILE_METHODS}
                 elif with_history[meter - 1]:
                     assert len(methods) == 1 and methods <= set(PROFILE_METHODS)
                 elif not nothing_read:
