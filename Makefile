@@ -84,7 +84,8 @@ bench: install bench-tools
 	$(BIN)/python bench/serving.py --meters 200000
 	$(BIN)/python bench/report.py --meters 200000
 	$(BIN)/python bench/estimation.py --meters 200000
-	$(BIN)/python bench/estimation_accuracy.py --months
+	$(BIN)/python bench/estimation_accuracy.py --sets sceaux uk_heated_0 uk_heated_1 uk_heated_2 --trials 300 --months
+	$(BIN)/python bench/estimation_accuracy.py --sets simulated --trials 48
 	$(BIN)/python bench/forecast.py --meters 200000
 	$(BIN)/python bench/real_demand.py
 	$(BIN)/python bench/scaling.py

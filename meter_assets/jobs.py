@@ -41,7 +41,15 @@ DAILY_CHAIN = (
 )
 
 # The retailer's exports and the weather provider's: reloaded together, not partitioned.
-REFERENCE = ("customers", "meters", "meter_assignments", "tariffs", "temperature", "temperature_forecast")
+REFERENCE = (
+    "customers",
+    "meters",
+    "meter_assignments",
+    "tariffs",
+    "day_ahead_prices",
+    "temperature",
+    "temperature_forecast",
+)
 
 daily_readings_job = dg.define_asset_job(
     "daily_readings_job",
@@ -57,7 +65,7 @@ daily_readings_job = dg.define_asset_job(
 reference_job = dg.define_asset_job(
     "reference_job",
     selection=dg.AssetSelection.assets(*REFERENCE),
-    description="Reload the reference dimensions and the weather from the retailer's and provider's exports.",
+    description="Reload the reference dimensions, the market's prices and the weather from their exports.",
     # safe: each table is replaced whole from the same exports
     tags={**retries(2), **pod("1", "1Gi", "2Gi")},
 )

@@ -30,6 +30,16 @@ def intervals_in_day(day: dt.date, tz: str | None = None) -> int:
     return int((end - start) / INTERVAL)
 
 
+SETTLEMENT_PERIOD = dt.timedelta(minutes=30)
+
+
+def settlement_period_starts(day: dt.date, tz: str | None = None) -> list[dt.datetime]:
+    """The UTC starts of a local day's settlement periods, numbered from 1 in this order: 46 on
+    the spring-forward day, 50 on the fall-back day, 48 otherwise."""
+    start, end = local_day_bounds(day, tz)
+    return [start + i * SETTLEMENT_PERIOD for i in range(int((end - start) / SETTLEMENT_PERIOD))]
+
+
 def utc_hours(day: dt.date, tz: str | None = None) -> list[dt.datetime]:
     """The 23, 24 or 25 UTC hours that make up a local day."""
     start, end = local_day_bounds(day, tz)

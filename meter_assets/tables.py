@@ -56,9 +56,10 @@ METER_ASSIGNMENTS = _dimension("meter_assignments")
 TARIFFS = _dimension("tariffs")
 TEMPERATURE = _dimension("temperature")
 TEMPERATURE_FORECAST = _dimension("temperature_forecast")
+DAY_AHEAD_PRICES = _dimension("day_ahead_prices")
 DIMENSIONS = {
     t.path.rsplit("/", 1)[1]: t
-    for t in (CUSTOMERS, METERS, METER_ASSIGNMENTS, TARIFFS, TEMPERATURE, TEMPERATURE_FORECAST)
+    for t in (CUSTOMERS, METERS, METER_ASSIGNMENTS, TARIFFS, TEMPERATURE, TEMPERATURE_FORECAST, DAY_AHEAD_PRICES)
 }
 
 BILLS_EXPORT = _monthly("billing/bills", "issued_bills")

@@ -33,6 +33,7 @@ def test_definitions_hold_every_asset_check_and_job():
         "meters",
         "meter_assignments",
         "tariffs",
+        "day_ahead_prices",
         "bills",
         "issued_bills",
         "bill_lines",
@@ -76,6 +77,7 @@ def test_definitions_hold_every_asset_check_and_job():
     assert checks == {
         ("raw_meter_files", "every_file_matches_a_contract"),
         ("meter_assignments", "no_meter_day_held_twice"),
+        ("day_ahead_prices", "one_price_per_settlement_period"),
         ("reads_15min", "one_row_per_meter_interval"),
         ("reads_15min", "kwh_within_physical_range"),
         ("reads_15min", "read_at_on_15min_grid"),

@@ -1,15 +1,23 @@
 """Reference dimensions from the retailer's exports under `reference/`."""
 
+import datetime as dt
+
 import dagster as dg
+import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.gates import audit_and_publish
+from meter_assets.market_calendar import settlement_period_starts
 from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.sql import literal, parquet, typed_csv
 from meter_assets.storage import Build, Lake, Publication
 from meter_assets.tables import DIMENSIONS
 
-DUPLICATE_KEYS_SQL = "SELECT count(*) FROM (SELECT {keys} FROM {source} GROUP BY ALL HAVING count(*) > 1)"
+# the keys an export holds twice: how many, and the first few
+DUPLICATE_KEYS_SQL = """
+SELECT count(*), list(key ORDER BY key)[1:3]
+FROM (SELECT concat_ws(' ', {keys}) AS key FROM {source} GROUP BY ALL HAVING count(*) > 1)
+"""
 ROWS_SQL = "SELECT count(*) FROM {source}"
 COPY_SORTED_SQL = "COPY (SELECT * FROM {source} ORDER BY {keys}) TO {target} (FORMAT parquet)"
 
@@ -65,6 +73,17 @@ CONTRACTS: dict[str, dict[str, str]] = {
         "valid_at": "TIMESTAMP",
         "temperature_c": "DOUBLE",
     },
+    # the day-ahead market's price of each settlement period of a local day (1 to 46, 48 or
+    # 50, in time order), in the currency's major unit per MWh; negative when the market paid
+    # to take power
+    "day_ahead_prices": {
+        "settlement_date": "DATE",
+        "settlement_period": "INTEGER",
+        "period_start": "TIMESTAMP",
+        "price_per_mwh": "DECIMAL(10, 2)",
+        "currency": "VARCHAR",
+        "published_at": "TIMESTAMP",
+    },
 }
 
 KEYS = {
@@ -74,6 +93,7 @@ KEYS = {
     "tariffs": ["tariff_id"],
     "temperature": ["region", "observed_at"],
     "temperature_forecast": ["region", "valid_at", "issued_at"],
+    "day_ahead_prices": ["settlement_date", "settlement_period"],
 }
 
 
@@ -93,9 +113,9 @@ def build_reference(lake: Lake, con, name: str) -> Build:
         raise ValueError(f"{key}: columns {header} do not match the contract {list(columns)}")
     source = typed_csv(lake.uri(key), columns, dateformat="%Y-%m-%d")
     keys = ", ".join(KEYS[name])
-    duplicates = con.execute(DUPLICATE_KEYS_SQL.format(keys=keys, source=source)).fetchone()[0]
+    duplicates, first = con.execute(DUPLICATE_KEYS_SQL.format(keys=keys, source=source)).fetchone()
     if duplicates:
-        raise ValueError(f"{key}: {duplicates} keys ({keys}) appear more than once")
+        raise ValueError(f"{key}: {duplicates} keys ({keys}) appear more than once, the first: {', '.join(first)}")
     build = lake.build(DIMENSIONS[name])
     con.execute(COPY_SORTED_SQL.format(source=source, keys=keys, target=literal(build.uri("part-0000.parquet"))))
     return build
@@ -187,4 +207,81 @@ tariffs = _reference_asset(
     "tariffs", "Tariff history (type 2) with time-of-use bands, so each interval is priced right."
 )
 
-reference_assets = [customers, meters, meter_assignments, tariffs]
+# Each published day's settlement periods against the market's calendar (`expected`: every
+# period of every local day from the first published to the last): a period with no price, one
+# the day does not have, or one whose start is not the period's
+PERIODS_SQL = """
+WITH problems AS (
+    SELECT expected.settlement_date, expected.settlement_period, 'no price' AS problem
+    FROM expected ANTI JOIN {source} AS prices USING (settlement_date, settlement_period)
+    UNION ALL
+    SELECT settlement_date, settlement_period, 'not a settlement period of the day'
+    FROM {source} AS prices ANTI JOIN expected USING (settlement_date, settlement_period)
+    UNION ALL
+    SELECT settlement_date, settlement_period, 'starts at ' || strftime(prices.period_start, '%Y-%m-%d %H:%M')
+                                               || ' UTC, not ' || strftime(expected.period_start, '%Y-%m-%d %H:%M')
+    FROM {source} AS prices JOIN expected USING (settlement_date, settlement_period)
+    WHERE prices.period_start IS DISTINCT FROM expected.period_start
+    UNION ALL
+    SELECT settlement_date, settlement_period, 'no price given' FROM {source} WHERE price_per_mwh IS NULL
+)
+SELECT count(*),
+       list({{'settlement_date': CAST(settlement_date AS VARCHAR), 'settlement_period': settlement_period,
+              'problem': problem}} ORDER BY settlement_date, settlement_period)[1:10]
+FROM problems
+"""
+PRICE_SPAN_SQL = "SELECT min(settlement_date), max(settlement_date), count(*) FROM {source}"
+
+
+def expected_periods(first: dt.date, last: dt.date) -> pa.Table:
+    """Every settlement period of the market's local days from `first` to `last`."""
+    dates, periods, starts = [], [], []
+    for d in range((last - first).days + 1):
+        day = first + dt.timedelta(days=d)
+        day_starts = settlement_period_starts(day)
+        dates += [day] * len(day_starts)
+        periods += list(range(1, len(day_starts) + 1))
+        starts += day_starts
+    return pa.table(
+        {
+            "settlement_date": pa.array(dates, pa.date32()),
+            "settlement_period": pa.array(periods, pa.int32()),
+            "period_start": pa.array(starts, pa.timestamp("us")),
+        }
+    )
+
+
+@dg.asset(
+    name="day_ahead_prices",
+    group_name="reference",
+    kinds={"duckdb", "delta"},
+    output_required=False,
+    check_specs=[dg.AssetCheckSpec("one_price_per_settlement_period", asset="day_ahead_prices", blocking=True)],
+)
+def day_ahead_prices(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
+    """The day-ahead market's price of every settlement period, which a dynamic tariff charges:
+    published only when every day it covers has each of its periods once."""
+    store = lake.lake()
+    with lake_duckdb(duckdb, store) as con:
+        build = build_reference(store, con, "day_ahead_prices")
+        written = parquet(build.uri("part-0000.parquet"))
+        first, last, rows = con.execute(PRICE_SPAN_SQL.format(source=written)).fetchone()
+        problems, listed = 0, []
+        if rows:
+            con.register("expected", expected_periods(first, last))
+            problems, listed = con.execute(PERIODS_SQL.format(source=written)).fetchone()
+    check = dg.AssetCheckResult(
+        check_name="one_price_per_settlement_period",
+        passed=problems == 0,
+        metadata={"problems": problems, "first_problems": dg.MetadataValue.json(listed or [])},
+        description=None
+        if problems == 0
+        else f"{problems} settlement period(s) wrong; the first: "
+        + "; ".join(f"{p['settlement_date']} period {p['settlement_period']}: {p['problem']}" for p in listed[:3]),
+    )
+    gate = audit_and_publish(context, store, [build], [check])
+    span = {"first_day": str(first), "last_day": str(last)} if rows else {}
+    yield from gate.results({"day_ahead_prices": {"rows": rows, "source": "reference/day_ahead_prices.csv", **span}})
+
+
+reference_assets = [customers, meters, meter_assignments, tariffs, day_ahead_prices]

@@ -17,9 +17,16 @@ import numpy as np
 
 from meter_assets.config import settings
 from meter_assets.market_calendar import local_day_bounds, local_day_of
-from meter_assets.simulator.headend import FaultRates, HeadEnd, run_parameters
+from meter_assets.simulator.headend import FaultRates, HeadEnd, held_key, run_parameters
 from meter_assets.simulator.nem12 import KEY_PREFIX, MeterDataAgent, date_of_key
-from meter_assets.simulator.reference import write_reference
+from meter_assets.simulator.prices import (
+    CORRECTIONS_KEY,
+    PRICES_KEY,
+    corrected_versions,
+    day_ahead_prices,
+    price_corrections,
+)
+from meter_assets.simulator.reference import csv_bytes, write_reference
 from meter_assets.simulator.retailer import hourly_temperature, population
 from meter_assets.storage import Lake
 
@@ -42,7 +49,13 @@ def generate(
         rates = dataclasses.replace(rates, format_change=start + dt.timedelta(days=days // 2))
     pop = population(meters, seed, nem12=nem12)
     temperature = hourly_temperature(start, days, seed)
-    reference = write_reference(lake, pop, start, days, seed, temperature)
+    prices = day_ahead_prices(start, days, temperature, seed)
+    reference = write_reference(lake, pop, start, days, seed, temperature, prices)
+    # corrected price exports wait with the late files; what each corrected goes in the manifest
+    corrections = price_corrections(prices, rates.price_correction, seed)
+    for arrival, version in corrected_versions(prices, corrections):
+        lake.write_bytes(held_key(arrival, PRICES_KEY), csv_bytes(version))
+    lake.write_parquet(CORRECTIONS_KEY, corrections)
 
     # communications that fail for good, somewhere in the simulated range
     rng = np.random.default_rng([seed, 6])
@@ -85,13 +98,15 @@ def days_carried(key: str) -> set[dt.date]:
 def release_late(lake: Lake, until: dt.date, dates: set[dt.date] | None = None) -> list[str]:
     """Move every held file due on or before `until` into raw, as a late delivery would land.
 
-    With `dates`, only files carrying readings of those local days are released.
+    With `dates`, only files carrying readings of those local days are released (and every
+    reference export that is due: it carries no readings).
     """
     released = []
     for obj in lake.list("simulator/held/"):
         arrival = dt.date.fromisoformat(obj.key.split("/")[2])
         key = obj.key.split("/", 3)[3]
-        if arrival > until or (dates is not None and not days_carried(key) & dates):
+        readings = not key.startswith("reference/")
+        if arrival > until or (dates is not None and readings and not days_carried(key) & dates):
             continue
         # a correction's readings reached the head-end at 06:00 on its arrival day: it cannot
         # land before then (on S3 it lands when written, so release only days that have come)

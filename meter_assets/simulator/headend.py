@@ -62,6 +62,8 @@ class FaultRates:
     # the NEM12 agent sends few, large files (one per group and market day): their own shares
     nem12_late_file: float = 0.01
     nem12_correction: float = 0.01
+    # share of days whose day-ahead prices are corrected in a later export
+    price_correction: float = 0.03
 
 
 @dataclass

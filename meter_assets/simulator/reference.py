@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from meter_assets.simulator.prices import PRICES_KEY, day_ahead_prices
 from meter_assets.simulator.retailer import (
     FIRST_CUSTOMER_ID,
     REGIONS,
@@ -166,8 +167,17 @@ def csv_bytes(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def write_reference(lake: Lake, pop: Population, start: dt.date, days: int, seed: int, temperature: pa.Table) -> dict:
-    """Write every reference export; returns row counts by file."""
+def write_reference(
+    lake: Lake,
+    pop: Population,
+    start: dt.date,
+    days: int,
+    seed: int,
+    temperature: pa.Table,
+    prices: pa.Table | None = None,
+) -> dict:
+    """Write every reference export (the day-ahead prices as first published: `prices`, or made
+    here); returns row counts by file."""
     occupancy = tenancies(pop, start, days, seed)
     # one row per account, however many premises it holds
     _, first = np.unique(occupancy.customer_id, return_index=True)
@@ -206,6 +216,7 @@ def write_reference(lake: Lake, pop: Population, start: dt.date, days: int, seed
         "reference/tariffs.csv": tariffs(start, days),
         "reference/temperature.csv": temperature,
         "reference/temperature_forecast.csv": temperature_forecasts(temperature, seed),
+        PRICES_KEY: prices if prices is not None else day_ahead_prices(start, days, temperature, seed),
     }
     for key, table in files.items():
         lake.write_bytes(key, csv_bytes(table))
