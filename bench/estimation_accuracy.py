@@ -8,7 +8,11 @@ earlier day's blanked quarter hours are estimates there, so not material) and, w
 data set has it, the weather. Printed for each gap length and method, and for all methods
 together: the mean absolute error and the bias, both as a share of the series' mean load,
 against three naive fills over the same quarter hours (the same time on the last day before
-the gap, the same time a week earlier, zero); then a Markdown table of every data set. With
+the gap, the same time a week earlier, zero); then a Markdown table of every data set, with
+how much better than the best naive fill each class is and a 90 % interval of that from
+resampling its gaps. A gap whose meter has no reading in the days estimation reads takes the
+class profile and is judged apart from the meter's own past (on a one-home data set, the
+class is the home itself). With
 `--months`, a month of one-day gaps on the house: each day of a month blanked on its own, the
 month's estimated energy against its actual energy.
 
@@ -22,6 +26,9 @@ month's estimated energy against its actual energy.
 
     .venv/bin/python bench/estimation_accuracy.py [--trials 40] [--sets sceaux ...] [--gaps "1 hour" ...]
         [--months] [--json out.json]
+
+`make bench` runs the real homes with `--trials 300 --months` and the simulation with
+`--trials 48` (docs/curated.md has what they printed).
 """
 
 import argparse
