@@ -265,20 +265,26 @@ def test_a_long_gap_follows_the_meters_profile():
     assert all(out[(3, r["read_at"])]["kwh"] == r["kwh"] for r in rows if r["read_at"] not in gap)
 
 
+def heating_history(day: dt.date, read_back: range, heating_back: int) -> list[dict]:
+    """Meter 4's days `read_back` days before `day`: heating on (0.9 kWh a quarter hour at
+    night, 0.3 by day) for those up to `heating_back` days before, 0.15 flat before that."""
+    history = []
+    for back in read_back:
+        heating = back <= heating_back
+        for t in quarter_hours(day - dt.timedelta(days=back)):
+            night = local_time(t).hour < 7
+            kwh = Decimal("0.900") if heating and night else Decimal("0.300") if heating else Decimal("0.150")
+            history.append({"meter_id": 4, "read_at": t, "kwh": kwh})
+    return history
+
+
 def test_a_day_without_readings_follows_the_past_days_most_like_the_last_one():
     """A home whose heating came on three days ago: a whole day's gap follows those days, not
     the same weekday of earlier weeks (a regime holds from one day to the next), and no level
     from the evening before scales it."""
     day = dt.date(2024, 1, 16)
     times = quarter_hours(day)
-    history = []
-    for back in range(1, 15):
-        d = day - dt.timedelta(days=back)
-        heating = back <= 3
-        for t in quarter_hours(d):
-            night = local_time(t).hour < 7
-            kwh = Decimal("0.900") if heating and night else Decimal("0.300") if heating else Decimal("0.150")
-            history.append({"meter_id": 4, "read_at": t, "kwh": kwh})
+    history = heating_history(day, read_back=range(1, 15), heating_back=3)
     rows = [{"meter_id": 4, "read_at": t} for t in times]
     out = run(rows, history, {4: ("heating", "London")})
     methods = {out[(4, t)]["estimation_method"] for t in times}
@@ -295,14 +301,8 @@ def test_the_later_days_of_a_long_gap_lean_less_on_the_last_day_read():
     between), so the mild weeks before weigh in more than on the gap's first day."""
     day = dt.date(2024, 1, 16)
     times = quarter_hours(day)
-    history = []
-    for back in range(3, 17):  # the gap: the day and the 2 days before it, not read
-        d = day - dt.timedelta(days=back)
-        heating = back <= 5
-        for t in quarter_hours(d):
-            night = local_time(t).hour < 7
-            kwh = Decimal("0.900") if heating and night else Decimal("0.300") if heating else Decimal("0.150")
-            history.append({"meter_id": 4, "read_at": t, "kwh": kwh})
+    # the gap: the day and the 2 days before it, not read
+    history = heating_history(day, read_back=range(3, 17), heating_back=5)
     rows = [{"meter_id": 4, "read_at": t} for t in times]
     out = run(rows, history, {4: ("heating", "London")})
     assert {out[(4, t)]["estimation_method"] for t in times} == {"similar_days"}
