@@ -7,6 +7,11 @@ throughout. The rules, as docs/billing.md states them for a billing team:
 - an energy line is a time-of-use band at one unit rate: every quarter hour priced at that
   band and rate, whichever tariff row it came from, adds to it;
 - a line's amount is its kWh times its rate, rounded once to the penny, half up;
+- on a day-ahead price a line is a band at one rule (multiplier, adder, cap): each quarter
+  hour's rate is the day-ahead price of the settlement period it falls in (per MWh, so / 1000)
+  times the multiplier plus the adder, rounded to 4 places half up, at most the cap; the line's
+  amount is the exact sum of its quarter hours' kWh x rate, rounded once;
+- only import rows price what a customer uses;
 - a day of supply is a local day on which the customer holds at least one meter, charged
   once at the standing charge of their plan in force that day; a standing line is the
   days at one daily rate, rounded once;
@@ -19,6 +24,7 @@ throughout. The rules, as docs/billing.md states them for a billing team:
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,12 +38,49 @@ def _round(value: Decimal) -> Decimal:
     return value.quantize(PENNY, ROUND_HALF_UP)
 
 
+def _round4(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.0001"), ROUND_HALF_UP)
+
+
+def price_of(row: dict) -> Decimal | str:
+    """How a bill names a tariff row's price: its unit rate, or its day-ahead rule."""
+    if row.get("pricing", "fixed") == "fixed":
+        return row["unit_rate"]
+    cap = row.get("price_cap")
+    adder = row.get("price_adder") or Decimal("0")
+    return f"day-ahead x {row['price_multiplier']:.4f} + {adder:.4f}" + ("" if cap is None else f", cap {cap:.4f}")
+
+
+class DayAheadPrices:
+    """The published day-ahead prices: the price of the settlement period a UTC instant falls in."""
+
+    def __init__(self, prices: Iterable[dict]):
+        rows = sorted((p["period_start"], p["price_per_mwh"]) for p in prices)
+        self.starts = [start for start, _ in rows]
+        self.prices = [price for _, price in rows]
+
+    def at(self, instant: dt.datetime) -> Decimal:
+        i = bisect.bisect_right(self.starts, instant) - 1
+        assert i >= 0 and instant < self.starts[i] + dt.timedelta(minutes=30), f"no price at {instant}"
+        return self.prices[i]
+
+    def rate(self, row: dict, instant: dt.datetime) -> Decimal:
+        """A tariff row's rate per kWh at a UTC quarter hour."""
+        if row.get("pricing", "fixed") == "fixed":
+            return row["unit_rate"]
+        rate = _round4(self.at(instant) / 1000 * row["price_multiplier"] + (row.get("price_adder") or 0))
+        cap = row.get("price_cap")
+        return rate if cap is None else min(rate, cap)
+
+
 @dataclass
 class ReferenceBill:
     customer_id: int
     tax_rate: Decimal
-    # (band, unit rate) -> [measured kWh, estimated kWh]
-    energy: dict[tuple[str, Decimal], list[Decimal]] = field(default_factory=dict)
+    # (band, unit rate or day-ahead rule) -> [measured kWh, estimated kWh]
+    energy: dict[tuple[str, Decimal | str], list[Decimal]] = field(default_factory=dict)
+    # (band, day-ahead rule) -> the exact sum of kWh x rate
+    cost: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     # daily rate -> days
     standing: dict[Decimal, int] = field(default_factory=dict)
     # (band, unit rate) -> kWh halved from half-hour readings
@@ -51,9 +94,12 @@ class ReferenceBill:
     def derived_kwh(self) -> Decimal:
         return sum(self.derived.values(), Decimal("0"))
 
-    def energy_lines(self) -> set[tuple[str, Decimal, Decimal, Decimal, Decimal]]:
-        """(band, rate, measured kWh, estimated kWh, amount) of each line."""
-        return {(band, rate, m, e, _round((m + e) * rate)) for (band, rate), (m, e) in self.energy.items()}
+    def energy_lines(self) -> set[tuple[str, Decimal | str, Decimal, Decimal, Decimal]]:
+        """(band, rate or rule, measured kWh, estimated kWh, amount) of each line."""
+        return {
+            (band, price, m, e, _round(self.cost[(band, price)] if isinstance(price, str) else (m + e) * price))
+            for (band, price), (m, e) in self.energy.items()
+        }
 
     def standing_lines(self) -> set[tuple[Decimal, int, Decimal]]:
         return {(rate, days, _round(rate * days)) for rate, days in self.standing.items()}
@@ -116,13 +162,18 @@ def reference_bills(
     assignments: list[dict],
     customers: list[dict],
     tariffs: list[dict],
+    prices: Iterable[dict] = (),
 ) -> ReferenceMonth:
     """Every supplied customer's bill for the month, one reading at a time.
 
     `readings`: dicts with `meter_id`, `read_at` (naive UTC), `kwh` (Decimal or None),
-    `quality_flag` and, optionally, `interval_minutes`; the reference rows as dicts with the export's column names.
+    `quality_flag` and, optionally, `interval_minutes`; the reference rows as dicts with the export's
+    column names (a tariff row without `direction` or `pricing` is import at a fixed rate);
+    `prices`: the day-ahead prices, dicts with `period_start` (naive UTC) and `price_per_mwh`.
     """
     zone = ZoneInfo(tz)
+    market = DayAheadPrices(prices)
+    tariffs = [t for t in tariffs if t.get("direction", "import") == "import"]
     days = _month_days(month)
     plan_of = {c["customer_id"]: c["plan_id"] for c in customers}
     bills: dict[int, ReferenceBill] = {}
@@ -144,7 +195,7 @@ def reference_bills(
             (rate,) = charges
             bill(customer).standing[rate] = bill(customer).standing.get(rate, 0) + 1
 
-    price_cache: dict[tuple[str, dt.date, str], tuple[str, Decimal]] = {}
+    price_cache: dict[tuple[str, dt.date, str], tuple[str, Decimal | str, dict]] = {}
     daily_kwh: dict[tuple[int, dt.date], Decimal] = {}
     vacant = Decimal("0")
     for r in readings:
@@ -161,24 +212,31 @@ def reference_bills(
         clock = f"{local.hour:02d}:{local.minute:02d}"
         key = (plan_of[customer], day, clock)
         if key not in price_cache:
-            prices = {
-                (t["band"], t["unit_rate"])
+            rows = [
+                t
                 for t in _in_force(tariffs, day)
                 if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]
-            }
-            assert len(prices) == 1, f"{key}: prices {prices}"
-            (price_cache[key],) = prices
-        line = bill(customer).energy.setdefault(price_cache[key], [Decimal("0"), Decimal("0")])
+            ]
+            assert len({(t["band"], price_of(t)) for t in rows}) == 1, f"{key}: prices {rows}"
+            price_cache[key] = (rows[0]["band"], price_of(rows[0]), rows[0])
+        band, price, row = price_cache[key]
+        line = bill(customer).energy.setdefault((band, price), [Decimal("0"), Decimal("0")])
         line[0 if r["quality_flag"] == "actual" else 1] += r["kwh"]
+        if isinstance(price, str):
+            cost = bill(customer).cost
+            cost[(band, price)] = cost.get((band, price), Decimal("0")) + r["kwh"] * market.rate(row, r["read_at"])
         if r.get("interval_minutes") == 30:
             derived = bill(customer).derived
-            derived[price_cache[key]] = derived.get(price_cache[key], Decimal("0")) + r["kwh"]
+            derived[(band, price)] = derived.get((band, price), Decimal("0")) + r["kwh"]
         daily_kwh[(customer, day)] = daily_kwh.get((customer, day), Decimal("0")) + r["kwh"]
     return ReferenceMonth(bills=bills, vacant_kwh=vacant, daily_kwh=daily_kwh)
 
 
 # The columns of the `billing/bill_lines` export that `assert_exported_lines_match` reads, in order.
-EXPORTED_LINE_COLUMNS = "customer_id, line_no, kind, band, rate, measured_kwh, estimated_kwh, days, amount"
+EXPORTED_LINE_COLUMNS = (
+    "customer_id, line_no, kind, band, coalesce(price_rule, CAST(rate AS VARCHAR)) AS price, rate, "
+    "measured_kwh, estimated_kwh, days, amount"
+)
 
 
 def assert_exported_lines_match(lines: list[tuple], bills: dict[int, ReferenceBill]) -> None:
@@ -190,12 +248,14 @@ def assert_exported_lines_match(lines: list[tuple], bills: dict[int, ReferenceBi
         mine = [line for line in lines if line[0] == customer]
         assert [line[1] for line in mine] == list(range(1, len(mine) + 1))
         assert sorted(
-            (band, rate, m, e, amount) for _, _, kind, band, rate, m, e, _, amount in mine if kind == "energy"
+            (band, price if price.startswith("day-ahead") else Decimal(price), m, e, amount)
+            for _, _, kind, band, price, _, m, e, _, amount in mine
+            if kind == "energy"
         ) == sorted(bill.energy_lines())
         assert sorted(
-            (rate, days, amount) for _, _, kind, _, rate, _, _, days, amount in mine if kind == "standing"
+            (rate, days, amount) for _, _, kind, _, _, rate, _, _, days, amount in mine if kind == "standing"
         ) == sorted(bill.standing_lines())
-        assert [(rate, amount) for _, _, kind, _, rate, *_, amount in mine if kind == "tax"] == [
+        assert [(rate, amount) for _, _, kind, _, _, rate, *_, amount in mine if kind == "tax"] == [
             (bill.tax_rate, bill.tax)
         ]
         assert sum(line[-1] for line in mine) == bill.charges
@@ -209,14 +269,17 @@ def reference_day_usage(
     assignments: list[dict],
     customers: list[dict],
     tariffs: list[dict],
+    prices: Iterable[dict] = (),
 ) -> dict[int, tuple[Decimal, Decimal]]:
     """Each customer supplied on the local `day`: (kWh, cost) as the usage page shows them, one
-    reading at a time. The cost is every quarter hour at the rate of its band in force, plus the
-    day's standing charge once per account, with tax, rounded once to the penny, half up."""
+    reading at a time. The cost is every quarter hour at the rate of its band in force (on a
+    day-ahead price, its settlement period's), plus the day's standing charge once per account,
+    with tax, rounded once to the penny, half up."""
     zone = ZoneInfo(tz)
+    market = DayAheadPrices(prices)
     plan_of = {c["customer_id"]: c["plan_id"] for c in customers}
     holder = {a["meter_id"]: a["customer_id"] for a in _in_force(assignments, day)}
-    in_force = _in_force(tariffs, day)
+    in_force = [t for t in _in_force(tariffs, day) if t.get("direction", "import") == "import"]
     kwh: dict[int, Decimal] = {c: Decimal("0") for c in holder.values()}
     energy: dict[int, Decimal] = {c: Decimal("0") for c in holder.values()}
     for r in readings:
@@ -226,7 +289,7 @@ def reference_day_usage(
         customer = holder[r["meter_id"]]
         clock = f"{local.hour:02d}:{local.minute:02d}"
         (rate,) = {
-            t["unit_rate"]
+            market.rate(t, r["read_at"])
             for t in in_force
             if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]
         }

@@ -15,7 +15,7 @@ from meter_assets.market_calendar import month_days
 from meter_assets.storage import Lake
 from meter_assets.tables import DIMENSIONS, READS_15MIN, READS_DAILY, LakeTable
 
-from .pricing_support import utc_intervals
+from .pricing_support import FIXED_IMPORT, utc_intervals
 
 MONTH = "2025-02"
 
@@ -70,7 +70,7 @@ def month_in_lake(root: str, customer_offset: int, tariffs: list[dict]) -> Lake:
     first = customer_offset
     publish(lake, DIMENSIONS["customers"], None, pa.Table.from_pylist(month_customers(first)))
     publish(lake, DIMENSIONS["meter_assignments"], None, pa.Table.from_pylist(month_assignments(first)))
-    publish(lake, DIMENSIONS["tariffs"], None, pa.Table.from_pylist(tariffs))
+    publish(lake, DIMENSIONS["tariffs"], None, pa.Table.from_pylist([{**FIXED_IMPORT, **t} for t in tariffs]))
     reads = month_readings()
     # in February London keeps UTC, so the local day is the UTC date
     local_date = pc.cast(reads.column("read_at"), pa.date32())
@@ -103,20 +103,39 @@ def reference_exports(lake: Lake) -> tuple[list[dict], list[dict], list[dict]]:
         for r in rows("meter_assignments")
     ]
     customers = [dict(customer_id=int(r["customer_id"]), plan_id=r["plan_id"]) for r in rows("customers")]
+
+    def number(value: str | None) -> Decimal | None:
+        return Decimal(value) if value else None
+
+    # version 1 of the contract (no direction or pricing) is import at fixed rates
     tariffs = [
         dict(
             plan_id=r["plan_id"],
+            direction=r.get("direction", "import"),
             band=r["band"],
             band_start=r["band_start"],
             band_end=r["band_end"],
-            unit_rate=Decimal(r["unit_rate"]),
-            standing_charge=Decimal(r["standing_charge"]),
+            pricing=r.get("pricing", "fixed"),
+            unit_rate=number(r["unit_rate"]),
+            price_multiplier=number(r.get("price_multiplier")),
+            price_adder=number(r.get("price_adder")),
+            price_cap=number(r.get("price_cap")),
+            standing_charge=number(r["standing_charge"]),
             valid_from=date(r["valid_from"]),
             valid_to=date(r["valid_to"]),
         )
         for r in rows("tariffs")
     ]
     return assignments, customers, tariffs
+
+
+def reference_prices(lake: Lake) -> list[dict]:
+    """The day-ahead prices straight from the market's export: UTC period start and price per MWh."""
+    rows = csv.DictReader(io.StringIO(lake.read_bytes("reference/day_ahead_prices.csv").decode()))
+    return [
+        dict(period_start=dt.datetime.fromisoformat(r["period_start"]), price_per_mwh=Decimal(r["price_per_mwh"]))
+        for r in rows
+    ]
 
 
 def published_readings(lake: Lake, month: str) -> list[dict]:

@@ -14,7 +14,12 @@ TZ = "Europe/London"
 TAX = Decimal("0.05")
 
 
-def connection(reads, assignments, customers, tariffs) -> duckdb.DuckDBPyConnection:
+# what a tariff row of contract version 1 (import at a fixed rate) says about the columns version 2 added
+FIXED_IMPORT = dict(direction="import", pricing="fixed", price_multiplier=None, price_adder=None, price_cap=None)
+
+
+def connection(reads, assignments, customers, tariffs, prices=()) -> duckdb.DuckDBPyConnection:
+    """`prices`: day-ahead prices as dicts with `period_start` (naive UTC) and `price_per_mwh`."""
     con = duckdb.connect()
     con.register(
         "reads",
@@ -53,20 +58,32 @@ def connection(reads, assignments, customers, tariffs) -> duckdb.DuckDBPyConnect
     con.register(
         "tariffs",
         pa.Table.from_pylist(
-            tariffs,
+            [{**FIXED_IMPORT, **t} for t in tariffs],
             schema=pa.schema(
                 [
                     ("tariff_id", pa.int32()),
                     ("plan_id", pa.string()),
+                    ("direction", pa.string()),
                     ("band", pa.string()),
                     ("band_start", pa.string()),
                     ("band_end", pa.string()),
+                    ("pricing", pa.string()),
                     ("unit_rate", pa.decimal128(10, 4)),
+                    ("price_multiplier", pa.decimal128(6, 4)),
+                    ("price_adder", pa.decimal128(10, 4)),
+                    ("price_cap", pa.decimal128(10, 4)),
                     ("standing_charge", pa.decimal128(10, 4)),
                     ("valid_from", pa.date32()),
                     ("valid_to", pa.date32()),
                 ]
             ),
+        ),
+    )
+    con.register(
+        "day_ahead_prices",
+        pa.Table.from_pylist(
+            list(prices),
+            schema=pa.schema([("period_start", pa.timestamp("us")), ("price_per_mwh", pa.decimal128(10, 2))]),
         ),
     )
     return con

@@ -26,7 +26,7 @@ from meter_assets.storage import Lake
 from meter_assets.tables import BILLS_EXPORT, READS_15MIN
 
 from .billing_reference import reference_bills
-from .billing_support import published_readings, reference_exports
+from .billing_support import published_readings, reference_exports, reference_prices
 from .conftest import materialize_days, resources_for
 from .daemon_support import daemon_env, dagster_home, sensor_stopped, start_daemon, stop, wait_for
 
@@ -49,7 +49,8 @@ def _final_bills(lake: Lake, month: str) -> dict[int, tuple[Decimal, Decimal]]:
     s = settings()
     assignments, customers, tariffs = reference_exports(lake)
     readings = published_readings(lake, month)
-    bills = reference_bills(month, s.market_tz, s.tax_rate, readings, assignments, customers, tariffs).bills
+    prices = reference_prices(lake)
+    bills = reference_bills(month, s.market_tz, s.tax_rate, readings, assignments, customers, tariffs, prices).bills
     return {c: (b.charges, b.measured_kwh + b.estimated_kwh) for c, b in bills.items()}
 
 

@@ -2,9 +2,10 @@
 
 October 2024 in London: a 25-hour day (the 27th), a price change on the 15th, customers
 moving out and in, the EV time-of-use plan whose "standard" band is two tariff rows at one
-rate, customers holding two meters at once, estimated and missing readings. The platform
-curates and bills it through Dagster into a real PostgreSQL ledger, issues it, then late
-and corrected files arrive and it corrects the issued bills with adjustments.
+rate, the day-ahead plan priced per settlement period, customers holding two meters at once,
+estimated and missing readings. The platform curates and bills it through Dagster into a real
+PostgreSQL ledger, issues it, then late and corrected files and corrected day-ahead prices
+arrive and it corrects the issued bills with adjustments.
 
 The expected numbers come from the published curated readings and the retailer's reference
 exports (the CSV files, parsed here), priced one reading at a time by the slow reference
@@ -22,7 +23,7 @@ import pytest
 from meter_assets import postgres
 from meter_assets.definitions import assets
 from meter_assets.market_calendar import local_day_of, month_days
-from meter_assets.reference.assets import reference_assets
+from meter_assets.reference.assets import day_ahead_prices, reference_assets
 from meter_assets.resources import PostgresResource
 from meter_assets.simulator.cli import days_carried, generate, release_late
 from meter_assets.simulator.headend import FaultRates
@@ -37,7 +38,7 @@ from .billing_reference import (
     reference_bills,
     reference_day_usage,
 )
-from .billing_support import published_readings, reference_exports
+from .billing_support import published_readings, reference_exports, reference_prices
 from .conftest import query, resources_for
 
 MONTH = "2024-10"
@@ -54,6 +55,7 @@ FAULTS = FaultRates(
     corrected_meters=0.3,
     estimated=0.01,
     offline=0.01,
+    price_correction=0.15,
     malformed=0.0001,
     truncated_files=1,
     nem12_late_file=0.1,
@@ -63,7 +65,8 @@ FAULTS = FaultRates(
 
 def _recompute(lake: Lake) -> ReferenceMonth:
     assignments, customers, tariffs = reference_exports(lake)
-    return reference_bills(MONTH, TZ, TAX, published_readings(lake, MONTH), assignments, customers, tariffs)
+    readings = published_readings(lake, MONTH)
+    return reference_bills(MONTH, TZ, TAX, readings, assignments, customers, tariffs, reference_prices(lake))
 
 
 def _curate(root: str, days: list[dt.date]) -> None:
@@ -106,7 +109,7 @@ def _ledger_bills(dsn: str) -> dict[int, dict]:
         standing = json.loads(standing, parse_float=Decimal)
         bills[customer] = dict(
             energy=sorted(
-                (line["band"], line["unit_rate"], line["measured_kwh"], line["estimated_kwh"], line["amount"])
+                (line["band"], _price(line), line["measured_kwh"], line["estimated_kwh"], line["amount"])
                 for line in energy
             ),
             standing=sorted((line["daily_rate"], line["days"], line["amount"]) for line in standing),
@@ -120,10 +123,15 @@ def _ledger_bills(dsn: str) -> dict[int, dict]:
             total=total,
             is_estimated=is_estimated,
             status=status,
-            derived=sorted((line["band"], line["unit_rate"], line["derived_kwh"]) for line in energy),
+            derived=sorted((line["band"], _price(line), line["derived_kwh"]) for line in energy),
             derived_kwh=derived_kwh,
         )
     return bills
+
+
+def _price(line: dict) -> Decimal | str:
+    """A stored line's unit rate, or its day-ahead rule."""
+    return line.get("price_rule", line["unit_rate"])
 
 
 def _expected(month: ReferenceMonth, status: str) -> dict[int, dict]:
@@ -199,6 +207,8 @@ def october(tmp_path_factory):
     # a NEM12 file of an AEST day also carries the London day before
     state["released_days"] = {day for key in released for day in days_carried(key)}
     _curate(root, sorted(d for d in state["released_days"] if d.strftime("%Y-%m") == MONTH))
+    # the market's corrected prices land with them
+    assert dg.materialize([day_ahead_prices], resources=resources_for(root)).success
     corrected = dg.materialize(
         assets("bills", "issued_bills"), partition_key=MONTH, resources=resources, selection=["bills"]
     )
@@ -239,6 +249,9 @@ def test_the_month_holds_the_cases_an_auditor_checks(october):
     assert len(ev) > len(set(ev))
     plans = {c["customer_id"]: c["plan_id"] for c in customers}
     assert any(plans[c] == "EV-TOU" for c in october["after"].bills)
+    # customers on the day-ahead plan, priced through the 50 settlement periods of the 25-hour day
+    assert any(plans[c] == "DYNAMIC" for c in october["after"].bills)
+    assert any(isinstance(price, str) for bill in october["after"].bills.values() for _, price in bill.energy)
     # moves: a meter held by two customers in the month; a customer holding two meters on one day
     in_month = [
         a
@@ -301,9 +314,13 @@ def test_adjustments_equal_the_change_in_the_recomputation(october):
     assert len(expected) > 5, "the late and corrected files moved several bills"
     assert {c: (kwh, amount, changed) for c, kwh, amount, _, _, changed, _ in adjustments} == expected
     assert len(adjustments) == len(expected), "one adjustment per customer whose bill moved"
+    # a corrected day-ahead price moved a dynamic plan's bill without moving its kWh
+    assert any(kwh == 0 and amount and not changed for _, kwh, amount, _, _, changed, _ in adjustments)
     for customer, _, amount, charged, reason, changed, found_at in adjustments:
         assert set(changed) <= {d.isoformat() for d in october["released_days"]}
-        assert reason.startswith("late or corrected readings")
+        assert reason.startswith(
+            "late or corrected readings" if changed else "supply period, tariff or day-ahead prices changed"
+        )
         # undercharges of a month ended more than 12 months before they were found are not recovered
         found_on = found_at.date()
         twelve_months_before = found_on.replace(year=found_on.year - 1, day=min(found_on.day, 28))
@@ -316,9 +333,10 @@ def test_usage_page_days_equal_the_rules_for_every_customer_nem12_ones_too(octob
     lake = october["lake"]
     assignments, customers, tariffs = reference_exports(lake)
     readings = published_readings(lake, MONTH)
+    prices = reference_prices(lake)
     nem12_customers = {a["customer_id"] for a in assignments if a["meter_id"].endswith("-E1")}
     for day in USAGE_DAYS:
-        expected = reference_day_usage(day, TZ, TAX, readings, assignments, customers, tariffs)
+        expected = reference_day_usage(day, TZ, TAX, readings, assignments, customers, tariffs, prices)
         shown = {c: usage for (c, d), usage in october["daily_usage"].items() if d == day}
         assert shown == expected and nem12_customers & set(shown)
 

@@ -78,6 +78,7 @@ def test_definitions_hold_every_asset_check_and_job():
         ("raw_meter_files", "every_file_matches_a_contract"),
         ("meter_assignments", "no_meter_day_held_twice"),
         ("day_ahead_prices", "one_price_per_settlement_period"),
+        ("tariffs", "every_row_states_its_price"),
         ("reads_15min", "one_row_per_meter_interval"),
         ("reads_15min", "kwh_within_physical_range"),
         ("reads_15min", "read_at_on_15min_grid"),
@@ -130,7 +131,8 @@ def test_definitions_hold_every_asset_check_and_job():
     assert monthly_partitions().get_first_partition_key() == "2024-01"
     assert monthly_partitions().timezone == "Europe/London"
     assert graph.get(dg.AssetKey("bills")).parent_keys == {
-        dg.AssetKey(k) for k in ("reads_15min", "reads_daily", "meter_assignments", "customers", "tariffs")
+        dg.AssetKey(k)
+        for k in ("reads_15min", "reads_daily", "meter_assignments", "customers", "tariffs", "day_ahead_prices")
     }
     assert graph.get(dg.AssetKey("reads_15min")).parent_keys == {
         dg.AssetKey(k) for k in ("raw_meter_files", "meters", "reads_15min", "temperature")

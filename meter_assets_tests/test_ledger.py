@@ -160,7 +160,7 @@ def _line(**changes) -> list[dict]:
                 energy_lines=_line(kwh=100, measured_kwh=100, amount=24.50)
                 + _line(kwh=150.125, measured_kwh=150.125, amount=36.78)
             ),
-            "two energy lines have the same band and unit rate",
+            "two energy lines have the same band and price",
         ),
         # measured and estimated kWh that do not make the line's kWh
         (dict(energy_lines=_line(kwh=251.125)), "an energy line's kWh is not its measured plus its estimated kWh"),
@@ -191,6 +191,33 @@ def test_database_refuses_a_bill_whose_lines_do_not_add_up(conninfo, columns, re
         with pytest.raises(psycopg.errors.CheckViolation, match=refusal):
             _insert(conn, "B-5000009-2024-05", 5000009, **columns)
         conn.execute("DELETE FROM billing.bills WHERE bill_id = 'B-5000009-2024-05'")
+
+
+def test_a_day_ahead_line_is_its_exact_cost_rounded_once(conninfo):
+    # each quarter hour had its settlement period's rate: no unit rate, the exact cost instead
+    day_ahead = _line(
+        price_rule="day-ahead x 2.2000 + 0.0000, cap 1.0000", unit_rate=None, average_rate=0.2450, cost=61.2849999
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        _insert(conn, "B-5000031-2024-05", 5000031, energy_lines=day_ahead)
+        with pytest.raises(psycopg.errors.CheckViolation, match=r"a day-ahead line's round\(cost, 2\)"):
+            _insert(
+                conn,
+                "B-5000032-2024-05",
+                5000032,
+                energy_lines=[{**day_ahead[0], "amount": 61.29}],
+                energy_charge="61.29",
+                tax="4.00",
+                total_due="84.05",
+            )
+        # a band with a line at a unit rate and a line at a rule (a change of plan's pricing mid-month)
+        _insert(
+            conn,
+            "B-5000033-2024-05",
+            5000033,
+            energy_lines=_line(kwh=100, measured_kwh=100, amount=24.50)
+            + [{**day_ahead[0], "kwh": 150.125, "measured_kwh": 150.125, "cost": 36.7799, "amount": 36.78}],
+        )
 
 
 @pytest.mark.parametrize(
@@ -259,10 +286,10 @@ def test_migration_keeps_bills_issued_under_the_old_rules_as_issued(tmp_path_fac
     ):
         exported = b"".join(bytes(chunk) for chunk in copy).decode().splitlines()
     assert exported == [
-        "bill_id,customer_id,line_no,kind,band,rate,measured_kwh,estimated_kwh,derived_kwh,kwh,days,amount",
-        "B-5000010-2024-06,5000010,1,energy,standard,0.2750,,,,91.663,,25.21",
-        "B-5000010-2024-06,5000010,2,standing,,,,,,,30,17.40",
-        "B-5000010-2024-06,5000010,3,tax,,,,,,,,3.13",
+        "bill_id,customer_id,line_no,kind,band,rate,price_rule,cost,measured_kwh,estimated_kwh,derived_kwh,kwh,days,amount",
+        "B-5000010-2024-06,5000010,1,energy,standard,0.2750,,,,,,91.663,,25.21",
+        "B-5000010-2024-06,5000010,2,standing,,,,,,,,,30,17.40",
+        "B-5000010-2024-06,5000010,3,tax,,,,,,,,,,3.13",
     ]
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meter_assets.billing.pricing import AmbiguousHolder, AmbiguousTariff, compute_bills
+from meter_assets.billing.pricing import AmbiguousHolder, AmbiguousTariff, MissingPrice, compute_bills
 from meter_assets.market_calendar import month_bounds
 
 from .billing_reference import reference_bills
@@ -22,7 +22,7 @@ def _dicts(bills) -> dict:
     return {
         c: dict(
             energy=sorted(
-                (line.band, line.unit_rate, line.measured_kwh, line.estimated_kwh, line.amount) for line in b.energy
+                (line.band, _price(line), line.measured_kwh, line.estimated_kwh, line.amount) for line in b.energy
             ),
             standing=sorted((line.daily_rate, line.days, line.amount) for line in b.standing),
             supply_days=b.supply_days,
@@ -32,10 +32,14 @@ def _dicts(bills) -> dict:
             charges=b.charges,
             measured=b.measured_kwh,
             estimated=b.estimated_kwh,
-            derived=sorted((line.band, line.unit_rate, line.derived_kwh) for line in b.energy),
+            derived=sorted((line.band, _price(line), line.derived_kwh) for line in b.energy),
         )
         for c, b in bills.items()
     }
+
+
+def _price(line) -> Decimal | str:
+    return line.unit_rate if line.price_rule is None else line.price_rule
 
 
 def _reference_dicts(bills) -> dict:
@@ -58,20 +62,28 @@ def _reference_dicts(bills) -> dict:
 
 
 BANDS = ["off_peak", "standard", "peak"]
+# a day-ahead plan's terms: multipliers, adders (a discount too) and caps, from short lists so
+# that a price change may keep them
+MULTIPLIERS = [Decimal("1.0000"), Decimal("2.2000")]
+ADDERS = [None, Decimal("0.1200"), Decimal("-0.0500")]
+CAPS = [None, Decimal("0.3500"), Decimal("1.0000")]
 
 
 @st.composite
 def tariff_histories(draw, month: str) -> list[dict]:
-    """A single-rate plan and a time-of-use plan of two to five segments, whose band names and
-    rates are drawn from short lists (a band may come back later in the day at the same or another
-    rate), a price change on any day of the month (clock-change days included) that may keep some
-    rates and the standing charge, and sometimes a row the export repeats word for word."""
+    """A single-rate plan, a time-of-use plan of two to five segments and a day-ahead plan of
+    one to three, whose band names, rates and terms are drawn from short lists (a band may come
+    back later in the day at the same or another price), a price change on any day of the month
+    (clock-change days included) that may keep some prices and the standing charge, an export
+    row that must price nothing, and sometimes a row the export repeats word for word."""
     start, end = month_bounds(month)
     cuts = sorted(draw(st.sets(st.integers(1, 95), min_size=1, max_size=4), label="cuts"))
     bounds = list(zip([0, *cuts], [*cuts, 96], strict=True))
     change = start + dt.timedelta(days=draw(st.integers(-1, (end - start).days), label="change day"))
     rows = []
     standing = [draw(st.sampled_from([Decimal("0.5500"), Decimal("0.6050")]), label=f"standing v{v}") for v in (0, 1)]
+    dynamic_cuts = sorted(draw(st.sets(st.integers(1, 95), max_size=2), label="day-ahead cuts"))
+    dynamic_bounds = list(zip([0, *dynamic_cuts], [*dynamic_cuts, 96], strict=True))
     for version, (valid_from, valid_to) in enumerate(((dt.date(2000, 1, 1), change), (change, None))):
         segments = [("FLEX", "all_day", 0, 96)] + [("TOU", draw(st.sampled_from(BANDS)), a, b) for a, b in bounds]
         for plan, band, a, b in segments:
@@ -88,10 +100,60 @@ def tariff_histories(draw, month: str) -> list[dict]:
                     valid_to=valid_to,
                 )
             )
+        for a, b in dynamic_bounds:
+            rows.append(
+                dict(
+                    tariff_id=len(rows) + 1,
+                    plan_id="DYN",
+                    band=draw(st.sampled_from(["day", "peak"])),
+                    band_start=clock(a),
+                    band_end="24:00" if b == 96 else clock(b),
+                    pricing="day_ahead",
+                    unit_rate=None,
+                    price_multiplier=draw(st.sampled_from(MULTIPLIERS)),
+                    price_adder=draw(st.sampled_from(ADDERS)),
+                    price_cap=draw(st.sampled_from(CAPS)),
+                    standing_charge=standing[version],
+                    valid_from=valid_from,
+                    valid_to=valid_to,
+                )
+            )
+        # what a home sends to the grid is credited by its own rows, never priced as use
+        rows.append(
+            dict(
+                tariff_id=len(rows) + 1,
+                plan_id=draw(st.sampled_from(["FLEX", "TOU", "DYN"])),
+                direction="export",
+                band="export",
+                band_start="00:00",
+                band_end="24:00",
+                unit_rate=Decimal("0.1500"),
+                standing_charge=None,
+                valid_from=valid_from,
+                valid_to=valid_to,
+            )
+        )
     if draw(st.booleans(), label="a row repeated"):
         repeated = draw(st.sampled_from(rows))
         rows.append({**repeated, "tariff_id": len(rows) + 1})
     return rows
+
+
+def day_ahead_prices(month: str, zone: str, rng: np.random.Generator) -> list[dict]:
+    """A price for every settlement period of the month's local days: mostly -80 to 400 per
+    MWh, with negative prices, prices that put a plan's rate exactly at a cap (350 and 1000 at a
+    multiplier of 1), and prices whose rate ends in a half (12.35 -> 0.01235 per kWh)."""
+    specials = [Decimal("350.00"), Decimal("1000.00"), Decimal("12.35"), Decimal("-12.35"), Decimal("-250.00")]
+    starts = [at for at in utc_intervals(month, zone) if at.minute % 30 == 0]
+    return [
+        dict(
+            period_start=at,
+            price_per_mwh=specials[int(rng.integers(len(specials)))]
+            if rng.random() < 0.15
+            else Decimal(int(rng.integers(-8000, 40000))) / 100,
+        )
+        for at in starts
+    ]
 
 
 # London's spring and autumn months and a month without a change; and a month with both changes:
@@ -150,16 +212,18 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(
         dict(meter_id=2, customer_id=10, valid_from=second_from, valid_to=second_to),
         dict(meter_id=3, customer_id=20, valid_from=dt.date(2000, 1, 1), valid_to=None),
     ]
-    customers = [
-        dict(customer_id=10, plan_id="TOU"),
-        dict(customer_id=11, plan_id="FLEX"),
-        dict(customer_id=20, plan_id="TOU"),
-    ]
+    plans = data.draw(st.tuples(*(st.sampled_from(["FLEX", "TOU", "DYN"]),) * 3), label="plans")
+    customers = [dict(customer_id=c, plan_id=plan) for c, plan in zip((10, 11, 20), plans, strict=True)]
+    prices = day_ahead_prices(month, zone, rng)
 
     usage = compute_bills(
-        connection(reads, assignments, customers, tariffs), month, zone, TAX, customers_per_range=customers_per_range
+        connection(reads, assignments, customers, tariffs, prices),
+        month,
+        zone,
+        TAX,
+        customers_per_range=customers_per_range,
     )
-    expected = reference_bills(month, zone, TAX, reads, assignments, customers, tariffs)
+    expected = reference_bills(month, zone, TAX, reads, assignments, customers, tariffs, prices)
     assert _dicts(usage.bills) == _reference_dicts(expected.bills)
     assert usage.vacant_kwh == expected.vacant_kwh
 
@@ -339,6 +403,75 @@ def test_a_price_change_at_local_midnight_of_a_clock_change_month(month, change,
         (Decimal("0.6050"), days_before),
         (Decimal("0.5000"), 31 - days_before),
     ]
+
+
+# the fall-back day's repeated hour: 01:00 local is 00:00 UTC (summer time), then 01:00 UTC again
+FIRST_ONE_AM, SECOND_ONE_AM = dt.datetime(2024, 10, 27, 0, 0), dt.datetime(2024, 10, 27, 1, 0)
+
+
+def _day_ahead_october(prices: list[dict]) -> duckdb.DuckDBPyConnection:
+    """October 2024 on a day-ahead plan (2.2 x the price per kWh + 0.05, at most 0.90): 0.125 kWh a
+    quarter hour, but 1 kWh in each of the second 01:00's."""
+    reads = [
+        dict(
+            meter_id=1,
+            read_at=at,
+            kwh=Decimal("1.000")
+            if SECOND_ONE_AM <= at < SECOND_ONE_AM + dt.timedelta(minutes=30)
+            else Decimal("0.125"),
+            quality_flag="actual",
+        )
+        for at in utc_intervals("2024-10")
+    ]
+    tariffs = [
+        dict(
+            tariff_id=1,
+            plan_id="DYN",
+            band="all_day",
+            band_start="00:00",
+            band_end="24:00",
+            pricing="day_ahead",
+            unit_rate=None,
+            price_multiplier=Decimal("2.2000"),
+            price_adder=Decimal("0.0500"),
+            price_cap=Decimal("0.9000"),
+            standing_charge=Decimal("0.6050"),
+            valid_from=dt.date(2023, 1, 1),
+            valid_to=None,
+        )
+    ]
+    assignments = [dict(meter_id=1, customer_id=7, valid_from=dt.date(2020, 1, 1), valid_to=None)]
+    return connection(reads, assignments, [dict(customer_id=7, plan_id="DYN")], tariffs, prices)
+
+
+def _october_prices(**special: Decimal) -> list[dict]:
+    """100 per MWh in every settlement period of October 2024, but at the UTC starts given."""
+    return [
+        dict(period_start=at, price_per_mwh=special.get(at.isoformat(), Decimal("100.00")))
+        for at in utc_intervals("2024-10")
+        if at.minute % 30 == 0
+    ]
+
+
+def test_a_day_ahead_plan_prices_each_quarter_hour_at_its_own_settlement_period_across_the_fall_back():
+    prices = _october_prices(
+        **{FIRST_ONE_AM.isoformat(): Decimal("2000.00"), SECOND_ONE_AM.isoformat(): Decimal("-40.00")}
+    )
+    (line,) = compute_bills(_day_ahead_october(prices), "2024-10", TZ, TAX).bills[7].energy
+    # 1,490 settlement periods (one day of 50): 1,488 at 0.25 kWh x 0.2700 (100 x 2.2 / 1000 + 0.05);
+    # the first 01:00 at 0.25 kWh x the cap 0.9000 (2000 would be 4.45); the second 01:00 at
+    # 2 kWh x -0.0380 (-40: the customer is paid to use)
+    assert line.kwh == Decimal("374.250")
+    assert line.cost == Decimal("100.589")  # 100.44 + 0.225 - 0.076
+    assert line.amount == Decimal("100.59")
+    assert line.unit_rate is None and line.price_rule == "day-ahead x 2.2000 + 0.0500, cap 0.9000"
+    assert line.average_rate == Decimal("0.2688")  # 100.589 / 374.25
+
+
+def test_a_supplied_settlement_period_with_no_price_stops_the_run_naming_plan_and_period():
+    prices = [p for p in _october_prices() if p["period_start"] != SECOND_ONE_AM]
+    with pytest.raises(MissingPrice, match=r"plan DYN, settlement period 5 of 2024-10-27 \(01:00 UTC\)"):
+        compute_bills(_day_ahead_october(prices), "2024-10", TZ, TAX)
 
 
 def test_a_customer_with_two_meters_pays_one_standing_charge_a_day():

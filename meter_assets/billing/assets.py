@@ -8,12 +8,12 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.billing.ledger import issue_month, lock_month, merge_month, stage_month
-from meter_assets.billing.pricing import PRICING_RULES, month_bills, price_month
+from meter_assets.billing.pricing import NO_PRICES_SQL, PRICING_RULES, month_bills, price_month
 from meter_assets.config import settings
 from meter_assets.gates import audit_and_publish
 from meter_assets.market_calendar import month_bounds, month_days
 from meter_assets.partitions import monthly_partitions
-from meter_assets.reference.assets import customers, meter_assignments, tariffs
+from meter_assets.reference.assets import customers, day_ahead_prices, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
 from meter_assets.sql import VIEW_SQL, literal, parquet, typed_csv
 from meter_assets.storage import Lake, Publication
@@ -22,6 +22,7 @@ from meter_assets.tables import (
     BILL_LINES_EXPORT,
     BILLS_EXPORT,
     CUSTOMERS,
+    DAY_AHEAD_PRICES,
     METER_ASSIGNMENTS,
     READS_15MIN,
     READS_DAILY,
@@ -36,9 +37,12 @@ PRICING_DIMENSIONS = {"assignments": METER_ASSIGNMENTS, "customers": CUSTOMERS, 
 
 
 def pricing_views(con, store: Lake) -> None:
-    """The views the pricing SQL reads, over the published reference dimensions."""
+    """The views the pricing SQL reads, over the published reference dimensions. The day-ahead
+    prices may be unpublished: then a day-ahead plan's first supplied period stops the run."""
     for view, table in PRICING_DIMENSIONS.items():
         con.execute(VIEW_SQL.format(view=view, files=parquet(store.required_files(table))))
+    prices = store.files(DAY_AHEAD_PRICES)
+    con.execute(VIEW_SQL.format(view="day_ahead_prices", files=parquet(prices)) if prices else NO_PRICES_SQL)
 
 
 def month_is_complete(lake: Lake, month: str) -> bool:
@@ -144,10 +148,10 @@ COPY (
 """
 
 # Every line of every issued bill of the month, in print order: energy (a band at a unit
-# rate), standing charge (days at a daily rate), tax, and adjustments carried from earlier
-# months. A bill's lines add up to its total due. Bills issued under pricing rules 1 kept
-# their energy as a map by band and rate, without the measured/estimated split, and no
-# standing lines: their lines are exported as issued.
+# rate, or at a day-ahead rule with its exact cost), standing charge (days at a daily rate),
+# tax, and adjustments carried from earlier months. A bill's lines add up to its total due.
+# Bills issued under pricing rules 1 kept their energy as a map by band and rate, without the
+# measured/estimated split, and no standing lines: their lines are exported as issued.
 EXPORT_BILL_LINES_SQL = """
 COPY (
     WITH issued AS (
@@ -157,6 +161,8 @@ COPY (
         SELECT issued.bill_id, issued.customer_id, 1 AS section, line.position, 'energy' AS kind,
                line.value ->> 'band'                    AS band,
                (line.value ->> 'unit_rate')::numeric    AS rate,
+               line.value ->> 'price_rule'              AS price_rule,
+               (line.value ->> 'cost')::numeric         AS cost,
                (line.value ->> 'measured_kwh')::numeric AS measured_kwh,
                (line.value ->> 'estimated_kwh')::numeric AS estimated_kwh,
                coalesce((line.value ->> 'derived_kwh')::numeric, 0) AS derived_kwh,
@@ -166,30 +172,31 @@ COPY (
         FROM issued, jsonb_array_elements(issued.energy_lines) WITH ORDINALITY AS line (value, position)
         UNION ALL
         SELECT issued.bill_id, issued.customer_id, 1, row_number() OVER (PARTITION BY issued.bill_id ORDER BY line.key),
-               'energy', split_part(line.key, '@', 1), (line.value ->> 'rate')::numeric, NULL, NULL, NULL,
+               'energy', split_part(line.key, '@', 1), (line.value ->> 'rate')::numeric, NULL, NULL, NULL, NULL, NULL,
                (line.value ->> 'kwh')::numeric, NULL, (line.value ->> 'amount')::numeric
         FROM issued, jsonb_each(issued.energy_by_band) AS line (key, value)
         WHERE issued.energy_lines IS NULL
         UNION ALL
         SELECT issued.bill_id, issued.customer_id, 2, line.position, 'standing', NULL,
-               (line.value ->> 'daily_rate')::numeric, NULL, NULL, NULL, NULL,
+               (line.value ->> 'daily_rate')::numeric, NULL, NULL, NULL, NULL, NULL, NULL,
                (line.value ->> 'days')::integer, (line.value ->> 'amount')::numeric
         FROM issued, jsonb_array_elements(issued.standing_lines) WITH ORDINALITY AS line (value, position)
         UNION ALL
-        SELECT bill_id, customer_id, 2, 1, 'standing', NULL, NULL, NULL, NULL, NULL, NULL, supply_days, standing_charge
+        SELECT bill_id, customer_id, 2, 1, 'standing', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, supply_days,
+               standing_charge
         FROM issued
         WHERE standing_lines IS NULL
         UNION ALL
-        SELECT bill_id, customer_id, 3, 1, 'tax', NULL, tax_rate, NULL, NULL, NULL, NULL, NULL, tax
+        SELECT bill_id, customer_id, 3, 1, 'tax', NULL, tax_rate, NULL, NULL, NULL, NULL, NULL, NULL, NULL, tax
         FROM issued
         UNION ALL
-        SELECT bill_id, customer_id, 4, 1, 'adjustments_carried', NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        SELECT bill_id, customer_id, 4, 1, 'adjustments_carried', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                adjustments_carried
         FROM issued
         WHERE adjustments_carried <> 0
     )
     SELECT bill_id, customer_id, row_number() OVER (PARTITION BY bill_id ORDER BY section, position) AS line_no,
-           kind, band, rate, measured_kwh, estimated_kwh, derived_kwh, kwh, days, amount
+           kind, band, rate, price_rule, cost, measured_kwh, estimated_kwh, derived_kwh, kwh, days, amount
     FROM lines
     ORDER BY bill_id, line_no
 ) TO STDOUT (FORMAT csv, HEADER)
@@ -240,6 +247,8 @@ EXPORT_TYPES = {
         "kind": "VARCHAR",
         "band": "VARCHAR",
         "rate": "DECIMAL(10, 4)",
+        "price_rule": "VARCHAR",
+        "cost": "DECIMAL(24, 7)",
         "measured_kwh": "DECIMAL(14, 3)",
         "estimated_kwh": "DECIMAL(14, 3)",
         "derived_kwh": "DECIMAL(14, 3)",
@@ -328,7 +337,7 @@ def build() -> list[dg.AssetsDefinition]:
     return [
         dg.asset(
             partitions_def=monthly_partitions(),
-            deps=["reads_15min", "reads_daily", meter_assignments, customers, tariffs],
+            deps=["reads_15min", "reads_daily", meter_assignments, customers, tariffs, day_ahead_prices],
             group_name="billing",
             kinds={"duckdb", "postgres"},
             pool="lake_compute",

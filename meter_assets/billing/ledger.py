@@ -154,7 +154,7 @@ SELECT
         CASE
             WHEN no_longer_supplied THEN 'no longer supplied in the period'
             WHEN cardinality(changed_partitions) > 0 THEN 'late or corrected readings'
-            WHEN NOT rules_revised THEN 'supply period or tariff changed'
+            WHEN NOT rules_revised THEN 'supply period, tariff or day-ahead prices changed'
         END,
         CASE WHEN rules_revised THEN %(rules_change)s END,
         CASE WHEN NOT recoverable

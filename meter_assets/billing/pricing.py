@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import duckdb
 
 from meter_assets.config import settings
-from meter_assets.market_calendar import local_day_bounds, month_bounds
+from meter_assets.market_calendar import local_day_bounds, month_bounds, settlement_period_starts
 
 PENNY = Decimal("0.01")
 
@@ -34,6 +34,31 @@ PRICING_RULES_CHANGES = {
     "(was one line per tariff row); standing charge once a day per account",
 }
 
+# The import rows of the tariffs, each with its price as a bill names it: the unit rate of a
+# fixed price, or the rule of a day-ahead one ("day-ahead x 2.2000 + 0.1200, cap 1.0000": the
+# settlement period's day-ahead price per kWh times the multiplier, plus the adder, rounded
+# to 4 places, at most the cap). Export rows credit what a home sends, not what it uses.
+IMPORT_TARIFFS_SQL = """
+CREATE OR REPLACE TEMP TABLE import_tariffs AS
+SELECT
+    *,
+    CASE pricing
+        WHEN 'fixed' THEN CAST(unit_rate AS VARCHAR)
+        ELSE 'day-ahead x ' || CAST(price_multiplier AS VARCHAR)
+             || ' + ' || CAST(CAST(coalesce(price_adder, 0) AS DECIMAL(10, 4)) AS VARCHAR)
+             || coalesce(', cap ' || CAST(price_cap AS VARCHAR), '')
+    END AS price
+FROM tariffs
+WHERE direction = 'import'
+"""
+
+# The day-ahead prices when none are published: day-ahead plans then have no price at all.
+NO_PRICES_SQL = """
+CREATE OR REPLACE TEMP VIEW day_ahead_prices AS
+SELECT CAST(NULL AS TIMESTAMP) AS period_start, CAST(NULL AS DECIMAL(10, 2)) AS price_per_mwh
+WHERE false
+"""
+
 # Plans by a small integer, so the per-reading joins compare integers, not strings.
 PLANS_SQL = """
 CREATE OR REPLACE TEMP TABLE plans AS
@@ -41,24 +66,30 @@ SELECT plan_id, CAST(row_number() OVER (ORDER BY plan_id) AS INTEGER) AS plan_no
 FROM (SELECT plan_id FROM customers UNION SELECT plan_id FROM tariffs)
 """
 
-# Each price a line can carry: a band at a unit rate, numbered so the per-reading joins
-# compare integers. Tariff rows that repeat a band and rate (in one version, or across a
-# price change that kept the rate) share a number, so they make one line.
+# Each price a line can carry: a band at a unit rate or a day-ahead rule, numbered so the
+# per-reading joins compare integers. Tariff rows that repeat a band and price (in one
+# version, or across a price change that kept it) share a number, so they make one line.
 PRICE_LINES_SQL = """
 CREATE OR REPLACE TEMP TABLE price_lines AS
 SELECT
     band,
-    unit_rate,
+    pricing,
+    price,
+    CASE WHEN pricing = 'fixed' THEN any_value(unit_rate) END                         AS unit_rate,
     min(band_start)                                                                   AS band_start,
-    CAST(row_number() OVER (ORDER BY min(band_start), band, unit_rate) AS INTEGER)    AS price_no
-FROM tariffs
-GROUP BY band, unit_rate
+    CAST(row_number() OVER (ORDER BY min(band_start), band, pricing, price) AS INTEGER) AS price_no
+FROM import_tariffs
+GROUP BY band, pricing, price
 """
 
 # One local day at a time: who held each meter that day, and which price (band and unit
-# rate) each plan had at each of the day's UTC quarter hours (looked up at its local clock
-# time, so the 23- and 25-hour days price right). Both are tiny; the readings meet them in one
-# hash-joined aggregate, so no reading is converted to local time row by row.
+# rate or rule) each plan had at each of the day's UTC quarter hours (looked up at its local
+# clock time, so the 23- and 25-hour days price right), and on a day-ahead price the rate per
+# kWh it charges there, from the price of the settlement period the quarter hour is in, found
+# by its UTC start, so a clock-change day's 46 or 50 periods each price their own quarter hours
+# (a fixed price's rate stays on its line: the readings multiply only where the rate varies).
+# Both are tiny; the readings meet them in one hash-joined aggregate, so no reading is
+# converted to local time row by row.
 DAY_HOLDERS_SQL = """
 CREATE OR REPLACE TEMP TABLE day_holders AS
 SELECT assignments.meter_id, assignments.customer_id, plans.plan_no
@@ -78,15 +109,41 @@ local_clock AS (
     SELECT read_at, strftime(timezone($tz, read_at AT TIME ZONE 'UTC'), '%H:%M') AS clock
     FROM utc_quarter_hours
 )
-SELECT DISTINCT plans.plan_no, local_clock.read_at, local_clock.clock, price_lines.price_no
+SELECT DISTINCT
+    plans.plan_no,
+    local_clock.read_at,
+    local_clock.clock,
+    price_lines.price_no,
+    tariffs.pricing = 'day_ahead'                                                     AS day_ahead,
+    CASE WHEN tariffs.pricing = 'day_ahead' AND market.price_per_mwh IS NOT NULL THEN CAST(least(
+        round(market.price_per_mwh * CAST(0.001 AS DECIMAL(4, 3)) * tariffs.price_multiplier
+              + coalesce(tariffs.price_adder, 0), 4),
+        tariffs.price_cap) AS DECIMAL(10, 4))
+    END                                                                               AS market_rate
 FROM local_clock
-JOIN tariffs
+JOIN import_tariffs AS tariffs
   ON local_clock.clock >= tariffs.band_start
  AND local_clock.clock < tariffs.band_end
 JOIN plans USING (plan_id)
-JOIN price_lines USING (band, unit_rate)
+JOIN price_lines USING (band, pricing, price)
+LEFT JOIN day_ahead_prices AS market
+  ON tariffs.pricing = 'day_ahead'
+ AND market.period_start = time_bucket(INTERVAL 30 MINUTE, local_clock.read_at)
 WHERE $day >= tariffs.valid_from
   AND (tariffs.valid_to IS NULL OR $day < tariffs.valid_to)
+"""
+
+# A day-ahead price with no published price for a settlement period of a day its customers
+# are supplied: the run stops rather than guess.
+UNPRICED_PERIODS_SQL = """
+SELECT DISTINCT plans.plan_id, time_bucket(INTERVAL 30 MINUTE, day_prices.read_at) AS period_start
+FROM day_prices
+JOIN plans USING (plan_no)
+WHERE day_prices.plan_no IN (SELECT plan_no FROM day_holders)
+  AND day_prices.day_ahead
+  AND day_prices.market_rate IS NULL
+ORDER BY period_start, plans.plan_id
+LIMIT 5
 """
 
 # Two prices at one quarter hour of a plan somebody holds: overlapping rows in the tariffs
@@ -95,8 +152,7 @@ AMBIGUOUS_PRICES_SQL = """
 SELECT
     plans.plan_id,
     day_prices.clock,
-    string_agg(price_lines.band || ' at ' || CAST(price_lines.unit_rate AS VARCHAR), ' and '
-               ORDER BY price_lines.price_no)                                         AS prices
+    string_agg(price_lines.band || ' at ' || price_lines.price, ' and ' ORDER BY price_lines.price_no) AS prices
 FROM day_prices
 JOIN plans USING (plan_no)
 JOIN price_lines USING (price_no)
@@ -120,7 +176,9 @@ SELECT
                                                                                       AS measured_kwh,
     coalesce(sum(readings.kwh) FILTER (WHERE readings.quality_flag <> 'actual'), 0)   AS estimated_kwh,
     -- of which halved from half-hour readings (NEM12): the meter never measured those quarter hours
-    coalesce(sum(readings.kwh) FILTER (WHERE readings.interval_minutes = 30), 0)      AS derived_kwh
+    coalesce(sum(readings.kwh) FILTER (WHERE readings.interval_minutes = 30), 0)      AS derived_kwh,
+    -- on a day-ahead price, exact: kWh x the rate of each quarter hour, unrounded
+    sum(readings.kwh * day_prices.market_rate)                                        AS cost
 FROM {readings} AS readings
 LEFT JOIN day_holders USING (meter_id)
 LEFT JOIN day_prices
@@ -139,7 +197,8 @@ CREATE OR REPLACE TEMP TABLE usage_by_day (
     price_no      INTEGER,
     measured_kwh  DECIMAL(18, 3),
     estimated_kwh DECIMAL(18, 3),
-    derived_kwh   DECIMAL(18, 3)
+    derived_kwh   DECIMAL(18, 3),
+    cost          DECIMAL(24, 7)
 )
 """
 
@@ -160,16 +219,19 @@ SELECT
     usage.customer_id,
     price_lines.price_no,
     price_lines.band,
+    price_lines.pricing,
+    price_lines.price,
     price_lines.unit_rate,
     price_lines.band_start,
     min(usage.local_date)                              AS first_day,
     sum(usage.measured_kwh)                            AS measured_kwh,
     sum(usage.estimated_kwh)                           AS estimated_kwh,
-    sum(usage.derived_kwh)                             AS derived_kwh
+    sum(usage.derived_kwh)                             AS derived_kwh,
+    sum(usage.cost)                                    AS cost
 FROM usage_by_day AS usage
 JOIN price_lines USING (price_no)
 WHERE usage.customer_id IS NOT NULL
-GROUP BY usage.customer_id, price_lines.price_no, price_lines.band, price_lines.unit_rate, price_lines.band_start
+GROUP BY ALL
 ORDER BY usage.customer_id
 """
 
@@ -218,8 +280,8 @@ ORDER BY range_no
 """
 
 # Decimals leave DuckDB as text: Python's Decimal reads text faster than the driver converts.
-# One line per customer, band and unit rate, in the order a bill prints them: bands by the
-# time of day they start, a band's rates by the first day they applied.
+# One line per customer, band and price, in the order a bill prints them: bands by the
+# time of day they start, a band's prices by the first day they applied.
 ENERGY_LINES_SQL = """
 SELECT
     customer_id,
@@ -227,10 +289,12 @@ SELECT
     CAST(unit_rate AS VARCHAR)             AS unit_rate,
     CAST(measured_kwh AS VARCHAR)          AS measured_kwh,
     CAST(estimated_kwh AS VARCHAR)         AS estimated_kwh,
-    CAST(derived_kwh AS VARCHAR)           AS derived_kwh
+    CAST(derived_kwh AS VARCHAR)           AS derived_kwh,
+    CASE WHEN pricing = 'day_ahead' THEN price END AS price_rule,
+    CASE WHEN pricing = 'day_ahead' THEN CAST(cost AS VARCHAR) END AS cost
 FROM energy_lines
 WHERE customer_id BETWEEN $first AND $last
-ORDER BY customer_id, band_start, band, first_day, unit_rate
+ORDER BY customer_id, band_start, band, first_day, price
 """
 
 DAILY_WH_SQL = "SELECT customer_id, daily_wh FROM daily_wh WHERE customer_id BETWEEN $first AND $last"
@@ -254,7 +318,7 @@ supplied AS (
     JOIN customers ON customers.customer_id = assignments.customer_id
 ),
 standing AS (
-    SELECT DISTINCT plan_id, standing_charge, valid_from, valid_to FROM tariffs
+    SELECT DISTINCT plan_id, standing_charge, valid_from, valid_to FROM tariffs WHERE direction = 'import'
 )
 SELECT supplied.customer_id, supplied.plan_id, supplied.local_date, standing.standing_charge
 FROM supplied
@@ -296,6 +360,10 @@ class AmbiguousTariff(ValueError):
     """Tariff rows that give one quarter hour or one day of supply two prices."""
 
 
+class MissingPrice(ValueError):
+    """A day-ahead plan held on a day whose settlement period has no published price."""
+
+
 class AmbiguousHolder(ValueError):
     """Assignments that give one meter-day to two customers: no one is shown or billed it."""
 
@@ -318,29 +386,57 @@ LIMIT 10
 
 @dataclass
 class EnergyLine:
-    """A time-of-use band at one unit rate: the kWh it priced in the month, and its money."""
+    """A time-of-use band at one unit rate, or at one day-ahead rule: the kWh it priced in the
+    month, and its money."""
 
     band: str
-    unit_rate: Decimal
+    # None on a day-ahead line: each quarter hour had the rate of its settlement period
+    unit_rate: Decimal | None
     measured_kwh: Decimal
     estimated_kwh: Decimal
     # of the line's kWh, how much was halved from half-hour readings (in measured or estimated)
     derived_kwh: Decimal = Decimal("0.000")
+    # a day-ahead line's rule, and the exact sum of its quarter hours' kWh x rate
+    price_rule: str | None = None
+    cost: Decimal | None = None
     # computed once, with the line: a month's ledger write reads each line's money several times
     kwh: Decimal = field(init=False)
     amount: Decimal = field(init=False)
 
     def __post_init__(self) -> None:
         self.kwh = self.measured_kwh + self.estimated_kwh
-        self.amount = (self.kwh * self.unit_rate).quantize(PENNY, ROUND_HALF_UP)
+        if self.price_rule is None:
+            self.amount = (self.kwh * self.unit_rate).quantize(PENNY, ROUND_HALF_UP)
+        else:
+            self.amount = self.cost.quantize(PENNY, ROUND_HALF_UP)
+
+    @property
+    def average_rate(self) -> Decimal | None:
+        """A day-ahead line's cost per kWh, to 4 places (what a customer paid on average)."""
+        if self.price_rule is None or not self.kwh:
+            return None
+        return (self.cost / self.kwh).quantize(Decimal("0.0001"), ROUND_HALF_UP)
 
     def as_json(self) -> str:
         # numbers, not strings: PostgreSQL's jsonb keeps them as exact numerics
-        return (
-            f'{{"band": {json.dumps(self.band)}, "unit_rate": {self.unit_rate}, '
+        kwh = (
             f'"measured_kwh": {self.measured_kwh}, "estimated_kwh": {self.estimated_kwh}, '
-            f'"derived_kwh": {self.derived_kwh}, "kwh": {self.kwh}, "amount": {self.amount}}}'
+            f'"derived_kwh": {self.derived_kwh}, "kwh": {self.kwh}'
         )
+        if self.price_rule is None:
+            return f'{{"band": {json.dumps(self.band)}, "unit_rate": {self.unit_rate}, {kwh}, "amount": {self.amount}}}'
+        average = "null" if self.average_rate is None else self.average_rate
+        return (
+            f'{{"band": {json.dumps(self.band)}, "price_rule": {json.dumps(self.price_rule)}, "unit_rate": null, '
+            f'"average_rate": {average}, {kwh}, "cost": {self.cost}, "amount": {self.amount}}}'
+        )
+
+    @property
+    def fact(self) -> str:
+        """What the line was computed from, for the bill's fingerprint."""
+        price = self.unit_rate if self.price_rule is None else f"{self.price_rule}={self.cost}"
+        derived = f":{self.derived_kwh}" if self.derived_kwh else ""
+        return f"{self.band}@{price}:{self.measured_kwh}:{self.estimated_kwh}{derived}"
 
 
 @dataclass
@@ -437,11 +533,7 @@ class Bill:
             self.month,
             str(self.tax_rate),
             # derived kWh only when there are some, so that bills without them keep their digest
-            *sorted(
-                f"{line.band}@{line.unit_rate}:{line.measured_kwh}:{line.estimated_kwh}"
-                + (f":{line.derived_kwh}" if line.derived_kwh else "")
-                for line in self.energy
-            ),
+            *sorted(line.fact for line in self.energy),
             *sorted(f"{line.daily_rate}x{line.days}" for line in self.standing),
             ",".join(map(str, self.daily_wh)),
         ]
@@ -456,6 +548,7 @@ def bill_id(customer_id: int, month: str) -> str:
 def start_usage(con: duckdb.DuckDBPyConnection) -> None:
     """An empty `usage_by_day`, the plans' numbers and the prices' numbers, before pricing days into it."""
     con.execute(USAGE_BY_DAY_SQL)
+    con.execute(IMPORT_TARIFFS_SQL)
     con.execute(PLANS_SQL)
     con.execute(PRICE_LINES_SQL)
 
@@ -485,6 +578,17 @@ def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: s
         raise AmbiguousTariff(
             f"{day}: tariff rows in force give one quarter hour two prices "
             f"(overlapping bands in the tariffs export): {examples}"
+        )
+    unpriced = con.execute(UNPRICED_PERIODS_SQL).fetchall()
+    if unpriced:
+        periods = settlement_period_starts(day, tz)
+        examples = "; ".join(
+            f"plan {plan}, settlement period {periods.index(start) + 1} of {day} ({start:%H:%M} UTC)"
+            for plan, start in unpriced
+        )
+        raise MissingPrice(
+            f"{day}: customers on a day-ahead price are supplied in settlement periods with no "
+            f"published price in day_ahead_prices: {examples}"
         )
     con.execute(DAY_USAGE_SQL.format(readings=readings), params)
 
@@ -574,14 +678,18 @@ def bills_between(con: duckdb.DuckDBPyConnection, priced: PricedMonth, first: in
 
     for customer_id, rate, days_supplied in con.execute(STANDING_LINES_SQL, between).fetchall():
         bill_for(customer_id).standing.append(StandingLine(daily_rate=Decimal(rate), days=days_supplied))
-    for customer_id, band, rate, measured, estimated, derived in con.execute(ENERGY_LINES_SQL, between).fetchall():
+    for customer_id, band, rate, measured, estimated, derived, rule, cost in con.execute(
+        ENERGY_LINES_SQL, between
+    ).fetchall():
         bill_for(customer_id).energy.append(
             EnergyLine(
                 band=band,
-                unit_rate=Decimal(rate),
+                unit_rate=None if rate is None else Decimal(rate),
                 measured_kwh=Decimal(measured),
                 estimated_kwh=Decimal(estimated),
                 derived_kwh=Decimal(derived),
+                price_rule=rule,
+                cost=None if cost is None else Decimal(cost),
             )
         )
     for customer_id, daily in con.execute(DAILY_WH_SQL, between).fetchall():

@@ -46,14 +46,22 @@ CONTRACTS: dict[str, dict[str, str]] = {
         "valid_from": "DATE",
         "valid_to": "DATE",
     },
+    # version 2: `direction` (import, or export for what a home sends to the grid) and `pricing`
+    # (fixed at `unit_rate`, or day_ahead: each settlement period's day-ahead price per kWh
+    # times `price_multiplier`, plus `price_adder`, at most `price_cap`)
     "tariffs": {
         "tariff_id": "INTEGER",
         "plan_id": "VARCHAR",
         "plan_name": "VARCHAR",
+        "direction": "VARCHAR",
         "band": "VARCHAR",
         "band_start": "VARCHAR",
         "band_end": "VARCHAR",
+        "pricing": "VARCHAR",
         "unit_rate": "DECIMAL(10, 4)",
+        "price_multiplier": "DECIMAL(6, 4)",
+        "price_adder": "DECIMAL(10, 4)",
+        "price_cap": "DECIMAL(10, 4)",
         "standing_charge": "DECIMAL(10, 4)",
         "currency": "VARCHAR",
         "valid_from": "DATE",
@@ -86,6 +94,17 @@ CONTRACTS: dict[str, dict[str, str]] = {
     },
 }
 
+# Earlier versions of a contract, still read: the columns a later version added take these
+# values (tariffs version 1 had import at fixed rates only).
+EARLIER_CONTRACTS: dict[str, list[tuple[list[str], dict[str, str]]]] = {
+    "tariffs": [
+        (
+            [c for c in CONTRACTS["tariffs"] if not c.startswith("price_") and c not in ("direction", "pricing")],
+            {"direction": "'import'", "pricing": "'fixed'"},
+        )
+    ],
+}
+
 KEYS = {
     "customers": ["customer_id"],
     "meters": ["meter_id"],
@@ -109,9 +128,10 @@ def build_reference(lake: Lake, con, name: str) -> Build:
         raise FileNotFoundError(f"reference export {key} is missing from the lake at {lake.root}")
     columns = CONTRACTS[name]
     header = lake.read_bytes(key).split(b"\n", 1)[0].decode().strip().split(",")
-    if header != list(columns):
-        raise ValueError(f"{key}: columns {header} do not match the contract {list(columns)}")
-    source = typed_csv(lake.uri(key), columns, dateformat="%Y-%m-%d")
+    if header == list(columns):
+        source = typed_csv(lake.uri(key), columns, dateformat="%Y-%m-%d")
+    else:
+        source = _earlier_contract(lake, key, name, header)
     keys = ", ".join(KEYS[name])
     duplicates, first = con.execute(DUPLICATE_KEYS_SQL.format(keys=keys, source=source)).fetchone()
     if duplicates:
@@ -119,6 +139,20 @@ def build_reference(lake: Lake, con, name: str) -> Build:
     build = lake.build(DIMENSIONS[name])
     con.execute(COPY_SORTED_SQL.format(source=source, keys=keys, target=literal(build.uri("part-0000.parquet"))))
     return build
+
+
+def _earlier_contract(lake: Lake, key: str, name: str, header: list[str]) -> str:
+    """The export read under an earlier version of its contract, as the current version's columns."""
+    columns = CONTRACTS[name]
+    for earlier, added in EARLIER_CONTRACTS.get(name, []):
+        if header == earlier:
+            typed = typed_csv(lake.uri(key), {c: columns[c] for c in earlier}, dateformat="%Y-%m-%d")
+            select = ", ".join(
+                c if c in earlier else f"CAST({added.get(c, 'NULL')} AS {t}) AS {c}" for c, t in columns.items()
+            )
+            return f"(SELECT {select} FROM {typed})"
+    versions = " or ".join(str(v) for v in [list(columns), *(e for e, _ in EARLIER_CONTRACTS.get(name, []))])
+    raise ValueError(f"{key}: columns {header} do not match the contract {versions}")
 
 
 def _reference_asset(name: str, description: str):
@@ -203,9 +237,55 @@ def meter_assignments(context: dg.AssetExecutionContext, lake: LakeResource, duc
     yield from gate.results({"meter_assignments": {"rows": rows, "source": "reference/meter_assignments.csv"}})
 
 
-tariffs = _reference_asset(
-    "tariffs", "Tariff history (type 2) with time-of-use bands, so each interval is priced right."
+# Rows whose price cannot be read one way only: what each row must state, by its pricing
+UNCLEAR_PRICES_SQL = """
+WITH problems AS (
+    SELECT tariff_id, plan_id, CASE
+        WHEN direction IS NULL OR direction NOT IN ('import', 'export') THEN 'direction is not import or export'
+        WHEN pricing IS NULL OR pricing NOT IN ('fixed', 'day_ahead') THEN 'pricing is not fixed or day_ahead'
+        WHEN pricing = 'fixed' AND unit_rate IS NULL THEN 'a fixed price with no unit_rate'
+        WHEN pricing = 'fixed' AND coalesce(price_multiplier, price_adder, price_cap) IS NOT NULL
+            THEN 'a fixed price with a day-ahead term (price_multiplier, price_adder or price_cap)'
+        WHEN pricing = 'day_ahead' AND price_multiplier IS NULL THEN 'a day_ahead price with no price_multiplier'
+        WHEN pricing = 'day_ahead' AND unit_rate IS NOT NULL THEN 'a day_ahead price with a unit_rate as well'
+        WHEN direction = 'import' AND standing_charge IS NULL THEN 'an import row with no standing_charge'
+    END AS problem
+    FROM {source}
 )
+SELECT count(*), list({{'tariff_id': tariff_id, 'plan_id': plan_id, 'problem': problem}} ORDER BY tariff_id)[1:10]
+FROM problems
+WHERE problem IS NOT NULL
+"""
+
+
+@dg.asset(
+    name="tariffs",
+    group_name="reference",
+    kinds={"duckdb", "delta"},
+    output_required=False,
+    check_specs=[dg.AssetCheckSpec("every_row_states_its_price", asset="tariffs", blocking=True)],
+)
+def tariffs(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
+    """Tariff history (type 2) with time-of-use bands, fixed or day-ahead prices, import and
+    export, so each interval is priced right."""
+    store = lake.lake()
+    with lake_duckdb(duckdb, store) as con:
+        build = build_reference(store, con, "tariffs")
+        written = parquet(build.uri("part-0000.parquet"))
+        problems, listed = con.execute(UNCLEAR_PRICES_SQL.format(source=written)).fetchone()
+        rows = con.execute(ROWS_SQL.format(source=written)).fetchone()[0]
+    check = dg.AssetCheckResult(
+        check_name="every_row_states_its_price",
+        passed=problems == 0,
+        metadata={"problems": problems, "first_problems": dg.MetadataValue.json(listed or [])},
+        description=None
+        if problems == 0
+        else f"{problems} tariff row(s) whose price is unclear; the first: "
+        + "; ".join(f"tariff {p['tariff_id']} (plan {p['plan_id']}): {p['problem']}" for p in listed[:3]),
+    )
+    gate = audit_and_publish(context, store, [build], [check])
+    yield from gate.results({"tariffs": {"rows": rows, "source": "reference/tariffs.csv"}})
+
 
 # Each published day's settlement periods against the market's calendar (`expected`: every
 # period of every local day from the first published to the last): a period with no price, one

@@ -11,7 +11,7 @@ from meter_assets.billing.assets import pricing_views
 from meter_assets.billing.pricing import price_day, raise_if_shared, raise_if_unpriced, start_usage, supply_days
 from meter_assets.config import settings
 from meter_assets.partitions import daily_partitions
-from meter_assets.reference.assets import customers, meter_assignments, tariffs
+from meter_assets.reference.assets import customers, day_ahead_prices, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
 from meter_assets.serving.store import refresh_day
 from meter_assets.sql import parquet
@@ -31,7 +31,8 @@ COPY (
             usage.customer_id,
             sum(usage.measured_kwh + usage.estimated_kwh)                        AS kwh,
             sum(usage.estimated_kwh)                                             AS estimated_kwh,
-            sum((usage.measured_kwh + usage.estimated_kwh) * prices.unit_rate)   AS energy_cost
+            sum(coalesce(usage.cost, (usage.measured_kwh + usage.estimated_kwh) * prices.unit_rate))
+                                                                                 AS energy_cost
         FROM usage_by_day AS usage
         JOIN price_lines AS prices USING (price_no)
         WHERE usage.customer_id IS NOT NULL
@@ -105,7 +106,7 @@ def build() -> list[dg.AssetsDefinition]:
     return [
         dg.asset(
             partitions_def=daily_partitions(),
-            deps=["reads_15min", "reads_daily", meter_assignments, customers, tariffs],
+            deps=["reads_15min", "reads_daily", meter_assignments, customers, tariffs, day_ahead_prices],
             group_name="serving",
             kinds={"duckdb", "postgres"},
             pool="lake_compute",

@@ -49,7 +49,10 @@ def generate(
         rates = dataclasses.replace(rates, format_change=start + dt.timedelta(days=days // 2))
     pop = population(meters, seed, nem12=nem12)
     temperature = hourly_temperature(start, days, seed)
-    prices = day_ahead_prices(start, days, temperature, seed)
+    # the market publishes every day: prices for the whole months the range touches, so that a
+    # month's bills can price every day of it
+    first, end = months_around(start, days)
+    prices = day_ahead_prices(first, (end - first).days, temperature, seed)
     reference = write_reference(lake, pop, start, days, seed, temperature, prices)
     # corrected price exports wait with the late files; what each corrected goes in the manifest
     corrections = price_corrections(prices, rates.price_correction, seed)
@@ -87,8 +90,16 @@ def generate(
     return {**summary, "seconds": round(time.perf_counter() - began, 2)}
 
 
+def months_around(start: dt.date, days: int) -> tuple[dt.date, dt.date]:
+    """The first day of the month of `start`, and the first day after the month of the range's last day."""
+    last = start + dt.timedelta(days=days - 1)
+    return start.replace(day=1), (last.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
 def days_carried(key: str) -> set[dt.date]:
-    """The local days whose readings a simulated raw file carries, from its key."""
+    """The local days whose readings a simulated raw file carries, from its key (none for a reference export)."""
+    if key.startswith("reference/"):
+        return set()
     if key.startswith(KEY_PREFIX):
         start, end = local_day_bounds(date_of_key(key), settings().nem12_tz)
         return {local_day_of(start), local_day_of(end - dt.timedelta(minutes=1))}

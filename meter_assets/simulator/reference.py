@@ -27,8 +27,20 @@ TARIFF_BANDS = (
     ("EV-TOU", "peak", "16:00", "19:00", "0.3850", "0.3950"),
     ("EV-TOU", "standard", "19:00", "24:00", "0.2650", "0.2750"),
 )
-PLAN_NAMES = {"FLEX": "Flexible single rate", "EV-TOU": "EV time of use"}
-STANDING_CHARGE = {"FLEX": ("0.6050", "0.6097"), "EV-TOU": ("0.5500", "0.5800")}
+# A plan that follows the day-ahead market, the way the GB dynamic tariffs do: each half
+# hour's price per kWh is 2.2 times the market's, plus an adder in the evening peak, capped at
+# 1.00 a kWh; negative market prices pass through. Plan, band, local start, local end, and the
+# adder before and after the mid-month change.
+DYNAMIC_BANDS = (
+    ("DYNAMIC", "day", "00:00", "16:00", "0.0000", "0.0000"),
+    ("DYNAMIC", "peak", "16:00", "19:00", "0.1200", "0.1300"),
+    ("DYNAMIC", "day", "19:00", "24:00", "0.0000", "0.0000"),
+)
+DYNAMIC_MULTIPLIER, DYNAMIC_CAP = "2.2000", "1.0000"
+# the share of homes not on the EV plan that choose the dynamic one
+DYNAMIC_SHARE = 0.11
+PLAN_NAMES = {"FLEX": "Flexible single rate", "EV-TOU": "EV time of use", "DYNAMIC": "Half-hourly day-ahead tracker"}
+STANDING_CHARGE = {"FLEX": ("0.6050", "0.6097"), "EV-TOU": ("0.5500", "0.5800"), "DYNAMIC": ("0.4800", "0.4900")}
 TARIFF_HISTORY_START = dt.date(2023, 10, 1)
 # Share of move-ins who are already customers, taking on a second premise (a let, a
 # relative's home): from then on they hold two meters on one account.
@@ -70,7 +82,8 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
     move_day = rng.integers(1, max(2, days), m)
     void_days = rng.integers(0, 8, m)
 
-    # drawn from a stream of their own, so every other draw is as it was before they existed
+    # drawn from streams of their own, so every other draw is as it was before they existed
+    dynamic = np.random.default_rng([seed, 11]).random((2, m)) < DYNAMIC_SHARE
     second = np.random.default_rng([seed, 10])
     second_premise = second.random(m) < SECOND_PREMISE_SHARE
     other = second.integers(0, max(1, m - 1), m)
@@ -86,7 +99,7 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
         customer_id.append(next_customer)
         valid_from.append(first_joined[i])
         valid_to.append(out)
-        plan.append("EV-TOU" if ev_plan[i] else "FLEX")
+        plan.append("EV-TOU" if ev_plan[i] else "DYNAMIC" if dynamic[0, i] else "FLEX")
         joined.append(first_joined[i])
         region.append(region_name)
         next_customer += 1
@@ -97,7 +110,7 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
             customer_id.append(next_customer)
             valid_from.append(move_in)
             valid_to.append(None)
-            plan.append("EV-TOU" if pop.ev[i] and rng.random() < 0.5 else "FLEX")
+            plan.append("EV-TOU" if pop.ev[i] and rng.random() < 0.5 else "DYNAMIC" if dynamic[1, i] else "FLEX")
             joined.append(move_in)
             region.append(region_name)
             next_customer += 1
@@ -122,42 +135,38 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
 
 
 def tariffs(start: dt.date, days: int) -> pa.Table:
-    """Type-2 tariff history: every plan's bands, with a mid-month price change."""
+    """Type-2 tariff history (contract version 2): every plan's bands, with a mid-month price change."""
     change = price_change_date(start, days)
-    rows: dict[str, list] = {
-        k: []
-        for k in (
-            "tariff_id",
-            "plan_id",
-            "plan_name",
-            "band",
-            "band_start",
-            "band_end",
-            "unit_rate",
-            "standing_charge",
-            "currency",
-            "valid_from",
-            "valid_to",
-            "is_current",
-        )
-    }
-    tariff_id = 1
+    rows: list[dict] = []
     for version, (valid_from, valid_to) in enumerate(((TARIFF_HISTORY_START, change), (change, None))):
-        for plan, band, band_start, band_end, *rates in TARIFF_BANDS:
-            rows["tariff_id"].append(tariff_id)
-            rows["plan_id"].append(plan)
-            rows["plan_name"].append(PLAN_NAMES[plan])
-            rows["band"].append(band)
-            rows["band_start"].append(band_start)
-            rows["band_end"].append(band_end)
-            rows["unit_rate"].append(rates[version])
-            rows["standing_charge"].append(STANDING_CHARGE[plan][version])
-            rows["currency"].append("GBP")
-            rows["valid_from"].append(valid_from)
-            rows["valid_to"].append(valid_to)
-            rows["is_current"].append(valid_to is None)
-            tariff_id += 1
-    return pa.table(rows)
+        fixed = [(plan, band, a, b, rates[version], None, None, None) for plan, band, a, b, *rates in TARIFF_BANDS]
+        day_ahead = [
+            (plan, band, a, b, None, DYNAMIC_MULTIPLIER, adders[version], DYNAMIC_CAP)
+            for plan, band, a, b, *adders in DYNAMIC_BANDS
+        ]
+        for plan, band, band_start, band_end, rate, multiplier, adder, cap in fixed + day_ahead:
+            rows.append(
+                {
+                    "tariff_id": len(rows) + 1,
+                    "plan_id": plan,
+                    "plan_name": PLAN_NAMES[plan],
+                    "direction": "import",
+                    "band": band,
+                    "band_start": band_start,
+                    "band_end": band_end,
+                    "pricing": "fixed" if rate is not None else "day_ahead",
+                    "unit_rate": rate,
+                    "price_multiplier": multiplier,
+                    "price_adder": adder,
+                    "price_cap": cap,
+                    "standing_charge": STANDING_CHARGE[plan][version],
+                    "currency": "GBP",
+                    "valid_from": valid_from,
+                    "valid_to": valid_to,
+                    "is_current": valid_to is None,
+                }
+            )
+    return pa.Table.from_pylist(rows)
 
 
 def csv_bytes(table: pa.Table) -> bytes:
