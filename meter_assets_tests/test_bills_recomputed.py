@@ -25,8 +25,10 @@ from meter_assets.definitions import assets
 from meter_assets.market_calendar import local_day_of, month_days
 from meter_assets.reference.assets import day_ahead_prices, reference_assets
 from meter_assets.resources import PostgresResource
+from meter_assets.serving.sensors import repriced_days_sensor
 from meter_assets.simulator.cli import days_carried, generate, release_late
 from meter_assets.simulator.headend import FaultRates
+from meter_assets.simulator.prices import CORRECTIONS_KEY
 from meter_assets.sql import parquet, sql_list
 from meter_assets.storage import Lake
 from meter_assets.tables import BILL_LINES_EXPORT, BILLS_EXPORT, READS_15MIN
@@ -175,7 +177,10 @@ def october(tmp_path_factory):
         log=lambda *_: None,
     )
     days = [dt.date.fromisoformat(d) for d in month_days(MONTH)]
-    assert dg.materialize(reference_assets, resources=resources_for(root)).success
+    # the prices' publications are kept, for the sensor that prices corrected days again
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize(reference_assets, resources=resources_for(root), instance=instance).success
+    (first_prices,) = instance.fetch_materializations(dg.AssetKey("day_ahead_prices"), limit=1).records
     _curate(root, days)
     resources = {**resources_for(root), "postgres": PostgresResource(dsn=dsn)}
 
@@ -207,8 +212,12 @@ def october(tmp_path_factory):
     # a NEM12 file of an AEST day also carries the London day before
     state["released_days"] = {day for key in released for day in days_carried(key)}
     _curate(root, sorted(d for d in state["released_days"] if d.strftime("%Y-%m") == MONTH))
-    # the market's corrected prices land with them
-    assert dg.materialize([day_ahead_prices], resources=resources_for(root)).success
+    # the market's corrected prices land with them; the sensor asks to price their days again
+    assert dg.materialize([day_ahead_prices], resources=resources_for(root), instance=instance).success
+    state["repriced"] = repriced_days_sensor(
+        dg.build_sensor_context(instance=instance, cursor=str(first_prices.storage_id)),
+        lake=resources_for(root)["lake"],
+    )
     corrected = dg.materialize(
         assets("bills", "issued_bills"), partition_key=MONTH, resources=resources, selection=["bills"]
     )
@@ -290,6 +299,16 @@ def test_each_issued_bill_says_what_share_of_its_energy_was_estimated(october):
     assert october["exported_shares"] == expected
     # the month had gaps the platform estimated (offline meters, late files) and whole measured bills
     assert any(0 < share < 1 for share in expected.values() if share is not None)
+
+
+def test_corrected_prices_price_exactly_their_days_again_and_the_month_once(october):
+    corrected = october["lake"].read_parquet([CORRECTIONS_KEY]).to_pylist()
+    days = sorted({c["settlement_date"].isoformat() for c in corrected if c["corrected_per_mwh"] != c["price_per_mwh"]})
+    assert days, "the month has corrected prices"
+    requests = october["repriced"]
+    assert sorted((r.job_name, r.partition_key) for r in requests) == sorted(
+        [("usage_serving_job", day) for day in days] + [("bills_job", MONTH)]
+    )
 
 
 def test_adjustments_equal_the_change_in_the_recomputation(october):

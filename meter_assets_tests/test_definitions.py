@@ -103,6 +103,7 @@ def test_definitions_hold_every_asset_check_and_job():
         "reference_job",
         "bills_job",
         "issue_bills_job",
+        "usage_serving_job",
         "load_forecast_job",
         "lake_vacuum_job",
     }
@@ -112,10 +113,16 @@ def test_definitions_hold_every_asset_check_and_job():
     history = graph.get(dg.AssetKey("load_forecast")).partition_mappings[dg.AssetKey("portfolio_load")]
     assert (history.start_offset, history.end_offset) == (-730, -1), "up to the day before the forecast is made"
     sensors = {s.name: s for s in defs.sensors}
-    assert set(sensors) == {"raw_arrivals_sensor", "rebuilt_day_bills_sensor", "daily_freshness_sensor"}
+    assert set(sensors) == {
+        "raw_arrivals_sensor",
+        "rebuilt_day_bills_sensor",
+        "repriced_days_sensor",
+        "daily_freshness_sensor",
+    }
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     assert sensors["raw_arrivals_sensor"].job_name == "daily_readings_job"
     assert sensors["rebuilt_day_bills_sensor"].job_name == "bills_job"
+    assert {job.name for job in sensors["repriced_days_sensor"].jobs} == {"usage_serving_job", "bills_job"}
     schedules = {s.name: s for s in defs.get_repository_def().schedule_defs}
     assert set(schedules) == {"issue_bills_schedule", "load_forecast_schedule", "lake_vacuum_schedule"}
     forecasting = schedules["load_forecast_schedule"]

@@ -11,7 +11,7 @@ from meter_assets.market_calendar import settlement_period_starts
 from meter_assets.resources import LakeResource, lake_duckdb
 from meter_assets.sql import literal, parquet, typed_csv
 from meter_assets.storage import Build, Lake, Publication
-from meter_assets.tables import DIMENSIONS
+from meter_assets.tables import DAY_AHEAD_PRICES, DIMENSIONS
 
 # the keys an export holds twice: how many, and the first few
 DUPLICATE_KEYS_SQL = """
@@ -311,6 +311,15 @@ SELECT count(*),
 FROM problems
 """
 PRICE_SPAN_SQL = "SELECT min(settlement_date), max(settlement_date), count(*) FROM {source}"
+# The days already published whose prices this export changes (or no longer gives): what was
+# priced from them must be priced again. A day published for the first time changes nothing.
+REPRICED_DAYS_SQL = """
+SELECT DISTINCT CAST(published.settlement_date AS VARCHAR) AS day
+FROM {published} AS published
+LEFT JOIN {source} AS export USING (settlement_date, settlement_period)
+WHERE export.price_per_mwh IS DISTINCT FROM published.price_per_mwh
+ORDER BY day
+"""
 
 
 def expected_periods(first: dt.date, last: dt.date) -> pa.Table:
@@ -350,6 +359,17 @@ def day_ahead_prices(context: dg.AssetExecutionContext, lake: LakeResource, duck
         if rows:
             con.register("expected", expected_periods(first, last))
             problems, listed = con.execute(PERIODS_SQL.format(source=written)).fetchone()
+        published = store.files(DAY_AHEAD_PRICES)
+        repriced = (
+            [
+                day
+                for (day,) in con.execute(
+                    REPRICED_DAYS_SQL.format(published=parquet(published), source=written)
+                ).fetchall()
+            ]
+            if published
+            else []
+        )
     check = dg.AssetCheckResult(
         check_name="one_price_per_settlement_period",
         passed=problems == 0,
@@ -361,7 +381,19 @@ def day_ahead_prices(context: dg.AssetExecutionContext, lake: LakeResource, duck
     )
     gate = audit_and_publish(context, store, [build], [check])
     span = {"first_day": str(first), "last_day": str(last)} if rows else {}
-    yield from gate.results({"day_ahead_prices": {"rows": rows, "source": "reference/day_ahead_prices.csv", **span}})
+    if repriced and gate.passed:
+        context.log.info(f"prices changed on {len(repriced)} day(s) already published: {', '.join(repriced[:10])}")
+    yield from gate.results(
+        {
+            "day_ahead_prices": {
+                "rows": rows,
+                "source": "reference/day_ahead_prices.csv",
+                **span,
+                # what `repriced_days_sensor` prices again
+                "repriced_days": dg.MetadataValue.json(repriced),
+            }
+        }
+    )
 
 
 reference_assets = [customers, meters, meter_assignments, tariffs, day_ahead_prices]
