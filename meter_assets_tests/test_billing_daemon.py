@@ -90,7 +90,10 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
     month = MONTH
     days = [dt.date.fromisoformat(d) for d in month_days(month)]
     draft_date, issued_date = dt.date(2025, 10, 26), days[-1]
-    rates = FaultRates(late_file=0.04, correction=0.04, corrected_meters=0.3, truncated_files=0, malformed=0)
+    # late readings only: the bills are recomputed against the prices as first published
+    rates = FaultRates(
+        late_file=0.04, correction=0.04, corrected_meters=0.3, truncated_files=0, malformed=0, price_correction=0
+    )
     generate(lake, meters=40, start=days[0], days=len(days), seed=5, rates=rates, log=lambda *_: None)
 
     resources = {**resources_for(root), "postgres": PostgresResource(dsn=dsn)}

@@ -1,6 +1,7 @@
 """Reference dimensions from the retailer's exports under `reference/`."""
 
 import datetime as dt
+from collections.abc import Callable
 
 import dagster as dg
 import pyarrow as pa
@@ -155,6 +156,20 @@ def _earlier_contract(lake: Lake, key: str, name: str, header: list[str]) -> str
     raise ValueError(f"{key}: columns {header} do not match the contract {versions}")
 
 
+def problems_check(
+    name: str, problems: int, listed: list[dict] | None, what: str, describe: Callable[[dict], str]
+) -> dg.AssetCheckResult:
+    """A check that passes with no problems, else names how many (`what`) and the first three."""
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=problems == 0,
+        metadata={"problems": problems, "first_problems": dg.MetadataValue.json(listed or [])},
+        description=None
+        if problems == 0
+        else f"{problems} {what}; the first: " + "; ".join(describe(p) for p in (listed or [])[:3]),
+    )
+
+
 def _reference_asset(name: str, description: str):
     @dg.asset(name=name, group_name="reference", description=description, kinds={"duckdb", "delta"})
     def _asset(lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
@@ -274,14 +289,12 @@ def tariffs(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckD
         written = parquet(build.uri("part-0000.parquet"))
         problems, listed = con.execute(UNCLEAR_PRICES_SQL.format(source=written)).fetchone()
         rows = con.execute(ROWS_SQL.format(source=written)).fetchone()[0]
-    check = dg.AssetCheckResult(
-        check_name="every_row_states_its_price",
-        passed=problems == 0,
-        metadata={"problems": problems, "first_problems": dg.MetadataValue.json(listed or [])},
-        description=None
-        if problems == 0
-        else f"{problems} tariff row(s) whose price is unclear; the first: "
-        + "; ".join(f"tariff {p['tariff_id']} (plan {p['plan_id']}): {p['problem']}" for p in listed[:3]),
+    check = problems_check(
+        "every_row_states_its_price",
+        problems,
+        listed,
+        "tariff row(s) whose price is unclear",
+        lambda p: f"tariff {p['tariff_id']} (plan {p['plan_id']}): {p['problem']}",
     )
     gate = audit_and_publish(context, store, [build], [check])
     yield from gate.results({"tariffs": {"rows": rows, "source": "reference/tariffs.csv"}})
@@ -370,14 +383,12 @@ def day_ahead_prices(context: dg.AssetExecutionContext, lake: LakeResource, duck
             if published
             else []
         )
-    check = dg.AssetCheckResult(
-        check_name="one_price_per_settlement_period",
-        passed=problems == 0,
-        metadata={"problems": problems, "first_problems": dg.MetadataValue.json(listed or [])},
-        description=None
-        if problems == 0
-        else f"{problems} settlement period(s) wrong; the first: "
-        + "; ".join(f"{p['settlement_date']} period {p['settlement_period']}: {p['problem']}" for p in listed[:3]),
+    check = problems_check(
+        "one_price_per_settlement_period",
+        problems,
+        listed,
+        "settlement period(s) wrong",
+        lambda p: f"{p['settlement_date']} period {p['settlement_period']}: {p['problem']}",
     )
     gate = audit_and_publish(context, store, [build], [check])
     span = {"first_day": str(first), "last_day": str(last)} if rows else {}
