@@ -270,11 +270,12 @@ def reference_day_usage(
     customers: list[dict],
     tariffs: list[dict],
     prices: Iterable[dict] = (),
-) -> dict[int, tuple[Decimal, Decimal]]:
-    """Each customer supplied on the local `day`: (kWh, cost) as the usage page shows them, one
-    reading at a time. The cost is every quarter hour at the rate of its band in force (on a
-    day-ahead price, its settlement period's), plus the day's standing charge once per account,
-    with tax, rounded once to the penny, half up."""
+) -> dict[int, tuple[Decimal, Decimal, Decimal | None]]:
+    """Each customer supplied on the local `day`: (kWh, cost, average rate) as the usage page
+    shows them, one reading at a time. The cost is every quarter hour at the rate of its band in
+    force (on a day-ahead price, its settlement period's), plus the day's standing charge once
+    per account, with tax, rounded once to the penny, half up. The average rate is the day-ahead
+    quarter hours' cost over their kWh, before tax, to 4 places half up; None without any."""
     zone = ZoneInfo(tz)
     market = DayAheadPrices(prices)
     plan_of = {c["customer_id"]: c["plan_id"] for c in customers}
@@ -282,21 +283,28 @@ def reference_day_usage(
     in_force = [t for t in _in_force(tariffs, day) if t.get("direction", "import") == "import"]
     kwh: dict[int, Decimal] = {c: Decimal("0") for c in holder.values()}
     energy: dict[int, Decimal] = {c: Decimal("0") for c in holder.values()}
+    # (kWh, cost) of the quarter hours priced at the day-ahead market
+    day_ahead: dict[int, tuple[Decimal, Decimal]] = {}
     for r in readings:
         local = r["read_at"].replace(tzinfo=dt.UTC).astimezone(zone)
         if r["kwh"] is None or local.date() != day or r["meter_id"] not in holder:
             continue
         customer = holder[r["meter_id"]]
         clock = f"{local.hour:02d}:{local.minute:02d}"
-        (rate,) = {
-            market.rate(t, r["read_at"])
+        ((rate, dynamic),) = {
+            (market.rate(t, r["read_at"]), t.get("pricing", "fixed") == "day_ahead")
             for t in in_force
             if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]
         }
         kwh[customer] += r["kwh"]
         energy[customer] += r["kwh"] * rate
+        if dynamic:
+            used, cost = day_ahead.get(customer, (Decimal("0"), Decimal("0")))
+            day_ahead[customer] = (used + r["kwh"], cost + r["kwh"] * rate)
     usage = {}
     for customer in kwh:
         (standing,) = {t["standing_charge"] for t in in_force if t["plan_id"] == plan_of[customer]}
-        usage[customer] = (kwh[customer], _round((energy[customer] + standing) * (1 + tax_rate)))
+        used, cost = day_ahead.get(customer, (Decimal("0"), Decimal("0")))
+        average = _round4(cost / used) if used else None
+        usage[customer] = (kwh[customer], _round((energy[customer] + standing) * (1 + tax_rate)), average)
     return usage

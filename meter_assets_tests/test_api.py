@@ -34,6 +34,12 @@ def test_usage_is_the_customers_own_last_days(api, pg_dsn):
     assert days["missing_intervals"] == [d % 3 for d in range(DAYS - 7, DAYS)]
     assert body["total_kwh"] == sum(kwh for _, kwh, _, _ in expected)
     assert body["updated_at"].startswith("2025-04-10T06:00")
+    # not on a day-ahead tariff: no average rate
+    assert days["average_rate"] == [None] * 7
+
+    # on a day-ahead tariff: the day's average rate, exact
+    status, body = call(f"{api}/api/v1/me/usage?days=3", mint(1))
+    assert body["days"]["average_rate"] == [Decimal(f"0.{2000 + d:04d}") for d in range(DAYS - 3, DAYS)]
 
     # a customer who moved out sees only the days that were theirs
     status, body = call(f"{api}/api/v1/me/usage?days=90", mint(3))

@@ -238,9 +238,9 @@ def october(tmp_path_factory):
         assert dg.materialize(assets("usage_serving"), partition_key=day.isoformat(), resources=resources).success
     with psycopg.connect(dsn) as conn:
         state["daily_usage"] = {
-            (customer, day): (kwh, cost)
-            for customer, day, kwh, cost in conn.execute(
-                "SELECT customer_id, local_date, kwh, cost FROM serving.daily_usage"
+            (customer, day): (kwh, cost, rate)
+            for customer, day, kwh, cost, rate in conn.execute(
+                "SELECT customer_id, local_date, kwh, cost, average_rate FROM serving.daily_usage"
             ).fetchall()
         }
     return state
@@ -358,6 +358,9 @@ def test_usage_page_days_equal_the_rules_for_every_customer_nem12_ones_too(octob
         expected = reference_day_usage(day, TZ, TAX, readings, assignments, customers, tariffs, prices)
         shown = {c: usage for (c, d), usage in october["daily_usage"].items() if d == day}
         assert shown == expected and nem12_customers & set(shown)
+        # customers on the day-ahead plan see the day's average rate, the others none
+        assert any(rate is not None for _, _, rate in shown.values())
+        assert any(rate is None for _, _, rate in shown.values())
 
 
 def test_nem12_registers_are_billed_as_their_ground_truth(october):

@@ -31,6 +31,26 @@ def test_page_draws_the_customers_days_with_estimated_days_marked(api, browser, 
     assert Decimal(total) == sum(kwh for _, kwh, _ in rows)
     assert browser.find_element(By.ID, "estimate").text not in ("", "–", "none yet")
     assert "#token" not in browser.current_url, "the token leaves the address bar"
+    assert all(b.get_attribute("data-average-rate") is None for b in bars), "not on a day-ahead tariff"
+
+
+def test_a_day_ahead_customer_sees_each_days_average_rate(api, browser, pg_dsn):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{api}/?days=7#token={mint(1)}")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    with postgres.connect(pg_dsn) as conn:
+        rows = conn.execute(
+            "SELECT local_date, average_rate FROM serving.daily_usage WHERE customer_id = 1 "
+            "ORDER BY local_date DESC LIMIT 7"
+        ).fetchall()
+    bars = browser.find_element(By.ID, "chart").find_elements(By.CSS_SELECTOR, "rect.bar")
+    shown = {b.get_attribute("data-date"): Decimal(b.get_attribute("data-average-rate")) for b in bars}
+    assert shown == {day.isoformat(): rate for day, rate in rows}
+    # the bar's tooltip says it, in the customer's currency, before tax
+    title = bars[-1].find_element(By.TAG_NAME, "title").get_attribute("textContent")
+    assert "a kWh before tax" in title and str(rows[0][1])[-4:] in title
 
 
 def test_page_without_a_valid_token_says_so(api, browser):

@@ -112,15 +112,16 @@ def test_every_row_equals_the_rules_on_multi_band_plans(tmp_path, pg_dsn, cuts, 
     for day in days:
         rows = _rows(
             pg_dsn,
-            "SELECT customer_id, kwh, cost FROM serving.daily_usage WHERE local_date = %s AND customer_id >= %s",
+            "SELECT customer_id, kwh, cost, average_rate FROM serving.daily_usage "
+            "WHERE local_date = %s AND customer_id >= %s",
             [day, OFFSET_BANDS],
         )
         expected = reference_day_usage(day, TZ, TAX, readings, assignments, customers, tariffs)
-        assert {c: (kwh, cost) for c, kwh, cost in rows} == expected, day
+        assert {c: (kwh, cost, rate) for c, kwh, cost, rate in rows} == expected, day
 
 
 def _csv(path, day: dt.date, kwh: str, customers=(1, 2, 3)) -> str:
-    path.write_text("".join(f"{c},{day},{kwh},0.000,0,1.00\n" for c in customers))
+    path.write_text("".join(f"{c},{day},{kwh},0.000,0,1.00,\n" for c in customers))
     return str(path)
 
 

@@ -165,3 +165,35 @@ def test_a_public_holiday_is_lived_like_a_sunday_and_the_days_next_to_it_halfway
     ordinary, eve, christmas, sunday = (early_to_late_morning(dt.date(2024, 12, d)) for d in (18, 24, 25, 22))
     assert ordinary > 1.1 * eve and eve > 1.1 * christmas
     assert abs(christmas - sunday) < 0.05 * sunday
+
+
+def test_homes_on_the_dynamic_plan_move_use_toward_cheap_periods_and_keep_their_kwh():
+    from meter_assets.simulator.prices import SHIFTED_SHARE, DynamicHomes, day_ahead_prices
+    from meter_assets.simulator.reference import tenancies
+
+    start, day = dt.date(2024, 6, 1), dt.date(2024, 6, 3)
+    pop = population(3000, 5)
+    temperature = hourly_temperature(start, 5, 5)
+    prices = day_ahead_prices(start, 30, temperature, 5)
+    occupancy = tenancies(pop, start, 5, 5)
+    homes = DynamicHomes(pop.meter_id, occupancy, "DYNAMIC", prices)
+    held = homes.held(day)
+    # about a tenth of the homes not on the EV plan
+    assert 0.07 < held.mean() < 0.13
+    load, starts = interval_load_kwh(pop, day, settings().tz, temperature, 5)
+    shifted = homes.shift(day, load.copy(), starts)
+    assert np.array_equal(shifted[~held], load[~held]), "other homes use what they used"
+    np.testing.assert_allclose(shifted.sum(axis=1), load.sum(axis=1), rtol=1e-12)
+    # the day's price of each quarter hour, from the published series, independently
+    by_start = {
+        row["period_start"]: float(row["price_per_mwh"]) for row in prices.to_pylist() if row["settlement_date"] == day
+    }
+    price = np.array(
+        [by_start[s.astype(dt.datetime) - dt.timedelta(minutes=s.astype(dt.datetime).minute % 30)] for s in starts]
+    )
+    paid_before = (load[held] * price).sum() / load[held].sum()
+    paid_after = (shifted[held] * price).sum() / shifted[held].sum()
+    assert paid_after < paid_before
+    # at most the shifted share of a home's use moves
+    moved = np.abs(shifted[held] - load[held]).sum(axis=1) / 2
+    assert (moved <= SHIFTED_SHARE * load[held].sum(axis=1) + 1e-9).all()

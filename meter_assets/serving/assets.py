@@ -20,7 +20,9 @@ from meter_assets.tables import READS_15MIN, READS_DAILY
 # Per customer supplied that day: use, estimated use, quarter hours with no reading (from
 # the daily rollup), and the day's cost: energy priced per interval at the customer's
 # tariff plus the day's standing charge (from the bill's own `supply_days`: once per account,
-# however many meters), with tax, rounded once to the penny.
+# however many meters), with tax, rounded once to the penny. On a day-ahead price, the day's
+# average rate: that energy's exact cost over its kWh, before tax, rounded half up to 4
+# places in integers (cost in 1e-7 over kWh in 1e-3 is the rate in 1e-4), never in floats.
 SERVING_DAY_SQL = """
 COPY (
     WITH supplied AS (
@@ -32,7 +34,10 @@ COPY (
             sum(usage.measured_kwh + usage.estimated_kwh)                        AS kwh,
             sum(usage.estimated_kwh)                                             AS estimated_kwh,
             sum(coalesce(usage.cost, (usage.measured_kwh + usage.estimated_kwh) * prices.unit_rate))
-                                                                                 AS energy_cost
+                                                                                 AS energy_cost,
+            CAST(sum(usage.cost) * 10000000 AS HUGEINT)                          AS day_ahead_cost_e7,
+            CAST(sum(usage.measured_kwh + usage.estimated_kwh) FILTER (WHERE usage.cost IS NOT NULL) * 1000
+                 AS HUGEINT)                                                     AS day_ahead_wh
         FROM usage_by_day AS usage
         JOIN price_lines AS prices USING (price_no)
         WHERE usage.customer_id IS NOT NULL
@@ -51,7 +56,13 @@ COPY (
         CAST(coalesce(priced.estimated_kwh, 0) AS DECIMAL(12, 3))              AS estimated_kwh,
         CAST(coalesce(gaps.missing_intervals, 0) AS SMALLINT)                  AS missing_intervals,
         CAST(round((coalesce(priced.energy_cost, 0) + coalesce(supply_days.standing_charge, 0))
-                   * (1 + CAST($tax_rate AS DECIMAL(6, 4))), 2) AS DECIMAL(10, 2)) AS cost
+                   * (1 + CAST($tax_rate AS DECIMAL(6, 4))), 2) AS DECIMAL(10, 2)) AS cost,
+        CAST(CAST(CASE
+            WHEN priced.day_ahead_wh > 0 AND priced.day_ahead_cost_e7 >= 0
+                THEN (2 * priced.day_ahead_cost_e7 + priced.day_ahead_wh) // (2 * priced.day_ahead_wh)
+            WHEN priced.day_ahead_wh > 0
+                THEN -((priced.day_ahead_wh - 2 * priced.day_ahead_cost_e7) // (2 * priced.day_ahead_wh))
+        END AS DECIMAL(18, 0)) * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(10, 4))      AS average_rate
     FROM supplied
     LEFT JOIN priced USING (customer_id)
     LEFT JOIN gaps USING (customer_id)

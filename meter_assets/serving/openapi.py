@@ -43,7 +43,16 @@ def contract(window_days: int) -> dict:
         "properties": {
             **context,
             "days": _columns(
-                date=DATE, kwh=KWH, estimated_kwh=KWH, missing_intervals={"type": "integer", "minimum": 0}, cost=MONEY
+                date=DATE,
+                kwh=KWH,
+                estimated_kwh=KWH,
+                missing_intervals={"type": "integer", "minimum": 0},
+                cost=MONEY,
+                average_rate={
+                    "type": ["number", "null"],
+                    "description": "on a day-ahead (dynamic) tariff, the day's energy cost per kWh before tax, "
+                    "to four places; null on other tariffs",
+                },
             ),
             "total_kwh": KWH,
             "total_cost": MONEY,

@@ -22,11 +22,12 @@ from meter_assets.simulator.nem12 import KEY_PREFIX, MeterDataAgent, date_of_key
 from meter_assets.simulator.prices import (
     CORRECTIONS_KEY,
     PRICES_KEY,
+    DynamicHomes,
     corrected_versions,
     day_ahead_prices,
     price_corrections,
 )
-from meter_assets.simulator.reference import csv_bytes, write_reference
+from meter_assets.simulator.reference import csv_bytes, tenancies, write_reference
 from meter_assets.simulator.retailer import hourly_temperature, population
 from meter_assets.storage import Lake
 
@@ -68,7 +69,8 @@ def generate(
     dead_at[dying] = first + rng.integers(0, days * 96, dying.size) * 900
 
     agent = MeterDataAgent(lake, pop, settings().nem12_tz, seed, rates)
-    head_end = HeadEnd(lake, pop, settings().tz, seed, rates, temperature, dead_at, truth, agent)
+    dynamic = DynamicHomes(pop.meter_id, tenancies(pop, start, days, seed), "DYNAMIC", prices)
+    head_end = HeadEnd(lake, pop, settings().tz, seed, rates, temperature, dead_at, truth, agent, dynamic)
     summary = {"meters": meters, "days": days, "files": 0, "rows": 0, "bytes": 0, "faults": {}}
     for d in range(days):
         day = start + dt.timedelta(days=d)

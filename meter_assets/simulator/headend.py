@@ -219,6 +219,7 @@ class HeadEnd:
         dead_at: np.ndarray,
         write_truth: bool,
         agent=None,
+        dynamic=None,
     ):
         self.lake = lake
         self.pop = pop
@@ -230,11 +231,14 @@ class HeadEnd:
         self.write_truth = write_truth
         self.truncations_left = rates.truncated_files
         self.agent = agent  # the meter data agent that reads the NEM12 groups, if any
+        self.dynamic = dynamic  # the homes on the dynamic plan (prices.DynamicHomes), if any
 
     def day(self, day: dt.date, last: bool = False) -> DayResult:
         pop, rates = self.pop, self.rates
         rng = np.random.default_rng([self.seed, 4, day.toordinal()])
         load, starts = interval_load_kwh(pop, day, self.tz, self.temperature, self.seed)
+        if self.dynamic is not None:
+            load = self.dynamic.shift(day, load, starts)
         m, n = load.shape
         start_s = starts.astype(np.int64)
         wh = np.rint(load * 1000).astype(np.int64)

@@ -176,3 +176,48 @@ def corrected_versions(prices: pa.Table, corrections: pa.Table) -> list[tuple[dt
         ]
         versions.append((arrival, prices.set_column(3, "price_per_mwh", pa.array(price, pa.decimal128(10, 2)))))
     return versions
+
+
+# Homes on the dynamic plan move part of their use (a dishwasher, a washing machine, a car's
+# charge) toward the day's cheap periods, as the customers of real dynamic tariffs do: this
+# share of each day's use is spread over the day in proportion to exp(-(price - the day's
+# mean) / SHIFT_SCALE_PER_MWH); the day's kWh stay the same.
+SHIFTED_SHARE = 0.15
+SHIFT_SCALE_PER_MWH = 30.0
+
+
+class DynamicHomes:
+    """Which meters' holders are on a plan on each day, and the load they shift toward cheap periods."""
+
+    def __init__(self, meter_ids: np.ndarray, occupancy, plan: str, prices: pa.Table):
+        index = np.searchsorted(meter_ids, occupancy.meter_id)
+        on_plan = np.array([p == plan for p in occupancy.plan], dtype=bool)
+        self.meters = index[on_plan]
+        self.first = np.array([d.toordinal() for d, p in zip(occupancy.valid_from, on_plan, strict=True) if p])
+        self.end = np.array(
+            [(d or dt.date.max).toordinal() for d, p in zip(occupancy.valid_to, on_plan, strict=True) if p]
+        )
+        self.size = len(meter_ids)
+        starts = prices.column("period_start").to_numpy().astype("datetime64[s]").astype(np.int64)
+        self.price_of = dict(zip(starts.tolist(), prices.column("price_per_mwh").to_numpy().astype(float), strict=True))
+
+    def held(self, day: dt.date) -> np.ndarray:
+        """A mask over the meters: those whose holder is on the plan on `day`."""
+        mask = np.zeros(self.size, dtype=bool)
+        ordinal = day.toordinal()
+        mask[self.meters[(self.first <= ordinal) & (ordinal < self.end)]] = True
+        return mask
+
+    def shift(self, day: dt.date, load: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """`load` (meters, intervals; kWh) with the plan's homes' shifted share respread toward
+        the day's cheap periods (unchanged where the day has no prices)."""
+        seconds = starts.astype(np.int64)
+        price = np.array([self.price_of.get(int(s - s % 1800), np.nan) for s in seconds])
+        rows = np.flatnonzero(self.held(day))
+        if not rows.size or np.isnan(price).any():
+            return load
+        weight = np.exp(-(price - price.mean()) / SHIFT_SCALE_PER_MWH)
+        weight /= weight.sum()
+        total = load[rows].sum(axis=1, keepdims=True)
+        load[rows] = (1 - SHIFTED_SHARE) * load[rows] + SHIFTED_SHARE * total * weight[None, :]
+        return load
