@@ -42,9 +42,9 @@ def repriced_days_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
     last = records[-1].storage_id
     context.update_cursor(str(last))
     requests = []
-    served = set(daily_partitions().get_partition_keys())
+    partitions = daily_partitions()
     for day in days:
-        if day in served:
+        if partitions.has_partition_key(day):
             requests.append(
                 dg.RunRequest(
                     run_key=f"serving:{day}:{last}",
