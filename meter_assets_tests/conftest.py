@@ -290,9 +290,11 @@ def table_files(root: str, table: str, day: dt.date | None = None) -> str:
     return "[" + ", ".join(f"'{f}'" for f in files) + "]"
 
 
-def faults(root: str, kind: str) -> list[dict]:
+def faults(root: str, kind: str, register: str = "import") -> list[dict]:
+    """The simulator's faults of a kind: those of one register's readings, and those of no one reading."""
     rows = duckdb.sql(
-        f"SELECT * FROM read_parquet('{root}/simulator/faults/*/faults.parquet') WHERE kind = '{kind}' ORDER BY ALL"
+        f"SELECT * FROM read_parquet('{root}/simulator/faults/*/faults.parquet') "
+        f"WHERE kind = '{kind}' AND coalesce(register, '{register}') = '{register}' ORDER BY ALL"
     )
     return [dict(zip(rows.columns, r, strict=True)) for r in rows.fetchall()]
 

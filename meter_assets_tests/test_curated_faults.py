@@ -12,7 +12,7 @@ from meter_assets.curated.estimation import METHODS
 from meter_assets.market_calendar import local_day_of
 from meter_assets.simulator.headend import MALFORMED_VARIANTS
 from meter_assets.storage import Lake
-from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN
+from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN, READS_15MIN_EXPORT
 
 from .conftest import faults, query, spring_days, table_files
 
@@ -204,9 +204,9 @@ EXPECTED_REASONS = {
     ("csv", "not_a_number"): "energy: not a number: N/A",
     ("csv", "negative"): "energy: negative reading -",
     ("csv", "bad_timestamp"): "interval_start: not an ISO 8601 UTC time: ",
-    # cut at half its length, a line keeps some of its fields
-    ("csv", "cut_short"): re.compile("[1-6] fields: the contract has 7"),
-    ("csv", "field_count"): "8 fields: the contract has 7",
+    # cut at half its length, a line keeps some of its fields (7 in version 1, 8 with the register)
+    ("csv", "cut_short"): re.compile("([1-6] fields: the contract has 7|[1-7] fields: the contract has 8)"),
+    ("csv", "field_count"): re.compile("(8 fields: the contract has 7|9 fields: the contract has 8)"),
     # "N/A" is a JSON string where the contract has a number
     ("jsonl", "not_a_number"): re.compile("(kwh|energyWh): a JSON string, not a number"),
     ("jsonl", "negative"): "energy: negative reading -",
@@ -252,7 +252,44 @@ def test_vendor_v2_files_are_converted_from_wh(after_release, generated):
     assert rows > 1000 and exact == rows and from_v1 > 1000
     inventories = [f for d in spring_days() for f in Lake(after_release).files(RAW_METER_FILES, d.isoformat())]
     contracts = {r[0] for r in query(f"SELECT DISTINCT contract FROM read_parquet({inventories})")}
-    assert {"alpha-csv-v1", "beta-jsonl-v1", "beta-jsonl-v2"} <= contracts
+    assert {"alpha-csv-v1", "alpha-csv-v2", "beta-jsonl-v1", "beta-jsonl-v2", "beta-jsonl-v3"} <= contracts
+
+
+def test_export_registers_are_curated_to_the_truth_apart_from_consumption(after_release, generated):
+    """Both vendors' export readings (from the register change, 1 April) end as the simulator's
+    truth: corrections and late files applied, head-end estimates flagged, every quarter hour
+    not delivered a `missing` row with no kWh (never estimated: a credit pays for measured energy)."""
+    truth = f"read_parquet('{generated}/simulator/truth/*/export.parquet')"
+    exported = (
+        "("
+        + " UNION ALL ".join(
+            f"SELECT * FROM read_parquet({table_files(after_release, READS_15MIN_EXPORT, d)})" for d in spring_days()
+        )
+        + ")"
+    )
+    mismatches = query(
+        f"""
+        SELECT t.meter_id, t.read_at, t.kwh, t.quality_flag, e.kwh, e.quality_flag, e.estimated_by
+        FROM {truth} AS t FULL OUTER JOIN {exported} AS e USING (meter_id, read_at)
+        WHERE e.quality_flag IS DISTINCT FROM t.quality_flag OR e.kwh IS DISTINCT FROM t.kwh
+           OR e.estimated_by IS DISTINCT FROM CASE t.quality_flag WHEN 'estimated' THEN 'head-end' END
+        LIMIT 10
+        """
+    )
+    assert mismatches == []
+    by_flag = dict(query(f"SELECT quality_flag, count(*) FROM {truth} GROUP BY ALL"))
+    assert by_flag["actual"] > 1000 and by_flag.get("estimated", 0) + by_flag.get("missing", 0) > 0, by_flag
+    (meters, positive, days) = query(
+        f"SELECT count(DISTINCT meter_id), count(*) FILTER (WHERE kwh > 0), list(DISTINCT CAST(read_at AS DATE)) "
+        f"FROM {exported}"
+    )[0]
+    assert meters > 20 and positive > 100 and min(days) >= dt.date(2024, 3, 31), (meters, positive, days)
+    sources = {r[0] for r in query(f"SELECT DISTINCT regexp_extract(source_file, '(alpha|beta)') FROM {exported}")}
+    assert {"alpha", "beta"} <= sources
+    # a malformed export reading is quarantined by name like any other, its neighbours kept
+    malformed = faults(after_release, "malformed_row", register="export")
+    found = {r[0] for r in query(f"SELECT source_file FROM {quarantined(after_release)} WHERE scope = 'row'")}
+    assert {f["file_key"] for f in malformed} <= found
 
 
 def test_late_files_are_missing_until_they_arrive(before_release, after_release):
@@ -317,7 +354,7 @@ def test_a_file_the_reader_fails_on_is_set_aside_and_the_rest_kept(tmp_path, gen
         f"SELECT scope, reason FROM read_parquet({table_files(root, QUARANTINE, day)}) WHERE source_file = ?",
         [poisoned],
     )
-    assert rows == [("file", "the alpha-csv-v1 reader failed on this file: simulated reader failure")]
+    assert rows == [("file", "the alpha-csv-v2 reader failed on this file: simulated reader failure")]
     others = query(
         f"SELECT count(DISTINCT source_file) FROM read_parquet({table_files(root, READS_15MIN, day)}) "
         "WHERE source_file LIKE '%alpha%'"

@@ -19,7 +19,7 @@ import pytest
 
 from meter_assets.simulator.cli import release_late
 from meter_assets.storage import Lake
-from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN, REPORT_TABLES
+from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN, READS_15MIN_EXPORT, REPORT_TABLES
 
 from .conftest import materialize_days, query, table_files
 
@@ -337,6 +337,18 @@ def vendor_files() -> dict[str, tuple[bytes, list[tuple[int, str]], list[str]]]:
         + ["kwh: a JSON string, not a number"]
         + ["a number written with an exponent"],
     )
+    rows = good(3)
+    registers = ["import", "import", "export", "both", ""]
+    with_register = [
+        row(meter, 30, kwh=kwh, version="3").rstrip("\n") + f",{register}\n"
+        for (meter, kwh), register in zip(rows + rows[:2], registers, strict=True)
+    ]
+    # the third meter's reading is of its export register: kept apart, neither consumption nor refused
+    files["register codes"] = (
+        HEADER.rstrip("\n") + ",register\n" + "".join(with_register),
+        rows[:2],
+        ["register: unknown code both", "register: unknown code "],
+    )
     rows = good()
     files["JSON first line of nested arrays"] = ("[" * 3000 + "]" * 3000 + "\n" + jsonl_row(*rows[0]), [], [])
     return {
@@ -417,7 +429,9 @@ def nem12_files() -> dict[str, tuple[bytes, str | None]]:
 
 def write_nem12_files(lake: Lake) -> None:
     meters = lake.read_bytes("reference/meters.csv").decode()
-    lake.write_bytes("reference/meters.csv", (meters + f"{REGISTER}-E1,North,99,nem12,2019-01-01,,ordinary\n").encode())
+    lake.write_bytes(
+        "reference/meters.csv", (meters + f"{REGISTER}-E1,North,99,nem12,2019-01-01,,ordinary,\n").encode()
+    )
     for key, (data, reason) in nem12_files().items():
         lake.write_bytes(key, data, landed_at=NEM12_LANDED if reason is None else UNREADABLE_LANDED)
 
@@ -430,12 +444,34 @@ def test_a_vendors_careless_file_loses_only_its_bad_rows(hostile):
         for meter, kwh in rows:
             assert curated_reading(hostile, meter, AT)[:3] == (Decimal(kwh), 3, key), key
         found = quarantine_of(hostile, key)
-        if "beta-v007" in key:  # a first line of nested arrays matches no contract: the file is refused
+        if "beta-v008" in key:  # a first line of nested arrays matches no contract: the file is refused
             assert [scope for scope, _ in found] == ["file"] and "matches no known jsonl contract" in found[0][1]
             continue
         assert [scope for scope, _ in found] == ["row"] * len(reasons), (key, found)
         for reason in reasons:
             assert any(r.startswith(reason) for _, r in found), (key, reason, found)
+
+
+def test_an_export_reading_in_a_vendor_file_is_kept_apart_from_consumption(hostile):
+    ((key, data),) = [
+        (k, d)
+        for k, (d, _, _) in vendor_files().items()
+        if d.startswith(b"meter_id,interval_start,kwh,quality,version,meter_clock,received_at,register\n")
+    ]
+    (line,) = [line for line in data.decode().splitlines() if line.endswith(",export")]
+    meter, _, kwh = line.split(",")[:3]
+    exported = query(
+        f"SELECT kwh, source_file FROM read_parquet({table_files(hostile, READS_15MIN_EXPORT, DAY)}) "
+        "WHERE meter_id = ? AND read_at = ?",
+        [meter, AT],
+    )
+    assert exported == [(Decimal(kwh), key)]
+    (consumption,) = query(
+        f"SELECT kwh, source_file FROM read_parquet({table_files(hostile, READS_15MIN, DAY)}) "
+        "WHERE meter_id = ? AND read_at = ?",
+        [meter, AT],
+    )
+    assert consumption[1] != key, "the meter's consumption is the head-end's own reading, not the export"
 
 
 def test_a_nem12_file_that_cannot_be_read_is_refused_whole_and_fails_no_day(hostile):

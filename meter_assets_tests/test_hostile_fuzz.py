@@ -139,7 +139,7 @@ def meters(tmp_path_factory) -> str:
     ids = [str(m) for m in [*GOOD, VICTIM]] + [f"{nmi}-E1" for nmi in [*NEM12_GOOD, NEM12_VICTIM]]
     duckdb.sql(
         f"COPY (SELECT unnest(?) AS meter_id, 'North' AS region, DATE '2019-01-01' AS installed_on, "
-        f"NULL::DATE AS removed_on, 'ordinary' AS load_class) TO '{path}' (FORMAT parquet)",
+        f"NULL::DATE AS removed_on, 'ordinary' AS load_class, NULL::DATE AS export_from) TO '{path}' (FORMAT parquet)",
         params=[ids],
     )
     return path

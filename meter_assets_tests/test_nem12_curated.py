@@ -64,11 +64,12 @@ def curated(tmp_path_factory) -> str:
     lake = Lake(root)
     generate(lake, meters=20, start=DAYS[0], days=2, seed=5, rates=CLEAN, log=lambda *_: None)
     meters = lake.read_bytes("reference/meters.csv").decode()
-    extra = "".join(f"{KNOWN}-{suffix},North,99,nem12,2019-01-01,,ordinary\n" for suffix in ("E1", "E2", "B1"))
+    # (an export register listed as a meter, as exports before the meters contract's version 2 did)
+    extra = "".join(f"{KNOWN}-{suffix},North,99,nem12,2019-01-01,,ordinary,\n" for suffix in ("E1", "E2", "B1"))
     # registers that deliver nothing and have no history: one installed on the first day (local
     # midnight is 23:00 UTC the day before in BST), one removed on the second
-    extra += f"{INSTALLED}-E1,North,99,nem12,{DAYS[0]},,ordinary\n"
-    extra += f"{REMOVED}-E1,North,99,nem12,2019-01-01,{DAYS[1]},ordinary\n"
+    extra += f"{INSTALLED}-E1,North,99,nem12,{DAYS[0]},,ordinary,\n"
+    extra += f"{REMOVED}-E1,North,99,nem12,2019-01-01,{DAYS[1]},ordinary,\n"
     lake.write_bytes("reference/meters.csv", (meters + extra).encode())
     lake.write_bytes("raw/nem12/agent-one/NEM12#0001#MDP1#RETAILER1.csv.gz", gzip.compress(nem12_text().encode()))
     # a file with no NEM12 day is reported on the day it landed
@@ -142,8 +143,9 @@ def test_refused_records_and_unknown_meters_are_quarantined_with_file_and_line(c
         None,
         "no NEM12 header: the first record is not 100,NEM12: b'meter,kwh\\n1,2\\n'",
     ) in found
-    # the export register's other quarter hours are kept: one refused value loses nothing else
-    export = readings(curated, f"{KNOWN}-B1", READS_15MIN_EXPORT)
+    # the export register's other quarter hours are kept: one refused value loses nothing else;
+    # B1 is the export of the meter whose import register is E1
+    export = readings(curated, f"{KNOWN}-E1", READS_15MIN_EXPORT)
     assert len(export) == 95 and {r[2] for r in export} == {"actual"}
     assert [(r[0], r[1]) for r in export] == [
         (dt.datetime(2024, 5, 13, 14) + dt.timedelta(minutes=15 * q), kwh) for q, kwh in enumerate(QUARTERS) if q > 0

@@ -121,7 +121,7 @@ def test_late_files_and_quarantine_are_the_simulators_faults(after_release):
         # every damaged row once per copy of its file (a damaged NEM12 value once, on the day
         # it starts, though a half hour is two quarter hours); the truncated file whole
         expected_rows, nem12_values = 0, set()
-        for f in faults(after_release, "malformed_row"):
+        for f in [*faults(after_release, "malformed_row"), *faults(after_release, "malformed_row", "export")]:
             if f["file_key"].startswith(nem12.PREFIX):
                 if local_day_of(f["read_at"]) == day:
                     nem12_values.add((f["file_key"], f["line"], f["detail"]))

@@ -89,7 +89,9 @@ def test_late_files_rebuild_exactly_their_dates_and_a_nem12_file_the_days_it_car
     generate(lake, meters=120, start=start, days=len(days), seed=21, rates=rates, truth=True, log=lambda *_: None)
     # a meter whose data agent sends NEM12, known to the retailer, whose file comes late
     meters = lake.read_bytes("reference/meters.csv").decode()
-    lake.write_bytes("reference/meters.csv", (meters + f"{NEM12_METER},North,99,nem12,2019-01-01,,ordinary\n").encode())
+    lake.write_bytes(
+        "reference/meters.csv", (meters + f"{NEM12_METER},North,99,nem12,2019-01-01,,ordinary,\n").encode()
+    )
 
     env = daemon_env(home, lake_root, start)
     daemon_log = open(tmp_path / "daemon.log", "w")

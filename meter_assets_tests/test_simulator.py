@@ -197,3 +197,39 @@ def test_homes_on_the_dynamic_plan_move_use_toward_cheap_periods_and_keep_their_
     # at most the shifted share of a home's use moves
     moved = np.abs(shifted[held] - load[held]).sum(axis=1) / 2
     assert (moved <= SHIFTED_SHARE * load[held].sum(axis=1) + 1e-9).all()
+
+
+def test_homes_with_panels_use_their_own_generation_first_and_export_the_rest():
+    from meter_assets.simulator.prices import sunshine
+    from meter_assets.simulator.solar import SolarHomes
+
+    pop = population(3000, 5)
+    solar = SolarHomes(pop, 5)
+    assert 0.17 < len(solar) / pop.size < 0.23, "a fifth of the homes"
+    made = {}
+    for day in (dt.date(2024, 6, 21), dt.date(2024, 12, 21)):
+        temperature = hourly_temperature(day, 1, 5)
+        load, starts = interval_load_kwh(pop, day, settings().tz, temperature, 5)
+        made[day] = solar.generation(day, starts)
+        imported, exported = solar.net(day, load, starts)
+        rows = solar.rows
+        # energy balance per quarter hour: what the home draws less what it sends is its load
+        # less its generation; a quarter hour is either drawn or sent, never both
+        np.testing.assert_allclose(imported[rows] - exported, load[rows] - made[day], atol=1e-12)
+        assert (np.minimum(imported[rows], exported) == 0).all() and (exported >= 0).all()
+        others = np.setdiff1d(np.arange(pop.size), rows)
+        assert np.array_equal(imported[others], load[others]), "homes without panels use what they used"
+        # the sun is down at local midnight and up at local noon (UTC starts: BST in June)
+        local_hour = [(s.astype(dt.datetime).hour + (1 if day.month == 6 else 0)) % 24 for s in starts]
+        assert made[day][:, [h in (0, 1, 2) for h in local_hour]].max() == 0
+        assert made[day][:, [h == 12 for h in local_hour]].min() > 0
+    # a midwinter day makes a fraction of a midsummer one, and no panel gives more than its rating
+    assert made[dt.date(2024, 12, 21)].sum() < 0.4 * made[dt.date(2024, 6, 21)].sum()
+    assert (made[dt.date(2024, 6, 21)] * 4 <= solar.kwp[:, None]).all()
+    # a sunnier day (the draw the day's prices are made with) makes more
+    days = [dt.date(2024, 6, 1) + dt.timedelta(days=d) for d in range(20)]
+    totals = []
+    for day in days:
+        _, starts = interval_load_kwh(pop, day, settings().tz, hourly_temperature(day, 1, 5), 5)
+        totals.append(solar.generation(day, starts).sum())
+    assert np.corrcoef([sunshine(5, d) for d in days], totals)[0, 1] > 0.8

@@ -74,6 +74,10 @@ typed AS (
              THEN TRY_CAST(fields.energy AS DECIMAL(18, 3)) END                 AS energy,
         CASE fields.quality WHEN $actual THEN 'actual'
                             WHEN $estimated THEN 'estimated' END                AS quality_flag,
+        -- a contract without a register delivers consumption only
+        CASE WHEN $import_code IS NULL THEN 'import'
+             WHEN fields.register = $import_code THEN 'import'
+             WHEN fields.register = $export_code THEN 'export' END              AS flow,
         CASE WHEN regexp_full_match(fields.version, $version_pattern)
              THEN TRY_CAST(fields.version AS SMALLINT) END                      AS version,
         CASE WHEN ends_with(fields.meter_clock, 'Z')
@@ -111,6 +115,7 @@ SELECT
     CAST(NULL AS BIGINT) AS line,
     meter_id, device_read_at, read_at, kwh, quality_flag, version, received_at, clock_offset_s,
     CAST(15 AS SMALLINT) AS interval_minutes,
+    flow,
     reason
 FROM (
     SELECT
@@ -129,6 +134,8 @@ FROM (
             WHEN kwh < 0                       THEN 'energy: negative reading ' || kwh || ' kWh'
             WHEN quality_flag IS NULL          THEN 'quality: '
                 || coalesce('unknown code ' || fields.quality, 'missing')
+            WHEN flow IS NULL                  THEN 'register: '
+                || coalesce('unknown code ' || fields.register, 'missing')
             WHEN version IS NULL               THEN 'version: '
                 || coalesce('not a whole number from 0 to 32767: ' || fields.version, 'missing')
             WHEN meter_clock IS NULL           THEN 'meter_clock: '
@@ -173,10 +180,7 @@ TOO_LONG = """'a line of ' || strlen(record) || ' bytes: ' || CASE WHEN strlen(r
 # a field the writer put in double quotes is read without them
 CSV_FIELDS = """
     SELECT *,
-           CASE WHEN shape IS NULL THEN
-               {{'meter_id': parts[1], 'interval_start': parts[2], 'energy': parts[3], 'quality': parts[4],
-                 'version': parts[5], 'meter_clock': parts[6], 'received_at': parts[7]}}
-           END AS fields
+           CASE WHEN shape IS NULL THEN {struct} END AS fields
     FROM (
         SELECT file_id, source_arrived_at, record,
                CASE WHEN record IS NULL THEN 'blank'
@@ -199,10 +203,7 @@ CSV_FIELDS = """
 # reader would turn 1E2 into 100.0 and 1e-400 into 0), text is a string; one parse a line
 JSONL_FIELDS = """
     SELECT *,
-           CASE WHEN shape IS NULL THEN
-               {{'meter_id': {v1}, 'interval_start': {v2}, 'energy': {v3}, 'quality': {v4},
-                 'version': {v5}, 'meter_clock': {v6}, 'received_at': {v7}}}
-           END AS fields
+           CASE WHEN shape IS NULL THEN {struct} END AS fields
     FROM (
         SELECT *,
                CASE WHEN record IS NULL THEN 'blank'
@@ -292,7 +293,7 @@ CREATE OR REPLACE TEMP TABLE day_readings AS
         SELECT *,
                (CAST(version AS BIGINT) << 48) | (CAST(epoch(received_at) AS BIGINT) << 16) | file_id AS rank
         FROM staged
-        WHERE reason IS NULL AND meter_id BETWEEN $first_meter AND $last_meter
+        WHERE reason IS NULL AND flow = 'import' AND meter_id BETWEEN $first_meter AND $last_meter
     ),
     keys AS MATERIALIZED (
         SELECT meter_id, read_at, count(*) AS copies FROM ranked GROUP BY meter_id, read_at
@@ -377,6 +378,64 @@ CREATE OR REPLACE TEMP TABLE day_readings AS
     ORDER BY meter_id, read_at
 """
 
+# The export registers' day, curated as consumption is (the latest version of each quarter
+# hour, a `missing` row for each one an expected register did not deliver) and never estimated:
+# an export credit pays for energy measured, so a gap earns nothing until its reading comes.
+EXPORT_SQL = """
+COPY (
+    WITH ranked AS (
+        SELECT *,
+               (CAST(version AS BIGINT) << 48) | (CAST(epoch(received_at) AS BIGINT) << 16) | file_id AS rank
+        FROM staged
+        WHERE reason IS NULL AND flow = 'export'
+    ),
+    latest_version AS (
+        SELECT
+            meter_id,
+            read_at,
+            arg_max(kwh, rank)              AS kwh,
+            arg_max(quality_flag, rank)     AS quality_flag,
+            arg_max(version, rank)          AS version,
+            arg_max(received_at, rank)      AS received_at,
+            arg_max(file_id, rank)          AS file_id,
+            arg_max(interval_minutes, rank) AS interval_minutes,
+            count(*)                        AS copies,
+            CASE WHEN min(version) < max(version) THEN arg_min(kwh, rank) END AS replaced_kwh
+        FROM ranked
+        GROUP BY meter_id, read_at
+    ),
+    local_day AS (
+        SELECT unnest(generate_series($day_start, $day_end - INTERVAL 15 MINUTE, INTERVAL 15 MINUTE)) AS read_at
+    ),
+    missing AS (
+        SELECT expected.meter_id, local_day.read_at
+        FROM expected_export AS expected
+        CROSS JOIN local_day
+        ANTI JOIN latest_version AS delivered USING (meter_id, read_at)
+        WHERE local_day.read_at >= expected.expected_from AND local_day.read_at < expected.expected_until
+    )
+    SELECT
+        meter_id,
+        read_at,
+        kwh,
+        quality_flag,
+        CASE WHEN quality_flag = 'estimated' THEN 'head-end' END AS estimated_by,
+        version,
+        received_at,
+        CAST(least(copies, $max_copies) AS SMALLINT) AS copies,
+        files.file_key                   AS source_file,
+        files.arrived_at                 AS ingested_at,
+        interval_minutes,
+        replaced_kwh
+    FROM latest_version
+    JOIN files USING (file_id)
+    UNION ALL
+    SELECT meter_id, read_at, NULL, 'missing', NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL
+    FROM missing
+    ORDER BY meter_id, read_at
+) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
+"""
+
 # the day's file keys as an enumeration: the curated rows carry a small number for the file
 # they came in until the day is written
 SOURCE_FILES_SQL = """
@@ -414,7 +473,10 @@ def _source(contract: Contract, uris: list[str]) -> tuple[str, str]:
     too_long = TOO_LONG.format(max_line_bytes=MAX_LINE_BYTES, max_record_bytes=MAX_RECORD_BYTES)
     if csv:
         return lines, CSV_FIELDS.format(
-            max_record_bytes=MAX_RECORD_BYTES, too_long=too_long, count=len(contract.fields)
+            max_record_bytes=MAX_RECORD_BYTES,
+            too_long=too_long,
+            count=len(contract.fields),
+            struct=_struct(contract, [f"parts[{i}]" for i in range(1, len(contract.fields) + 1)]),
         )
     values, typed, mistyped = [], [], []
     for i, name in enumerate(contract.fields, 1):
@@ -445,8 +507,15 @@ def _source(contract: Contract, uris: list[str]) -> tuple[str, str]:
         mistyped=", ".join(mistyped),
         max_record_bytes=MAX_RECORD_BYTES,
         too_long=too_long,
-        **{f"v{i}": v for i, v in enumerate(values, 1)},
+        struct=_struct(contract, values),
     )
+
+
+def _struct(contract: Contract, values: list[str]) -> str:
+    """The SQL struct of a record's fields by role (`register` NULL where the contract has none)."""
+    by_role = dict(zip((role for role, _ in contract.roles), values, strict=True))
+    by_role.setdefault("register", "CAST(NULL AS VARCHAR)")
+    return "{" + ", ".join(f"'{role}': {value}" for role, value in by_role.items()) + "}"
 
 
 def curate_day(
@@ -474,8 +543,8 @@ def curate_day(
     full day never has to sit in memory at once.
 
     `read_bytes` reads a raw file by its key: NEM12 files are unpacked and split into lines
-    in Python before DuckDB parses them. Their export registers' readings go to the file
-    `export_uri` (written empty when there are none), never into the day's consumption.
+    in Python before DuckDB parses them. Export registers' readings (every contract that has a
+    register) go to the file `export_uri`, never into the day's consumption.
     """
     day_start, day_end = local_day_bounds(day)
     intervals = int((day_end - day_start) / INTERVAL)
@@ -499,6 +568,7 @@ def curate_day(
             "tz": settings().market_tz,
         },
     )
+    con.execute(EXPECTED_EXPORT_SQL.format(meters=meters), {"tz": settings().market_tz})
     con.execute(KNOWN_METERS_SQL.format(meters=meters))
     con.execute(METER_CLASSES_SQL.format(meters=meters))
     if history_uris:
@@ -534,6 +604,8 @@ def curate_day(
             "vendor": contract.vendor,
             "version_pattern": VERSION_PATTERN,
             "energy_pattern": ENERGY_PATTERN,
+            "import_code": contract.import_code,
+            "export_code": contract.export_code,
             "day_start": day_start,
             "day_end": day_end,
         }
@@ -551,7 +623,6 @@ def curate_day(
                     staged_parts.append(f"{target}.{i}")
                 except duckdb.Error as exc:
                     unreadable[uri] = f"the {name} reader failed on this file: {str(exc).splitlines()[0]}"
-    export_rows = nem12.write_export(con, export_uri, day_start, day_end)
     if unreadable:
         files = _mark_unreadable(files, unreadable)
         con.register("files", files)
@@ -565,6 +636,9 @@ def curate_day(
     con.execute(
         QUARANTINE_SQL.format(target=quarantine_uri), {"max_line_bytes": MAX_LINE_BYTES, "record_chars": RECORD_CHARS}
     )
+    export_rows = con.execute(
+        EXPORT_SQL.format(target=export_uri), {"day_start": day_start, "day_end": day_end, "max_copies": MAX_COPIES}
+    ).fetchone()[0]
     # The dedupe is a hash aggregate over every meter and interval; in meter ranges it stays
     # small, and ranges written in order keep the day sorted by meter across files. Only ranges
     # that hold a meter: a quarantined row's id is not a meter's.
@@ -616,7 +690,7 @@ def curate_day(
 # the first and last meter id of each range of `$chunk` meters, in the order ids sort
 METER_RANGES_SQL = """
 WITH ids AS (
-    SELECT meter_id FROM staged WHERE reason IS NULL UNION SELECT meter_id FROM expected_meters
+    SELECT meter_id FROM staged WHERE reason IS NULL AND flow = 'import' UNION SELECT meter_id FROM expected_meters
 )
 SELECT min(meter_id), max(meter_id)
 FROM (SELECT meter_id, (row_number() OVER (ORDER BY meter_id) - 1) // $chunk AS part FROM ids)
@@ -641,6 +715,16 @@ SELECT meter_id,
        least($day_end, coalesce(removed_at, $day_end)) AS expected_until
 FROM local_dates
 WHERE installed_at < $day_end AND (removed_at IS NULL OR removed_at > $day_start)
+"""
+# the meters whose export register is read for some of the day (from `export_from`, while installed)
+EXPECTED_EXPORT_SQL = """
+CREATE OR REPLACE TEMP TABLE expected_export AS
+SELECT meter_id,
+       greatest(expected_from, timezone('UTC', timezone($tz, CAST(export_from AS TIMESTAMP)))) AS expected_from,
+       expected_until
+FROM expected_meters
+JOIN (SELECT meter_id, export_from FROM {meters} WHERE export_from IS NOT NULL) USING (meter_id)
+WHERE timezone('UTC', timezone($tz, CAST(export_from AS TIMESTAMP))) < expected_until
 """
 METER_CLASSES_SQL = "CREATE OR REPLACE TEMP TABLE meter_classes AS SELECT meter_id, load_class, region FROM {meters}"
 HISTORY_SQL = "CREATE OR REPLACE TEMP VIEW history AS SELECT meter_id, read_at, kwh, quality_flag FROM {files}"
@@ -745,7 +829,8 @@ CREATE OR REPLACE TEMP TABLE staged AS
 SELECT NULL::INTEGER AS file_id, NULL::VARCHAR AS record, NULL::BIGINT AS line, NULL::VARCHAR AS meter_id,
        NULL::TIMESTAMP AS device_read_at, NULL::TIMESTAMP AS read_at, NULL::DECIMAL(12, 3) AS kwh,
        NULL::VARCHAR AS quality_flag, NULL::SMALLINT AS version, NULL::TIMESTAMP AS received_at,
-       NULL::INTEGER AS clock_offset_s, NULL::SMALLINT AS interval_minutes, NULL::VARCHAR AS reason
+       NULL::INTEGER AS clock_offset_s, NULL::SMALLINT AS interval_minutes, NULL::VARCHAR AS flow,
+       NULL::VARCHAR AS reason
 WHERE FALSE
 """
 

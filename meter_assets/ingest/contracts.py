@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -31,18 +31,29 @@ class Contract:
     meter_id_pattern: str = "[1-9][0-9]{0,9}"
     # JSON Lines: the fields that are JSON numbers (the rest are strings)
     json_numbers: tuple[str, ...] = ()
+    # the register a reading is of, where the contract names it (the last field): its codes
+    # for energy taken from the grid (import) and sent to it (export); without one, import
+    register: str | None = None
+    import_code: str | None = None
+    export_code: str | None = None
+
+    @property
+    def roles(self) -> tuple[tuple[str, str], ...]:
+        """Each field's role and the name the contract gives it, in the order a record has them."""
+        roles = (
+            ("meter_id", self.meter_id),
+            ("interval_start", self.interval_start),
+            ("energy", self.energy),
+            ("quality", self.quality),
+            ("version", self.version),
+            ("meter_clock", self.meter_clock),
+            ("received_at", self.received_at),
+        )
+        return roles + ((("register", self.register),) if self.register else ())
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return (
-            self.meter_id,
-            self.interval_start,
-            self.energy,
-            self.quality,
-            self.version,
-            self.meter_clock,
-            self.received_at,
-        )
+        return tuple(name for _, name in self.roles)
 
     @property
     def extension(self) -> str:
@@ -100,7 +111,23 @@ BETA_JSONL_V2 = Contract(
     json_numbers=("energyWh", "revision"),
 )
 
-CONTRACTS: tuple[Contract, ...] = (ALPHA_CSV_V1, BETA_JSONL_V1, BETA_JSONL_V2)
+# Version 2 adds the register: a home with solar panels has an export register beside its
+# import one, and both come in the same files.
+ALPHA_CSV_V2 = replace(
+    ALPHA_CSV_V1, name="alpha-csv-v2", register="register", import_code="import", export_code="export"
+)
+
+# Firmware 2.1 adds the flow direction in the metering standards' words: energy delivered to
+# the premises, or received from it.
+BETA_JSONL_V3 = replace(
+    BETA_JSONL_V2,
+    name="beta-jsonl-v3",
+    register="flowDirection",
+    import_code="delivered",
+    export_code="received",
+)
+
+CONTRACTS: tuple[Contract, ...] = (ALPHA_CSV_V1, ALPHA_CSV_V2, BETA_JSONL_V1, BETA_JSONL_V2, BETA_JSONL_V3)
 BY_NAME = {c.name: c for c in CONTRACTS}
 
 

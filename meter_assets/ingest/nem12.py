@@ -661,7 +661,7 @@ COPY (
         q.file_id,
         CAST(NULL AS VARCHAR)                                                  AS record,
         CAST(q.day_line AS BIGINT)                                             AS line,
-        q.meter_id,
+        q.meter                                                                AS meter_id,
         q.read_at                                                              AS device_read_at,
         q.read_at,
         try(CAST(q.kwh AS DECIMAL(12, 3)))                                     AS kwh,
@@ -670,59 +670,30 @@ COPY (
         coalesce(timezone('UTC', timezone($tz, q.updated_at)), files.arrived_at) AS received_at,
         CAST(0 AS BIGINT)                                                      AS clock_offset_s,
         CAST(q.interval_minutes AS SMALLINT)                                   AS interval_minutes,
+        q.flow,
         CASE
-            WHEN q.meter_id NOT IN (SELECT meter_id FROM known_meters) THEN 'meter_id: unknown meter ' || q.meter_id
+            WHEN q.meter NOT IN (SELECT meter_id FROM known_meters) THEN 'meter_id: unknown meter ' || q.meter_id
             WHEN try(CAST(q.kwh AS DECIMAL(12, 3))) IS NULL
                  THEN 'energy: ' || q.kwh || ' kWh is too large for a meter reading'
         END                                                                    AS reason
-    FROM nem12_quarter_hours AS q
+    FROM (
+        -- an export register (B) is the export of the meter whose import register (E) has the
+        -- same element, the suffix's second character: B1's readings are meter E1's export
+        SELECT *, CASE WHEN flow = 'export' THEN regexp_replace(meter_id, '-B([A-Z0-9])$', '-E\\1')
+                       ELSE meter_id END AS meter
+        FROM nem12_quarter_hours
+    ) AS q
     JOIN files USING (file_id)
     WHERE q.read_at >= $day_start AND q.read_at < $day_end AND q.quality_method <> 'N'
-      -- an export register's good readings go to reads_15min_export (EXPORT_SQL), never here
-      AND (q.flow = 'import' OR q.meter_id NOT IN (SELECT meter_id FROM known_meters)
-           OR try(CAST(q.kwh AS DECIMAL(12, 3))) IS NULL)
     UNION ALL
     SELECT refused.file_id, left(lines.line, $record_chars), CAST(refused.line_no AS BIGINT), refused.meter_id, NULL,
            refused.read_at,
-           NULL, NULL, NULL, NULL, NULL, NULL, refused.reason
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, refused.reason
     FROM nem12_refused AS refused
     LEFT JOIN nem12_lines AS lines USING (file_id, line_no)
     WHERE refused.scope = 'row'
       AND (refused.read_at IS NULL OR (refused.read_at >= $day_start AND refused.read_at < $day_end))
 ) TO '{target}' (FORMAT parquet, COMPRESSION lz4_raw)
-"""
-
-
-# The day's readings of export registers (suffix B: what the premises fed into the grid),
-# kept apart from consumption: the latest delivery of each quarter hour.
-EXPORT_SQL = """
-COPY (
-    SELECT
-        q.meter_id,
-        q.read_at,
-        CAST(q.kwh AS DECIMAL(12, 3))                                          AS kwh,
-        CASE WHEN starts_with(q.quality_method, 'A') THEN 'actual' ELSE 'estimated' END AS quality_flag,
-        q.quality_method,
-        CAST(q.interval_minutes AS SMALLINT)                                   AS interval_minutes,
-        files.file_key                                                         AS source_file,
-        files.arrived_at                                                       AS ingested_at
-    FROM nem12_quarter_hours AS q
-    JOIN files USING (file_id)
-    WHERE q.flow = 'export' AND q.read_at >= $day_start AND q.read_at < $day_end AND q.quality_method <> 'N'
-      AND q.meter_id IN (SELECT meter_id FROM known_meters) AND try(CAST(q.kwh AS DECIMAL(12, 3))) IS NOT NULL
-    QUALIFY row_number() OVER (
-        PARTITION BY q.meter_id, q.read_at ORDER BY q.updated_at DESC NULLS LAST, files.arrived_at DESC, q.file_id DESC
-    ) = 1
-    ORDER BY q.meter_id, q.read_at
-) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
-"""
-EMPTY_EXPORT_SQL = """
-COPY (
-    SELECT NULL::VARCHAR AS meter_id, NULL::TIMESTAMP AS read_at, NULL::DECIMAL(12, 3) AS kwh,
-           NULL::VARCHAR AS quality_flag, NULL::VARCHAR AS quality_method, NULL::SMALLINT AS interval_minutes,
-           NULL::VARCHAR AS source_file, NULL::TIMESTAMP AS ingested_at
-    WHERE FALSE
-) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
 """
 
 
@@ -744,16 +715,6 @@ def stage(
         {"tz": tz, "day_start": day_start, "day_end": day_end, "record_chars": RECORD_CHARS},
     )
     return dict(con.execute("SELECT file_id, reason FROM nem12_file_errors").fetchall())
-
-
-def write_export(con: duckdb.DuckDBPyConnection, target: str, day_start: dt.datetime, day_end: dt.datetime) -> int:
-    """Write the day's export readings of the files `stage` parsed (none if it parsed none)
-    to the Parquet file `target`; returns the rows written."""
-    parsed = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'nem12_quarter_hours'").fetchone()[0]
-    if not parsed:
-        con.execute(EMPTY_EXPORT_SQL.format(target=target))
-        return 0
-    return con.execute(EXPORT_SQL.format(target=target), {"day_start": day_start, "day_end": day_end}).fetchone()[0]
 
 
 def parse(

@@ -40,6 +40,9 @@ CONTRACTS: dict[str, dict[str, str]] = {
         "removed_on": "DATE",
         # heating, ev or ordinary: whose profile a meter with no history of its own is estimated from
         "load_class": "VARCHAR",
+        # version 2: the local date from which the meter's export register is read (a home with
+        # solar panels); empty for a meter that only imports
+        "export_from": "DATE",
     },
     "meter_assignments": {
         "meter_id": "VARCHAR",
@@ -98,6 +101,7 @@ CONTRACTS: dict[str, dict[str, str]] = {
 # Earlier versions of a contract, still read: the columns a later version added take these
 # values (tariffs version 1 had import at fixed rates only).
 EARLIER_CONTRACTS: dict[str, list[tuple[list[str], dict[str, str]]]] = {
+    "meters": [([c for c in CONTRACTS["meters"] if c != "export_from"], {})],
     "tariffs": [
         (
             [c for c in CONTRACTS["tariffs"] if not c.startswith("price_") and c not in ("direction", "pricing")],

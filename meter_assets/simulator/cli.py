@@ -29,6 +29,7 @@ from meter_assets.simulator.prices import (
 )
 from meter_assets.simulator.reference import csv_bytes, tenancies, write_reference
 from meter_assets.simulator.retailer import hourly_temperature, population
+from meter_assets.simulator.solar import SolarHomes
 from meter_assets.storage import Lake
 
 
@@ -48,13 +49,20 @@ def generate(
     began = time.perf_counter()
     if rates.format_change is None:
         rates = dataclasses.replace(rates, format_change=start + dt.timedelta(days=days // 2))
+    if rates.register_change is None:
+        rates = dataclasses.replace(rates, register_change=rates.format_change + dt.timedelta(days=1))
     pop = population(meters, seed, nem12=nem12)
+    solar = SolarHomes(pop, seed)
     temperature = hourly_temperature(start, days, seed)
     # the market publishes every day: prices for the whole months the range touches, so that a
     # month's bills can price every day of it
     first, end = months_around(start, days)
     prices = day_ahead_prices(first, (end - first).days, temperature, seed)
-    reference = write_reference(lake, pop, start, days, seed, temperature, prices)
+    # the head-ends read the export registers of the homes with panels from the register change
+    # (the meter data agent's meters send none)
+    export_from = np.where(solar.position >= 0, rates.register_change, None)
+    export_from[pop.nem12] = None
+    reference = write_reference(lake, pop, start, days, seed, temperature, prices, export_from)
     # corrected price exports wait with the late files; what each corrected goes in the manifest
     corrections = price_corrections(prices, rates.price_correction, seed)
     for arrival, version in corrected_versions(prices, corrections):
@@ -70,7 +78,7 @@ def generate(
 
     agent = MeterDataAgent(lake, pop, settings().nem12_tz, seed, rates)
     dynamic = DynamicHomes(pop.meter_id, tenancies(pop, start, days, seed), "DYNAMIC", prices)
-    head_end = HeadEnd(lake, pop, settings().tz, seed, rates, temperature, dead_at, truth, agent, dynamic)
+    head_end = HeadEnd(lake, pop, settings().tz, seed, rates, temperature, dead_at, truth, agent, dynamic, solar)
     summary = {"meters": meters, "days": days, "files": 0, "rows": 0, "bytes": 0, "faults": {}}
     for d in range(days):
         day = start + dt.timedelta(days=d)
@@ -160,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
                 type=dt.date.fromisoformat,
                 default=None,
                 help="day the second vendor switches to v2 (default: middle of the range)",
+            )
+        elif f.name == "register_change":
+            gen.add_argument(
+                flag,
+                type=dt.date.fromisoformat,
+                default=None,
+                help="day both vendors send the formats with a register, and export readings (default: "
+                "the day after the format change)",
             )
         else:
             gen.add_argument(flag, type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name))

@@ -15,7 +15,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from meter_assets.ingest.contracts import ALPHA_CSV_V1, BETA_JSONL_V1, BETA_JSONL_V2, Contract, gzip_bytes
+from meter_assets.ingest.contracts import (
+    ALPHA_CSV_V1,
+    ALPHA_CSV_V2,
+    BETA_JSONL_V1,
+    BETA_JSONL_V2,
+    BETA_JSONL_V3,
+    Contract,
+    gzip_bytes,
+)
 from meter_assets.simulator.retailer import Population, interval_load_kwh, vendor_of_group
 from meter_assets.storage import Lake
 
@@ -29,9 +37,11 @@ FAULT_SCHEMA = pa.schema(
         ("line", pa.int32()),  # 1-based line number in the decompressed file
         ("kwh", pa.decimal128(9, 3)),  # the value the fault concerns
         ("detail", pa.string()),  # JSON
+        ("register", pa.string()),  # import or export, for a fault in one reading
     ]
 )
 
+# the export registers' truth has the same columns (simulator/truth/date=.../export.parquet)
 TRUTH_SCHEMA = pa.schema(
     [
         ("meter_id", pa.string()),
@@ -59,6 +69,8 @@ class FaultRates:
     malformed: float = 0.00002  # share of rows damaged in transit
     truncated_files: int = 1  # files cut short mid-gzip, over the whole run
     format_change: dt.date | None = None  # the second vendor's v2 format from this day
+    # from this day both vendors send the formats with a register, and export readings in them
+    register_change: dt.date | None = None
     # the NEM12 agent sends few, large files (one per group and market day): their own shares
     nem12_late_file: float = 0.01
     nem12_correction: float = 0.01
@@ -75,8 +87,11 @@ class DayResult:
 
 
 def contract_for(vendor: str, day: dt.date, rates: FaultRates) -> Contract:
+    registers = rates.register_change is not None and day >= rates.register_change
     if vendor == "alpha":
-        return ALPHA_CSV_V1
+        return ALPHA_CSV_V2 if registers else ALPHA_CSV_V1
+    if registers:
+        return BETA_JSONL_V3
     if rates.format_change is not None and day >= rates.format_change:
         return BETA_JSONL_V2
     return BETA_JSONL_V1
@@ -117,6 +132,7 @@ class Rows:
     version: np.ndarray  # int8
     meter_clock: np.ndarray  # int64 epoch seconds
     received_at: np.ndarray  # int64 epoch seconds
+    export: np.ndarray  # bool: a reading of the export register
 
     def __len__(self) -> int:
         return len(self.meter_id)
@@ -134,8 +150,10 @@ def render_lines(rows: Rows, contract: Contract) -> pa.Array:
     version = pc.cast(pa.array(rows.version), pa.string())
     codes = pa.array([contract.actual_code, contract.estimated_code]).take(pa.array(rows.estimated.astype(np.int8)))
     energy = pc.cast(kwh_decimal(rows.wh) if contract.energy_unit == "kWh" else pa.array(rows.wh), pa.string())
+    registers = pa.array([contract.import_code, contract.export_code]).take(pa.array(rows.export.astype(np.int8)))
     if contract.format == "csv":
-        parts = [meter, ",", start, ",", energy, ",", codes, ",", version, ",", clock, ",", received, "\n"]
+        parts = [meter, ",", start, ",", energy, ",", codes, ",", version, ",", clock, ",", received]
+        parts += [",", registers, "\n"] if contract.register else ["\n"]
     else:
 
         def name(n: str) -> str:
@@ -157,6 +175,7 @@ def render_lines(rows: Rows, contract: Contract) -> pa.Array:
             clock,
             '",' + name(contract.received_at) + '"',
             received,
+            *(['",' + name(contract.register) + '"', registers] if contract.register else []),
             '"}\n',
         ]
     return pc.binary_join_element_wise(*parts, "")
@@ -175,6 +194,7 @@ def text_of(lines: pa.Array) -> bytes:
     return lines.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
 
 
+REGISTERS = {False: "import", True: "export"}
 MALFORMED_VARIANTS = ("not_a_number", "negative", "bad_timestamp", "cut_short", "field_count")
 
 
@@ -187,7 +207,7 @@ def damage(line: str, contract: Contract, variant: str) -> str:
         if variant == "not_a_number":
             fields[2] = "N/A"
         elif variant == "negative":
-            fields[2] = "-" + fields[2]
+            fields[2] = "-" + (fields[2] if float(fields[2]) else "0.001")  # -0.000 would be a good zero
         elif variant == "bad_timestamp":
             fields[1] = fields[1].replace("T", "T2")
         elif variant == "field_count":
@@ -220,6 +240,7 @@ class HeadEnd:
         write_truth: bool,
         agent=None,
         dynamic=None,
+        solar=None,
     ):
         self.lake = lake
         self.pop = pop
@@ -232,6 +253,7 @@ class HeadEnd:
         self.truncations_left = rates.truncated_files
         self.agent = agent  # the meter data agent that reads the NEM12 groups, if any
         self.dynamic = dynamic  # the homes on the dynamic plan (prices.DynamicHomes), if any
+        self.solar = solar  # the homes with panels (solar.SolarHomes), if any
 
     def day(self, day: dt.date, last: bool = False) -> DayResult:
         pop, rates = self.pop, self.rates
@@ -239,6 +261,10 @@ class HeadEnd:
         load, starts = interval_load_kwh(pop, day, self.tz, self.temperature, self.seed)
         if self.dynamic is not None:
             load = self.dynamic.shift(day, load, starts)
+        export_wh = None
+        if self.solar is not None and len(self.solar):
+            load, export = self.solar.net(day, load, starts)
+            export_wh = np.rint(export * 1000).astype(np.int64)
         m, n = load.shape
         start_s = starts.astype(np.int64)
         wh = np.rint(load * 1000).astype(np.int64)
@@ -267,6 +293,11 @@ class HeadEnd:
         # meter-hours the head-end could not read and filled with its own estimate
         estimated = np.repeat(rng.random((m, n // 4)) < rates.estimated, 4, axis=1) & ~offline
         wh = np.where(estimated, np.rint(wh * rng.uniform(0.7, 1.3, (m, n))).astype(np.int64), wh)
+        if export_wh is not None:
+            # the head-end estimates both registers of a meter-hour it could not read
+            scale = np.random.default_rng([self.seed, 14, day.toordinal()]).uniform(0.7, 1.3, export_wh.shape)
+            guess = np.rint(export_wh * scale)
+            export_wh = np.where(estimated[self.solar.rows], guess.astype(np.int64), export_wh)
 
         # clocks minutes off for the whole day; the head-end's receive time stays right
         drift = np.zeros(m, dtype=np.int64)
@@ -316,7 +347,7 @@ class HeadEnd:
         lost: list[pa.Table] = []
 
         def build(plan: dict):
-            return self._file(day, plan, wh, start_s, estimated, offline, drift, group_bounds)
+            return self._file(day, plan, wh, export_wh, start_s, estimated, offline, drift, group_bounds)
 
         result = DayResult()
         with ThreadPoolExecutor(max_workers=3) as pool:
@@ -347,11 +378,13 @@ class HeadEnd:
         self._write_faults(day, faults)
         if self.write_truth:
             self._write_truth(day, corrections, lost, wh, start_s, estimated, offline, agent_truth)
+            if export_wh is not None and self.rates.register_change is not None and day >= self.rates.register_change:
+                self._write_export_truth(day, corrections, lost, export_wh, start_s, estimated, offline)
         for f in faults:
             result.faults[f["kind"]] = result.faults.get(f["kind"], 0) + 1
         return result
 
-    def _file(self, day, plan, wh, start_s, estimated, offline, drift, group_bounds):
+    def _file(self, day, plan, wh, export_wh, start_s, estimated, offline, drift, group_bounds):
         pop, rates = self.pop, self.rates
         rng = np.random.default_rng(plan["seed"])
         h, g = plan["hour"], plan["group"]
@@ -375,9 +408,18 @@ class HeadEnd:
             version=np.ones(meter_index.size, dtype=np.int8),
             meter_clock=received + drift[meter_index],
             received_at=received,
+            export=np.zeros(meter_index.size, dtype=bool),
         )
         vendor = vendor_of_group(g)
         contract = contract_for(vendor, day, rates)
+        if contract.register and export_wh is not None:
+            # the export register's readings of the meters with panels, in the same file
+            solar_row = self.solar.position[meter_index]
+            has = solar_row >= 0
+            exports = rows.take(np.flatnonzero(has))
+            exports.wh = export_wh[solar_row[has], interval_index[has]]
+            exports.export = np.ones(len(exports), dtype=bool)
+            rows = Rows(**{k: np.concatenate([v, getattr(exports, k)]) for k, v in rows.__dict__.items()})
         key = raw_key(contract, g, hour, "b1")
         faults: list[dict] = []
         lines = render_lines(rows, contract)
@@ -396,6 +438,7 @@ class HeadEnd:
                         read_at=rows.true_start[i],
                         line=int(i) + 1 + (contract.format == "csv"),
                         detail={"variant": variant},
+                        register=REGISTERS[rows.export[i]],
                     )
                 )
             mask = np.zeros(len(rows), dtype=bool)
@@ -425,7 +468,9 @@ class HeadEnd:
             result.files += 1
 
         unreadable = rows.take(np.arange(len(rows)) if plan.get("truncate") else damaged)
-        lost = pa.table({"meter_id": unreadable.meter_id, "read_at": unreadable.true_start})
+        lost = pa.table(
+            {"meter_id": unreadable.meter_id, "read_at": unreadable.true_start, "export": unreadable.export}
+        )
         corrected = None
         if plan["correct"] and not plan["late"] and not plan.get("truncate") and len(rows):
             arrival = day + dt.timedelta(days=plan["correction_days"])
@@ -456,6 +501,7 @@ class HeadEnd:
                         meter_id=fix.meter_id[i],
                         read_at=fix.true_start[i],
                         kwh=int(fix.wh[i]),
+                        register=REGISTERS[fix.export[i]],
                         detail={
                             "original_kwh": f"{original[i] / 1000:.3f}",
                             "arrival_date": arrival.isoformat(),
@@ -463,7 +509,9 @@ class HeadEnd:
                         },
                     )
                 )
-            corrected = pa.table({"meter_id": fix.meter_id, "read_at": fix.true_start, "wh": fix.wh})
+            corrected = pa.table(
+                {"meter_id": fix.meter_id, "read_at": fix.true_start, "wh": fix.wh, "export": fix.export}
+            )
         for i in np.flatnonzero(rows.estimated):
             faults.append(
                 dict(
@@ -472,6 +520,7 @@ class HeadEnd:
                     meter_id=rows.meter_id[i],
                     read_at=rows.true_start[i],
                     kwh=int(rows.wh[i]),
+                    register=REGISTERS[rows.export[i]],
                 )
             )
         for f in faults:
@@ -492,6 +541,7 @@ class HeadEnd:
                 "line": [f.get("line") for f in faults],
                 "kwh": kwh_decimal(np.array([f.get("kwh", 0) or 0 for f in faults], dtype=np.int64)),
                 "detail": [json.dumps(f.get("detail", {}), sort_keys=True) for f in faults],
+                "register": [f.get("register") for f in faults],
             },
             schema=FAULT_SCHEMA,
         )
@@ -520,9 +570,9 @@ class HeadEnd:
             return meters * n + slots
 
         if lost:
-            quality[positions(pa.concat_tables(lost))] = 2
+            quality[positions(_of_register(lost, export=False))] = 2
         if corrections:
-            fixes = pa.concat_tables(corrections)
+            fixes = _of_register(corrections, export=False)
             where = positions(fixes)
             flat_wh[where] = fixes.column("wh").to_numpy()
             quality[where] = 0
@@ -544,8 +594,52 @@ class HeadEnd:
         )
         self._write_parquet(f"simulator/truth/date={day.isoformat()}/reads.parquet", table)
 
+    def _write_export_truth(self, day, corrections, lost, export_wh, start_s, estimated, offline) -> None:
+        """The export registers' readings the curated layer must end with (every meter with panels
+        from the day its export is read)."""
+        solar = self.solar
+        k, n = export_wh.shape
+        flat_wh = export_wh.reshape(-1).copy()
+        quality = np.where(
+            offline[solar.rows].reshape(-1), 2, np.where(estimated[solar.rows].reshape(-1), 1, 0)
+        ).astype(np.int8)
+
+        def positions(table: pa.Table) -> np.ndarray:
+            meters = solar.position[table.column("meter_id").to_numpy().astype(np.int64) - int(self.pop.meter_id[0])]
+            slots = (table.column("read_at").to_numpy().astype(np.int64) - int(start_s[0])) // 900
+            return meters * n + slots
+
+        if lost:
+            quality[positions(_of_register(lost, export=True))] = 2
+        if corrections:
+            fixes = _of_register(corrections, export=True)
+            where = positions(fixes)
+            flat_wh[where] = fixes.column("wh").to_numpy()
+            quality[where] = 0
+        # the agent's meters send no export register
+        sent = ~np.repeat(self.pop.nem12[solar.rows], n)
+        flags = pa.array(["actual", "estimated", "missing"]).take(pa.array(quality[sent]))
+        kwh = pc.if_else(
+            pc.equal(pa.array(quality[sent]), 2), pa.scalar(None, pa.decimal128(9, 3)), kwh_decimal(flat_wh[sent])
+        )
+        table = pa.table(
+            {
+                "meter_id": self.pop.id_array.take(pa.array(np.repeat(solar.rows.astype(np.int32), n)[sent])),
+                "read_at": np.tile(start_s, k)[sent].astype("datetime64[s]"),
+                "kwh": kwh,
+                "quality_flag": flags,
+            },
+            schema=TRUTH_SCHEMA,
+        )
+        self._write_parquet(f"simulator/truth/date={day.isoformat()}/export.parquet", table)
+
     def _write_parquet(self, key: str, table: pa.Table) -> None:
         self.lake.write_parquet(key, table)
+
+
+def _of_register(tables: list[pa.Table], export: bool) -> pa.Table:
+    table = pa.concat_tables(tables)
+    return table.filter(pc.equal(table.column("export"), export))
 
 
 def run_parameters(**kwargs) -> str:

@@ -52,6 +52,14 @@ def _daily_temperatures(temperature: pa.Table, tz) -> dict[dt.date, float]:
     return {day: sum(v) / len(v) for day, v in by_day.items()}
 
 
+def sunshine(seed: int, day: dt.date) -> float:
+    """How clear the day's sky is, 0 to 1: the draw the day's prices are made with (their
+    second), so that sunny middays are cheap on the days panels make the most."""
+    rng = np.random.default_rng([seed, 9, day.toordinal()])
+    rng.beta(2, 3)  # the wind
+    return float(rng.beta(2, 2))
+
+
 def day_ahead_prices(start: dt.date, days: int, temperature: pa.Table, seed: int) -> pa.Table:
     """Every settlement period's price of `days` local days from `start`."""
     tz = settings().tz

@@ -184,9 +184,11 @@ def write_reference(
     seed: int,
     temperature: pa.Table,
     prices: pa.Table | None = None,
+    export_from: np.ndarray | None = None,
 ) -> dict:
     """Write every reference export (the day-ahead prices as first published: `prices`, or made
-    here); returns row counts by file."""
+    here; each meter's first day of export readings: `export_from`, none if not given); returns
+    row counts by file."""
     occupancy = tenancies(pop, start, days, seed)
     # one row per account, however many premises it holds
     _, first = np.unique(occupancy.customer_id, return_index=True)
@@ -208,6 +210,9 @@ def write_reference(
             "installed_on": pa.array([dt.date(2019, 1, 1)] * pop.size, pa.date32()),
             "removed_on": pa.nulls(pop.size, pa.date32()),
             "load_class": np.where(pop.heating, "heating", np.where(pop.ev, "ev", "ordinary")).tolist(),
+            "export_from": pa.array(
+                export_from.tolist() if export_from is not None else [None] * pop.size, pa.date32()
+            ),
         }
     )
     assignments = pa.table(
