@@ -19,7 +19,12 @@ throughout. The rules, as docs/billing.md states them for a billing team:
   rounded once; the charges are the sum of the rounded lines and the tax;
 - a reading of a meter nobody holds that day is a vacant premises' use, billed to no one;
 - a quarter hour halved from a half-hour reading (`interval_minutes` 30) is priced like any
-  other, and each line says how much of its energy was derived that way.
+  other, and each line says how much of its energy was derived that way;
+- what a home sends to the grid (its export register) is priced by the plan's export rows the
+  same way, band by band (or rule by rule), and each export line's amount is the negative of
+  its value rounded once: a credit; a plan without export rows credits nothing;
+- export credits are not taxed: the tax is on energy and standing lines only, and the charges
+  are energy, standing, tax and the (negative) export lines.
 """
 
 from __future__ import annotations
@@ -85,6 +90,9 @@ class ReferenceBill:
     standing: dict[Decimal, int] = field(default_factory=dict)
     # (band, unit rate) -> kWh halved from half-hour readings
     derived: dict[tuple[str, Decimal], Decimal] = field(default_factory=dict)
+    # the same for what the home sent to the grid
+    export: dict[tuple[str, Decimal | str], list[Decimal]] = field(default_factory=dict)
+    export_cost: dict[tuple[str, str], Decimal] = field(default_factory=dict)
 
     def derived_lines(self) -> set[tuple[str, Decimal, Decimal]]:
         """(band, rate, derived kWh) of each energy line."""
@@ -100,6 +108,21 @@ class ReferenceBill:
             (band, price, m, e, _round(self.cost[(band, price)] if isinstance(price, str) else (m + e) * price))
             for (band, price), (m, e) in self.energy.items()
         }
+
+    def export_lines(self) -> set[tuple[str, Decimal | str, Decimal, Decimal, Decimal]]:
+        """(band, rate or rule, measured kWh, estimated kWh, amount) of each export line: a credit."""
+        return {
+            (band, price, m, e, -_round(self.export_cost[(band, price)] if isinstance(price, str) else (m + e) * price))
+            for (band, price), (m, e) in self.export.items()
+        }
+
+    @property
+    def export_credit(self) -> Decimal:
+        return sum((amount for *_, amount in self.export_lines()), Decimal("0.00"))
+
+    @property
+    def export_kwh(self) -> Decimal:
+        return sum((m + e for m, e in self.export.values()), Decimal("0"))
 
     def standing_lines(self) -> set[tuple[Decimal, int, Decimal]]:
         return {(rate, days, _round(rate * days)) for rate, days in self.standing.items()}
@@ -130,7 +153,7 @@ class ReferenceBill:
 
     @property
     def charges(self) -> Decimal:
-        return self.energy_charge + self.standing_charge + self.tax
+        return self.energy_charge + self.standing_charge + self.tax + self.export_credit
 
 
 @dataclass
@@ -139,6 +162,8 @@ class ReferenceMonth:
     vacant_kwh: Decimal
     # (customer, local day) -> kWh billed to the customer that day
     daily_kwh: dict[tuple[int, dt.date], Decimal] = field(default_factory=dict)
+    # (customer, local day) -> kWh the customer's meters sent to the grid that day
+    daily_export_kwh: dict[tuple[int, dt.date], Decimal] = field(default_factory=dict)
 
 
 def _in_force(rows: list[dict], day: dt.date) -> list[dict]:
@@ -163,16 +188,19 @@ def reference_bills(
     customers: list[dict],
     tariffs: list[dict],
     prices: Iterable[dict] = (),
+    exports: Iterable[dict] = (),
 ) -> ReferenceMonth:
     """Every supplied customer's bill for the month, one reading at a time.
 
     `readings`: dicts with `meter_id`, `read_at` (naive UTC), `kwh` (Decimal or None),
     `quality_flag` and, optionally, `interval_minutes`; the reference rows as dicts with the export's
     column names (a tariff row without `direction` or `pricing` is import at a fixed rate);
-    `prices`: the day-ahead prices, dicts with `period_start` (naive UTC) and `price_per_mwh`.
+    `prices`: the day-ahead prices, dicts with `period_start` (naive UTC) and `price_per_mwh`;
+    `exports`: the export registers' readings, like `readings`, under their meter's id.
     """
     zone = ZoneInfo(tz)
     market = DayAheadPrices(prices)
+    export_tariffs = [t for t in tariffs if t.get("direction", "import") == "export"]
     tariffs = [t for t in tariffs if t.get("direction", "import") == "import"]
     days = _month_days(month)
     plan_of = {c["customer_id"]: c["plan_id"] for c in customers}
@@ -229,7 +257,32 @@ def reference_bills(
             derived = bill(customer).derived
             derived[(band, price)] = derived.get((band, price), Decimal("0")) + r["kwh"]
         daily_kwh[(customer, day)] = daily_kwh.get((customer, day), Decimal("0")) + r["kwh"]
-    return ReferenceMonth(bills=bills, vacant_kwh=vacant, daily_kwh=daily_kwh)
+    daily_export: dict[tuple[int, dt.date], Decimal] = {}
+    for r in exports:
+        if r["kwh"] is None:
+            continue
+        local = r["read_at"].replace(tzinfo=dt.UTC).astimezone(zone)
+        day = local.date()
+        customer = holders.get((r["meter_id"], day))
+        if day.strftime("%Y-%m") != month or customer is None:
+            continue
+        daily_export[(customer, day)] = daily_export.get((customer, day), Decimal("0")) + r["kwh"]
+        clock = f"{local.hour:02d}:{local.minute:02d}"
+        rows = [
+            t
+            for t in _in_force(export_tariffs, day)
+            if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]
+        ]
+        if not rows:
+            continue  # a plan without an export tariff credits nothing
+        assert len({(t["band"], price_of(t)) for t in rows}) == 1, f"{customer} {day} {clock}: export prices {rows}"
+        band, price, row = rows[0]["band"], price_of(rows[0]), rows[0]
+        line = bill(customer).export.setdefault((band, price), [Decimal("0"), Decimal("0")])
+        line[0 if r["quality_flag"] == "actual" else 1] += r["kwh"]
+        if isinstance(price, str):
+            cost = bill(customer).export_cost
+            cost[(band, price)] = cost.get((band, price), Decimal("0")) + r["kwh"] * market.rate(row, r["read_at"])
+    return ReferenceMonth(bills=bills, vacant_kwh=vacant, daily_kwh=daily_kwh, daily_export_kwh=daily_export)
 
 
 # The columns of the `billing/bill_lines` export that `assert_exported_lines_match` reads, in order.
@@ -258,6 +311,11 @@ def assert_exported_lines_match(lines: list[tuple], bills: dict[int, ReferenceBi
         assert [(rate, amount) for _, _, kind, _, _, rate, *_, amount in mine if kind == "tax"] == [
             (bill.tax_rate, bill.tax)
         ]
+        assert sorted(
+            (band, price if price.startswith("day-ahead") else Decimal(price), m, e, amount)
+            for _, _, kind, band, price, _, m, e, _, amount in mine
+            if kind == "export"
+        ) == sorted(bill.export_lines())
         assert sum(line[-1] for line in mine) == bill.charges
 
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from meter_assets.market_calendar import month_days
 from meter_assets.storage import Lake
-from meter_assets.tables import DIMENSIONS, READS_15MIN, READS_DAILY, LakeTable
+from meter_assets.tables import DIMENSIONS, READS_15MIN, READS_15MIN_EXPORT, READS_DAILY, LakeTable
 
 from .pricing_support import FIXED_IMPORT, utc_intervals
 
@@ -136,6 +136,16 @@ def reference_prices(lake: Lake) -> list[dict]:
         dict(period_start=dt.datetime.fromisoformat(r["period_start"]), price_per_mwh=Decimal(r["price_per_mwh"]))
         for r in rows
     ]
+
+
+def published_exports(lake: Lake, month: str) -> list[dict]:
+    """Every curated export reading of the month, as published."""
+    readings = []
+    for day in month_days(month):
+        for uri in lake.files(READS_15MIN_EXPORT, day):
+            table = pq.read_table(uri, columns=["meter_id", "read_at", "kwh", "quality_flag"])
+            readings.extend(table.to_pylist())
+    return readings
 
 
 def published_readings(lake: Lake, month: str) -> list[dict]:

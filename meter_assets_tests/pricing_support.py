@@ -18,25 +18,24 @@ TAX = Decimal("0.05")
 FIXED_IMPORT = dict(direction="import", pricing="fixed", price_multiplier=None, price_adder=None, price_cap=None)
 
 
-def connection(reads, assignments, customers, tariffs, prices=()) -> duckdb.DuckDBPyConnection:
-    """`prices`: day-ahead prices as dicts with `period_start` (naive UTC) and `price_per_mwh`."""
+READINGS_SCHEMA = pa.schema(
+    [
+        ("meter_id", pa.int32()),
+        ("read_at", pa.timestamp("us")),
+        ("kwh", pa.decimal128(12, 3)),
+        ("quality_flag", pa.string()),
+        # 30 for a quarter hour halved from a half-hour reading; 15 when a test leaves it out
+        ("interval_minutes", pa.int16()),
+    ]
+)
+
+
+def connection(reads, assignments, customers, tariffs, prices=(), exports=()) -> duckdb.DuckDBPyConnection:
+    """`prices`: day-ahead prices as dicts with `period_start` (naive UTC) and `price_per_mwh`;
+    `exports`: export readings like `reads` (the view `exports`)."""
     con = duckdb.connect()
-    con.register(
-        "reads",
-        pa.Table.from_pylist(
-            [{"interval_minutes": 15, **r} for r in reads],
-            schema=pa.schema(
-                [
-                    ("meter_id", pa.int32()),
-                    ("read_at", pa.timestamp("us")),
-                    ("kwh", pa.decimal128(12, 3)),
-                    ("quality_flag", pa.string()),
-                    # 30 for a quarter hour halved from a half-hour reading; 15 when a test leaves it out
-                    ("interval_minutes", pa.int16()),
-                ]
-            ),
-        ),
-    )
+    for view, rows in (("reads", reads), ("exports", exports)):
+        con.register(view, pa.Table.from_pylist([{"interval_minutes": 15, **r} for r in rows], schema=READINGS_SCHEMA))
     con.register(
         "assignments",
         pa.Table.from_pylist(

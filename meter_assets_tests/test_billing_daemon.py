@@ -26,7 +26,7 @@ from meter_assets.storage import Lake
 from meter_assets.tables import BILLS_EXPORT, READS_15MIN
 
 from .billing_reference import reference_bills
-from .billing_support import published_readings, reference_exports, reference_prices
+from .billing_support import published_exports, published_readings, reference_exports, reference_prices
 from .conftest import materialize_days, resources_for
 from .daemon_support import daemon_env, dagster_home, sensor_stopped, start_daemon, stop, wait_for
 
@@ -50,14 +50,17 @@ def _final_bills(lake: Lake, month: str) -> dict[int, tuple[Decimal, Decimal]]:
     assignments, customers, tariffs = reference_exports(lake)
     readings = published_readings(lake, month)
     prices = reference_prices(lake)
-    bills = reference_bills(month, s.market_tz, s.tax_rate, readings, assignments, customers, tariffs, prices).bills
+    exports = published_exports(lake, month)
+    bills = reference_bills(
+        month, s.market_tz, s.tax_rate, readings, assignments, customers, tariffs, prices, exports
+    ).bills
     return {c: (b.charges, b.measured_kwh + b.estimated_kwh) for c, b in bills.items()}
 
 
 def _drafts(dsn: str) -> dict[int, tuple[Decimal, Decimal]]:
     rows = _ledger(
         dsn,
-        "SELECT customer_id, energy_charge + standing_charge + tax, measured_kwh + estimated_kwh "
+        "SELECT customer_id, energy_charge + standing_charge + tax + export_credit, measured_kwh + estimated_kwh "
         "FROM billing.bills WHERE status = 'draft'",
     )
     return {c: (charges, kwh) for c, charges, kwh in rows}
@@ -211,8 +214,8 @@ def test_late_file_ends_in_drafts_then_exactly_one_adjustment_per_customer(tmp_p
             c: (charges, kwh)
             for c, charges, kwh in _ledger(
                 dsn,
-                "SELECT customer_id, energy_charge + standing_charge + tax, measured_kwh + estimated_kwh "
-                "FROM billing.bills",
+                "SELECT customer_id, energy_charge + standing_charge + tax + export_credit, "
+                "measured_kwh + estimated_kwh FROM billing.bills",
             )
         }
         affected = sorted(c for c, bill in final.items() if bill != billed[c])

@@ -40,7 +40,7 @@ from .billing_reference import (
     reference_bills,
     reference_day_usage,
 )
-from .billing_support import published_readings, reference_exports, reference_prices
+from .billing_support import published_exports, published_readings, reference_exports, reference_prices
 from .conftest import query, resources_for
 
 MONTH = "2024-10"
@@ -68,7 +68,10 @@ FAULTS = FaultRates(
 def _recompute(lake: Lake) -> ReferenceMonth:
     assignments, customers, tariffs = reference_exports(lake)
     readings = published_readings(lake, MONTH)
-    return reference_bills(MONTH, TZ, TAX, readings, assignments, customers, tariffs, reference_prices(lake))
+    prices = reference_prices(lake)
+    return reference_bills(
+        MONTH, TZ, TAX, readings, assignments, customers, tariffs, prices, published_exports(lake, MONTH)
+    )
 
 
 def _curate(root: str, days: list[dt.date]) -> None:
@@ -86,7 +89,8 @@ def _ledger_bills(dsn: str) -> dict[int, dict]:
         rows = conn.execute(
             """
             SELECT customer_id, measured_kwh, estimated_kwh, energy_lines::text, energy_charge, supply_days,
-                   standing_lines::text, standing_charge, tax_rate, tax, total_due, is_estimated, status, derived_kwh
+                   standing_lines::text, standing_charge, tax_rate, tax, total_due, is_estimated, status, derived_kwh,
+                   export_lines::text, export_credit, export_kwh
             FROM billing.bills WHERE period_start = '2024-10-01'
             """
         ).fetchall()
@@ -106,9 +110,13 @@ def _ledger_bills(dsn: str) -> dict[int, dict]:
         is_estimated,
         status,
         derived_kwh,
+        export,
+        export_credit,
+        export_kwh,
     ) in rows:
         energy = json.loads(energy, parse_float=Decimal)
         standing = json.loads(standing, parse_float=Decimal)
+        export = json.loads(export, parse_float=Decimal)
         bills[customer] = dict(
             energy=sorted(
                 (line["band"], _price(line), line["measured_kwh"], line["estimated_kwh"], line["amount"])
@@ -127,6 +135,12 @@ def _ledger_bills(dsn: str) -> dict[int, dict]:
             status=status,
             derived=sorted((line["band"], _price(line), line["derived_kwh"]) for line in energy),
             derived_kwh=derived_kwh,
+            export=sorted(
+                (line["band"], _price(line), line["measured_kwh"], line["estimated_kwh"], line["amount"])
+                for line in export
+            ),
+            export_credit=export_credit,
+            export_kwh=export_kwh,
         )
     return bills
 
@@ -153,6 +167,9 @@ def _expected(month: ReferenceMonth, status: str) -> dict[int, dict]:
             status=status,
             derived=sorted(b.derived_lines()),
             derived_kwh=b.derived_kwh,
+            export=sorted(b.export_lines()),
+            export_credit=b.export_credit,
+            export_kwh=b.export_kwh,
         )
         for c, b in month.bills.items()
     }
@@ -258,6 +275,11 @@ def test_the_month_holds_the_cases_an_auditor_checks(october):
     assert len(ev) > len(set(ev))
     plans = {c["customer_id"]: c["plan_id"] for c in customers}
     assert any(plans[c] == "EV-TOU" for c in october["after"].bills)
+    # homes with panels credited from the register change: flat, time-of-use and day-ahead export
+    credited = [b for b in october["after"].bills.values() if b.export]
+    assert len(credited) > 10 and all(b.export_kwh > 0 for b in credited)
+    assert {plans[b.customer_id] for b in credited} == {"FLEX", "EV-TOU", "DYNAMIC"}
+    assert any(band == "export_peak" for b in credited for band, _ in b.export)
     # customers on the day-ahead plan, priced through the 50 settlement periods of the 25-hour day
     assert any(plans[c] == "DYNAMIC" for c in october["after"].bills)
     assert any(isinstance(price, str) for bill in october["after"].bills.values() for _, price in bill.energy)
@@ -315,22 +337,28 @@ def test_adjustments_equal_the_change_in_the_recomputation(october):
     assert october["corrected_check_passed"]
     assert october["after_issue"] == october["issued"], "issued bills stay as issued"
     before, after = october["before"], october["after"]
-    expected = {}
+    expected, export_moved = {}, 0
     for customer in before.bills.keys() | after.bills.keys():
         old, new = before.bills.get(customer), after.bills.get(customer)
         delta_amount = (new.charges if new else 0) - (old.charges if old else 0)
         delta_kwh = ((new.measured_kwh + new.estimated_kwh) if new else 0) - (
             (old.measured_kwh + old.estimated_kwh) if old else 0
         )
-        if delta_amount or delta_kwh:
-            moved = sorted(
+        # the days whose use or export moved
+        moved = {
+            used: {
                 day.isoformat()
-                for day in {d for c, d in before.daily_kwh.keys() | after.daily_kwh.keys() if c == customer}
-                if before.daily_kwh.get((customer, day), 0) != after.daily_kwh.get((customer, day), 0)
-            )
-            expected[customer] = (delta_kwh, delta_amount, moved)
+                for day in {d for c, d in getattr(before, used).keys() | getattr(after, used).keys() if c == customer}
+                if getattr(before, used).get((customer, day), 0) != getattr(after, used).get((customer, day), 0)
+            }
+            for used in ("daily_kwh", "daily_export_kwh")
+        }
+        export_moved += bool(moved["daily_export_kwh"])
+        if delta_amount or delta_kwh or moved["daily_export_kwh"]:
+            expected[customer] = (delta_kwh, delta_amount, sorted(moved["daily_kwh"] | moved["daily_export_kwh"]))
     adjustments = october["adjustments"]
     assert len(expected) > 5, "the late and corrected files moved several bills"
+    assert export_moved > 0, "late export readings moved a credit"
     assert {c: (kwh, amount, changed) for c, kwh, amount, _, _, changed, _ in adjustments} == expected
     assert len(adjustments) == len(expected), "one adjustment per customer whose bill moved"
     # a corrected day-ahead price moved a dynamic plan's bill without moving its kWh

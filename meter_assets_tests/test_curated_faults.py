@@ -12,7 +12,7 @@ from meter_assets.curated.estimation import METHODS
 from meter_assets.market_calendar import local_day_of
 from meter_assets.simulator.headend import MALFORMED_VARIANTS
 from meter_assets.storage import Lake
-from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN, READS_15MIN_EXPORT
+from meter_assets.tables import QUARANTINE, RAW_METER_FILES, READS_15MIN, READS_15MIN_EXPORT, READS_DAILY
 
 from .conftest import faults, query, spring_days, table_files
 
@@ -286,6 +286,28 @@ def test_export_registers_are_curated_to_the_truth_apart_from_consumption(after_
     assert meters > 20 and positive > 100 and min(days) >= dt.date(2024, 3, 31), (meters, positive, days)
     sources = {r[0] for r in query(f"SELECT DISTINCT regexp_extract(source_file, '(alpha|beta)') FROM {exported}")}
     assert {"alpha", "beta"} <= sources
+    # each day's export per meter in reads_daily (through reads_hourly) is the truth's, summed by
+    # London day here; a meter with no export register has none (NULL), not zero
+    daily = " UNION ALL ".join(
+        f"SELECT * FROM read_parquet({table_files(after_release, READS_DAILY, d)})" for d in spring_days()
+    )
+    wrong = query(
+        f"""
+        WITH truth AS (
+            SELECT meter_id, CAST(timezone('Europe/London', read_at AT TIME ZONE 'UTC') AS DATE) AS local_date,
+                   coalesce(sum(kwh), 0) AS export_kwh, count(*) AS intervals,
+                   count(*) FILTER (WHERE quality_flag = 'missing') AS missing
+            FROM {truth} GROUP BY ALL
+        )
+        SELECT meter_id, local_date, truth.export_kwh, daily.export_kwh
+        FROM truth FULL OUTER JOIN ({daily}) AS daily USING (meter_id, local_date)
+        WHERE truth.export_kwh IS DISTINCT FROM daily.export_kwh
+           OR truth.intervals IS DISTINCT FROM daily.export_intervals
+           OR truth.missing IS DISTINCT FROM daily.export_missing_intervals
+        LIMIT 5
+        """
+    )
+    assert wrong == []
     # a malformed export reading is quarantined by name like any other, its neighbours kept
     malformed = faults(after_release, "malformed_row", register="export")
     found = {r[0] for r in query(f"SELECT source_file FROM {quarantined(after_release)} WHERE scope = 'row'")}

@@ -53,7 +53,7 @@ VALID_BILL = dict(
 
 def _insert(conn, bill_id: str, customer_id: int, month: int = 5, **columns) -> None:
     values = {**VALID_BILL, **columns}
-    for name in ("energy_lines", "standing_lines", "energy_by_band"):
+    for name in ("energy_lines", "standing_lines", "energy_by_band", "export_lines"):
         if name in values and values[name] is not None:
             values[name] = json.dumps(values[name])
     names = ["bill_id", "customer_id", "period_start", "period_end", "inputs_fingerprint", *values]
@@ -220,11 +220,47 @@ def test_a_day_ahead_line_is_its_exact_cost_rounded_once(conninfo):
         )
 
 
+# 31.462 kWh sent to the grid at 0.1500: 4.7193, credited -4.72, untaxed
+EXPORT_LINE = {
+    "direction": "export",
+    "band": "export",
+    "unit_rate": 0.1500,
+    "measured_kwh": 31.462,
+    "estimated_kwh": 0,
+    "kwh": 31.462,
+    "amount": -4.72,
+}
+WITH_EXPORT = dict(export_lines=[EXPORT_LINE], export_kwh="31.462", export_credit="-4.72", total_due="79.32")
+
+
+@pytest.mark.parametrize(
+    "columns, refusal",
+    [
+        # a credit written as a charge
+        (dict(export_lines=[{**EXPORT_LINE, "amount": 4.72}], export_credit="4.72", total_due="88.76"), "export line"),
+        # the credit taxed: 5 % of 61.28 + 18.76 - 4.72
+        (dict(tax="3.77", total_due="79.09"), "tax_is_one_rounding"),
+        # the credit left out of the total
+        (dict(total_due="84.04"), "total_adds_up"),
+        # an export line not marked as one
+        (dict(export_lines=[{k: v for k, v in EXPORT_LINE.items() if k != "direction"}]), "not marked export"),
+        (dict(export_kwh="30.000"), "not to the export credit -4.72 for 30.000 kWh"),
+    ],
+)
+def test_an_export_line_is_a_credit_rounded_once_and_untaxed(conninfo, columns, refusal):
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        _insert(conn, "B-5000041-2024-05", 5000041, **WITH_EXPORT)  # the valid bill is accepted
+        conn.execute("DELETE FROM billing.bills WHERE bill_id = 'B-5000041-2024-05'")
+        with pytest.raises(psycopg.errors.CheckViolation, match=refusal):
+            _insert(conn, "B-5000041-2024-05", 5000041, **{**WITH_EXPORT, **columns})
+
+
 @pytest.mark.parametrize(
     "change",
     [
         "energy_lines = '[]'",
         "standing_lines = '[]'",
+        "export_credit = -1.00, total_due = 83.04",
         "energy_charge = 0, tax = 0.94, total_due = 18.76 + 0.94",
         "measured_kwh = 0",
         "supply_days = 30",

@@ -33,6 +33,10 @@ def _dicts(bills) -> dict:
             measured=b.measured_kwh,
             estimated=b.estimated_kwh,
             derived=sorted((line.band, _price(line), line.derived_kwh) for line in b.energy),
+            export=sorted(
+                (line.band, _price(line), line.measured_kwh, line.estimated_kwh, line.amount) for line in b.export
+            ),
+            export_credit=b.export_credit,
         )
         for c, b in bills.items()
     }
@@ -56,6 +60,8 @@ def _reference_dicts(bills) -> dict:
             measured=b.measured_kwh,
             estimated=b.estimated_kwh,
             derived=sorted(b.derived_lines()),
+            export=sorted(b.export_lines()),
+            export_credit=b.export_credit,
         )
         for c, b in bills.items()
     }
@@ -67,6 +73,8 @@ BANDS = ["off_peak", "standard", "peak"]
 MULTIPLIERS = [Decimal("1.0000"), Decimal("2.2000")]
 ADDERS = [None, Decimal("0.1200"), Decimal("-0.0500")]
 CAPS = [None, Decimal("0.3500"), Decimal("1.0000")]
+# what a kWh sent to the grid earns, a zero too
+EXPORT_RATES = [Decimal("0.0000"), Decimal("0.0410"), Decimal("0.1500"), Decimal("0.2455")]
 
 
 @st.composite
@@ -75,7 +83,10 @@ def tariff_histories(draw, month: str) -> list[dict]:
     one to three, whose band names, rates and terms are drawn from short lists (a band may come
     back later in the day at the same or another price), a price change on any day of the month
     (clock-change days included) that may keep some prices and the standing charge, an export
-    row that must price nothing, and sometimes a row the export repeats word for word."""
+    row that must price nothing, and sometimes a row the export repeats word for word. Each plan
+    may credit export: the single-rate plan at a flat rate, the time-of-use plan by its own one
+    or two bands, the day-ahead plan at the day-ahead price (its own multiplier, adder and cap);
+    a plan without export rows credits nothing."""
     start, end = month_bounds(month)
     cuts = sorted(draw(st.sets(st.integers(1, 95), min_size=1, max_size=4), label="cuts"))
     bounds = list(zip([0, *cuts], [*cuts, 96], strict=True))
@@ -119,20 +130,35 @@ def tariff_histories(draw, month: str) -> list[dict]:
                 )
             )
         # what a home sends to the grid is credited by its own rows, never priced as use
-        rows.append(
-            dict(
-                tariff_id=len(rows) + 1,
-                plan_id=draw(st.sampled_from(["FLEX", "TOU", "DYN"])),
-                direction="export",
-                band="export",
-                band_start="00:00",
-                band_end="24:00",
-                unit_rate=Decimal("0.1500"),
-                standing_charge=None,
-                valid_from=valid_from,
-                valid_to=valid_to,
-            )
-        )
+        export_cut = draw(st.integers(1, 95), label="export cut")
+        for plan in draw(st.sets(st.sampled_from(["FLEX", "TOU", "DYN"])), label="plans that credit export"):
+            segments = [(0, export_cut), (export_cut, 96)] if plan == "TOU" else [(0, 96)]
+            for a, b in segments:
+                terms = (
+                    dict(
+                        pricing="day_ahead",
+                        unit_rate=None,
+                        price_multiplier=draw(st.sampled_from(MULTIPLIERS)),
+                        price_adder=draw(st.sampled_from(ADDERS)),
+                        price_cap=draw(st.sampled_from(CAPS)),
+                    )
+                    if plan == "DYN"
+                    else dict(unit_rate=draw(st.sampled_from(EXPORT_RATES)))
+                )
+                rows.append(
+                    dict(
+                        tariff_id=len(rows) + 1,
+                        plan_id=plan,
+                        direction="export",
+                        band=f"export_{a}",
+                        band_start=clock(a),
+                        band_end="24:00" if b == 96 else clock(b),
+                        standing_charge=None,
+                        valid_from=valid_from,
+                        valid_to=valid_to,
+                        **terms,
+                    )
+                )
     if draw(st.booleans(), label="a row repeated"):
         repeated = draw(st.sampled_from(rows))
         rows.append({**repeated, "tariff_id": len(rows) + 1})
@@ -197,6 +223,16 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(
                     interval_minutes=30 if meter == 2 else 15,
                 )
             )
+    # meters 1 and 3 have panels: export by day, none at night, some gaps and estimates
+    exports = []
+    for meter in (1, 3):
+        for at in utc_intervals(month, zone):
+            if rng.random() < 0.03:
+                exports.append(dict(meter_id=meter, read_at=at, kwh=None, quality_flag="missing"))
+                continue
+            kwh = Decimal(int(rng.integers(0, 1500))) / 1000 if 6 <= at.hour < 18 else Decimal("0.000")
+            flag = "estimated" if rng.random() < 0.05 else "actual"
+            exports.append(dict(meter_id=meter, read_at=at, kwh=kwh, quality_flag=flag))
     moved_out = min(start + dt.timedelta(days=move), end - dt.timedelta(days=1))
     second_from = start + dt.timedelta(days=second_meter[0])
     second_to = (
@@ -217,13 +253,14 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(
     prices = day_ahead_prices(month, zone, rng)
 
     usage = compute_bills(
-        connection(reads, assignments, customers, tariffs, prices),
+        connection(reads, assignments, customers, tariffs, prices, exports),
         month,
         zone,
         TAX,
         customers_per_range=customers_per_range,
+        exports_of=lambda day: "exports",
     )
-    expected = reference_bills(month, zone, TAX, reads, assignments, customers, tariffs, prices)
+    expected = reference_bills(month, zone, TAX, reads, assignments, customers, tariffs, prices, exports)
     assert _dicts(usage.bills) == _reference_dicts(expected.bills)
     assert usage.vacant_kwh == expected.vacant_kwh
 

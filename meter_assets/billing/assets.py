@@ -25,6 +25,7 @@ from meter_assets.tables import (
     DAY_AHEAD_PRICES,
     METER_ASSIGNMENTS,
     READS_15MIN,
+    READS_15MIN_EXPORT,
     READS_DAILY,
     TARIFFS,
 )
@@ -62,6 +63,9 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
     if curated is None or daily is None:
         raise FileNotFoundError(f"{month}: reads_15min and reads_daily are not published yet")
     readings = {day: curated.required_files(day) for day in days}
+    # the export registers' readings of each day (none for a day curated before they were kept)
+    exported = store.snapshot(READS_15MIN_EXPORT)
+    exports = {day: exported.files(day) if exported else [] for day in days}
     rollups = [f for day in days for f in daily.required_files(day)]
 
     timings = {}
@@ -74,7 +78,14 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
         con.execute("SET enable_external_file_cache = false")
         pricing_views(con, store)
         priced = price_month(
-            con, month, s.market_tz, s.tax_rate, readings_of=lambda day: parquet(readings[day.isoformat()])
+            con,
+            month,
+            s.market_tz,
+            s.tax_rate,
+            readings_of=lambda day: parquet(readings[day.isoformat()]),
+            exports_of=lambda day: (
+                parquet(exports[day.isoformat()], union_by_name=True) if exports[day.isoformat()] else None
+            ),
         )
         (rollup_kwh,) = con.execute(ROLLUP_KWH_SQL.format(files=parquet(rollups))).fetchone()
         timings["compute_seconds"] = round(time.perf_counter() - began, 2)
@@ -119,6 +130,9 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
                 "estimated_bills": staged.estimated_bills,
                 "energy_charge": str(staged.energy_charge),
                 "charges_with_tax": str(staged.charges_with_tax),
+                "export_kwh": str(staged.export_kwh),
+                "export_credit": str(staged.export_credit),
+                "uncredited_export_kwh": str(priced.uncredited_export_kwh),
                 "tax_rate": str(s.tax_rate),
                 "pricing_rules": PRICING_RULES,
                 "customers_per_range": s.bill_range_customers,
@@ -140,7 +154,9 @@ COPY (
            derived_kwh,
            energy_charge, supply_days,
            standing_charge, adjustments_carried, tax_rate, tax, total_due, is_estimated, currency, issued_at,
-           pricing_rules, energy_lines::text, standing_lines::text, inputs_fingerprint
+           pricing_rules, energy_lines::text, standing_lines::text, inputs_fingerprint,
+           -- what the home sent to the grid, and its credit (negative; untaxed)
+           export_kwh, export_credit, export_lines::text
     FROM billing.bills
     WHERE period_start = %(period_start)s AND status = 'issued'
     ORDER BY bill_id
@@ -149,7 +165,8 @@ COPY (
 
 # Every line of every issued bill of the month, in print order: energy (a band at a unit
 # rate, or at a day-ahead rule with its exact cost), standing charge (days at a daily rate),
-# tax, and adjustments carried from earlier months. A bill's lines add up to its total due.
+# tax, export credits (negative, after tax: they are not taxed), and adjustments carried from
+# earlier months. A bill's lines add up to its total due.
 # Bills issued under pricing rules 1 kept their energy as a map by band and rate, without the
 # measured/estimated split, and no standing lines: their lines are exported as issued.
 EXPORT_BILL_LINES_SQL = """
@@ -190,7 +207,20 @@ COPY (
         SELECT bill_id, customer_id, 3, 1, 'tax', NULL, tax_rate, NULL, NULL, NULL, NULL, NULL, NULL, NULL, tax
         FROM issued
         UNION ALL
-        SELECT bill_id, customer_id, 4, 1, 'adjustments_carried', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        SELECT issued.bill_id, issued.customer_id, 4, line.position, 'export',
+               line.value ->> 'band',
+               (line.value ->> 'unit_rate')::numeric,
+               line.value ->> 'price_rule',
+               (line.value ->> 'cost')::numeric,
+               (line.value ->> 'measured_kwh')::numeric,
+               (line.value ->> 'estimated_kwh')::numeric,
+               coalesce((line.value ->> 'derived_kwh')::numeric, 0),
+               (line.value ->> 'kwh')::numeric,
+               NULL,
+               (line.value ->> 'amount')::numeric
+        FROM issued, jsonb_array_elements(issued.export_lines) WITH ORDINALITY AS line (value, position)
+        UNION ALL
+        SELECT bill_id, customer_id, 5, 1, 'adjustments_carried', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                adjustments_carried
         FROM issued
         WHERE adjustments_carried <> 0
@@ -239,6 +269,9 @@ EXPORT_TYPES = {
         "energy_lines": "VARCHAR",
         "standing_lines": "VARCHAR",
         "inputs_fingerprint": "VARCHAR",
+        "export_kwh": "DECIMAL(14, 3)",
+        "export_credit": "DECIMAL(12, 2)",
+        "export_lines": "VARCHAR",
     },
     BILL_LINES_EXPORT: {
         "bill_id": "VARCHAR",

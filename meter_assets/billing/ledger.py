@@ -44,6 +44,10 @@ COLUMNS = (
     "pricing_rules",
     "reads_version",
     "derived_kwh",
+    "export_lines",
+    "export_kwh",
+    "export_credit",
+    "daily_export_wh",
 )
 
 INCOMING_SQL = """
@@ -98,9 +102,11 @@ accounted AS (
         bills.customer_id,
         bills.period_start,
         bills.period_end,
-        bills.energy_charge + bills.standing_charge + bills.tax + coalesce(corrections.delta_amount, 0) AS charges,
+        bills.energy_charge + bills.standing_charge + bills.tax + bills.export_credit
+            + coalesce(corrections.delta_amount, 0)                                                  AS charges,
         bills.measured_kwh + bills.estimated_kwh + coalesce(corrections.delta_kwh, 0)                 AS kwh,
         coalesce(latest.daily_wh, bills.daily_wh)                                                    AS daily_wh,
+        CASE WHEN latest.bill_id IS NULL THEN bills.daily_export_wh ELSE latest.daily_export_wh END  AS daily_export_wh,
         coalesce(latest.pricing_rules, bills.pricing_rules)                                          AS pricing_rules,
         coalesce(corrections.last_sequence, 0)                                                         AS last_sequence
     FROM billing.bills AS bills
@@ -114,10 +120,12 @@ recomputed AS (
     SELECT
         accounted.*,
         incoming.bill_id IS NULL                                                        AS no_longer_supplied,
-        coalesce(incoming.energy_charge + incoming.standing_charge + incoming.tax, 0)  AS new_charges,
+        coalesce(incoming.energy_charge + incoming.standing_charge + incoming.tax + incoming.export_credit, 0)
+                                                                                        AS new_charges,
         coalesce(incoming.measured_kwh + incoming.estimated_kwh, 0)                    AS new_kwh,
         coalesce(incoming.daily_wh,
                  array_fill(0::bigint, ARRAY[accounted.period_end - accounted.period_start])) AS new_daily_wh,
+        coalesce(incoming.daily_export_wh, '{}')                                      AS new_daily_export_wh,
         coalesce(incoming.inputs_fingerprint, 'not supplied')                          AS new_fingerprint,
         coalesce(incoming.pricing_rules, %(pricing_rules)s)                            AS new_pricing_rules,
         %(reads_version)s::bigint                                                       AS reads_version
@@ -128,10 +136,13 @@ differing AS (
     SELECT
         recomputed.*,
         new_charges - charges AS delta_amount,
+        -- the days whose use or export moved (a customer without export has none either side)
         ARRAY(
             SELECT to_char(period_start + (day - 1), 'YYYY-MM-DD')
             FROM generate_subscripts(new_daily_wh, 1) AS day
             WHERE new_daily_wh[day] IS DISTINCT FROM daily_wh[day]
+               OR (cardinality(new_daily_export_wh) + cardinality(daily_export_wh) > 0
+                   AND coalesce(new_daily_export_wh[day], 0) <> coalesce(daily_export_wh[day], 0))
         ) AS changed_partitions,
         pricing_rules < new_pricing_rules AS rules_revised,
         -- undercharges are recovered only within the back-billing limit; credits always
@@ -139,10 +150,11 @@ differing AS (
             OR period_end > %(found_on)s::date - make_interval(months => %(backbilling_months)s) AS recoverable
     FROM recomputed
     WHERE new_charges <> charges OR new_kwh <> kwh
+       OR coalesce(new_daily_export_wh, '{}') <> coalesce(daily_export_wh, '{}')
 )
 INSERT INTO billing.bill_adjustments (bill_id, customer_id, sequence, delta_kwh, delta_amount, charged_amount,
                                       reason, changed_partitions, inputs_fingerprint, daily_wh, found_at,
-                                      pricing_rules, reads_version)
+                                      pricing_rules, reads_version, daily_export_wh)
 SELECT
     bill_id,
     customer_id,
@@ -166,7 +178,8 @@ SELECT
     new_daily_wh,
     %(found_at)s,
     new_pricing_rules,
-    reads_version
+    reads_version,
+    new_daily_export_wh
 FROM differing
 RETURNING delta_amount, charged_amount
 """
@@ -192,7 +205,7 @@ per_bill AS (
 )
 UPDATE billing.bills AS bills
 SET adjustments_carried = per_bill.amount,
-    total_due = bills.energy_charge + bills.standing_charge + bills.tax + per_bill.amount
+    total_due = bills.energy_charge + bills.standing_charge + bills.tax + bills.export_credit + per_bill.amount
 FROM per_bill
 WHERE bills.bill_id = per_bill.bill_id
 RETURNING per_bill.adjustments
@@ -242,7 +255,7 @@ def _copy_text(value: str) -> str:
 
 def copy_line(bill: Bill, start: dt.date, end: dt.date, currency: str, reads_version: int | None) -> str:
     """One bill as a line of COPY text, each total computed once (200,000 bills a month)."""
-    energy, standing = bill.energy_charge, bill.standing_charge
+    energy, standing, credit = bill.energy_charge, bill.standing_charge, bill.export_credit
     tax = bill.tax_on(energy + standing)
     fields = (
         bill.bill_id,
@@ -258,7 +271,7 @@ def copy_line(bill: Bill, start: dt.date, end: dt.date, currency: str, reads_ver
         str(standing),
         str(bill.tax_rate),
         str(tax),
-        str(energy + standing + tax),
+        str(energy + standing + tax + credit),
         "t" if bill.is_estimated else "f",
         _copy_text(currency),
         bill.fingerprint,
@@ -266,6 +279,10 @@ def copy_line(bill: Bill, start: dt.date, end: dt.date, currency: str, reads_ver
         str(bill.pricing_rules),
         "\\N" if reads_version is None else str(reads_version),
         str(bill.derived_kwh),
+        _copy_text(bill.export_lines_json()),
+        str(bill.export_kwh),
+        str(credit),
+        "{" + ",".join(map(str, bill.daily_export_wh or [])) + "}",
     )
     return "\t".join(fields) + "\n"
 
@@ -291,7 +308,9 @@ SELECT count(*),
        coalesce(sum(measured_kwh + estimated_kwh), 0),
        count(*) FILTER (WHERE is_estimated),
        coalesce(sum(energy_charge), 0),
-       coalesce(sum(energy_charge + standing_charge + tax), 0)
+       coalesce(sum(energy_charge + standing_charge + tax + export_credit), 0),
+       coalesce(sum(export_kwh), 0),
+       coalesce(sum(export_credit), 0)
 FROM incoming
 """
 
@@ -304,7 +323,9 @@ class StagedMonth:
     billed_kwh: Decimal
     estimated_bills: int
     energy_charge: Decimal
-    charges_with_tax: Decimal
+    charges_with_tax: Decimal  # less export credits
+    export_kwh: Decimal
+    export_credit: Decimal
 
 
 def stage_month(

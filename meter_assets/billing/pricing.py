@@ -34,14 +34,15 @@ PRICING_RULES_CHANGES = {
     "(was one line per tariff row); standing charge once a day per account",
 }
 
-# The import rows of the tariffs, each with its price as a bill names it: the unit rate of a
-# fixed price, or the rule of a day-ahead one ("day-ahead x 2.2000 + 0.1200, cap 1.0000": the
-# settlement period's day-ahead price per kWh times the multiplier, plus the adder, rounded
-# to 4 places, at most the cap). Export rows credit what a home sends, not what it uses.
-IMPORT_TARIFFS_SQL = """
-CREATE OR REPLACE TEMP TABLE import_tariffs AS
+# The tariffs' rows, each with its price as a bill names it: the unit rate of a fixed price,
+# or the rule of a day-ahead one ("day-ahead x 2.2000 + 0.1200, cap 1.0000": the settlement
+# period's day-ahead price per kWh times the multiplier, plus the adder, rounded to 4 places,
+# at most the cap). Import rows charge what a home uses; export rows credit what it sends.
+PRICED_TARIFFS_SQL = """
+CREATE OR REPLACE TEMP TABLE priced_tariffs AS
 SELECT
     *,
+    direction = 'export' AS is_export,
     CASE pricing
         WHEN 'fixed' THEN CAST(unit_rate AS VARCHAR)
         ELSE 'day-ahead x ' || CAST(price_multiplier AS VARCHAR)
@@ -49,7 +50,6 @@ SELECT
              || coalesce(', cap ' || CAST(price_cap AS VARCHAR), '')
     END AS price
 FROM tariffs
-WHERE direction = 'import'
 """
 
 # The day-ahead prices when none are published: day-ahead plans then have no price at all.
@@ -66,20 +66,21 @@ SELECT plan_id, CAST(row_number() OVER (ORDER BY plan_id) AS INTEGER) AS plan_no
 FROM (SELECT plan_id FROM customers UNION SELECT plan_id FROM tariffs)
 """
 
-# Each price a line can carry: a band at a unit rate or a day-ahead rule, numbered so the
-# per-reading joins compare integers. Tariff rows that repeat a band and price (in one
+# Each price a line can carry: a direction's band at a unit rate or a day-ahead rule, numbered
+# so the per-reading joins compare integers. Tariff rows that repeat a band and price (in one
 # version, or across a price change that kept it) share a number, so they make one line.
 PRICE_LINES_SQL = """
 CREATE OR REPLACE TEMP TABLE price_lines AS
 SELECT
+    is_export,
     band,
     pricing,
     price,
     CASE WHEN pricing = 'fixed' THEN any_value(unit_rate) END                         AS unit_rate,
     min(band_start)                                                                   AS band_start,
-    CAST(row_number() OVER (ORDER BY min(band_start), band, pricing, price) AS INTEGER) AS price_no
-FROM import_tariffs
-GROUP BY band, pricing, price
+    CAST(row_number() OVER (ORDER BY is_export, min(band_start), band, pricing, price) AS INTEGER) AS price_no
+FROM priced_tariffs
+GROUP BY is_export, band, pricing, price
 """
 
 # One local day at a time: who held each meter that day, and which price (band and unit
@@ -111,6 +112,7 @@ local_clock AS (
 )
 SELECT DISTINCT
     plans.plan_no,
+    tariffs.is_export,
     local_clock.read_at,
     local_clock.clock,
     price_lines.price_no,
@@ -121,11 +123,11 @@ SELECT DISTINCT
         tariffs.price_cap) AS DECIMAL(10, 4))
     END                                                                               AS market_rate
 FROM local_clock
-JOIN import_tariffs AS tariffs
+JOIN priced_tariffs AS tariffs
   ON local_clock.clock >= tariffs.band_start
  AND local_clock.clock < tariffs.band_end
 JOIN plans USING (plan_id)
-JOIN price_lines USING (band, pricing, price)
+JOIN price_lines USING (is_export, band, pricing, price)
 LEFT JOIN day_ahead_prices AS market
   ON tariffs.pricing = 'day_ahead'
  AND market.period_start = time_bucket(INTERVAL 30 MINUTE, local_clock.read_at)
@@ -146,31 +148,33 @@ ORDER BY period_start, plans.plan_id
 LIMIT 5
 """
 
-# Two prices at one quarter hour of a plan somebody holds: overlapping rows in the tariffs
-# export. Pricing would have to guess, so the run stops instead.
+# Two prices at one quarter hour of a plan somebody holds, in one direction: overlapping rows
+# in the tariffs export. Pricing would have to guess, so the run stops instead.
 AMBIGUOUS_PRICES_SQL = """
 SELECT
-    plans.plan_id,
+    plans.plan_id || CASE WHEN day_prices.is_export THEN ' (export)' ELSE '' END,
     day_prices.clock,
     string_agg(price_lines.band || ' at ' || price_lines.price, ' and ' ORDER BY price_lines.price_no) AS prices
 FROM day_prices
 JOIN plans USING (plan_no)
 JOIN price_lines USING (price_no)
 WHERE day_prices.plan_no IN (SELECT plan_no FROM day_holders)
-GROUP BY plans.plan_id, day_prices.read_at, day_prices.clock
+GROUP BY plans.plan_id, day_prices.is_export, day_prices.read_at, day_prices.clock
 HAVING count(*) > 1
-ORDER BY plans.plan_id, day_prices.read_at
+ORDER BY plans.plan_id, day_prices.is_export, day_prices.read_at
 LIMIT 5
 """
 
-# A reading with no holder is a vacant premises' use: reported, never billed. A held
-# reading with no tariff (off the quarter-hour grid, or outside every band of the plan)
-# is an error in the reference data, raised before any bill is written.
+# A reading with no holder is a vacant premises' use: reported, never billed. A held import
+# reading with no tariff (off the quarter-hour grid, or outside every band of the plan) is an
+# error in the reference data, raised before any bill is written; an export reading on a plan
+# without an export tariff earns nothing (counted, see UNCREDITED_EXPORT_SQL).
 DAY_USAGE_SQL = """
 INSERT INTO usage_by_day
 SELECT
     CAST($day AS DATE)                                                                AS local_date,
     day_holders.customer_id,
+    readings.is_export,
     day_prices.price_no,
     sum(readings.kwh) - coalesce(sum(readings.kwh) FILTER (WHERE readings.quality_flag <> 'actual'), 0)
                                                                                       AS measured_kwh,
@@ -183,6 +187,7 @@ FROM {readings} AS readings
 LEFT JOIN day_holders USING (meter_id)
 LEFT JOIN day_prices
   ON day_prices.plan_no = day_holders.plan_no
+ AND day_prices.is_export = readings.is_export
  AND day_prices.read_at = readings.read_at
 WHERE readings.kwh IS NOT NULL
   AND readings.read_at >= $utc_start
@@ -194,6 +199,7 @@ USAGE_BY_DAY_SQL = """
 CREATE OR REPLACE TEMP TABLE usage_by_day (
     local_date    DATE,
     customer_id   INTEGER,
+    is_export     BOOLEAN,
     price_no      INTEGER,
     measured_kwh  DECIMAL(18, 3),
     estimated_kwh DECIMAL(18, 3),
@@ -205,9 +211,16 @@ CREATE OR REPLACE TEMP TABLE usage_by_day (
 UNPRICED_SQL = """
 SELECT customer_id, min(local_date) AS first_day, CAST(sum(measured_kwh + estimated_kwh) AS VARCHAR) AS kwh
 FROM usage_by_day
-WHERE customer_id IS NOT NULL AND price_no IS NULL
+WHERE customer_id IS NOT NULL AND price_no IS NULL AND NOT is_export
 GROUP BY customer_id
 ORDER BY customer_id
+"""
+
+# export of customers whose plan has no export tariff: sent to the grid, credited nothing
+UNCREDITED_EXPORT_SQL = """
+SELECT coalesce(sum(measured_kwh + estimated_kwh), 0)
+FROM usage_by_day
+WHERE customer_id IS NOT NULL AND price_no IS NULL AND is_export
 """
 
 # Once the month is priced, each customer's lines and days are aggregated into small tables
@@ -218,6 +231,7 @@ CREATE OR REPLACE TEMP TABLE energy_lines AS
 SELECT
     usage.customer_id,
     price_lines.price_no,
+    price_lines.is_export,
     price_lines.band,
     price_lines.pricing,
     price_lines.price,
@@ -243,12 +257,16 @@ CREATE OR REPLACE TEMP TABLE daily_wh AS
 WITH customer_days AS (
     SELECT
         customer_id,
+        is_export,
         date_diff('day', $month_start, local_date)                  AS day_of_month,
         CAST((measured_kwh + estimated_kwh) * 1000 AS BIGINT)       AS wh
     FROM usage_by_day
     WHERE customer_id IS NOT NULL
 )
-SELECT customer_id, CAST([{days}] AS VARCHAR) AS daily_wh
+-- a customer with no export has none (NULL), not a month of zeros
+SELECT customer_id,
+       CAST([{days}] AS VARCHAR) AS daily_wh,
+       CASE WHEN bool_or(is_export) THEN CAST([{export_days}] AS VARCHAR) END AS daily_export_wh
 FROM customer_days
 GROUP BY customer_id
 ORDER BY customer_id
@@ -285,6 +303,7 @@ ORDER BY range_no
 ENERGY_LINES_SQL = """
 SELECT
     customer_id,
+    is_export,
     band,
     CAST(unit_rate AS VARCHAR)             AS unit_rate,
     CAST(measured_kwh AS VARCHAR)          AS measured_kwh,
@@ -294,12 +313,14 @@ SELECT
     CASE WHEN pricing = 'day_ahead' THEN CAST(cost AS VARCHAR) END AS cost
 FROM energy_lines
 WHERE customer_id BETWEEN $first AND $last
-ORDER BY customer_id, band_start, band, first_day, price
+ORDER BY customer_id, is_export, band_start, band, first_day, price
 """
 
-DAILY_WH_SQL = "SELECT customer_id, daily_wh FROM daily_wh WHERE customer_id BETWEEN $first AND $last"
+DAILY_WH_SQL = "SELECT customer_id, daily_wh, daily_export_wh FROM daily_wh WHERE customer_id BETWEEN $first AND $last"
 
-VACANT_KWH_SQL = "SELECT coalesce(sum(measured_kwh + estimated_kwh), 0) FROM usage_by_day WHERE customer_id IS NULL"
+VACANT_KWH_SQL = """
+SELECT coalesce(sum(measured_kwh + estimated_kwh), 0) FROM usage_by_day WHERE customer_id IS NULL AND NOT is_export
+"""
 
 # The standing charge is the account's, not the meter's: a day on which a customer holds
 # one meter or several is one day of supply, at the standing charge of their plan that day.
@@ -399,6 +420,8 @@ class EnergyLine:
     # a day-ahead line's rule, and the exact sum of its quarter hours' kWh x rate
     price_rule: str | None = None
     cost: Decimal | None = None
+    # an export line credits the energy a home sent: its amount is the negative of its value
+    is_export: bool = False
     # computed once, with the line: a month's ledger write reads each line's money several times
     kwh: Decimal = field(init=False)
     amount: Decimal = field(init=False)
@@ -406,9 +429,10 @@ class EnergyLine:
     def __post_init__(self) -> None:
         self.kwh = self.measured_kwh + self.estimated_kwh
         if self.price_rule is None:
-            self.amount = (self.kwh * self.unit_rate).quantize(PENNY, ROUND_HALF_UP)
+            value = (self.kwh * self.unit_rate).quantize(PENNY, ROUND_HALF_UP)
         else:
-            self.amount = self.cost.quantize(PENNY, ROUND_HALF_UP)
+            value = self.cost.quantize(PENNY, ROUND_HALF_UP)
+        self.amount = -value if self.is_export else value
 
     @property
     def average_rate(self) -> Decimal | None:
@@ -423,11 +447,12 @@ class EnergyLine:
             f'"measured_kwh": {self.measured_kwh}, "estimated_kwh": {self.estimated_kwh}, '
             f'"derived_kwh": {self.derived_kwh}, "kwh": {self.kwh}'
         )
+        band = ('"direction": "export", ' if self.is_export else "") + f'"band": {json.dumps(self.band)}'
         if self.price_rule is None:
-            return f'{{"band": {json.dumps(self.band)}, "unit_rate": {self.unit_rate}, {kwh}, "amount": {self.amount}}}'
+            return f'{{{band}, "unit_rate": {self.unit_rate}, {kwh}, "amount": {self.amount}}}'
         average = "null" if self.average_rate is None else self.average_rate
         return (
-            f'{{"band": {json.dumps(self.band)}, "price_rule": {json.dumps(self.price_rule)}, "unit_rate": null, '
+            f'{{{band}, "price_rule": {json.dumps(self.price_rule)}, "unit_rate": null, '
             f'"average_rate": {average}, {kwh}, "cost": {self.cost}, "amount": {self.amount}}}'
         )
 
@@ -436,7 +461,8 @@ class EnergyLine:
         """What the line was computed from, for the bill's fingerprint."""
         price = self.unit_rate if self.price_rule is None else f"{self.price_rule}={self.cost}"
         derived = f":{self.derived_kwh}" if self.derived_kwh else ""
-        return f"{self.band}@{price}:{self.measured_kwh}:{self.estimated_kwh}{derived}"
+        direction = "export " if self.is_export else ""
+        return f"{direction}{self.band}@{price}:{self.measured_kwh}:{self.estimated_kwh}{derived}"
 
 
 @dataclass
@@ -464,6 +490,9 @@ class Bill:
     adjustments_carried: Decimal = Decimal("0.00")
     daily_wh: list[int] = field(default_factory=list)
     pricing_rules: int = PRICING_RULES
+    # what the home sent to the grid: credit lines, and Wh per day (None: no export register)
+    export: list[EnergyLine] = field(default_factory=list)
+    daily_export_wh: list[int] | None = None
 
     @property
     def bill_id(self) -> str:
@@ -502,17 +531,28 @@ class Bill:
         return sum((line.amount for line in self.standing), Decimal("0.00"))
 
     @property
+    def export_kwh(self) -> Decimal:
+        return sum((line.kwh for line in self.export), Decimal("0.000"))
+
+    @property
+    def export_credit(self) -> Decimal:
+        """The export lines' amounts: negative, a credit (a line at a negative rate charges)."""
+        return sum((line.amount for line in self.export), Decimal("0.00"))
+
+    @property
     def tax(self) -> Decimal:
         return self.tax_on(self.energy_charge + self.standing_charge)
 
     def tax_on(self, taxable: Decimal) -> Decimal:
-        """The tax line: one rounding, on the sum of the rounded energy and standing lines."""
+        """The tax line: one rounding, on the sum of the rounded energy and standing lines.
+        Export credits are not taxed: a payment for energy a home sells is outside VAT."""
         return (taxable * self.tax_rate).quantize(PENNY, ROUND_HALF_UP)
 
     @property
     def charges(self) -> Decimal:
-        """What the month's supply costs: energy, standing charge and tax, without carried adjustments."""
-        return self.energy_charge + self.standing_charge + self.tax
+        """What the month's supply comes to: energy, standing charge and tax, less the export
+        credit, without carried adjustments (negative when the credit is the larger)."""
+        return self.energy_charge + self.standing_charge + self.tax + self.export_credit
 
     @property
     def total_due(self) -> Decimal:
@@ -525,6 +565,9 @@ class Bill:
     def standing_lines_json(self) -> str:
         return "[" + ", ".join(line.as_json() for line in self.standing) + "]"
 
+    def export_lines_json(self) -> str:
+        return "[" + ", ".join(line.as_json() for line in self.export) + "]"
+
     @property
     def fingerprint(self) -> str:
         """A digest of everything the bill was computed from; equal inputs, equal digest."""
@@ -536,6 +579,9 @@ class Bill:
             *sorted(line.fact for line in self.energy),
             *sorted(f"{line.daily_rate}x{line.days}" for line in self.standing),
             ",".join(map(str, self.daily_wh)),
+            # export only when the home has some, so that bills without it keep their digest
+            *sorted(line.fact for line in self.export),
+            *([",".join(map(str, self.daily_export_wh))] if self.daily_export_wh is not None else []),
         ]
         return hashlib.sha256("|".join(facts).encode()).hexdigest()[:32]
 
@@ -548,7 +594,7 @@ def bill_id(customer_id: int, month: str) -> str:
 def start_usage(con: duckdb.DuckDBPyConnection) -> None:
     """An empty `usage_by_day`, the plans' numbers and the prices' numbers, before pricing days into it."""
     con.execute(USAGE_BY_DAY_SQL)
-    con.execute(IMPORT_TARIFFS_SQL)
+    con.execute(PRICED_TARIFFS_SQL)
     con.execute(PLANS_SQL)
     con.execute(PRICE_LINES_SQL)
 
@@ -563,8 +609,9 @@ def raise_if_shared(con: duckdb.DuckDBPyConnection, first_day: dt.date, end_day:
         raise AmbiguousHolder(f"{day}: the assignments give a meter to more than one customer: {examples}")
 
 
-def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: str) -> None:
-    """Add one local day's kWh per customer and price (band and unit rate) to `usage_by_day`.
+def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: str, exports: str | None = None) -> None:
+    """Add one local day's kWh per customer and price (band and unit rate) to `usage_by_day`:
+    the relation `readings` holds the day's import readings, `exports` its export readings (if any).
 
     Leaves `day_holders` (who held each meter that day, with their plan) for the caller.
     """
@@ -590,7 +637,7 @@ def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: s
             f"{day}: customers on a day-ahead price are supplied in settlement periods with no "
             f"published price in day_ahead_prices: {examples}"
         )
-    con.execute(DAY_USAGE_SQL.format(readings=readings), params)
+    con.execute(DAY_USAGE_SQL.format(readings=day_readings(readings, exports)), params)
 
 
 def raise_if_unpriced(con: duckdb.DuckDBPyConnection, what: str) -> None:
@@ -624,6 +671,8 @@ class PricedMonth:
     month: str
     tax_rate: Decimal
     vacant_kwh: Decimal
+    # export of customers whose plan credits none
+    uncredited_export_kwh: Decimal = Decimal("0.000")
 
 
 def price_month(
@@ -632,28 +681,45 @@ def price_month(
     tz: str,
     tax_rate: Decimal,
     readings_of: Callable[[dt.date], str] = lambda day: "reads",
+    exports_of: Callable[[dt.date], str | None] = lambda day: None,
 ) -> PricedMonth:
     """Every supplied customer's kWh by price and days by standing charge, for the month.
 
     The connection must have views `assignments`, `customers` and `tariffs`;
     `readings_of(day)` names the relation holding a local day's readings (by default a
-    view `reads`, filtered to the day). Bills are then read by `month_bills`.
+    view `reads`, filtered to the day), `exports_of(day)` the day's export readings (None:
+    none). Bills are then read by `month_bills`.
     """
     start, end = month_bounds(month)
     raise_if_shared(con, start, end)
     start_usage(con)
     day = start
     while day < end:
-        price_day(con, day, tz, readings_of(day))
+        price_day(con, day, tz, readings_of(day), exports_of(day))
         day += dt.timedelta(days=1)
     raise_if_unpriced(con, month)
     supply_days(con, start, end, month)
     con.execute(ENERGY_LINES_TABLE_SQL)
     con.execute(STANDING_LINES_TABLE_SQL)
-    days = ", ".join(f"coalesce(sum(wh) FILTER (WHERE day_of_month = {d}), 0)" for d in range((end - start).days))
-    con.execute(DAILY_WH_TABLE_SQL.format(days=days), {"month_start": start})
+    days, export_days = (
+        ", ".join(
+            f"coalesce(sum(wh) FILTER (WHERE day_of_month = {d} AND {flow}), 0)" for d in range((end - start).days)
+        )
+        for flow in ("NOT is_export", "is_export")
+    )
+    con.execute(DAILY_WH_TABLE_SQL.format(days=days, export_days=export_days), {"month_start": start})
     (vacant,) = con.execute(VACANT_KWH_SQL).fetchone()
-    return PricedMonth(month, tax_rate, Decimal(vacant))
+    (uncredited,) = con.execute(UNCREDITED_EXPORT_SQL).fetchone()
+    return PricedMonth(month, tax_rate, Decimal(vacant), Decimal(uncredited))
+
+
+def day_readings(readings: str, exports: str | None) -> str:
+    """A day's import readings and, if any, its export readings, as one relation with `is_export`."""
+    columns = "meter_id, read_at, kwh, quality_flag, interval_minutes"
+    imported = f"SELECT {columns}, false AS is_export FROM {readings}"
+    if exports is None:
+        return f"({imported})"
+    return f"({imported} UNION ALL SELECT {columns}, true AS is_export FROM {exports})"
 
 
 def month_bills(con: duckdb.DuckDBPyConnection, priced: PricedMonth, customers_per_range: int) -> Iterator[list[Bill]]:
@@ -678,10 +744,11 @@ def bills_between(con: duckdb.DuckDBPyConnection, priced: PricedMonth, first: in
 
     for customer_id, rate, days_supplied in con.execute(STANDING_LINES_SQL, between).fetchall():
         bill_for(customer_id).standing.append(StandingLine(daily_rate=Decimal(rate), days=days_supplied))
-    for customer_id, band, rate, measured, estimated, derived, rule, cost in con.execute(
+    for customer_id, is_export, band, rate, measured, estimated, derived, rule, cost in con.execute(
         ENERGY_LINES_SQL, between
     ).fetchall():
-        bill_for(customer_id).energy.append(
+        bill = bill_for(customer_id)
+        (bill.export if is_export else bill.energy).append(
             EnergyLine(
                 band=band,
                 unit_rate=None if rate is None else Decimal(rate),
@@ -690,10 +757,12 @@ def bills_between(con: duckdb.DuckDBPyConnection, priced: PricedMonth, first: in
                 derived_kwh=Decimal(derived),
                 price_rule=rule,
                 cost=None if cost is None else Decimal(cost),
+                is_export=is_export,
             )
         )
-    for customer_id, daily in con.execute(DAILY_WH_SQL, between).fetchall():
+    for customer_id, daily, daily_export in con.execute(DAILY_WH_SQL, between).fetchall():
         bill_for(customer_id).daily_wh = json.loads(daily)
+        bill_for(customer_id).daily_export_wh = None if daily_export is None else json.loads(daily_export)
     return sorted(bills.values(), key=lambda bill: bill.customer_id)
 
 
@@ -710,9 +779,10 @@ def compute_bills(
     tax_rate: Decimal,
     readings_of: Callable[[dt.date], str] = lambda day: "reads",
     customers_per_range: int | None = None,
+    exports_of: Callable[[dt.date], str | None] = lambda day: None,
 ) -> MonthUsage:
     """Bills for every customer supplied in the month, all in memory (for a few customers)."""
-    priced = price_month(con, month, tz, tax_rate, readings_of)
+    priced = price_month(con, month, tz, tax_rate, readings_of, exports_of)
     per_range = customers_per_range or settings().bill_range_customers
     bills = {bill.customer_id: bill for batch in month_bills(con, priced, per_range) for bill in batch}
     return MonthUsage(bills=bills, vacant_kwh=priced.vacant_kwh)

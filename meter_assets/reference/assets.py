@@ -268,6 +268,8 @@ WITH problems AS (
         WHEN pricing = 'day_ahead' AND price_multiplier IS NULL THEN 'a day_ahead price with no price_multiplier'
         WHEN pricing = 'day_ahead' AND unit_rate IS NOT NULL THEN 'a day_ahead price with a unit_rate as well'
         WHEN direction = 'import' AND standing_charge IS NULL THEN 'an import row with no standing_charge'
+        WHEN direction = 'export' AND standing_charge IS NOT NULL
+            THEN 'an export row with a standing_charge (a standing charge is for supply: import rows)'
     END AS problem
     FROM {source}
 )

@@ -37,6 +37,18 @@ DYNAMIC_BANDS = (
     ("DYNAMIC", "day", "19:00", "24:00", "0.0000", "0.0000"),
 )
 DYNAMIC_MULTIPLIER, DYNAMIC_CAP = "2.2000", "1.0000"
+# What each plan pays for a kWh a home sends to the grid: a flat rate, a time-of-use one that
+# pays more in the evening peak, or the day-ahead price itself (no adder, no cap: a negative
+# price makes exporting a charge). Plan, band, local start, local end, and the rate before and
+# after the mid-month change (for the day-ahead export: the multiplier).
+EXPORT_BANDS = (
+    ("FLEX", "export", "00:00", "24:00", "0.1500", "0.1500"),
+    ("EV-TOU", "export_day", "00:00", "16:00", "0.0800", "0.0900"),
+    ("EV-TOU", "export_peak", "16:00", "19:00", "0.2400", "0.2500"),
+    ("EV-TOU", "export_day", "19:00", "24:00", "0.0800", "0.0900"),
+    ("DYNAMIC", "export", "00:00", "24:00", None, None),
+)
+DYNAMIC_EXPORT_MULTIPLIER = "1.0000"
 # the share of homes not on the EV plan that choose the dynamic one
 DYNAMIC_SHARE = 0.11
 PLAN_NAMES = {"FLEX": "Flexible single rate", "EV-TOU": "EV time of use", "DYNAMIC": "Half-hourly day-ahead tracker"}
@@ -144,13 +156,18 @@ def tariffs(start: dt.date, days: int) -> pa.Table:
             (plan, band, a, b, None, DYNAMIC_MULTIPLIER, adders[version], DYNAMIC_CAP)
             for plan, band, a, b, *adders in DYNAMIC_BANDS
         ]
-        for plan, band, band_start, band_end, rate, multiplier, adder, cap in fixed + day_ahead:
+        export = [
+            (plan, band, a, b, rates[version], None if rates[version] else DYNAMIC_EXPORT_MULTIPLIER, None, None)
+            for plan, band, a, b, *rates in EXPORT_BANDS
+        ]
+        for plan, band, band_start, band_end, rate, multiplier, adder, cap in fixed + day_ahead + export:
+            direction = "export" if (plan, band, band_start) in {e[:3] for e in EXPORT_BANDS} else "import"
             rows.append(
                 {
                     "tariff_id": len(rows) + 1,
                     "plan_id": plan,
                     "plan_name": PLAN_NAMES[plan],
-                    "direction": "import",
+                    "direction": direction,
                     "band": band,
                     "band_start": band_start,
                     "band_end": band_end,
@@ -159,7 +176,7 @@ def tariffs(start: dt.date, days: int) -> pa.Table:
                     "price_multiplier": multiplier,
                     "price_adder": adder,
                     "price_cap": cap,
-                    "standing_charge": STANDING_CHARGE[plan][version],
+                    "standing_charge": STANDING_CHARGE[plan][version] if direction == "import" else None,
                     "currency": "GBP",
                     "valid_from": valid_from,
                     "valid_to": valid_to,
