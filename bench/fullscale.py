@@ -3,7 +3,10 @@
 The raw-file path to `reads_15min` is what bench/foundation.py measures; the billing and
 serving benchmarks need many days of readings, so they write them directly: the
 simulator's load for 200,000 meters, about 1 % of intervals estimated and 0.3 % missing,
-with the simulator's reference data, then each day's rollups through the real assets.
+with the simulator's reference data (its plans include the dynamic one), and a fifth of the
+homes with solar panels: their import net of what they use of their own generation, and their
+export register's readings (`reads_15min_export`, the same quality as the import's); then each
+day's rollups through the real assets.
 """
 
 import argparse
@@ -26,50 +29,69 @@ def month_days(month: str) -> list[dt.date]:
     return [start + dt.timedelta(days=d) for d in range((end - start).days)]
 
 
-def write_readings(lake_root: str, meters: int, days: list[dt.date]) -> int:
-    """Reference exports and curated readings for every one of `days` (in order)."""
-    import dagster as dg
+def curated_table(meters, kwh_of, flags, starts):
+    """Curated readings of `meters` (numbers) from kWh per meter and quarter hour, with their
+    quality (0 actual, 1 estimated, 2 missing: no kWh)."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute  # noqa: F401
+
+    from meter_assets.simulator.headend import kwh_decimal
+
+    flags = flags.reshape(-1)
+    kwh = kwh_decimal(np.rint(kwh_of * 1000).astype(np.int64).reshape(-1)).cast(pa.decimal128(12, 3))
+    return pa.table(
+        {
+            "meter_id": pa.compute.cast(pa.array(np.repeat(meters, kwh_of.shape[1])), pa.string()),
+            "read_at": pa.array(np.tile(starts, kwh_of.shape[0]).astype("datetime64[us]")),
+            "kwh": pa.compute.if_else(pa.array(flags == 2), pa.scalar(None, pa.decimal128(12, 3)), kwh),
+            "quality_flag": pa.array(np.array(["actual", "estimated", "missing"])[flags]),
+            # every register here reads quarter hours (NEM12's half hours are bench/nem12.py's)
+            "interval_minutes": pa.array(np.full(kwh_of.size, 15, dtype=np.int16)),
+        }
+    )
+
+
+def write_readings(lake_root: str, meters: int, days: list[dt.date], solar_share: float = 0.2) -> int:
+    """Reference exports and curated readings (export too, for `solar_share` of the homes) for
+    every one of `days` (in order)."""
+    import dagster as dg
+    import numpy as np
     import pyarrow.compute  # noqa: F401
 
     from meter_assets.config import settings
     from meter_assets.reference.assets import reference_assets
     from meter_assets.resources import resources
-    from meter_assets.simulator.headend import kwh_decimal
     from meter_assets.simulator.reference import write_reference
     from meter_assets.simulator.retailer import hourly_temperature, interval_load_kwh, population
+    from meter_assets.simulator.solar import SolarHomes
     from meter_assets.storage import Lake
-    from meter_assets.tables import READS_15MIN
+    from meter_assets.tables import READS_15MIN, READS_15MIN_EXPORT
 
     lake = Lake(lake_root)
     pop = population(meters, SEED)
+    solar = SolarHomes(pop, SEED, share=solar_share)
     temperature = hourly_temperature(days[0], (days[-1] - days[0]).days + 1, SEED)
-    write_reference(lake, pop, days[0], len(days), SEED, temperature)
+    export_from = np.where(solar.position >= 0, days[0], None)
+    write_reference(lake, pop, days[0], len(days), SEED, temperature, export_from=export_from)
     dg.materialize(reference_assets, resources=resources(lake_root))
     rows = 0
     for day in days:
         load, starts = interval_load_kwh(pop, day, settings().tz, temperature, SEED)
+        load, export = solar.net(day, load, starts)
         rng = np.random.default_rng([SEED, 9, day.toordinal()])
-        quality = rng.choice(np.array([0, 1, 2], dtype=np.int8), size=load.shape, p=[0.987, 0.010, 0.003]).reshape(-1)
-        wh = np.rint(load * 1000).astype(np.int64).reshape(-1)
-        kwh = kwh_decimal(wh).cast(pa.decimal128(12, 3))
-        kwh = pa.compute.if_else(pa.array(quality == 2), pa.scalar(None, pa.decimal128(12, 3)), kwh)
-        table = pa.table(
-            {
-                "meter_id": pa.compute.cast(pa.array(np.repeat(pop.meter_id, load.shape[1])), pa.string()),
-                "read_at": pa.array(np.tile(starts, load.shape[0]).astype("datetime64[us]")),
-                "kwh": kwh,
-                "quality_flag": pa.array(np.array(["actual", "estimated", "missing"])[quality]),
-                # every register here reads quarter hours (NEM12's half hours are bench/nem12.py's)
-                "interval_minutes": pa.array(np.full(load.size, 15, dtype=np.int16)),
-            }
-        )
-        build = lake.build(READS_15MIN, day.isoformat())
-        build.write_parquet("part-0000.parquet", table)
-        lake.publish(build)
-        rows += table.num_rows
-        print(f"{day}: {table.num_rows:,} readings", file=sys.stderr, flush=True)
+        quality = rng.choice(np.array([0, 1, 2], dtype=np.int8), size=load.shape, p=[0.987, 0.010, 0.003])
+
+        for table, kwh_of, meter_numbers, flags in (
+            (READS_15MIN, load, pop.meter_id, quality),
+            (READS_15MIN_EXPORT, export, pop.meter_id[solar.rows], quality[solar.rows]),
+        ):
+            written = curated_table(meter_numbers, kwh_of, flags, starts)
+            build = lake.build(table, day.isoformat())
+            build.write_parquet("part-0000.parquet", written)
+            lake.publish(build)
+            rows += written.num_rows
+        print(f"{day}: {rows:,} readings so far, {len(solar):,} homes exporting", file=sys.stderr, flush=True)
     return rows
 
 

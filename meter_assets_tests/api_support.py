@@ -28,7 +28,8 @@ def free_port() -> int:
 
 def load_days(dsn: str, folder, days: int = DAYS, customers=(1, 2, 3)) -> None:
     """Customers 1 to 3 over `days` days; customer 2's use is estimated on even days; customer 3 moves out;
-    customer 1 is on a day-ahead tariff, with an average rate each day."""
+    customer 1 is on a day-ahead tariff, with an average rate each day; customer 2 has solar panels
+    and sends some of its use's worth to the grid each day, credited at 0.15."""
     with postgres.connect(dsn) as conn:
         conn.autocommit = True
         for d in range(days):
@@ -40,7 +41,9 @@ def load_days(dsn: str, folder, days: int = DAYS, customers=(1, 2, 3)) -> None:
                 kwh = Decimal(c * 1000 + d) / 100
                 estimated = kwh if c == 2 and d % 2 == 0 else Decimal("0.000")
                 rate = f"0.{2000 + d:04d}" if c == 1 else ""
-                lines.append(f"{c},{day},{kwh:.3f},{estimated:.3f},{d % 3},{kwh * Decimal('0.3'):.2f},{rate}\n")
+                sent = Decimal(d) / 10 if c == 2 else None
+                export = ",," if sent is None else f",{sent:.3f},{-sent * Decimal('0.15'):.2f}"
+                lines.append(f"{c},{day},{kwh:.3f},{estimated:.3f},{d % 3},{kwh * Decimal('0.3'):.2f},{rate}{export}\n")
             path = folder / f"{day}.csv"
             path.write_text("".join(lines))
             refresh_day(conn, day, str(path), 90, dt.datetime(2025, 4, 10, 6, 0, tzinfo=dt.UTC))

@@ -366,3 +366,41 @@ def reference_day_usage(
         average = _round4(cost / used) if used else None
         usage[customer] = (kwh[customer], _round((energy[customer] + standing) * (1 + tax_rate)), average)
     return usage
+
+
+def reference_day_export(
+    day: dt.date,
+    tz: str,
+    exports: Iterable[dict],
+    assignments: list[dict],
+    customers: list[dict],
+    tariffs: list[dict],
+    prices: Iterable[dict] = (),
+) -> dict[int, tuple[Decimal, Decimal]]:
+    """Each customer whose meters sent energy to the grid on the local `day` (a reading, however
+    small): (kWh sent, credit) as the usage page shows them, one reading at a time. The credit is
+    every quarter hour's kWh at the rate of its plan's export band in force (on a day-ahead
+    price, its settlement period's), summed, rounded once to the penny half up, negative, and
+    untaxed; nothing for a plan without export rows."""
+    zone = ZoneInfo(tz)
+    market = DayAheadPrices(prices)
+    plan_of = {c["customer_id"]: c["plan_id"] for c in customers}
+    holder = {a["meter_id"]: a["customer_id"] for a in _in_force(assignments, day)}
+    in_force = [t for t in _in_force(tariffs, day) if t.get("direction", "import") == "export"]
+    sent: dict[int, Decimal] = {}
+    value: dict[int, Decimal] = {}
+    for r in exports:
+        local = r["read_at"].replace(tzinfo=dt.UTC).astimezone(zone)
+        if r["kwh"] is None or local.date() != day or r["meter_id"] not in holder:
+            continue
+        customer = holder[r["meter_id"]]
+        clock = f"{local.hour:02d}:{local.minute:02d}"
+        rates = {
+            market.rate(t, r["read_at"])
+            for t in in_force
+            if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]
+        }
+        assert len(rates) <= 1, f"{customer} {day} {clock}: export rates {rates}"
+        sent[customer] = sent.get(customer, Decimal("0")) + r["kwh"]
+        value[customer] = value.get(customer, Decimal("0")) + (r["kwh"] * rates.pop() if rates else Decimal("0"))
+    return {c: (sent[c], -_round(value[c])) for c in sent}

@@ -36,10 +36,21 @@ def test_usage_is_the_customers_own_last_days(api, pg_dsn):
     assert body["updated_at"].startswith("2025-04-10T06:00")
     # not on a day-ahead tariff: no average rate
     assert days["average_rate"] == [None] * 7
+    # solar panels: each day's export and its credit, as served
+    with postgres.connect(pg_dsn) as conn:
+        exported = conn.execute(
+            "SELECT export_kwh, export_credit FROM serving.daily_usage "
+            "WHERE customer_id = 2 AND local_date > %s ORDER BY local_date",
+            [last - dt.timedelta(days=7)],
+        ).fetchall()
+    assert list(zip(days["export_kwh"], days["export_credit"], strict=True)) == exported
+    assert all(credit < 0 for _, credit in exported[1:])
 
     # on a day-ahead tariff: the day's average rate, exact
     status, body = call(f"{api}/api/v1/me/usage?days=3", mint(1))
     assert body["days"]["average_rate"] == [Decimal(f"0.{2000 + d:04d}") for d in range(DAYS - 3, DAYS)]
+    # no export register: no export, not a zero
+    assert body["days"]["export_kwh"] == body["days"]["export_credit"] == [None] * 3
 
     # a customer who moved out sees only the days that were theirs
     status, body = call(f"{api}/api/v1/me/usage?days=90", mint(3))

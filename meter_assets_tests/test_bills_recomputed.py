@@ -38,6 +38,7 @@ from .billing_reference import (
     ReferenceMonth,
     assert_exported_lines_match,
     reference_bills,
+    reference_day_export,
     reference_day_usage,
 )
 from .billing_support import published_exports, published_readings, reference_exports, reference_prices
@@ -254,11 +255,13 @@ def october(tmp_path_factory):
     for day in USAGE_DAYS:
         assert dg.materialize(assets("usage_serving"), partition_key=day.isoformat(), resources=resources).success
     with psycopg.connect(dsn) as conn:
-        state["daily_usage"] = {
-            (customer, day): (kwh, cost, rate)
-            for customer, day, kwh, cost, rate in conn.execute(
-                "SELECT customer_id, local_date, kwh, cost, average_rate FROM serving.daily_usage"
-            ).fetchall()
+        served = conn.execute(
+            "SELECT customer_id, local_date, kwh, cost, average_rate, export_kwh, export_credit "
+            "FROM serving.daily_usage"
+        ).fetchall()
+        state["daily_usage"] = {(customer, day): (kwh, cost, rate) for customer, day, kwh, cost, rate, *_ in served}
+        state["daily_export"] = {
+            (customer, day): (sent, credit) for customer, day, *_, sent, credit in served if sent is not None
         }
     return state
 
@@ -380,6 +383,7 @@ def test_usage_page_days_equal_the_rules_for_every_customer_nem12_ones_too(octob
     lake = october["lake"]
     assignments, customers, tariffs = reference_exports(lake)
     readings = published_readings(lake, MONTH)
+    exports = published_exports(lake, MONTH)
     prices = reference_prices(lake)
     nem12_customers = {a["customer_id"] for a in assignments if a["meter_id"].endswith("-E1")}
     for day in USAGE_DAYS:
@@ -389,6 +393,10 @@ def test_usage_page_days_equal_the_rules_for_every_customer_nem12_ones_too(octob
         # customers on the day-ahead plan see the day's average rate, the others none
         assert any(rate is not None for _, _, rate in shown.values())
         assert any(rate is None for _, _, rate in shown.values())
+        # homes with panels see what they sent to the grid and its credit; the others nothing
+        exported = reference_day_export(day, TZ, exports, assignments, customers, tariffs, prices)
+        assert {c: sent for (c, d), sent in october["daily_export"].items() if d == day} == exported
+        assert len(exported) > 10 and any(credit < 0 for _, credit in exported.values())
 
 
 def test_nem12_registers_are_billed_as_their_ground_truth(october):

@@ -53,6 +53,34 @@ def test_a_day_ahead_customer_sees_each_days_average_rate(api, browser, pg_dsn):
     assert "a kWh before tax" in title and str(rows[0][1])[-4:] in title
 
 
+def test_a_home_with_solar_panels_sees_what_it_sent_to_the_grid_and_its_credit(api, browser, pg_dsn):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{api}/?days=7#token={mint(2)}")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    with postgres.connect(pg_dsn) as conn:
+        rows = conn.execute(
+            "SELECT local_date, export_kwh, export_credit FROM serving.daily_usage WHERE customer_id = 2 "
+            "ORDER BY local_date DESC LIMIT 7"
+        ).fetchall()
+    bars = browser.find_element(By.ID, "chart").find_elements(By.CSS_SELECTOR, "rect.bar")
+    shown = {
+        b.get_attribute("data-date"): (
+            Decimal(b.get_attribute("data-export-kwh")),
+            Decimal(b.get_attribute("data-export-credit")),
+        )
+        for b in bars
+    }
+    assert shown == {day.isoformat(): (kwh, credit) for day, kwh, credit in rows}
+    title = bars[-1].find_element(By.TAG_NAME, "title").get_attribute("textContent")
+    assert f"sent to the grid {float(rows[0][1]):g} kWh, credit" in title and str(-rows[0][2]) in title
+    # the period's export and credit, summed here from the served rows
+    card = browser.find_element(By.ID, "total-export")
+    assert Decimal(card.get_attribute("data-kwh")) == sum(kwh for _, kwh, _ in rows)
+    assert Decimal(card.get_attribute("data-credit")) == sum(credit for *_, credit in rows)
+
+
 def test_page_without_a_valid_token_says_so(api, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -121,7 +121,7 @@ def test_every_row_equals_the_rules_on_multi_band_plans(tmp_path, pg_dsn, cuts, 
 
 
 def _csv(path, day: dt.date, kwh: str, customers=(1, 2, 3)) -> str:
-    path.write_text("".join(f"{c},{day},{kwh},0.000,0,1.00,\n" for c in customers))
+    path.write_text("".join(f"{c},{day},{kwh},0.000,0,1.00,,,\n" for c in customers))
     return str(path)
 
 

@@ -67,6 +67,8 @@ CROSS JOIN LATERAL (
         '],"missing_intervals":[', string_agg(usage.missing_intervals::text, ',' ORDER BY usage.local_date),
         '],"cost":[', string_agg(usage.cost::text, ',' ORDER BY usage.local_date),
         '],"average_rate":[', string_agg(coalesce(usage.average_rate::text, 'null'), ',' ORDER BY usage.local_date),
+        '],"export_kwh":[', string_agg(coalesce(usage.export_kwh::text, 'null'), ',' ORDER BY usage.local_date),
+        '],"export_credit":[', string_agg(coalesce(usage.export_credit::text, 'null'), ',' ORDER BY usage.local_date),
         ']},"total_kwh":', coalesce(sum(usage.kwh), 0),
         ',"total_cost":', coalesce(sum(usage.cost), 0),
         ',"currency":', to_json(%(currency)s::text),

@@ -15,7 +15,7 @@ from meter_assets.reference.assets import customers, day_ahead_prices, meter_ass
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
 from meter_assets.serving.store import refresh_day
 from meter_assets.sql import parquet
-from meter_assets.tables import READS_15MIN, READS_DAILY
+from meter_assets.tables import READS_15MIN, READS_15MIN_EXPORT, READS_DAILY
 
 # Per customer supplied that day: use, estimated use, quarter hours with no reading (from
 # the daily rollup), and the day's cost: energy priced per interval at the customer's
@@ -23,6 +23,7 @@ from meter_assets.tables import READS_15MIN, READS_DAILY
 # however many meters), with tax, rounded once to the penny. On a day-ahead price, the day's
 # average rate: that energy's exact cost over its kWh, before tax, rounded half up to 4
 # places in integers (cost in 1e-7 over kWh in 1e-3 is the rate in 1e-4), never in floats.
+# For a home with an export register, the day's export and its credit (see `exported`).
 SERVING_DAY_SQL = """
 COPY (
     WITH supplied AS (
@@ -40,7 +41,20 @@ COPY (
                  AS HUGEINT)                                                     AS day_ahead_wh
         FROM usage_by_day AS usage
         JOIN price_lines AS prices USING (price_no)
-        WHERE usage.customer_id IS NOT NULL
+        WHERE usage.customer_id IS NOT NULL AND NOT usage.is_export
+        GROUP BY usage.customer_id
+    ),
+    exported AS (
+        -- what the customer's meters sent to the grid, at the export tariff's rates (none
+        -- without one), unrounded
+        SELECT
+            usage.customer_id,
+            sum(usage.measured_kwh + usage.estimated_kwh)                        AS export_kwh,
+            coalesce(sum(coalesce(usage.cost, (usage.measured_kwh + usage.estimated_kwh) * prices.unit_rate)), 0)
+                                                                                 AS export_value
+        FROM usage_by_day AS usage
+        LEFT JOIN price_lines AS prices USING (price_no)
+        WHERE usage.customer_id IS NOT NULL AND usage.is_export
         GROUP BY usage.customer_id
     ),
     gaps AS (
@@ -62,9 +76,13 @@ COPY (
                 THEN (2 * priced.day_ahead_cost_e7 + priced.day_ahead_wh) // (2 * priced.day_ahead_wh)
             WHEN priced.day_ahead_wh > 0
                 THEN -((priced.day_ahead_wh - 2 * priced.day_ahead_cost_e7) // (2 * priced.day_ahead_wh))
-        END AS DECIMAL(18, 0)) * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(10, 4))      AS average_rate
+        END AS DECIMAL(18, 0)) * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(10, 4))      AS average_rate,
+        CAST(exported.export_kwh AS DECIMAL(12, 3))                            AS export_kwh,
+        -- a credit like the bill's export lines: the day's value rounded once, negative, untaxed
+        CAST(-round(exported.export_value, 2) AS DECIMAL(10, 2))               AS export_credit
     FROM supplied
     LEFT JOIN priced USING (customer_id)
+    LEFT JOIN exported USING (customer_id)
     LEFT JOIN gaps USING (customer_id)
     LEFT JOIN supply_days USING (customer_id)
     ORDER BY supplied.customer_id
@@ -80,6 +98,7 @@ def usage_serving(
     day = dt.date.fromisoformat(context.partition_key)
     store = lake.lake()
     readings = store.required_files(READS_15MIN, context.partition_key)
+    exports = store.files(READS_15MIN_EXPORT, context.partition_key)
     daily = store.required_files(READS_DAILY, context.partition_key)
     began = time.perf_counter()
     with scratch_dir() as scratch, lake_duckdb(duckdb, store) as con:
@@ -87,7 +106,7 @@ def usage_serving(
         # no customer is shown a meter-day the assignments give to another as well
         raise_if_shared(con, day, day + dt.timedelta(days=1))
         start_usage(con)
-        price_day(con, day, s.market_tz, parquet(readings))
+        price_day(con, day, s.market_tz, parquet(readings), parquet(exports, union_by_name=True) if exports else None)
         raise_if_unpriced(con, context.partition_key)
         supply_days(con, day, day + dt.timedelta(days=1), context.partition_key)
         target = os.path.join(scratch, "usage.csv")
@@ -117,7 +136,15 @@ def build() -> list[dg.AssetsDefinition]:
     return [
         dg.asset(
             partitions_def=daily_partitions(),
-            deps=["reads_15min", "reads_daily", meter_assignments, customers, tariffs, day_ahead_prices],
+            deps=[
+                "reads_15min",
+                "reads_15min_export",
+                "reads_daily",
+                meter_assignments,
+                customers,
+                tariffs,
+                day_ahead_prices,
+            ],
             group_name="serving",
             kinds={"duckdb", "postgres"},
             pool="lake_compute",

@@ -53,6 +53,16 @@ def contract(window_days: int) -> dict:
                     "description": "on a day-ahead (dynamic) tariff, the day's energy cost per kWh before tax, "
                     "to four places; null on other tariffs",
                 },
+                export_kwh={
+                    "type": ["number", "null"],
+                    "description": "what the home sent to the grid that day (solar panels); null without an export "
+                    "register",
+                },
+                export_credit={
+                    "type": ["number", "null"],
+                    "description": "what that export earned: the day's export at the export tariff's rates, rounded "
+                    "once, negative (a credit), untaxed; null without an export register",
+                },
             ),
             "total_kwh": KWH,
             "total_cost": MONEY,

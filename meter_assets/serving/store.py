@@ -12,7 +12,17 @@ from psycopg import sql
 SERVING_LOCK = 7_400_000_001
 COPY_CHUNK = 1 << 20
 
-COLUMNS = ("customer_id", "local_date", "kwh", "estimated_kwh", "missing_intervals", "cost", "average_rate")
+COLUMNS = (
+    "customer_id",
+    "local_date",
+    "kwh",
+    "estimated_kwh",
+    "missing_intervals",
+    "cost",
+    "average_rate",
+    "export_kwh",
+    "export_credit",
+)
 COPY_USAGE_SQL = sql.SQL("COPY serving.daily_usage ({columns}) FROM STDIN (FORMAT csv)").format(
     columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
 )
