@@ -43,6 +43,7 @@ DAILY_CHAIN = (
 # The retailer's exports and the weather provider's: reloaded together, not partitioned.
 REFERENCE = (
     "customers",
+    "customer_plans",
     "meters",
     "meter_assignments",
     "tariffs",

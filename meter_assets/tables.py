@@ -53,13 +53,23 @@ BIDS = _daily("bids", "load_bids")
 CUSTOMERS = _dimension("customers")
 METERS = _dimension("meters")
 METER_ASSIGNMENTS = _dimension("meter_assignments")
+CUSTOMER_PLANS = _dimension("customer_plans")
 TARIFFS = _dimension("tariffs")
 TEMPERATURE = _dimension("temperature")
 TEMPERATURE_FORECAST = _dimension("temperature_forecast")
 DAY_AHEAD_PRICES = _dimension("day_ahead_prices")
 DIMENSIONS = {
     t.path.rsplit("/", 1)[1]: t
-    for t in (CUSTOMERS, METERS, METER_ASSIGNMENTS, TARIFFS, TEMPERATURE, TEMPERATURE_FORECAST, DAY_AHEAD_PRICES)
+    for t in (
+        CUSTOMERS,
+        CUSTOMER_PLANS,
+        METERS,
+        METER_ASSIGNMENTS,
+        TARIFFS,
+        TEMPERATURE,
+        TEMPERATURE_FORECAST,
+        DAY_AHEAD_PRICES,
+    )
 }
 
 BILLS_EXPORT = _monthly("billing/bills", "issued_bills")

@@ -12,6 +12,9 @@ throughout. The rules, as docs/billing.md states them for a billing team:
   times the multiplier plus the adder, rounded to 4 places half up, at most the cap; the line's
   amount is the exact sum of its quarter hours' kWh x rate, rounded once;
 - only import rows price what a customer uses;
+- a customer's plan on a day is the plan history's row in force that day (a customer who
+  changed plan mid-month has each day priced, and charged its standing charge, on that day's
+  plan), else the customers export's plan;
 - a day of supply is a local day on which the customer holds at least one meter, charged
   once at the standing charge of their plan in force that day; a standing line is the
   days at one daily rate, rounded once;
@@ -37,6 +40,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 PENNY = Decimal("0.01")
+
+
+def ordered(lines) -> list[tuple]:
+    """Lines in one order whatever they hold: a band may have a line at a unit rate and one at a
+    day-ahead rule (a plan changed mid-month), which do not compare."""
+    return sorted(lines, key=lambda line: tuple(str(value) for value in line))
 
 
 def _round(value: Decimal) -> Decimal:
@@ -170,6 +179,21 @@ def _in_force(rows: list[dict], day: dt.date) -> list[dict]:
     return [r for r in rows if r["valid_from"] <= day and (r["valid_to"] is None or day < r["valid_to"])]
 
 
+class PlanOf:
+    """A customer's plan on a local day: the customer_plans row in force, else the customers export's."""
+
+    def __init__(self, customers: list[dict], plans: Iterable[dict] = ()):
+        self.current = {c["customer_id"]: c["plan_id"] for c in customers}
+        self.history: dict[int, list[dict]] = {}
+        for row in plans:
+            self.history.setdefault(row["customer_id"], []).append(row)
+
+    def __call__(self, customer: int, day: dt.date) -> str:
+        rows = _in_force(self.history.get(customer, []), day)
+        assert len(rows) <= 1, f"customer {customer} on two plans on {day}"
+        return rows[0]["plan_id"] if rows else self.current[customer]
+
+
 def _month_days(month: str) -> list[dt.date]:
     first = dt.date.fromisoformat(f"{month}-01")
     days, day = [], first
@@ -189,6 +213,7 @@ def reference_bills(
     tariffs: list[dict],
     prices: Iterable[dict] = (),
     exports: Iterable[dict] = (),
+    plans: Iterable[dict] = (),
 ) -> ReferenceMonth:
     """Every supplied customer's bill for the month, one reading at a time.
 
@@ -196,14 +221,15 @@ def reference_bills(
     `quality_flag` and, optionally, `interval_minutes`; the reference rows as dicts with the export's
     column names (a tariff row without `direction` or `pricing` is import at a fixed rate);
     `prices`: the day-ahead prices, dicts with `period_start` (naive UTC) and `price_per_mwh`;
-    `exports`: the export registers' readings, like `readings`, under their meter's id.
+    `exports`: the export registers' readings, like `readings`, under their meter's id;
+    `plans`: the customer_plans rows (a customer's plan by day; without, the customers export's).
     """
     zone = ZoneInfo(tz)
     market = DayAheadPrices(prices)
     export_tariffs = [t for t in tariffs if t.get("direction", "import") == "export"]
     tariffs = [t for t in tariffs if t.get("direction", "import") == "import"]
     days = _month_days(month)
-    plan_of = {c["customer_id"]: c["plan_id"] for c in customers}
+    plan_of = PlanOf(customers, plans)
     bills: dict[int, ReferenceBill] = {}
 
     def bill(customer: int) -> ReferenceBill:
@@ -218,7 +244,7 @@ def reference_bills(
     # days of supply: once a day per customer, however many meters
     for day in days:
         for customer in sorted({c for (_, d), c in holders.items() if d == day}):
-            charges = {t["standing_charge"] for t in _in_force(tariffs, day) if t["plan_id"] == plan_of[customer]}
+            charges = {t["standing_charge"] for t in _in_force(tariffs, day) if t["plan_id"] == plan_of(customer, day)}
             assert len(charges) == 1, f"{customer} on {day}: standing charges {charges}"
             (rate,) = charges
             bill(customer).standing[rate] = bill(customer).standing.get(rate, 0) + 1
@@ -238,12 +264,12 @@ def reference_bills(
             vacant += r["kwh"]
             continue
         clock = f"{local.hour:02d}:{local.minute:02d}"
-        key = (plan_of[customer], day, clock)
+        key = (plan_of(customer, day), day, clock)
         if key not in price_cache:
             rows = [
                 t
                 for t in _in_force(tariffs, day)
-                if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]
+                if t["plan_id"] == plan_of(customer, day) and t["band_start"] <= clock < t["band_end"]
             ]
             assert len({(t["band"], price_of(t)) for t in rows}) == 1, f"{key}: prices {rows}"
             price_cache[key] = (rows[0]["band"], price_of(rows[0]), rows[0])
@@ -271,7 +297,7 @@ def reference_bills(
         rows = [
             t
             for t in _in_force(export_tariffs, day)
-            if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]
+            if t["plan_id"] == plan_of(customer, day) and t["band_start"] <= clock < t["band_end"]
         ]
         if not rows:
             continue  # a plan without an export tariff credits nothing
@@ -300,22 +326,22 @@ def assert_exported_lines_match(lines: list[tuple], bills: dict[int, ReferenceBi
     for customer, bill in bills.items():
         mine = [line for line in lines if line[0] == customer]
         assert [line[1] for line in mine] == list(range(1, len(mine) + 1))
-        assert sorted(
+        assert ordered(
             (band, price if price.startswith("day-ahead") else Decimal(price), m, e, amount)
             for _, _, kind, band, price, _, m, e, _, amount in mine
             if kind == "energy"
-        ) == sorted(bill.energy_lines())
+        ) == ordered(bill.energy_lines())
         assert sorted(
             (rate, days, amount) for _, _, kind, _, _, rate, _, _, days, amount in mine if kind == "standing"
         ) == sorted(bill.standing_lines())
         assert [(rate, amount) for _, _, kind, _, _, rate, *_, amount in mine if kind == "tax"] == [
             (bill.tax_rate, bill.tax)
         ]
-        assert sorted(
+        assert ordered(
             (band, price if price.startswith("day-ahead") else Decimal(price), m, e, amount)
             for _, _, kind, band, price, _, m, e, _, amount in mine
             if kind == "export"
-        ) == sorted(bill.export_lines())
+        ) == ordered(bill.export_lines())
         assert sum(line[-1] for line in mine) == bill.charges
 
 
@@ -328,6 +354,7 @@ def reference_day_usage(
     customers: list[dict],
     tariffs: list[dict],
     prices: Iterable[dict] = (),
+    plans: Iterable[dict] = (),
 ) -> dict[int, tuple[Decimal, Decimal, Decimal | None]]:
     """Each customer supplied on the local `day`: (kWh, cost, average rate) as the usage page
     shows them, one reading at a time. The cost is every quarter hour at the rate of its band in
@@ -336,7 +363,7 @@ def reference_day_usage(
     quarter hours' cost over their kWh, before tax, to 4 places half up; None without any."""
     zone = ZoneInfo(tz)
     market = DayAheadPrices(prices)
-    plan_of = {c["customer_id"]: c["plan_id"] for c in customers}
+    plan_of = PlanOf(customers, plans)
     holder = {a["meter_id"]: a["customer_id"] for a in _in_force(assignments, day)}
     in_force = [t for t in _in_force(tariffs, day) if t.get("direction", "import") == "import"]
     kwh: dict[int, Decimal] = {c: Decimal("0") for c in holder.values()}
@@ -352,7 +379,7 @@ def reference_day_usage(
         ((rate, dynamic),) = {
             (market.rate(t, r["read_at"]), t.get("pricing", "fixed") == "day_ahead")
             for t in in_force
-            if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]
+            if t["plan_id"] == plan_of(customer, day) and t["band_start"] <= clock < t["band_end"]
         }
         kwh[customer] += r["kwh"]
         energy[customer] += r["kwh"] * rate
@@ -361,7 +388,7 @@ def reference_day_usage(
             day_ahead[customer] = (used + r["kwh"], cost + r["kwh"] * rate)
     usage = {}
     for customer in kwh:
-        (standing,) = {t["standing_charge"] for t in in_force if t["plan_id"] == plan_of[customer]}
+        (standing,) = {t["standing_charge"] for t in in_force if t["plan_id"] == plan_of(customer, day)}
         used, cost = day_ahead.get(customer, (Decimal("0"), Decimal("0")))
         average = _round4(cost / used) if used else None
         usage[customer] = (kwh[customer], _round((energy[customer] + standing) * (1 + tax_rate)), average)
@@ -376,6 +403,7 @@ def reference_day_export(
     customers: list[dict],
     tariffs: list[dict],
     prices: Iterable[dict] = (),
+    plans: Iterable[dict] = (),
 ) -> dict[int, tuple[Decimal, Decimal]]:
     """Each customer whose meters sent energy to the grid on the local `day` (a reading, however
     small): (kWh sent, credit) as the usage page shows them, one reading at a time. The credit is
@@ -384,7 +412,7 @@ def reference_day_export(
     untaxed; nothing for a plan without export rows."""
     zone = ZoneInfo(tz)
     market = DayAheadPrices(prices)
-    plan_of = {c["customer_id"]: c["plan_id"] for c in customers}
+    plan_of = PlanOf(customers, plans)
     holder = {a["meter_id"]: a["customer_id"] for a in _in_force(assignments, day)}
     in_force = [t for t in _in_force(tariffs, day) if t.get("direction", "import") == "export"]
     sent: dict[int, Decimal] = {}
@@ -398,7 +426,7 @@ def reference_day_export(
         rates = {
             market.rate(t, r["read_at"])
             for t in in_force
-            if t["plan_id"] == plan_of[customer] and t["band_start"] <= clock < t["band_end"]
+            if t["plan_id"] == plan_of(customer, day) and t["band_start"] <= clock < t["band_end"]
         }
         assert len(rates) <= 1, f"{customer} {day} {clock}: export rates {rates}"
         sent[customer] = sent.get(customer, Decimal("0")) + r["kwh"]

@@ -129,6 +129,20 @@ def reference_exports(lake: Lake) -> tuple[list[dict], list[dict], list[dict]]:
     return assignments, customers, tariffs
 
 
+def reference_plans(lake: Lake) -> list[dict]:
+    """The customers' plan history straight from the retailer's export."""
+    rows = csv.DictReader(io.StringIO(lake.read_bytes("reference/customer_plans.csv").decode()))
+    return [
+        dict(
+            customer_id=int(r["customer_id"]),
+            plan_id=r["plan_id"],
+            valid_from=dt.date.fromisoformat(r["valid_from"]),
+            valid_to=dt.date.fromisoformat(r["valid_to"]) if r["valid_to"] else None,
+        )
+        for r in rows
+    ]
+
+
 def reference_prices(lake: Lake) -> list[dict]:
     """The day-ahead prices straight from the market's export: UTC period start and price per MWh."""
     rows = csv.DictReader(io.StringIO(lake.read_bytes("reference/day_ahead_prices.csv").decode()))

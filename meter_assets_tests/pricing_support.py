@@ -30,10 +30,24 @@ READINGS_SCHEMA = pa.schema(
 )
 
 
-def connection(reads, assignments, customers, tariffs, prices=(), exports=()) -> duckdb.DuckDBPyConnection:
+def connection(reads, assignments, customers, tariffs, prices=(), exports=(), plans=()) -> duckdb.DuckDBPyConnection:
     """`prices`: day-ahead prices as dicts with `period_start` (naive UTC) and `price_per_mwh`;
-    `exports`: export readings like `reads` (the view `exports`)."""
+    `exports`: export readings like `reads` (the view `exports`); `plans`: customer_plans rows."""
     con = duckdb.connect()
+    con.register(
+        "customer_plans",
+        pa.Table.from_pylist(
+            list(plans),
+            schema=pa.schema(
+                [
+                    ("customer_id", pa.int32()),
+                    ("plan_id", pa.string()),
+                    ("valid_from", pa.date32()),
+                    ("valid_to", pa.date32()),
+                ]
+            ),
+        ),
+    )
     for view, rows in (("reads", reads), ("exports", exports)):
         con.register(view, pa.Table.from_pylist([{"interval_minutes": 15, **r} for r in rows], schema=READINGS_SCHEMA))
     con.register(

@@ -193,6 +193,60 @@ def test_issuing_carries_open_adjustments_on_the_next_bill(conn):
     assert (again.bills_issued, again.adjustments_carried, again.already_issued) == (0, 0, 2)
 
 
+def test_a_negative_total_is_carried_to_the_next_bill_and_never_lost(conn):
+    """A sunny month: the export credit outweighs the charges. The bill is issued with its
+    negative total; the credit rides on the customer's next bill (and only there), and a
+    customer with no next bill keeps it open."""
+
+    def sunny(customer_id: int) -> Bill:
+        sunny = bill(customer_id, "2024-06", ["10.000"])
+        # 600 kWh sent to the grid at 0.1500: 90.00 credited, untaxed
+        sunny.export = [
+            EnergyLine(
+                band="export",
+                unit_rate=Decimal("0.1500"),
+                measured_kwh=Decimal("600.000"),
+                estimated_kwh=Decimal("0.000"),
+                is_export=True,
+            )
+        ]
+        sunny.daily_export_wh = [600_000] + [0] * 29
+        return sunny
+
+    june = [sunny(1), sunny(2)]
+    record(conn, "2024-06", june)
+    issued = issue_month(conn, "2024-06", issued_at=NOW)
+    # 10 kWh x 0.2450 = 2.45; 30 x 0.6050 = 18.15; tax 5 % of 20.60 = 1.03; less 90.00 credit
+    expected = Decimal("2.45") + Decimal("18.15") + Decimal("1.03") - Decimal("90.00")
+    assert (issued.credits_carried_forward, issued.credit_carried_forward) == (2, str(2 * expected))
+    assert rows(conn, "SELECT customer_id, total_due, export_credit FROM billing.bills ORDER BY 1") == [
+        (1, expected, Decimal("-90.00")),
+        (2, expected, Decimal("-90.00")),
+    ]
+    # the same month recomputed on the same data: the credit corrects nothing, so nothing is written
+    assert record(conn, "2024-06", june).adjustments_written == 0
+
+    # July: customer 1 has a bill, which carries the credit; customer 2 has left
+    july = bill(1, "2024-07", ["100.000"])
+    record(conn, "2024-07", [july])
+    issue_month(conn, "2024-07", issued_at=NOW + dt.timedelta(days=31))
+    ((carried, total),) = rows(
+        conn, "SELECT adjustments_carried, total_due FROM billing.bills WHERE bill_id = 'B-1-2024-07'"
+    )
+    assert (carried, total) == (expected, july.charges + expected)
+    # July's total, still negative with June's credit in it, is carried forward in turn
+    assert total < 0
+    reason = "credit carried forward: the bill's total was negative"
+    assert rows(
+        conn,
+        "SELECT bill_id, charged_amount, carried_on_bill_id, reason FROM billing.bill_adjustments ORDER BY 1",
+    ) == [
+        ("B-1-2024-06", expected, "B-1-2024-07", reason),
+        ("B-1-2024-07", total, None, reason),
+        ("B-2-2024-06", expected, None, reason),
+    ]
+
+
 def test_customer_no_longer_supplied_in_an_issued_month_is_credited_in_full(conn):
     record(conn, "2024-06", [bill(1, "2024-06", ["10.000"]), bill(2, "2024-06", ["10.000"])])
     issue_month(conn, "2024-06", NOW)

@@ -30,6 +30,7 @@ def test_definitions_hold_every_asset_check_and_job():
         "reads_hourly",
         "reads_daily",
         "customers",
+        "customer_plans",
         "meters",
         "meter_assignments",
         "tariffs",
@@ -77,6 +78,7 @@ def test_definitions_hold_every_asset_check_and_job():
     assert checks == {
         ("raw_meter_files", "every_file_matches_a_contract"),
         ("meter_assignments", "no_meter_day_held_twice"),
+        ("customer_plans", "one_plan_a_day"),
         ("day_ahead_prices", "one_price_per_settlement_period"),
         ("tariffs", "every_row_states_its_price"),
         ("reads_15min", "one_row_per_meter_interval"),
@@ -139,7 +141,16 @@ def test_definitions_hold_every_asset_check_and_job():
     assert monthly_partitions().timezone == "Europe/London"
     assert graph.get(dg.AssetKey("bills")).parent_keys == {
         dg.AssetKey(k)
-        for k in ("reads_15min", "reads_daily", "meter_assignments", "customers", "tariffs", "day_ahead_prices")
+        for k in (
+            "reads_15min",
+            "reads_15min_export",
+            "reads_daily",
+            "meter_assignments",
+            "customers",
+            "customer_plans",
+            "tariffs",
+            "day_ahead_prices",
+        )
     }
     assert graph.get(dg.AssetKey("reads_15min")).parent_keys == {
         dg.AssetKey(k) for k in ("raw_meter_files", "meters", "reads_15min", "temperature")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from meter_assets.billing.pricing import AmbiguousHolder, AmbiguousTariff, MissingPrice, compute_bills
 from meter_assets.market_calendar import month_bounds
 
-from .billing_reference import reference_bills
+from .billing_reference import ordered, reference_bills
 from .pricing_support import RATES, TAX, TZ, clock, connection, utc_intervals
 
 
@@ -21,7 +21,7 @@ def _dicts(bills) -> dict:
     """Everything a customer reads on a bill, from the platform's bills."""
     return {
         c: dict(
-            energy=sorted(
+            energy=ordered(
                 (line.band, _price(line), line.measured_kwh, line.estimated_kwh, line.amount) for line in b.energy
             ),
             standing=sorted((line.daily_rate, line.days, line.amount) for line in b.standing),
@@ -32,8 +32,8 @@ def _dicts(bills) -> dict:
             charges=b.charges,
             measured=b.measured_kwh,
             estimated=b.estimated_kwh,
-            derived=sorted((line.band, _price(line), line.derived_kwh) for line in b.energy),
-            export=sorted(
+            derived=ordered((line.band, _price(line), line.derived_kwh) for line in b.energy),
+            export=ordered(
                 (line.band, _price(line), line.measured_kwh, line.estimated_kwh, line.amount) for line in b.export
             ),
             export_credit=b.export_credit,
@@ -50,7 +50,7 @@ def _reference_dicts(bills) -> dict:
     """The same, from the slow reference."""
     return {
         c: dict(
-            energy=sorted(b.energy_lines()),
+            energy=ordered(b.energy_lines()),
             standing=sorted(b.standing_lines()),
             supply_days=b.supply_days,
             energy_charge=b.energy_charge,
@@ -59,8 +59,8 @@ def _reference_dicts(bills) -> dict:
             charges=b.charges,
             measured=b.measured_kwh,
             estimated=b.estimated_kwh,
-            derived=sorted(b.derived_lines()),
-            export=sorted(b.export_lines()),
+            derived=ordered(b.derived_lines()),
+            export=ordered(b.export_lines()),
             export_credit=b.export_credit,
         )
         for c, b in bills.items()
@@ -249,18 +249,34 @@ def test_bills_equal_a_per_interval_reference_written_from_the_rules(
         dict(meter_id=3, customer_id=20, valid_from=dt.date(2000, 1, 1), valid_to=None),
     ]
     plans = data.draw(st.tuples(*(st.sampled_from(["FLEX", "TOU", "DYN"]),) * 3), label="plans")
+    # customer 10 may change plan on any day of the month (a clock-change day too): the customers
+    # export then shows the new plan, and the plan history says since when
+    switch = data.draw(
+        st.one_of(
+            st.none(), st.tuples(st.integers(0, (end - start).days - 1), st.sampled_from(["FLEX", "TOU", "DYN"]))
+        ),
+        label="customer 10 changes plan",
+    )
+    history = []
+    if switch is not None:
+        on = start + dt.timedelta(days=switch[0])
+        history = [
+            dict(customer_id=10, plan_id=plans[0], valid_from=dt.date(2000, 1, 1), valid_to=on),
+            dict(customer_id=10, plan_id=switch[1], valid_from=on, valid_to=None),
+        ]
+        plans = (switch[1], *plans[1:])
     customers = [dict(customer_id=c, plan_id=plan) for c, plan in zip((10, 11, 20), plans, strict=True)]
     prices = day_ahead_prices(month, zone, rng)
 
     usage = compute_bills(
-        connection(reads, assignments, customers, tariffs, prices, exports),
+        connection(reads, assignments, customers, tariffs, prices, exports, history),
         month,
         zone,
         TAX,
         customers_per_range=customers_per_range,
         exports_of=lambda day: "exports",
     )
-    expected = reference_bills(month, zone, TAX, reads, assignments, customers, tariffs, prices, exports)
+    expected = reference_bills(month, zone, TAX, reads, assignments, customers, tariffs, prices, exports, history)
     assert _dicts(usage.bills) == _reference_dicts(expected.bills)
     assert usage.vacant_kwh == expected.vacant_kwh
 

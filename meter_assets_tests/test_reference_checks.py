@@ -22,7 +22,7 @@ from meter_assets.simulator.headend import FaultRates
 from meter_assets.simulator.prices import day_ahead_prices
 from meter_assets.simulator.retailer import hourly_temperature
 from meter_assets.storage import Lake
-from meter_assets.tables import DAY_AHEAD_PRICES, METER_ASSIGNMENTS
+from meter_assets.tables import CUSTOMER_PLANS, DAY_AHEAD_PRICES, METER_ASSIGNMENTS
 
 from .conftest import query, resources_for
 
@@ -76,6 +76,25 @@ def test_an_overlapping_assignment_is_refused_by_name_and_the_old_version_stays(
     )
     assert published(lake) == before, "the version published before stays"
     assert dt.date(2024, 3, 30) not in {row[2] for row in before if row[1] == 999999}
+
+
+def test_a_customer_on_two_plans_on_a_day_is_refused_by_name_and_the_old_version_stays(lake):
+    files = Lake(lake).files(CUSTOMER_PLANS)
+    before = query(f"SELECT * FROM read_parquet({files!r}) ORDER BY ALL")
+    original = Lake(lake).read_bytes("reference/customer_plans.csv").decode()
+    # a second plan for two days of another's, and a row that ends before it starts
+    bad = "999991,FLEX,2024-03-01,2024-04-01\n999991,DYNAMIC,2024-03-30,2024-04-01\n999992,FLEX,2024-05-01,2024-04-01\n"
+    check = refused(lake, "customer_plans", original + bad, "one_plan_a_day")
+    assert not check.passed and check.metadata["problems"].value == 2
+    listed = check.metadata["first_problems"].value
+    assert {
+        "customer_id": 999991,
+        "plans": ["FLEX", "DYNAMIC"],
+        "first_day": "2024-03-30",
+        "last_day": "2024-03-31",
+    } in listed
+    assert "customer 999991 plans ['FLEX', 'DYNAMIC'] 2024-03-30 to 2024-03-31" in check.description
+    assert query(f"SELECT * FROM read_parquet({files!r}) ORDER BY ALL") == before, "the version published before stays"
 
 
 # --- the day-ahead market's prices ----------------------------------------------------------

@@ -8,12 +8,12 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from meter_assets.billing.ledger import issue_month, lock_month, merge_month, stage_month
-from meter_assets.billing.pricing import NO_PRICES_SQL, PRICING_RULES, month_bills, price_month
+from meter_assets.billing.pricing import NO_PLAN_CHANGES_SQL, NO_PRICES_SQL, PRICING_RULES, month_bills, price_month
 from meter_assets.config import settings
 from meter_assets.gates import audit_and_publish
 from meter_assets.market_calendar import month_bounds, month_days
 from meter_assets.partitions import monthly_partitions
-from meter_assets.reference.assets import customers, day_ahead_prices, meter_assignments, tariffs
+from meter_assets.reference.assets import customer_plans, customers, day_ahead_prices, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
 from meter_assets.sql import VIEW_SQL, literal, parquet, typed_csv
 from meter_assets.storage import Lake, Publication
@@ -21,6 +21,7 @@ from meter_assets.tables import (
     ADJUSTMENTS_EXPORT,
     BILL_LINES_EXPORT,
     BILLS_EXPORT,
+    CUSTOMER_PLANS,
     CUSTOMERS,
     DAY_AHEAD_PRICES,
     METER_ASSIGNMENTS,
@@ -39,9 +40,13 @@ PRICING_DIMENSIONS = {"assignments": METER_ASSIGNMENTS, "customers": CUSTOMERS, 
 
 def pricing_views(con, store: Lake) -> None:
     """The views the pricing SQL reads, over the published reference dimensions. The day-ahead
-    prices may be unpublished: then a day-ahead plan's first supplied period stops the run."""
+    prices may be unpublished: then a day-ahead plan's first supplied period stops the run.
+    Customers' plan history may be unpublished too (a lake from before it was kept): then
+    every customer is on the customers export's plan."""
     for view, table in PRICING_DIMENSIONS.items():
         con.execute(VIEW_SQL.format(view=view, files=parquet(store.required_files(table))))
+    plans = store.files(CUSTOMER_PLANS)
+    con.execute(VIEW_SQL.format(view="customer_plans", files=parquet(plans)) if plans else NO_PLAN_CHANGES_SQL)
     prices = store.files(DAY_AHEAD_PRICES)
     con.execute(VIEW_SQL.format(view="day_ahead_prices", files=parquet(prices)) if prices else NO_PRICES_SQL)
 
@@ -156,7 +161,9 @@ COPY (
            standing_charge, adjustments_carried, tax_rate, tax, total_due, is_estimated, currency, issued_at,
            pricing_rules, energy_lines::text, standing_lines::text, inputs_fingerprint,
            -- what the home sent to the grid, and its credit (negative; untaxed)
-           export_kwh, export_credit, export_lines::text
+           export_kwh, export_credit, export_lines::text,
+           -- a negative total is not paid out: it is carried forward to the customer's next bill
+           greatest(total_due, 0) AS amount_payable, least(total_due, 0) AS credit_carried_forward
     FROM billing.bills
     WHERE period_start = %(period_start)s AND status = 'issued'
     ORDER BY bill_id
@@ -272,6 +279,8 @@ EXPORT_TYPES = {
         "export_kwh": "DECIMAL(14, 3)",
         "export_credit": "DECIMAL(12, 2)",
         "export_lines": "VARCHAR",
+        "amount_payable": "DECIMAL(12, 2)",
+        "credit_carried_forward": "DECIMAL(12, 2)",
     },
     BILL_LINES_EXPORT: {
         "bill_id": "VARCHAR",
@@ -370,7 +379,16 @@ def build() -> list[dg.AssetsDefinition]:
     return [
         dg.asset(
             partitions_def=monthly_partitions(),
-            deps=["reads_15min", "reads_daily", meter_assignments, customers, tariffs, day_ahead_prices],
+            deps=[
+                "reads_15min",
+                "reads_15min_export",
+                "reads_daily",
+                meter_assignments,
+                customers,
+                customer_plans,
+                tariffs,
+                day_ahead_prices,
+            ],
             group_name="billing",
             kinds={"duckdb", "postgres"},
             pool="lake_compute",

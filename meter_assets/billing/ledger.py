@@ -211,6 +211,22 @@ WHERE bills.bill_id = per_bill.bill_id
 RETURNING per_bill.adjustments
 """
 
+# A bill issued with a negative total (export credits larger than the month's charges) leaves
+# the customer in credit: the credit rides forward on their next bill, like an adjustment. Its
+# row corrects nothing (`delta_amount` 0, the use per day as the bill accounts it) and carries
+# the total (`charged_amount`); a customer with no next bill keeps it open, never lost.
+CREDIT_CARRIED_REASON = "credit carried forward: the bill's total was negative"
+CARRY_CREDIT_FORWARD_SQL = """
+INSERT INTO billing.bill_adjustments (bill_id, customer_id, sequence, delta_kwh, delta_amount, charged_amount,
+                                      reason, changed_partitions, inputs_fingerprint, daily_wh, daily_export_wh,
+                                      found_at, pricing_rules, reads_version)
+SELECT bill_id, customer_id, 1, 0, 0, total_due, %(reason)s, '{}', 'credit carried forward', daily_wh,
+       daily_export_wh, %(issued_at)s, pricing_rules, reads_version
+FROM billing.bills
+WHERE period_start = %(period_start)s AND status = 'issued' AND issued_at = %(issued_at)s AND total_due < 0
+RETURNING charged_amount
+"""
+
 ISSUE_SQL = """
 UPDATE billing.bills
 SET status = 'issued', issued_at = %(issued_at)s
@@ -246,6 +262,8 @@ class MonthIssue:
     bills_issued: int = 0
     adjustments_carried: int = 0
     already_issued: int = 0
+    credits_carried_forward: int = 0
+    credit_carried_forward: str = "0.00"
 
 
 def _copy_text(value: str) -> str:
@@ -405,16 +423,24 @@ def record_month(
 
 
 def issue_month(conn: psycopg.Connection, month: str, issued_at: dt.datetime) -> MonthIssue:
-    """Seal every draft of the month, each carrying its customer's open adjustments."""
+    """Seal every draft of the month, each carrying its customer's open adjustments; a bill whose
+    total is negative carries that credit forward to the customer's next bill."""
     start, _ = month_bounds(month)
     params = {"period_start": start, "issued_at": issued_at}
     with conn.transaction():
         lock_month(conn, month)
         carried = conn.execute(CARRY_ADJUSTMENTS_SQL, params).fetchall()
         issued = conn.execute(ISSUE_SQL, params).rowcount
+        credits = conn.execute(CARRY_CREDIT_FORWARD_SQL, {**params, "reason": CREDIT_CARRIED_REASON}).fetchall()
         (before,) = conn.execute(
             "SELECT count(*) FROM billing.bills "
             "WHERE period_start = %(period_start)s AND status = 'issued' AND issued_at <> %(issued_at)s",
             params,
         ).fetchone()
-    return MonthIssue(bills_issued=issued, adjustments_carried=sum(n for (n,) in carried), already_issued=before)
+    return MonthIssue(
+        bills_issued=issued,
+        adjustments_carried=sum(n for (n,) in carried),
+        already_issued=before,
+        credits_carried_forward=len(credits),
+        credit_carried_forward=str(sum((c for (c,) in credits), Decimal("0.00"))),
+    )

@@ -59,11 +59,20 @@ SELECT CAST(NULL AS TIMESTAMP) AS period_start, CAST(NULL AS DECIMAL(10, 2)) AS 
 WHERE false
 """
 
+# No customer's plan ever changed (a lake from before plan history was kept): each is on the
+# customers export's plan.
+NO_PLAN_CHANGES_SQL = """
+CREATE OR REPLACE TEMP VIEW customer_plans AS
+SELECT CAST(NULL AS INTEGER) AS customer_id, CAST(NULL AS VARCHAR) AS plan_id, CAST(NULL AS DATE) AS valid_from,
+       CAST(NULL AS DATE) AS valid_to
+WHERE false
+"""
+
 # Plans by a small integer, so the per-reading joins compare integers, not strings.
 PLANS_SQL = """
 CREATE OR REPLACE TEMP TABLE plans AS
 SELECT plan_id, CAST(row_number() OVER (ORDER BY plan_id) AS INTEGER) AS plan_no
-FROM (SELECT plan_id FROM customers UNION SELECT plan_id FROM tariffs)
+FROM (SELECT plan_id FROM customers UNION SELECT plan_id FROM customer_plans UNION SELECT plan_id FROM tariffs)
 """
 
 # Each price a line can carry: a direction's band at a unit rate or a day-ahead rule, numbered
@@ -91,12 +100,18 @@ GROUP BY is_export, band, pricing, price
 # (a fixed price's rate stays on its line: the readings multiply only where the rate varies).
 # Both are tiny; the readings meet them in one hash-joined aggregate, so no reading is
 # converted to local time row by row.
+# (the customer's plan that day: the customer_plans row in force, else the customers export's;
+# a customer who never changed plan has no rows)
 DAY_HOLDERS_SQL = """
 CREATE OR REPLACE TEMP TABLE day_holders AS
 SELECT assignments.meter_id, assignments.customer_id, plans.plan_no
 FROM assignments
 JOIN customers USING (customer_id)
-JOIN plans USING (plan_id)
+LEFT JOIN customer_plans AS changes
+  ON changes.customer_id = assignments.customer_id
+ AND $day >= changes.valid_from
+ AND (changes.valid_to IS NULL OR $day < changes.valid_to)
+JOIN plans ON plans.plan_id = coalesce(changes.plan_id, customers.plan_id)
 WHERE $day >= assignments.valid_from
   AND (assignments.valid_to IS NULL OR $day < assignments.valid_to)
 """
@@ -262,13 +277,24 @@ WITH customer_days AS (
         CAST((measured_kwh + estimated_kwh) * 1000 AS BIGINT)       AS wh
     FROM usage_by_day
     WHERE customer_id IS NOT NULL
+),
+-- apart, so that only the customers who export hold a month of export sums; a customer with
+-- no export has none (NULL), not a month of zeros
+used AS (
+    SELECT customer_id, CAST([{days}] AS VARCHAR) AS daily_wh
+    FROM customer_days
+    WHERE NOT is_export
+    GROUP BY customer_id
+),
+sent AS (
+    SELECT customer_id, CAST([{days}] AS VARCHAR) AS daily_export_wh
+    FROM customer_days
+    WHERE is_export
+    GROUP BY customer_id
 )
--- a customer with no export has none (NULL), not a month of zeros
-SELECT customer_id,
-       CAST([{days}] AS VARCHAR) AS daily_wh,
-       CASE WHEN bool_or(is_export) THEN CAST([{export_days}] AS VARCHAR) END AS daily_export_wh
-FROM customer_days
-GROUP BY customer_id
+SELECT customer_id, used.daily_wh, sent.daily_export_wh
+FROM used
+FULL OUTER JOIN sent USING (customer_id)
 ORDER BY customer_id
 """
 
@@ -331,12 +357,17 @@ WITH local_days AS (
            AS local_date
 ),
 supplied AS (
-    SELECT DISTINCT assignments.customer_id, customers.plan_id, local_days.local_date
+    SELECT DISTINCT assignments.customer_id, coalesce(changes.plan_id, customers.plan_id) AS plan_id,
+           local_days.local_date
     FROM local_days
     JOIN assignments
       ON local_days.local_date >= assignments.valid_from
      AND (assignments.valid_to IS NULL OR local_days.local_date < assignments.valid_to)
     JOIN customers ON customers.customer_id = assignments.customer_id
+    LEFT JOIN customer_plans AS changes
+      ON changes.customer_id = assignments.customer_id
+     AND local_days.local_date >= changes.valid_from
+     AND (changes.valid_to IS NULL OR local_days.local_date < changes.valid_to)
 ),
 standing AS (
     SELECT DISTINCT plan_id, standing_charge, valid_from, valid_to FROM tariffs WHERE direction = 'import'
@@ -401,6 +432,21 @@ JOIN assignments AS b
 WHERE greatest(a.valid_from, b.valid_from) < $end_day
   AND least(coalesce(a.valid_to, DATE '9999-12-31'), coalesce(b.valid_to, DATE '9999-12-31')) > $first_day
 ORDER BY day, a.meter_id
+LIMIT 10
+"""
+
+
+# customers two plan rows put on two plans on a day of the range, with the first such day (the
+# reference check refuses such an export; this stops a run on one that reached the lake another way)
+TWO_PLANS_SQL = """
+SELECT greatest(a.valid_from, b.valid_from, $first_day) AS day, a.customer_id, [a.plan_id, b.plan_id]
+FROM customer_plans AS a
+JOIN customer_plans AS b
+  ON a.customer_id = b.customer_id AND (a.valid_from, a.plan_id) < (b.valid_from, b.plan_id)
+ AND a.valid_from < coalesce(b.valid_to, DATE '9999-12-31') AND b.valid_from < coalesce(a.valid_to, DATE '9999-12-31')
+WHERE greatest(a.valid_from, b.valid_from) < $end_day
+  AND least(coalesce(a.valid_to, DATE '9999-12-31'), coalesce(b.valid_to, DATE '9999-12-31')) > $first_day
+ORDER BY day, a.customer_id
 LIMIT 10
 """
 
@@ -601,12 +647,18 @@ def start_usage(con: duckdb.DuckDBPyConnection) -> None:
 
 def raise_if_shared(con: duckdb.DuckDBPyConnection, first_day: dt.date, end_day: dt.date) -> None:
     """AmbiguousHolder if the assignments give a meter to two customers on a day from
-    `first_day` until `end_day` (exclusive), naming the first day, the meter and the customers."""
+    `first_day` until `end_day` (exclusive), naming the first day, the meter and the customers;
+    AmbiguousTariff if the customer plans put a customer on two plans on such a day."""
     shared = con.execute(TWO_HOLDERS_SQL, {"first_day": first_day, "end_day": end_day}).fetchall()
     if shared:
         day = shared[0][0]
         examples = "; ".join(f"meter {meter}: customers {customers}" for d, meter, customers in shared if d == day)
         raise AmbiguousHolder(f"{day}: the assignments give a meter to more than one customer: {examples}")
+    twice = con.execute(TWO_PLANS_SQL, {"first_day": first_day, "end_day": end_day}).fetchall()
+    if twice:
+        day = twice[0][0]
+        examples = "; ".join(f"customer {customer}: plans {plans}" for d, customer, plans in twice if d == day)
+        raise AmbiguousTariff(f"{day}: the customer plans put a customer on two plans: {examples}")
 
 
 def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: str, exports: str | None = None) -> None:
@@ -701,13 +753,8 @@ def price_month(
     supply_days(con, start, end, month)
     con.execute(ENERGY_LINES_TABLE_SQL)
     con.execute(STANDING_LINES_TABLE_SQL)
-    days, export_days = (
-        ", ".join(
-            f"coalesce(sum(wh) FILTER (WHERE day_of_month = {d} AND {flow}), 0)" for d in range((end - start).days)
-        )
-        for flow in ("NOT is_export", "is_export")
-    )
-    con.execute(DAILY_WH_TABLE_SQL.format(days=days, export_days=export_days), {"month_start": start})
+    days = ", ".join(f"coalesce(sum(wh) FILTER (WHERE day_of_month = {d}), 0)" for d in range((end - start).days))
+    con.execute(DAILY_WH_TABLE_SQL.format(days=days), {"month_start": start})
     (vacant,) = con.execute(VACANT_KWH_SQL).fetchone()
     (uncredited,) = con.execute(UNCREDITED_EXPORT_SQL).fetchone()
     return PricedMonth(month, tax_rate, Decimal(vacant), Decimal(uncredited))
@@ -761,7 +808,8 @@ def bills_between(con: duckdb.DuckDBPyConnection, priced: PricedMonth, first: in
             )
         )
     for customer_id, daily, daily_export in con.execute(DAILY_WH_SQL, between).fetchall():
-        bill_for(customer_id).daily_wh = json.loads(daily)
+        # (a customer whose meters sent but used nothing measurable has export days only)
+        bill_for(customer_id).daily_wh = json.loads(daily) if daily is not None else [0] * days
         bill_for(customer_id).daily_export_wh = None if daily_export is None else json.loads(daily_export)
     return sorted(bills.values(), key=lambda bill: bill.customer_id)
 

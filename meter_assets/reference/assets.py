@@ -50,6 +50,14 @@ CONTRACTS: dict[str, dict[str, str]] = {
         "valid_from": "DATE",
         "valid_to": "DATE",
     },
+    # the plan a customer was on from which local day (type 2, `valid_to` exclusive, empty while
+    # current); a day no row covers is on the customers export's `plan_id`
+    "customer_plans": {
+        "customer_id": "INTEGER",
+        "plan_id": "VARCHAR",
+        "valid_from": "DATE",
+        "valid_to": "DATE",
+    },
     # version 2: `direction` (import, or export for what a home sends to the grid) and `pricing`
     # (fixed at `unit_rate`, or day_ahead: each settlement period's day-ahead price per kWh
     # times `price_multiplier`, plus `price_adder`, at most `price_cap`)
@@ -114,6 +122,7 @@ KEYS = {
     "customers": ["customer_id"],
     "meters": ["meter_id"],
     "meter_assignments": ["meter_id", "valid_from"],
+    "customer_plans": ["customer_id", "valid_from"],
     "tariffs": ["tariff_id"],
     "temperature": ["region", "observed_at"],
     "temperature_forecast": ["region", "valid_at", "issued_at"],
@@ -192,28 +201,29 @@ customers = _reference_asset(
 )
 meters = _reference_asset("meters", "Every installed meter with its region and head-end, so a silent meter is noticed.")
 # Two rows of one meter whose days meet (valid_to is exclusive; empty is open-ended), or a row
-# that ends before it starts: either would give one meter-day to two customers, or none.
+# that ends before it starts: either would give one meter-day to two customers, or none. The
+# same for a customer's plans (`key` customer_id, `held` plan_id): one day on two plans.
 OVERLAPS_SQL = """
 WITH rows AS (
-    SELECT meter_id, customer_id, valid_from, coalesce(valid_to, DATE '9999-12-31') AS valid_to,
-           row_number() OVER (ORDER BY meter_id, valid_from, customer_id) AS n
+    SELECT {key} AS key, {held} AS held, valid_from, coalesce(valid_to, DATE '9999-12-31') AS valid_to,
+           row_number() OVER (ORDER BY {key}, valid_from, {held}) AS n
     FROM {source}
 ),
 conflicts AS (
-    SELECT a.meter_id, [a.customer_id, b.customer_id] AS customers,
+    SELECT a.key, [a.held, b.held] AS held,
            greatest(a.valid_from, b.valid_from) AS first_day,
            least(a.valid_to, b.valid_to) - 1 AS last_day
     FROM rows AS a
-    JOIN rows AS b ON a.meter_id = b.meter_id AND a.n < b.n
+    JOIN rows AS b ON a.key = b.key AND a.n < b.n
      AND a.valid_from < b.valid_to AND b.valid_from < a.valid_to
     WHERE a.valid_from < a.valid_to AND b.valid_from < b.valid_to
     UNION ALL
-    SELECT meter_id, [customer_id], valid_from, valid_to - 1 FROM rows WHERE valid_to <= valid_from
+    SELECT key, [held], valid_from, valid_to - 1 FROM rows WHERE valid_to <= valid_from
 )
 SELECT count(*),
-       list({{'meter_id': meter_id, 'customers': customers, 'first_day': CAST(first_day AS VARCHAR),
+       list({{'{key}': key, '{helds}': held, 'first_day': CAST(first_day AS VARCHAR),
               'last_day': CASE WHEN last_day >= DATE '9999-12-30' THEN 'open' ELSE CAST(last_day AS VARCHAR) END}}
-            ORDER BY meter_id, first_day)[1:10]
+            ORDER BY key, first_day)[1:10]
 FROM conflicts
 """
 
@@ -232,7 +242,9 @@ def meter_assignments(context: dg.AssetExecutionContext, lake: LakeResource, duc
     with lake_duckdb(duckdb, store) as con:
         build = build_reference(store, con, "meter_assignments")
         written = parquet(build.uri("part-0000.parquet"))
-        conflicts, first = con.execute(OVERLAPS_SQL.format(source=written)).fetchone()
+        conflicts, first = con.execute(
+            OVERLAPS_SQL.format(source=written, key="meter_id", held="customer_id", helds="customers")
+        ).fetchone()
         rows = con.execute(ROWS_SQL.format(source=written)).fetchone()[0]
     check = dg.AssetCheckResult(
         check_name="no_meter_day_held_twice",
@@ -254,6 +266,35 @@ def meter_assignments(context: dg.AssetExecutionContext, lake: LakeResource, duc
     )
     gate = audit_and_publish(context, store, [build], [check])
     yield from gate.results({"meter_assignments": {"rows": rows, "source": "reference/meter_assignments.csv"}})
+
+
+@dg.asset(
+    name="customer_plans",
+    group_name="reference",
+    kinds={"duckdb", "delta"},
+    output_required=False,
+    check_specs=[dg.AssetCheckSpec("one_plan_a_day", asset="customer_plans", blocking=True)],
+)
+def customer_plans(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource):
+    """Which plan each customer was on from which day, so a customer who changes plan mid-month
+    is billed each day at the plan of that day."""
+    store = lake.lake()
+    with lake_duckdb(duckdb, store) as con:
+        build = build_reference(store, con, "customer_plans")
+        written = parquet(build.uri("part-0000.parquet"))
+        conflicts, listed = con.execute(
+            OVERLAPS_SQL.format(source=written, key="customer_id", held="plan_id", helds="plans")
+        ).fetchone()
+        rows = con.execute(ROWS_SQL.format(source=written)).fetchone()[0]
+    check = problems_check(
+        "one_plan_a_day",
+        conflicts,
+        listed,
+        "customer plan row(s) that put a day on two plans, or end before they start",
+        lambda c: f"customer {c['customer_id']} plans {c['plans']} {c['first_day']} to {c['last_day']}",
+    )
+    gate = audit_and_publish(context, store, [build], [check])
+    yield from gate.results({"customer_plans": {"rows": rows, "source": "reference/customer_plans.csv"}})
 
 
 # Rows whose price cannot be read one way only: what each row must state, by its pricing
@@ -413,4 +454,4 @@ def day_ahead_prices(context: dg.AssetExecutionContext, lake: LakeResource, duck
     )
 
 
-reference_assets = [customers, meters, meter_assignments, tariffs, day_ahead_prices]
+reference_assets = [customers, customer_plans, meters, meter_assignments, tariffs, day_ahead_prices]

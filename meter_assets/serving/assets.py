@@ -11,7 +11,7 @@ from meter_assets.billing.assets import pricing_views
 from meter_assets.billing.pricing import price_day, raise_if_shared, raise_if_unpriced, start_usage, supply_days
 from meter_assets.config import settings
 from meter_assets.partitions import daily_partitions
-from meter_assets.reference.assets import customers, day_ahead_prices, meter_assignments, tariffs
+from meter_assets.reference.assets import customer_plans, customers, day_ahead_prices, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
 from meter_assets.serving.store import refresh_day
 from meter_assets.sql import parquet
@@ -142,6 +142,7 @@ def build() -> list[dg.AssetsDefinition]:
                 "reads_daily",
                 meter_assignments,
                 customers,
+                customer_plans,
                 tariffs,
                 day_ahead_prices,
             ],

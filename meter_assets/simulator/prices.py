@@ -199,12 +199,16 @@ class DynamicHomes:
 
     def __init__(self, meter_ids: np.ndarray, occupancy, plan: str, prices: pa.Table):
         index = np.searchsorted(meter_ids, occupancy.meter_id)
-        on_plan = np.array([p == plan for p in occupancy.plan], dtype=bool)
-        self.meters = index[on_plan]
-        self.first = np.array([d.toordinal() for d, p in zip(occupancy.valid_from, on_plan, strict=True) if p])
-        self.end = np.array(
-            [(d or dt.date.max).toordinal() for d, p in zip(occupancy.valid_to, on_plan, strict=True) if p]
-        )
+        # each stretch of days a premise's occupant was on the plan (a change of plan ends one)
+        periods = [
+            (index[row], first.toordinal(), (end or dt.date.max).toordinal())
+            for row in range(len(occupancy.meter_id))
+            for on, first, end in occupancy.plan_periods(row)
+            if on == plan
+        ]
+        self.meters = np.array([m for m, _, _ in periods], dtype=np.int64)
+        self.first = np.array([f for _, f, _ in periods], dtype=np.int64)
+        self.end = np.array([e for _, _, e in periods], dtype=np.int64)
         self.size = len(meter_ids)
         starts = prices.column("period_start").to_numpy().astype("datetime64[s]").astype(np.int64)
         self.price_of = dict(zip(starts.tolist(), prices.column("price_per_mwh").to_numpy().astype(float), strict=True))

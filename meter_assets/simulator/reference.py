@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +54,9 @@ DYNAMIC_SHARE = 0.11
 PLAN_NAMES = {"FLEX": "Flexible single rate", "EV-TOU": "EV time of use", "DYNAMIC": "Half-hourly day-ahead tracker"}
 STANDING_CHARGE = {"FLEX": ("0.6050", "0.6097"), "EV-TOU": ("0.5500", "0.5800"), "DYNAMIC": ("0.4800", "0.4900")}
 TARIFF_HISTORY_START = dt.date(2023, 10, 1)
+# Share of customers on the single-rate or the dynamic plan who move to the other one during
+# the simulated range (on a day drawn in it): their bills that month have both plans' lines.
+PLAN_SWITCH_SHARE = 0.03
 # Share of move-ins who are already customers, taking on a second premise (a let, a
 # relative's home): from then on they hold two meters on one account.
 SECOND_PREMISE_SHARE = 0.25
@@ -61,7 +64,9 @@ SECOND_PREMISE_SHARE = 0.25
 
 @dataclass(frozen=True)
 class Tenancies:
-    """Who occupied each premise when; `valid_to` is exclusive, None while current."""
+    """Who occupied each premise when; `valid_to` is exclusive, None while current. `plan` is
+    the plan each occupant started on; `switches` the customers who changed plan since: the
+    day and the new plan."""
 
     meter_id: np.ndarray
     customer_id: np.ndarray
@@ -70,6 +75,15 @@ class Tenancies:
     plan: list[str]
     joined: list[dt.date]
     region: list[str]
+    switches: dict[int, tuple[dt.date, str]] = field(default_factory=dict)
+
+    def plan_periods(self, row: int) -> list[tuple[str, dt.date, dt.date | None]]:
+        """The plans of one tenancy row's occupant while they held it: (plan, from, until)."""
+        first, end = self.valid_from[row], self.valid_to[row]
+        switch = self.switches.get(int(self.customer_id[row]))
+        if switch is None or (end is not None and switch[0] >= end) or switch[0] <= first:
+            return [(switch[1] if switch and switch[0] <= first else self.plan[row], first, end)]
+        return [(self.plan[row], first, switch[0]), (switch[1], switch[0], end)]
 
 
 def price_change_date(start: dt.date, days: int) -> dt.date:
@@ -135,6 +149,14 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
                 joined[holder],
                 region[holder],
             )
+    # a few customers change plan, from a stream of its own
+    switching = np.random.default_rng([seed, 15])
+    switches = {}
+    for c, p, first in sorted({(c, p, j) for c, p, j in zip(customer_id, plan, joined, strict=True)}):
+        chance, day = switching.random(), int(switching.integers(1, max(2, days)))
+        on = start + dt.timedelta(days=day)
+        if chance < PLAN_SWITCH_SHARE and p in ("FLEX", "DYNAMIC") and first < on and c not in switches:
+            switches[c] = (on, "DYNAMIC" if p == "FLEX" else "FLEX")
     return Tenancies(
         meter_id=np.array(meter_id, dtype=np.int32),
         customer_id=np.array(customer_id, dtype=np.int32),
@@ -143,6 +165,7 @@ def tenancies(pop: Population, start: dt.date, days: int, seed: int) -> Tenancie
         plan=plan,
         joined=joined,
         region=region,
+        switches=switches,
     )
 
 
@@ -207,15 +230,34 @@ def write_reference(
     here; each meter's first day of export readings: `export_from`, none if not given); returns
     row counts by file."""
     occupancy = tenancies(pop, start, days, seed)
-    # one row per account, however many premises it holds
+    # one row per account, however many premises it holds, on its plan now
     _, first = np.unique(occupancy.customer_id, return_index=True)
+    switches = occupancy.switches
     customers = pa.table(
         {
             "customer_id": occupancy.customer_id[first],
             "account_name": [f"Account {c}" for c in occupancy.customer_id[first].tolist()],
             "region": [occupancy.region[i] for i in first],
-            "plan_id": [occupancy.plan[i] for i in first],
+            "plan_id": [switches.get(int(occupancy.customer_id[i]), (None, occupancy.plan[i]))[1] for i in first],
             "joined_on": [occupancy.joined[i] for i in first],
+        }
+    )
+    # the plan history of those who changed plan: the first plan until the change, the new one after
+    changed = [i for i in first if int(occupancy.customer_id[i]) in switches]
+    customer_plans = pa.table(
+        {
+            "customer_id": pa.array([int(occupancy.customer_id[i]) for i in changed for _ in (0, 1)], pa.int32()),
+            "plan_id": pa.array(
+                [p for i in changed for p in (occupancy.plan[i], switches[int(occupancy.customer_id[i])][1])],
+                pa.string(),
+            ),
+            "valid_from": pa.array(
+                [d for i in changed for d in (occupancy.joined[i], switches[int(occupancy.customer_id[i])][0])],
+                pa.date32(),
+            ),
+            "valid_to": pa.array(
+                [d for i in changed for d in (switches[int(occupancy.customer_id[i])][0], None)], pa.date32()
+            ),
         }
     )
     meters = pa.table(
@@ -242,6 +284,7 @@ def write_reference(
     )
     files = {
         "reference/customers.csv": customers,
+        "reference/customer_plans.csv": customer_plans,
         "reference/meters.csv": meters,
         "reference/meter_assignments.csv": assignments,
         "reference/tariffs.csv": tariffs(start, days),
