@@ -689,7 +689,10 @@ def price_day(con: duckdb.DuckDBPyConnection, day: dt.date, tz: str, readings: s
             f"{day}: customers on a day-ahead price are supplied in settlement periods with no "
             f"published price in day_ahead_prices: {examples}"
         )
-    con.execute(DAY_USAGE_SQL.format(readings=day_readings(readings, exports)), params)
+    # each register apart: the consumption's aggregate is the day's large one, the export's small
+    con.execute(DAY_USAGE_SQL.format(readings=day_readings(readings, False)), params)
+    if exports is not None:
+        con.execute(DAY_USAGE_SQL.format(readings=day_readings(exports, True)), params)
 
 
 def raise_if_unpriced(con: duckdb.DuckDBPyConnection, what: str) -> None:
@@ -760,13 +763,12 @@ def price_month(
     return PricedMonth(month, tax_rate, Decimal(vacant), Decimal(uncredited))
 
 
-def day_readings(readings: str, exports: str | None) -> str:
-    """A day's import readings and, if any, its export readings, as one relation with `is_export`."""
-    columns = "meter_id, read_at, kwh, quality_flag, interval_minutes"
-    imported = f"SELECT {columns}, false AS is_export FROM {readings}"
-    if exports is None:
-        return f"({imported})"
-    return f"({imported} UNION ALL SELECT {columns}, true AS is_export FROM {exports})"
+def day_readings(readings: str, is_export: bool) -> str:
+    """A day's readings of one register (import or export) as a relation with `is_export`."""
+    return (
+        f"(SELECT meter_id, read_at, kwh, quality_flag, interval_minutes, {str(is_export).lower()} AS is_export "
+        f"FROM {readings})"
+    )
 
 
 def month_bills(con: duckdb.DuckDBPyConnection, priced: PricedMonth, customers_per_range: int) -> Iterator[list[Bill]]:
