@@ -31,7 +31,11 @@ from meter_assets.tables import (
     TARIFFS,
 )
 
-ROLLUP_KWH_SQL = "SELECT coalesce(sum(kwh), 0) FROM {files}"
+# the month's use and export in the daily rollups (a day rolled up before export was kept has none)
+ROLLUP_KWH_SQL = """
+SELECT coalesce(sum(kwh), 0), coalesce(sum(export_kwh), 0)
+FROM (SELECT * FROM {files} UNION ALL BY NAME SELECT NULL::DECIMAL(18, 3) AS export_kwh WHERE false)
+"""
 EXPORT_COPY_SQL = "COPY (SELECT * FROM {source}) TO {target} (FORMAT parquet, COMPRESSION zstd)"
 
 # the reference tables the pricing SQL reads, by the view name it uses
@@ -92,7 +96,9 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
                 parquet(exports[day.isoformat()], union_by_name=True) if exports[day.isoformat()] else None
             ),
         )
-        (rollup_kwh,) = con.execute(ROLLUP_KWH_SQL.format(files=parquet(rollups))).fetchone()
+        rollup_kwh, rollup_export_kwh = con.execute(
+            ROLLUP_KWH_SQL.format(files=parquet(rollups, union_by_name=True))
+        ).fetchone()
         timings["compute_seconds"] = round(time.perf_counter() - began, 2)
         with postgres.connect() as conn, conn.transaction():
             lock_month(conn, month)
@@ -100,11 +106,16 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
                 conn, month, month_bills(con, priced, s.bill_range_customers), s.currency, reads_version=curated.version
             )
             timings["stage_seconds"] = round(time.perf_counter() - began - timings["compute_seconds"], 2)
-            reconciled = staged.billed_kwh + priced.vacant_kwh == rollup_kwh
+            # every kWh sent to the grid is credited, sent by a customer whose plan credits none,
+            # or sent from a vacant premises
+            accounted_export = staged.export_kwh + priced.uncredited_export_kwh + priced.vacant_export_kwh
+            reconciled = staged.billed_kwh + priced.vacant_kwh == rollup_kwh and accounted_export == rollup_export_kwh
             if not reconciled:
                 context.log.error(
-                    f"{month}: billed {staged.billed_kwh} kWh + vacant {priced.vacant_kwh} kWh differs from "
-                    f"{rollup_kwh} kWh in reads_daily; the ledger was not written"
+                    f"{month}: billed {staged.billed_kwh} kWh + vacant {priced.vacant_kwh} kWh against "
+                    f"{rollup_kwh} kWh in reads_daily, and export credited {staged.export_kwh} + uncredited "
+                    f"{priced.uncredited_export_kwh} + vacant {priced.vacant_export_kwh} kWh against "
+                    f"{rollup_export_kwh} kWh: they differ; the ledger was not written"
                 )
             check = dg.AssetCheckResult(
                 check_name="billed_kwh_reconciles_with_reads_daily",
@@ -113,6 +124,10 @@ def bills(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBR
                     "billed_kwh": str(staged.billed_kwh),
                     "vacant_kwh": str(priced.vacant_kwh),
                     "reads_daily_kwh": str(rollup_kwh),
+                    "credited_export_kwh": str(staged.export_kwh),
+                    "uncredited_export_kwh": str(priced.uncredited_export_kwh),
+                    "vacant_export_kwh": str(priced.vacant_export_kwh),
+                    "reads_daily_export_kwh": str(rollup_export_kwh),
                 },
             )
             written = {}

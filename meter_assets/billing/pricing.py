@@ -345,7 +345,10 @@ ORDER BY customer_id, is_export, band_start, band, first_day, price
 DAILY_WH_SQL = "SELECT customer_id, daily_wh, daily_export_wh FROM daily_wh WHERE customer_id BETWEEN $first AND $last"
 
 VACANT_KWH_SQL = """
-SELECT coalesce(sum(measured_kwh + estimated_kwh), 0) FROM usage_by_day WHERE customer_id IS NULL AND NOT is_export
+SELECT coalesce(sum(measured_kwh + estimated_kwh) FILTER (WHERE NOT is_export), 0),
+       coalesce(sum(measured_kwh + estimated_kwh) FILTER (WHERE is_export), 0)
+FROM usage_by_day
+WHERE customer_id IS NULL
 """
 
 # The standing charge is the account's, not the meter's: a day on which a customer holds
@@ -726,8 +729,9 @@ class PricedMonth:
     month: str
     tax_rate: Decimal
     vacant_kwh: Decimal
-    # export of customers whose plan credits none
+    # export of customers whose plan credits none, and of premises nobody held
     uncredited_export_kwh: Decimal = Decimal("0.000")
+    vacant_export_kwh: Decimal = Decimal("0.000")
 
 
 def price_month(
@@ -758,9 +762,9 @@ def price_month(
     con.execute(STANDING_LINES_TABLE_SQL)
     days = ", ".join(f"coalesce(sum(wh) FILTER (WHERE day_of_month = {d}), 0)" for d in range((end - start).days))
     con.execute(DAILY_WH_TABLE_SQL.format(days=days), {"month_start": start})
-    (vacant,) = con.execute(VACANT_KWH_SQL).fetchone()
+    vacant, vacant_export = con.execute(VACANT_KWH_SQL).fetchone()
     (uncredited,) = con.execute(UNCREDITED_EXPORT_SQL).fetchone()
-    return PricedMonth(month, tax_rate, Decimal(vacant), Decimal(uncredited))
+    return PricedMonth(month, tax_rate, Decimal(vacant), Decimal(uncredited), Decimal(vacant_export))
 
 
 def day_readings(readings: str, is_export: bool) -> str:
