@@ -18,6 +18,7 @@ from meter_assets.tables import (
     BILL_LINES_EXPORT,
     BILLS_EXPORT,
     READS_15MIN,
+    READS_15MIN_EXPORT,
     READS_DAILY,
 )
 
@@ -116,6 +117,39 @@ def test_unreconciled_month_writes_nothing_and_blocks_issuing(tmp_path, dsn):
     assert result.asset_materializations_for_node("bills") == []
     assert result.asset_materializations_for_node("issued_bills") == []
     assert _bills(dsn, range(offset, offset + 4)) == []
+
+
+def test_export_the_rollups_do_not_hold_fails_the_gate(tmp_path, dsn):
+    """A held meter's export register sent 1.250 kWh on the 5th that reads_daily never rolled up:
+    the export kWh no longer reconcile, and nothing is written."""
+    root = str(tmp_path / "lake")
+    offset = 8_100_000
+    lake = month_in_lake(root, offset, two_plans(dt.date(2025, 2, 15), (28, 76), [Decimal("0.2450")]))
+    day = "2025-02-05"
+    (meter, read_at), *_ = query(
+        f"SELECT meter_id, read_at FROM {parquet(lake.files(READS_15MIN, day))} WHERE kwh IS NOT NULL ORDER BY ALL"
+    )
+    export = pa.table(
+        {
+            "meter_id": [meter],
+            "read_at": pa.array([read_at], pa.timestamp("us")),
+            "kwh": pa.array([Decimal("1.250")], pa.decimal128(12, 3)),
+            "quality_flag": ["actual"],
+            "interval_minutes": pa.array([15], pa.int16()),
+        }
+    )
+    publish(lake, READS_15MIN_EXPORT, day, export)
+
+    result = dg.materialize(
+        assets("bills", "issued_bills"), partition_key=MONTH, resources=_resources(root, dsn), raise_on_error=False
+    )
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed
+    # the import still agrees; the export is uncredited (the plans have no export rows) and not rolled up
+    figure = {name: Decimal(value.value) for name, value in check.metadata.items()}
+    assert figure["billed_kwh"] + figure["vacant_kwh"] == figure["reads_daily_kwh"]
+    assert (figure["uncredited_export_kwh"], figure["reads_daily_export_kwh"]) == (Decimal("1.250"), 0)
+    assert not result.success and _bills(dsn, range(offset, offset + 4)) == []
 
 
 def test_usage_no_tariff_prices_is_a_clear_error(tmp_path, dsn):
