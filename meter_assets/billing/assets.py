@@ -42,6 +42,19 @@ EXPORT_COPY_SQL = "COPY (SELECT * FROM {source}) TO {target} (FORMAT parquet, CO
 PRICING_DIMENSIONS = {"assignments": METER_ASSIGNMENTS, "customers": CUSTOMERS, "tariffs": TARIFFS}
 
 
+# what a day is priced from, for the bills and the usage page alike
+PRICED_FROM = [
+    "reads_15min",
+    "reads_15min_export",
+    "reads_daily",
+    meter_assignments,
+    customers,
+    customer_plans,
+    tariffs,
+    day_ahead_prices,
+]
+
+
 def pricing_views(con, store: Lake) -> None:
     """The views the pricing SQL reads, over the published reference dimensions. The day-ahead
     prices may be unpublished: then a day-ahead plan's first supplied period stops the run.
@@ -394,16 +407,7 @@ def build() -> list[dg.AssetsDefinition]:
     return [
         dg.asset(
             partitions_def=monthly_partitions(),
-            deps=[
-                "reads_15min",
-                "reads_15min_export",
-                "reads_daily",
-                meter_assignments,
-                customers,
-                customer_plans,
-                tariffs,
-                day_ahead_prices,
-            ],
+            deps=PRICED_FROM,
             group_name="billing",
             kinds={"duckdb", "postgres"},
             pool="lake_compute",

@@ -423,33 +423,19 @@ class AmbiguousHolder(ValueError):
     """Assignments that give one meter-day to two customers: no one is shown or billed it."""
 
 
-# meters the assignments give two holders on a day of the range, with the first such day (the
-# reference check refuses such an export; this stops a run on one that reached the lake
-# another way)
-TWO_HOLDERS_SQL = """
-SELECT greatest(a.valid_from, b.valid_from, $first_day) AS day, a.meter_id, [a.customer_id, b.customer_id]
-FROM assignments AS a
-JOIN assignments AS b
-  ON a.meter_id = b.meter_id AND (a.valid_from, a.customer_id) < (b.valid_from, b.customer_id)
+# Rows of one key whose periods meet on a day of the range, with the first such day: a meter
+# the assignments give two holders (`table` assignments, `key` meter_id, `held` customer_id),
+# or a customer the plan history puts on two plans (customer_plans, customer_id, plan_id). The
+# reference checks refuse such exports; this stops a run on one that reached the lake another way.
+TWO_AT_ONCE_SQL = """
+SELECT greatest(a.valid_from, b.valid_from, $first_day) AS day, a.{key}, [a.{held}, b.{held}]
+FROM {table} AS a
+JOIN {table} AS b
+  ON a.{key} = b.{key} AND (a.valid_from, a.{held}) < (b.valid_from, b.{held})
  AND a.valid_from < coalesce(b.valid_to, DATE '9999-12-31') AND b.valid_from < coalesce(a.valid_to, DATE '9999-12-31')
 WHERE greatest(a.valid_from, b.valid_from) < $end_day
   AND least(coalesce(a.valid_to, DATE '9999-12-31'), coalesce(b.valid_to, DATE '9999-12-31')) > $first_day
-ORDER BY day, a.meter_id
-LIMIT 10
-"""
-
-
-# customers two plan rows put on two plans on a day of the range, with the first such day (the
-# reference check refuses such an export; this stops a run on one that reached the lake another way)
-TWO_PLANS_SQL = """
-SELECT greatest(a.valid_from, b.valid_from, $first_day) AS day, a.customer_id, [a.plan_id, b.plan_id]
-FROM customer_plans AS a
-JOIN customer_plans AS b
-  ON a.customer_id = b.customer_id AND (a.valid_from, a.plan_id) < (b.valid_from, b.plan_id)
- AND a.valid_from < coalesce(b.valid_to, DATE '9999-12-31') AND b.valid_from < coalesce(a.valid_to, DATE '9999-12-31')
-WHERE greatest(a.valid_from, b.valid_from) < $end_day
-  AND least(coalesce(a.valid_to, DATE '9999-12-31'), coalesce(b.valid_to, DATE '9999-12-31')) > $first_day
-ORDER BY day, a.customer_id
+ORDER BY day, a.{key}
 LIMIT 10
 """
 
@@ -652,12 +638,17 @@ def raise_if_shared(con: duckdb.DuckDBPyConnection, first_day: dt.date, end_day:
     """AmbiguousHolder if the assignments give a meter to two customers on a day from
     `first_day` until `end_day` (exclusive), naming the first day, the meter and the customers;
     AmbiguousTariff if the customer plans put a customer on two plans on such a day."""
-    shared = con.execute(TWO_HOLDERS_SQL, {"first_day": first_day, "end_day": end_day}).fetchall()
+    span = {"first_day": first_day, "end_day": end_day}
+    shared = con.execute(
+        TWO_AT_ONCE_SQL.format(table="assignments", key="meter_id", held="customer_id"), span
+    ).fetchall()
     if shared:
         day = shared[0][0]
         examples = "; ".join(f"meter {meter}: customers {customers}" for d, meter, customers in shared if d == day)
         raise AmbiguousHolder(f"{day}: the assignments give a meter to more than one customer: {examples}")
-    twice = con.execute(TWO_PLANS_SQL, {"first_day": first_day, "end_day": end_day}).fetchall()
+    twice = con.execute(
+        TWO_AT_ONCE_SQL.format(table="customer_plans", key="customer_id", held="plan_id"), span
+    ).fetchall()
     if twice:
         day = twice[0][0]
         examples = "; ".join(f"customer {customer}: plans {plans}" for d, customer, plans in twice if d == day)

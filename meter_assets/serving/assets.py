@@ -7,11 +7,10 @@ import time
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from meter_assets.billing.assets import pricing_views
+from meter_assets.billing.assets import PRICED_FROM, pricing_views
 from meter_assets.billing.pricing import price_day, raise_if_shared, raise_if_unpriced, start_usage, supply_days
 from meter_assets.config import settings
 from meter_assets.partitions import daily_partitions
-from meter_assets.reference.assets import customer_plans, customers, day_ahead_prices, meter_assignments, tariffs
 from meter_assets.resources import LakeResource, PostgresResource, lake_duckdb, scratch_dir
 from meter_assets.serving.store import refresh_day
 from meter_assets.sql import parquet
@@ -136,16 +135,7 @@ def build() -> list[dg.AssetsDefinition]:
     return [
         dg.asset(
             partitions_def=daily_partitions(),
-            deps=[
-                "reads_15min",
-                "reads_15min_export",
-                "reads_daily",
-                meter_assignments,
-                customers,
-                customer_plans,
-                tariffs,
-                day_ahead_prices,
-            ],
+            deps=PRICED_FROM,
             group_name="serving",
             kinds={"duckdb", "postgres"},
             pool="lake_compute",
